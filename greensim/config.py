@@ -1,0 +1,367 @@
+"""The experiment file: frozen pydantic models, YAML loading and readable errors.
+
+Precedence: model defaults < YAML file < ``--set key=value`` overrides. Every error
+names the dotted field path, the bad value and the fix; unknown keys suggest the
+closest valid key.
+"""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import Annotated
+
+from .errors import ConfigError
+
+__all__ = ["Experiment", "load_experiment", "parse_experiment", "apply_overrides", "json_schema"]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------ lengths
+class ConstantLength(_Base):
+    """Every request has the same token count."""
+    dist: Literal["constant"]
+    value: int = Field(ge=1, description="token count [tokens]")
+
+
+class UniformLength(_Base):
+    """Integer token counts uniform on [low, high]."""
+    dist: Literal["uniform"]
+    low: int = Field(ge=1, description="smallest token count [tokens]")
+    high: int = Field(ge=1, description="largest token count [tokens]")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class LognormalLength(_Base):
+    """Lognormal token counts, rounded and clipped to [min, max]."""
+    dist: Literal["lognormal"]
+    median: float = Field(gt=0, description="median token count [tokens] (= exp(mu))")
+    sigma: float = Field(ge=0, description="standard deviation of log(tokens)")
+    min: int = Field(1, ge=1, description="clip below [tokens]")
+    max: int = Field(32768, ge=1, description="clip above [tokens]")
+
+
+class EmpiricalLength(_Base):
+    """Token counts resampled (with replacement) from a column of a trace file."""
+    dist: Literal["empirical"]
+    path: str = Field(description="CSV or parquet file holding the column")
+    column: str = Field(description="column name, e.g. input_tokens")
+
+
+LengthDist = Annotated[Union[ConstantLength, UniformLength, LognormalLength, EmpiricalLength],
+                       Field(discriminator="dist")]
+
+
+# ------------------------------------------------------------------ workloads
+class PoissonWorkload(_Base):
+    """Poisson arrivals with independent input/output length distributions."""
+    kind: Literal["poisson"]
+    rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
+    n_requests: int = Field(ge=1, description="number of requests to generate")
+    input_tokens: LengthDist
+    output_tokens: LengthDist
+
+
+class TraceWorkload(_Base):
+    """Replay of a trace with columns arrival_time_s, input_tokens, output_tokens."""
+    kind: Literal["trace"]
+    path: str = Field(description="trace file (.csv or .parquet); relative to the experiment file")
+    format: str = Field("auto", description="trace reader name, or 'auto' from the file suffix")
+    max_requests: Optional[int] = Field(None, ge=1, description="keep only the first N requests")
+    time_scale: float = Field(1.0, gt=0, description="multiply arrival times by this factor")
+
+
+Workload = Annotated[Union[PoissonWorkload, TraceWorkload], Field(discriminator="kind")]
+
+
+# ------------------------------------------------------------------ cluster
+class InstanceGroup(_Base):
+    """``count`` identical instances, each ``tp`` GPUs of one type serving the model."""
+    gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
+    tp: int = Field(1, ge=1, le=64, description="tensor-parallel degree = GPUs per instance")
+    count: int = Field(1, ge=1, description="number of instances in this group")
+    name: Optional[str] = Field(None, description="label; defaults to '<gpu>x<tp>'")
+    max_batch_size: int = Field(256, ge=1, description="max requests per iteration (vLLM max_num_seqs default 256)")
+    max_batched_tokens: int = Field(8192, ge=1, description="max tokens per iteration [tokens]")
+    chunked_prefill: bool = Field(False, description="mix prompt chunks with decode tokens (Sarathi/vLLM chunked prefill)")
+    block_tokens: int = Field(16, ge=1, description="tokens per KV block (vLLM default 16)")
+    memory_reserve_frac: float = Field(0.1, ge=0, lt=1, description="GPU memory kept out of weights+KV (vLLM gpu_memory_utilization 0.9)")
+    watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
+
+
+class Cluster(_Base):
+    instances: List[InstanceGroup] = Field(min_length=1)
+    router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue)")
+
+
+# ------------------------------------------------------------------ SLO, carbon, perf
+class SLOPair(_Base):
+    ttft_s: float = Field(gt=0, description="time-to-first-token SLO [s]")
+    tpot_s: float = Field(gt=0, description="time-per-output-token SLO [s/token]")
+
+
+class SLO(SLOPair):
+    """Default SLO pair, plus optional per-class pairs for traces with an slo_class column."""
+    classes: Dict[str, SLOPair] = Field(default_factory=dict)
+
+
+class ConstantIntensity(_Base):
+    kind: Literal["constant"]
+    gco2_per_kwh: float = Field(ge=0, description="grid carbon intensity [gCO2e/kWh]")
+
+
+Intensity = Annotated[Union[ConstantIntensity], Field(discriminator="kind")]
+
+
+class Carbon(_Base):
+    intensity: Intensity = Field(default_factory=lambda: ConstantIntensity(kind="constant", gco2_per_kwh=260.7),
+                                 description="default: US-CAL-CISO 2023 mean LCA intensity, Electricity Maps")
+    pue: float = Field(1.1, ge=1.0, description="power usage effectiveness; default 1.1 (Chien et al. HotCarbon'23; LLMCarbon)")
+    lifetime_years: float = Field(5.0, gt=0, description="GPU service lifetime [years]; default 5 (Meta, Amazon 10-K FY2022)")
+    gpu_lifetime_years: Dict[str, float] = Field(default_factory=dict, description="per-GPU lifetime overrides [years]")
+    gpu_embodied_kgco2e: Dict[str, float] = Field(default_factory=dict, description="per-GPU embodied overrides [kgCO2e]")
+
+    @field_validator("gpu_lifetime_years", "gpu_embodied_kgco2e")
+    @classmethod
+    def _positive(cls, v: Dict[str, float]):
+        for k, x in v.items():
+            if not (x >= 0) or x != x:
+                raise ValueError(f"value for '{k}' must be a non-negative number, got {x}")
+        return v
+
+
+class Performance(_Base):
+    model: str = Field("roofline", description="performance model name")
+    eta_compute: Optional[float] = Field(None, gt=0, le=1, description="override compute efficiency")
+    eta_memory: Optional[float] = Field(None, gt=0, le=1, description="override memory-bandwidth efficiency")
+    iteration_overhead_s: Optional[float] = Field(None, ge=0, description="override per-iteration overhead [s]")
+
+
+class Output(_Base):
+    dir: str = Field("results", description="parent folder of run folders")
+    plots: bool = True
+    table_format: Literal["parquet", "csv"] = "parquet"
+
+
+class CatalogDirs(_Base):
+    gpu_dirs: List[str] = Field(default_factory=list, description="extra folders of GPU YAML files")
+    model_dirs: List[str] = Field(default_factory=list, description="extra folders of model YAML files")
+
+
+class SimulationOpts(_Base):
+    timeline_bin_s: Optional[float] = Field(None, gt=0, description="timeline bin [s]; default horizon/400")
+    progress: bool = True
+
+
+class Experiment(_Base):
+    """One simulated experiment: the single description of a run."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="experiment name (folder-safe)")
+    seed: int = Field(0, ge=0, description="root seed of every random stream")
+    model: str = Field(description="model name from the catalogue, e.g. Llama-3.1-8B")
+    workload: Workload
+    cluster: Cluster
+    slo: SLO
+    carbon: Carbon = Field(default_factory=Carbon)
+    performance: Performance = Field(default_factory=Performance)
+    output: Output = Field(default_factory=Output)
+    catalog: CatalogDirs = Field(default_factory=CatalogDirs)
+    simulation: SimulationOpts = Field(default_factory=SimulationOpts)
+
+
+# ------------------------------------------------------------------ errors
+def _model_at(root: type, loc: tuple) -> Optional[type]:
+    """The pydantic model class at a location path (for 'did you mean')."""
+    cur: Any = root
+    for part in loc:
+        cur = _unwrap(cur, part)
+        if cur is None:
+            return None
+        if isinstance(part, int):
+            continue
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            f = cur.model_fields.get(part)
+            if f is None:
+                return None
+            cur = f.annotation
+        elif typing.get_origin(cur) is dict:
+            cur = typing.get_args(cur)[1]
+    cur = _unwrap(cur, None)
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _unwrap(tp: Any, part: Any) -> Any:
+    for _ in range(5):
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin is Union:
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) == 1:
+                tp = members[0]
+                continue
+            for m in members:   # discriminated: the tag value appears in the path
+                for fname in ("dist", "kind"):
+                    f = getattr(m, "model_fields", {}).get(fname)
+                    if f is not None and part in typing.get_args(f.annotation):
+                        return m
+            return tp
+        elif origin in (list, List) and isinstance(part, int):
+            return typing.get_args(tp)[0]
+        else:
+            return tp
+    return tp
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = []
+    for e in exc.errors():
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc if p not in ("constant", "uniform", "lognormal", "empirical", "poisson", "trace")) or "(top level)"
+        val = e.get("input")
+        sval = repr(val) if not isinstance(val, dict) else "{...}"
+        if len(sval) > 60:
+            sval = sval[:57] + "..."
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(Experiment, loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{path}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
+        elif e["type"] == "missing":
+            lines.append(f"{path}: required field is missing. Add it.")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"{path}: {e['msg']}. Set one of the listed kinds.")
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"{path}: {e['msg']}.")
+        else:
+            lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
+    return f"{where}: invalid experiment ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines)
+
+
+# ------------------------------------------------------------------ loading
+def parse_experiment(data: Any, where: str = "experiment", base_dir: Path | None = None) -> Experiment:
+    """Validate a dict into an :class:`Experiment`; relative paths resolve against base_dir."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the experiment must be a YAML mapping of keys to values, "
+                          f"got {type(data).__name__}.")
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, where)) from None
+    if base_dir is not None:
+        exp = _resolve_paths(exp, base_dir)
+    return exp
+
+
+def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
+    def fix(p: str) -> str:
+        pp = Path(p).expanduser()
+        return str(pp if pp.is_absolute() else (base / pp).resolve())
+
+    wl = exp.workload
+    if isinstance(wl, TraceWorkload):
+        wl = wl.model_copy(update={"path": fix(wl.path)})
+    else:
+        upd = {}
+        for k in ("input_tokens", "output_tokens"):
+            d = getattr(wl, k)
+            if isinstance(d, EmpiricalLength):
+                upd[k] = d.model_copy(update={"path": fix(d.path)})
+        wl = wl.model_copy(update=upd)
+    cat = exp.catalog.model_copy(update={"gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
+                                         "model_dirs": [fix(d) for d in exp.catalog.model_dirs]})
+    return exp.model_copy(update={"workload": wl, "catalog": cat})
+
+
+def _coerce(v: str) -> Any:
+    try:
+        return yaml.safe_load(v)
+    except yaml.YAMLError:
+        return v
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any] | List[str]) -> Dict[str, Any]:
+    """Return a copy of ``data`` with dotted-path overrides applied.
+
+    ``overrides`` is a mapping ``{"cluster.router": "join_shortest_queue"}`` or a list of
+    ``"a.b=value"`` strings (values parsed as YAML). List items are addressed by index.
+    """
+    import copy
+    out = copy.deepcopy(data)
+    items = overrides.items() if isinstance(overrides, dict) else []
+    if isinstance(overrides, list):
+        parsed = []
+        for s in overrides:
+            if "=" not in s:
+                raise ConfigError(f"--set {s!r}: expected KEY=VALUE, e.g. --set workload.rate_rps=3")
+            k, v = s.split("=", 1)
+            parsed.append((k.strip(), _coerce(v)))
+        items = parsed
+    for key, value in items:
+        parts = key.split(".")
+        cur: Any = out
+        for i, p in enumerate(parts[:-1]):
+            if isinstance(cur, list):
+                try:
+                    cur = cur[int(p)]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"override {key!r}: '{p}' is not a valid index of "
+                                      f"{'.'.join(parts[:i]) or 'the list'} (length {len(cur)}).") from None
+            else:
+                cur = cur.setdefault(p, {})
+                if not isinstance(cur, (dict, list)):
+                    raise ConfigError(f"override {key!r}: '{'.'.join(parts[:i + 1])}' is a value, not a section.")
+        last = parts[-1]
+        if isinstance(cur, list):
+            try:
+                cur[int(last)] = value
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {key!r}: '{last}' is not a valid list index.") from None
+        else:
+            cur[last] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> Dict[str, Any]:
+    """Read an experiment YAML file into a dict with clear errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{path}: no such experiment file. Check the path "
+                          f"(run `greensim run` with no argument for the bundled quickstart).")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}. Fix the indentation or quoting there.") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty. Start from experiments/quickstart.yaml.")
+    return data
+
+
+def load_experiment(path: str | Path, overrides: Dict[str, Any] | List[str] | None = None) -> Experiment:
+    """Load, override and validate an experiment file."""
+    data = load_yaml(path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the experiment must be a YAML mapping.")
+        data = apply_overrides(data, overrides)
+    return parse_experiment(data, where=str(path), base_dir=Path(path).resolve().parent)
+
+
+def json_schema() -> Dict[str, Any]:
+    """JSON Schema of the experiment format (for editors)."""
+    return Experiment.model_json_schema()

@@ -1,0 +1,372 @@
+"""One serving instance: iteration-level continuous batching over a paged KV cache.
+
+Scheduling follows vLLM: a FCFS waiting queue; prefill-prioritised iterations (or, with
+chunked prefill, decode tokens first and prompt chunks filling the token budget);
+admission only when the prompt's KV blocks are free above a watermark; preemption by
+recomputation of the latest-admitted request when decode growth runs out of blocks.
+
+Runs of decode-only iterations are advanced in closed form: the batch does not change
+between arrivals, completions and KV-block exhaustion, so one event covers the whole
+run (it is cut at the next iteration boundary when an admissible request arrives).
+Per-request token counts are lazy: a decoding request's tokens are the instance's
+decode-step counter minus the step at which it joined.
+"""
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Tuple
+
+from ..errors import SimulationInvariantError
+from .interfaces import BoundPerformance
+from .ledger import Ledger
+from .requests import Request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .simulation import Simulation
+
+__all__ = ["Instance", "InstanceConfig"]
+
+
+class InstanceConfig:
+    """Static parameters of an instance (validated by the config layer)."""
+
+    __slots__ = ("name", "gpu", "tp", "kv_blocks", "block_tokens", "max_batch_size",
+                 "max_batched_tokens", "chunked_prefill", "watermark_blocks")
+
+    def __init__(self, name: str, gpu: str, tp: int, kv_blocks: int, block_tokens: int,
+                 max_batch_size: int, max_batched_tokens: int, chunked_prefill: bool,
+                 watermark_blocks: int):
+        self.name, self.gpu, self.tp = name, gpu, tp
+        self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
+        self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
+        self.chunked_prefill, self.watermark_blocks = chunked_prefill, watermark_blocks
+
+
+class Instance:
+    """A GPU group serving one model. Driven by the simulation's SimPy environment."""
+
+    def __init__(self, sim: "Simulation", index: int, cfg: InstanceConfig, perf: BoundPerformance,
+                 ledger: Ledger):
+        self.sim, self.index, self.cfg, self.perf, self.ledger = sim, index, cfg, perf, ledger
+        self.B = cfg.block_tokens
+        self.total_kv_blocks = cfg.kv_blocks
+        self.waiting: Deque[Request] = deque()
+        self.prefilling: List[Request] = []          # admitted, prompt not finished (chunked)
+        self.decoding: Dict[int, Request] = {}
+        self._heap: List[Tuple[int, int, Request]] = []  # (finish_step, id, request)
+        self.steps = 0                 # decode steps done
+        self._kv_base_sum = 0          # sum of kv_base over decoding requests
+        self._prefill_blocks = 0       # blocks held by admitted, not-yet-decoding requests
+        self._dec_blocks = 0           # blocks held by decoding requests at self.steps
+        self._acc_s = 0.0              # busy time per decode token, accumulated [s]
+        self._acc_j = 0.0              # busy energy per decode token, accumulated [J]
+        self._seq = 0
+        self.busy = False
+        self._event = None
+        self._run: Tuple[float, int, int, int] | None = None  # (start, n, ctx0, k) of a decode run
+        self._batch: list = []         # prefill chunks of the running iteration
+        self._iter_decode = False      # whether the running iteration includes decode tokens
+        self.n_iterations = 0
+        self.n_preemptions = 0
+
+    # ----------------------------------------------------------------- views
+    @property
+    def n_waiting(self) -> int:
+        return len(self.waiting)
+
+    @property
+    def n_running(self) -> int:
+        return len(self.decoding) + len(self.prefilling) + len(self._batch)
+
+    @property
+    def free_kv_blocks(self) -> int:
+        return self.total_kv_blocks - self._prefill_blocks - self._dec_blocks
+
+    def _blocks(self, tokens: int) -> int:
+        return -(-tokens // self.B)
+
+    # ----------------------------------------------------------------- arrivals
+    def enqueue(self, r: Request) -> None:
+        """A request routed here. Starts an idle instance or cuts a decode run short."""
+        was_empty = not self.waiting
+        self.waiting.append(r)
+        self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
+        if not self.busy:
+            self._schedule()
+        elif was_empty and self._run is not None:
+            self._cut_run()
+
+    def _cut_run(self) -> None:
+        start, n, ctx0, k = self._run
+        elapsed = self.sim.env.now - start
+        j = self.perf.decode_iterations_until(n, ctx0, k, elapsed)
+        if j < k:
+            self._run = (start, n, ctx0, j)
+            end = start + self.perf.decode_run_time_s(n, ctx0, j)
+            self._arm(max(0.0, end - self.sim.env.now))
+
+    def _arm(self, delay: float) -> None:
+        ev = self.sim.env.timeout(delay)
+        ev.callbacks.append(self._on_event)
+        self._event = ev
+
+    def _on_event(self, ev) -> None:
+        if ev is not self._event:
+            return  # superseded by a cut run
+        self._finish_iteration()
+        self._schedule()
+
+    # ----------------------------------------------------------------- decode bookkeeping
+    def _enter_decode(self, r: Request) -> None:
+        s = self.steps
+        r.step_base = s
+        r.kv_base = r.kv_len - s
+        r.finish_step = s + (r.n_out - r.generated)
+        r.share_base_s = self._acc_s
+        r.share_base_j = self._acc_j
+        self._kv_base_sum += r.kv_base
+        self._prefill_blocks -= r.blocks
+        self._dec_blocks += r.blocks
+        self.decoding[r.id] = r
+        heapq.heappush(self._heap, (r.finish_step, r.id, r))
+
+    def _leave_decode(self, r: Request) -> None:
+        s = self.steps
+        del self.decoding[r.id]
+        r.generated += s - r.step_base
+        r.kv_len = r.kv_base + s
+        r.busy_s += self._acc_s - r.share_base_s
+        r.energy_j += self._acc_j - r.share_base_j
+        r.blocks = self._blocks(r.kv_len)
+        self._dec_blocks -= r.blocks
+        self._kv_base_sum -= r.kv_base
+
+    def _recount_decode_blocks(self) -> None:
+        s, B = self.steps, self.B
+        self._dec_blocks = sum(-(-(r.kv_base + s) // B) for r in self.decoding.values())
+
+    def _decode_kv_limit(self, kmax: int) -> int:
+        """Largest k <= kmax such that k more decode steps fit in the free blocks."""
+        n = len(self.decoding)
+        free = self.free_kv_blocks
+        if free >= n * (-(-kmax // self.B)):
+            return kmax
+        s, B = self.steps, self.B
+        # Request i needs a new block at step k0_i, k0_i + B, ...; k0_i in [1, B].
+        k0 = sorted(B - ((r.kv_base + s - 1) % B) for r in self.decoding.values())
+        first_fail = k0[free % n] + B * (free // n)
+        return min(kmax, first_fail - 1)
+
+    # ----------------------------------------------------------------- scheduling
+    def _schedule(self) -> None:
+        """Pick the next iteration (or go idle). Called at iteration boundaries."""
+        if self.cfg.chunked_prefill:
+            if self.decoding:
+                self._ensure_decode_blocks()
+            chunks = self._admit_chunked() if (self.waiting or self.prefilling) else []
+            n_dec = len(self.decoding)
+        else:
+            chunks = self._admit_whole() if self.waiting else []
+            n_dec = 0
+        if chunks:
+            self._start_iteration(chunks, n_dec)
+            return
+        if self.decoding:
+            self._start_decode_run()
+            return
+        self.busy = False
+        self._event = None
+        self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
+
+    def _admit_whole(self) -> list:
+        """vLLM default: a prefill-only batch of whole prompts from the queue head."""
+        cfg = self.cfg
+        budget = cfg.max_batched_tokens
+        n_run = len(self.decoding)
+        free = self.free_kv_blocks - cfg.watermark_blocks
+        chunks = []
+        while self.waiting and n_run + len(chunks) < cfg.max_batch_size:
+            r = self.waiting[0]
+            need = r.n_in + r.generated
+            nb = self._blocks(need)
+            if need > budget or nb > free:
+                break
+            self.waiting.popleft()
+            self._admit(r, nb)
+            free -= nb
+            budget -= need
+            chunks.append((r, need))
+        return chunks
+
+    def _admit_chunked(self) -> list:
+        """Chunked prefill: decode tokens first, then prompt chunks fill the budget."""
+        cfg = self.cfg
+        budget = cfg.max_batched_tokens - len(self.decoding)
+        chunks = []
+        for r in self.prefilling:
+            if budget <= 0:
+                break
+            q = min(budget, r.n_in + r.generated - r.prefilled)
+            chunks.append((r, q))
+            budget -= q
+        s, B = self.steps, self.B
+        step_blocks = sum(1 for r in self.decoding.values() if (r.kv_base + s) % B == 0)
+        free = self.free_kv_blocks - cfg.watermark_blocks - step_blocks
+        while (self.waiting and budget > 0
+               and len(self.decoding) + len(self.prefilling) < cfg.max_batch_size):
+            r = self.waiting[0]
+            need = r.n_in + r.generated
+            nb = self._blocks(need)
+            if nb > free:
+                break
+            self.waiting.popleft()
+            self._admit(r, nb)
+            self.prefilling.append(r)
+            free -= nb
+            q = min(budget, need)
+            chunks.append((r, q))
+            budget -= q
+        return chunks
+
+    def _admit(self, r: Request, nb: int) -> None:
+        r.blocks = nb
+        r.prefilled = 0
+        self._prefill_blocks += nb
+        self._seq += 1
+        r.seq = self._seq
+        if not r.admitted:
+            r.admitted = True
+            self.sim.on_first_scheduled(r, self.sim.env.now)
+
+    def _ensure_decode_blocks(self) -> None:
+        """Make room for one decode step, preempting the latest-admitted if needed."""
+        while self.decoding and self._decode_kv_limit(1) < 1:
+            self._preempt()
+
+    def _preempt(self) -> None:
+        """Recompute-preempt the latest-admitted running request."""
+        cands = list(self.decoding.values()) + [r for r in self.prefilling]
+        victim = max(cands, key=lambda r: r.seq)
+        if victim.id in self.decoding:
+            self._leave_decode(victim)
+        else:
+            self.prefilling.remove(victim)
+            self._prefill_blocks -= victim.blocks
+        victim.blocks = 0
+        victim.kv_len = 0
+        victim.prefilled = 0
+        self.waiting.appendleft(victim)
+        self.n_preemptions += 1
+        self.sim.on_preempted(victim)
+
+    def _start_iteration(self, chunks: list, n_dec: int) -> None:
+        ctx = self._kv_base_sum + n_dec * (self.steps + 1) if n_dec else 0
+        pc = [(q, r.prefilled) for r, q in chunks]
+        t = self.perf.iteration_time_s(pc, n_dec, ctx)
+        p_tok = sum(q for _, q in chunks)
+        power = self.perf.power_w(p_tok, n_dec)
+        self._batch = chunks
+        self._iter_decode = n_dec > 0
+        self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
+        self._run = None
+        self.busy = True
+        self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.decoding) + len(self.prefilling)
+                           + (0 if self.cfg.chunked_prefill else len(chunks)))
+        self._arm(t)
+
+    def _start_decode_run(self) -> None:
+        while True:
+            while self._heap and (self._heap[0][2].id not in self.decoding
+                                  or self._heap[0][2].finish_step != self._heap[0][0]):
+                heapq.heappop(self._heap)  # stale entry of a preempted request
+            k = self._heap[0][0] - self.steps
+            if self.sim.max_run_iterations is not None:
+                k = min(k, self.sim.max_run_iterations)
+            k = self._decode_kv_limit(k)
+            if k >= 1:
+                break
+            self._preempt()
+            if not self.decoding:
+                self._schedule()
+                return
+        n = len(self.decoding)
+        ctx0 = self._kv_base_sum + n * (self.steps + 1)
+        self._run = (self.sim.env.now, n, ctx0, k)
+        self._batch = []
+        self.busy = True
+        self.ledger.sample(self.sim.env.now, len(self.waiting), n)
+        self._arm(self.perf.decode_run_time_s(n, ctx0, k))
+
+    # ----------------------------------------------------------------- completion of work
+    def _finish_iteration(self) -> None:
+        now = self.sim.env.now
+        if self._run is not None:
+            start, n, ctx0, k = self._run
+            dt = now - start
+            energy = self.perf.decode_power_w * dt
+            self._acc_s += dt / n
+            self._acc_j += energy / n
+            self.steps += k
+            self.ledger.busy(start, dt, energy)
+            self.n_iterations += k
+            self._run = None
+            self._recount_decode_blocks()
+            self._pop_finished(now)
+            return
+        t, p, T = self._iter_t, self._iter_p, self._iter_tokens
+        start = now - t
+        self.ledger.busy(start, t, t * p)
+        self.n_iterations += 1
+        if self._iter_decode:
+            self._acc_s += t / T
+            self._acc_j += t * p / T
+            self.steps += 1
+            self._recount_decode_blocks()
+        chunks, self._batch = self._batch, []
+        for r, q in chunks:
+            r.busy_s += t * q / T
+            r.energy_j += t * p * q / T
+            r.prefilled += q
+            target = r.n_in + r.generated
+            if r.prefilled < target:
+                continue                       # chunked prefill continues
+            if self.cfg.chunked_prefill:
+                self.prefilling.remove(r)
+            r.kv_len = target
+            r.generated += 1
+            if r.generated == 1:
+                self.sim.on_first_token(r, now)
+            if r.generated >= r.n_out:
+                self._prefill_blocks -= r.blocks
+                r.blocks = 0
+                self.sim.on_complete(r, now)
+            else:
+                self._enter_decode(r)
+        if self._iter_decode:
+            self._pop_finished(now)
+
+    def _pop_finished(self, now: float) -> None:
+        heap, s = self._heap, self.steps
+        while heap and heap[0][0] <= s:
+            fs, _, r = heapq.heappop(heap)
+            if r.id not in self.decoding or r.finish_step != fs:
+                continue
+            if fs != s:
+                raise SimulationInvariantError(
+                    f"instance {self.index}: request {r.id} overshot its last token "
+                    f"(finish step {fs}, now {s})")
+            self._leave_decode(r)
+            r.blocks = 0
+            self.sim.on_complete(r, now)
+
+    def check_drained(self) -> None:
+        """Invariant at the end of a run: no work left, every KV block free."""
+        if self.waiting or self.decoding or self.prefilling or self.busy:
+            raise SimulationInvariantError(
+                f"instance {self.index} ended with work left: {len(self.waiting)} waiting, "
+                f"{len(self.decoding)} decoding, {len(self.prefilling)} prefilling")
+        if self._prefill_blocks != 0 or self._dec_blocks != 0:
+            raise SimulationInvariantError(
+                f"instance {self.index} ended with KV blocks held "
+                f"(prefill {self._prefill_blocks}, decode {self._dec_blocks})")

@@ -1,0 +1,84 @@
+"""The small interfaces the core talks to. Plug-ins implement these."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol, Sequence, Tuple
+
+__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router"]
+
+#: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
+Chunk = Tuple[int, int]
+
+
+class BoundPerformance(ABC):
+    """Latency and power of one instance (GPU type x TP degree x model).
+
+    All times in seconds, power in watts for the whole instance (all TP GPUs).
+    """
+
+    #: idle power of the whole instance [W]
+    idle_power_w: float
+    #: power during a decode-only iteration [W]
+    decode_power_w: float
+
+    @abstractmethod
+    def iteration_time_s(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int) -> float:
+        """Duration of one engine iteration [s].
+
+        Parameters
+        ----------
+        chunks : prefill chunks in the batch, each (new tokens, cached tokens before).
+        n_decode : number of requests decoding one token in this iteration.
+        decode_ctx_tokens : sum over decode requests of the tokens each attends to.
+        """
+
+    @abstractmethod
+    def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
+        """Average instance power during an iteration of that composition [W]."""
+
+    def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
+        """Total time of ``k`` consecutive decode-only iterations of ``n`` requests [s].
+
+        Iteration ``j`` (0-based) has decode context ``ctx0 + n*j``. Subclasses with
+        a closed form override this; the default sums iteration by iteration.
+        """
+        return sum(self.iteration_time_s((), n, ctx0 + n * j) for j in range(k))
+
+    def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
+        """Smallest k in [1, kmax] whose run of k iterations ends at or after ``dt_s``."""
+        lo, hi = 1, kmax
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.decode_run_time_s(n, ctx0, mid) >= dt_s:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+
+class PerformanceModel(ABC):
+    """Factory of :class:`BoundPerformance` for (GPU, model, TP degree)."""
+
+    name: str = "performance-model"
+
+    @abstractmethod
+    def bind(self, gpu, model, tp: int) -> BoundPerformance:
+        """Return the latency/power model of one instance."""
+
+
+class InstanceView(Protocol):
+    """What a router may read of an instance."""
+
+    index: int
+    n_waiting: int
+    n_running: int
+    free_kv_blocks: int
+    total_kv_blocks: int
+
+
+class Router(Protocol):
+    """Chooses the instance for each arriving request."""
+
+    def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
+        """Return the index (into ``instances``) of the instance to serve the request."""
+        ...

@@ -1,0 +1,132 @@
+"""The simulation: a SimPy environment, the arrival stream, a router and instances."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import simpy
+
+from ..errors import SimulationInvariantError
+from .instance import Instance, InstanceConfig
+from .interfaces import BoundPerformance, Router
+from .ledger import Ledger
+from .requests import Request, RequestRecord, RequestTable
+
+__all__ = ["Simulation", "SimOutput"]
+
+
+@dataclass
+class SimOutput:
+    """Raw outcome of a run; turned into tables by :mod:`greensim.results`."""
+
+    table: RequestTable
+    record: RequestRecord
+    instances: List[Instance]
+    horizon_s: float
+    bin_s: float
+
+
+class Simulation:
+    """Replays a :class:`RequestTable` through routed instances.
+
+    Parameters
+    ----------
+    table : the workload.
+    instances : (config, bound performance model) per instance.
+    router : chooses an instance per arrival.
+    bin_s : timeline bin width [s].
+    progress : optional callable(sim_time_s) called about every 1% of arrivals.
+    max_run_iterations : cap on decode iterations per event (None = whole runs in closed
+        form; 1 = one event per iteration, the reference the closed form must match).
+    """
+
+    def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
+                 router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
+                 max_run_iterations: Optional[int] = None):
+        self.env = simpy.Environment()
+        self.max_run_iterations = max_run_iterations
+        self.table = table
+        self.router = router
+        self.bin_s = bin_s
+        self.record = RequestRecord(len(table))
+        self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
+                          for i, (cfg, perf) in enumerate(instances)]
+        self._progress = progress
+        self._arr = table.arrival_s.tolist()
+        self._nin = table.n_input_tokens.tolist()
+        self._nout = table.n_output_tokens.tolist()
+        self._next = 0
+        self.n_done = 0
+        self.n_rejected = 0
+        self._max_need = [inst.total_kv_blocks - inst.cfg.watermark_blocks for inst in self.instances]
+
+    # ---------------------------------------------------------------- hooks from instances
+    def on_first_scheduled(self, r: Request, now: float) -> None:
+        self.record.first_scheduled_s[r.id] = now
+
+    def on_first_token(self, r: Request, now: float) -> None:
+        self.record.first_token_s[r.id] = now
+
+    def on_preempted(self, r: Request) -> None:
+        self.record.n_preemptions[r.id] += 1
+
+    def on_complete(self, r: Request, now: float) -> None:
+        rec = self.record
+        rec.done_s[r.id] = now
+        rec.n_generated[r.id] = r.generated
+        rec.busy_s[r.id] = r.busy_s
+        rec.energy_j[r.id] = r.energy_j
+        self.n_done += 1
+
+    # ---------------------------------------------------------------- arrivals
+    def _schedule_arrival(self) -> None:
+        i = self._next
+        if i >= len(self._arr):
+            return
+        ev = self.env.timeout(max(0.0, self._arr[i] - self.env.now))
+        ev.callbacks.append(self._on_arrival)
+
+    def _on_arrival(self, _ev) -> None:
+        i = self._next
+        self._next = i + 1
+        self._schedule_arrival()
+        n_in, n_out = self._nin[i], self._nout[i]
+        k = self.router.choose(i, n_in, self.instances)
+        if not (0 <= k < len(self.instances)):
+            raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self.instances) - 1}")
+        inst = self.instances[k]
+        self.record.instance[i] = k
+        cfg = inst.cfg
+        reason = ""
+        if inst._blocks(n_in + n_out - 1) > self._max_need[k]:
+            reason = (f"needs {inst._blocks(n_in + n_out - 1)} KV blocks; instance {cfg.name} "
+                      f"holds {self._max_need[k]} above the watermark")
+        elif not cfg.chunked_prefill and n_in + n_out - 1 > cfg.max_batched_tokens:
+            reason = (f"prompt+output {n_in + n_out - 1} tokens exceed max_batched_tokens "
+                      f"{cfg.max_batched_tokens} (a recomputed prompt could not be scheduled); "
+                      f"enable chunked_prefill or raise max_batched_tokens")
+        if reason:
+            self.record.rejected[i] = True
+            self.record.reject_reason[i] = reason
+            self.n_rejected += 1
+            return
+        if self._progress is not None and i % self._progress_every == 0:
+            self._progress(self.env.now)
+        inst.enqueue(Request(i, n_in, n_out))
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> SimOutput:
+        """Run until every request has completed or been rejected."""
+        self._progress_every = max(1, len(self._arr) // 100)
+        self._schedule_arrival()
+        self.env.run()
+        n = len(self._arr)
+        if self.n_done + self.n_rejected != n:
+            raise SimulationInvariantError(
+                f"{n} requests arrived but {self.n_done} completed and {self.n_rejected} were rejected")
+        for inst in self.instances:
+            inst.check_drained()
+        horizon = float(self.env.now)
+        if n:
+            horizon = max(horizon, float(self._arr[-1]))
+        return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s)

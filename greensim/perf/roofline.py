@@ -1,0 +1,153 @@
+"""Calibrated roofline latency model with a phase-based power model.
+
+Per iteration, on each of the ``tp`` GPUs of an instance::
+
+    t = max(F / (tp * eta_c * F_peak), M / (tp * eta_m * BW)) + t_fixed + t_comm
+
+    F = T * f_mm + f_attn * (A_prefill + C_decode)          [FLOP]
+    M = W + kv_b * (R_prefill + C_decode + T)                [bytes]
+    t_comm = 2 * L * (lat_ar + T * h * b / bw_ar)   if tp > 1 [s]
+
+with ``T`` tokens in the batch (prefill + decode), ``f_mm`` matmul FLOPs per token,
+``f_attn`` attention FLOPs per (query, key) pair, ``A_prefill`` prefill attention
+pairs (causal), ``R_prefill`` cached tokens re-read by prefill chunks, ``C_decode`` the
+summed decode context, ``W`` weight bytes and ``kv_b`` KV bytes per token. The
+efficiencies ``eta_c``, ``eta_m`` (per GPU) and the per-iteration overhead ``t_fixed``
+come from ``profiles/roofline.yaml``, fitted to measured data (see that file).
+
+Power (splitwise-sim's constant phase model): an iteration with prefill tokens draws
+``P_dec + (P_pre - P_dec) * P_tokens / T`` per GPU, a decode-only one ``P_dec``; an idle
+GPU ``P_idle``.
+"""
+from __future__ import annotations
+
+import math
+from importlib import resources
+from typing import Any, Dict, Mapping, Sequence
+
+import yaml
+
+from ..catalog import GPUSpec, ModelSpec
+from ..core.interfaces import BoundPerformance, Chunk, PerformanceModel
+from ..errors import ProfileError
+from . import PERFORMANCE_MODELS
+
+__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params"]
+
+
+def load_roofline_params() -> Dict[str, Any]:
+    """Read the shipped calibration, ``profiles/roofline.yaml``."""
+    text = (resources.files("greensim._profiles") / "roofline.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+class BoundRoofline(BoundPerformance):
+    """Roofline of one instance. Decode runs are summed in closed form."""
+
+    def __init__(self, gpu: GPUSpec, model: ModelSpec, tp: int, eta_compute: float,
+                 eta_memory: float, t_fixed_s: float, allreduce_latency_s: float,
+                 allreduce_bandwidth_bps: float):
+        self.gpu, self.model, self.tp = gpu, model, tp
+        self._flops = tp * eta_compute * gpu.peak_flops          # effective FLOP/s
+        self._bw = tp * eta_memory * gpu.mem_bandwidth_bps       # effective bytes/s
+        self._f_mm = model.matmul_flops_per_token
+        self._f_attn = model.attn_flops_per_token_ctx
+        self._w = model.weight_bytes
+        self._kv = model.kv_bytes_per_token
+        self._t_fixed = t_fixed_s
+        if tp > 1:
+            self._comm_a = 2 * model.n_layers * allreduce_latency_s
+            self._comm_b = 2 * model.n_layers * model.hidden_size * model.dtype_bytes / allreduce_bandwidth_bps
+        else:
+            self._comm_a = self._comm_b = 0.0
+        self.idle_power_w = tp * gpu.idle_w
+        self.decode_power_w = tp * gpu.decode_power_w
+        self._prefill_power_w = tp * gpu.prefill_power_w
+
+    def iteration_time_s(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int) -> float:
+        p_tok = 0
+        pairs = 0.0
+        reread = 0
+        for q, c in chunks:
+            p_tok += q
+            pairs += q * c + q * (q + 1) * 0.5
+            reread += c
+        tokens = p_tok + n_decode
+        if tokens == 0:
+            return 0.0
+        f = tokens * self._f_mm + self._f_attn * (pairs + decode_ctx_tokens)
+        m = self._w + self._kv * (reread + decode_ctx_tokens + tokens)
+        tc, tm = f / self._flops, m / self._bw
+        return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * tokens
+
+    def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
+        if n_prefill_tokens <= 0:
+            return self.decode_power_w
+        share = n_prefill_tokens / (n_prefill_tokens + n_decode)
+        return self.decode_power_w + (self._prefill_power_w - self.decode_power_w) * share
+
+    def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
+        # Iteration j: tc = ac + bc*j, tm = am + bm*j; sum max() exactly by splitting at
+        # the one crossover of the two affine functions.
+        if k <= 0:
+            return 0.0
+        ac = (n * self._f_mm + self._f_attn * ctx0) / self._flops
+        bc = self._f_attn * n / self._flops
+        am = (self._w + self._kv * (ctx0 + n)) / self._bw
+        bm = self._kv * n / self._bw
+        const = k * (self._t_fixed + self._comm_a + self._comm_b * n)
+        d0, dd = ac - am, bc - bm          # tc - tm at j = 0, and its slope
+        if dd == 0.0:
+            split = k if d0 > 0 else 0     # compute-bound for j < split
+        else:
+            jx = -d0 / dd                  # crossover (real)
+            if dd > 0:                     # memory-bound first, compute-bound from ceil(jx)
+                s = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
+                return const + _aff(am, bm, 0, s) + _aff(ac, bc, s, k)
+            split = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
+        return const + _aff(ac, bc, 0, split) + _aff(am, bm, split, k)
+
+
+def _aff(a: float, b: float, j0: int, j1: int) -> float:
+    """Sum of a + b*j for j in [j0, j1)."""
+    if j1 <= j0:
+        return 0.0
+    return (j1 - j0) * a + b * (j1 * (j1 - 1) - j0 * (j0 - 1)) * 0.5
+
+
+@PERFORMANCE_MODELS.register("roofline")
+class RooflineModel(PerformanceModel):
+    """Roofline calibrated per GPU; unknown GPUs use their architecture's factors."""
+
+    name = "roofline"
+
+    def __init__(self, params: Mapping[str, Any] | None = None, **overrides: Any):
+        self.params = dict(params or load_roofline_params())
+        self.overrides = overrides
+
+    def _eff(self, gpu: GPUSpec) -> Mapping[str, Any]:
+        table = self.params.get("gpus", {})
+        if gpu.name in table:
+            return table[gpu.name]
+        arch = self.params.get("architectures", {})
+        if gpu.architecture in arch:
+            return arch[gpu.architecture]
+        raise ProfileError(
+            f"performance.roofline: no efficiency factors for GPU '{gpu.name}' "
+            f"(architecture '{gpu.architecture}'). Add it under 'gpus' or 'architectures' "
+            f"in profiles/roofline.yaml, or set performance.eta_compute and performance.eta_memory."
+        )
+
+    def bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundRoofline:
+        e = dict(self._eff(gpu))
+        eng = dict(self.params["engine"])
+        o = self.overrides
+        return BoundRoofline(
+            gpu, model, tp,
+            eta_compute=float(o.get("eta_compute") or e["eta_compute"]),
+            eta_memory=float(o.get("eta_memory") or e["eta_memory"]),
+            t_fixed_s=float(o["iteration_overhead_s"] if o.get("iteration_overhead_s") is not None
+                            else eng["iteration_overhead_s"]),
+            allreduce_latency_s=float(e.get("allreduce_latency_s", eng["allreduce_latency_s"])),
+            allreduce_bandwidth_bps=float(e.get("allreduce_bandwidth_gbs", eng["allreduce_bandwidth_gbs"])) * 1e9,
+        )

@@ -1,0 +1,191 @@
+"""Build a simulation from an experiment, run it, and return (and optionally write) results."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .carbon import INTENSITY_SOURCES
+from .catalog import load_catalog
+from .config import Experiment, load_experiment, parse_experiment
+from .core.instance import InstanceConfig
+from .core.memory import kv_capacity_blocks
+from .core.requests import RequestTable
+from .core.simulation import Simulation
+from .errors import TraceError
+from .perf import PERFORMANCE_MODELS
+from .policies import ROUTERS
+from .results import InstanceCarbonSpec, Tables, build_tables, write_run
+from .workloads import build_workload
+
+__all__ = ["Result", "Prepared", "prepare", "simulate", "run", "default_experiment_path", "config_hash"]
+
+
+@dataclass
+class Result:
+    """Outcome of one run: DataFrames, the summary and the run folder (if written)."""
+    experiment: Experiment
+    requests: pd.DataFrame
+    instances: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: Dict[str, Any]
+    folder: Optional[Path]
+    wall_s: float
+
+
+def default_experiment_path() -> Path:
+    """The bundled quickstart experiment."""
+    return Path(str(resources.files("greensim._experiments") / "quickstart.yaml"))
+
+
+def config_hash(exp: Experiment) -> str:
+    blob = json.dumps(exp.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("greensim")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a checkout
+        return "0+unknown"
+
+
+def _slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
+    ttft = np.full(n, exp.slo.ttft_s)
+    tpot = np.full(n, exp.slo.tpot_s)
+    return ttft, tpot
+
+
+def _to_experiment(experiment: Any, overrides) -> Experiment:
+    if isinstance(experiment, Experiment):
+        if overrides:
+            from .config import apply_overrides
+            return parse_experiment(apply_overrides(experiment.model_dump(mode="json"), overrides))
+        return experiment
+    if isinstance(experiment, dict):
+        from .config import apply_overrides
+        return parse_experiment(apply_overrides(experiment, overrides or {}))
+    return load_experiment(experiment, overrides)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, resolved from the experiment (before simulating)."""
+    experiment: Experiment
+    table: RequestTable
+    instances: List[Tuple[InstanceConfig, Any]]
+    specs: List[InstanceCarbonSpec]
+    router_factory: Any
+    intensity: Any
+    bin_s: float
+
+
+def prepare(exp: Experiment) -> Prepared:
+    """Resolve catalogue names, build the workload and bind performance models."""
+    catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
+    model = catalog.model(exp.model, "model")
+    root = np.random.SeedSequence(exp.seed)
+    s_workload, _s_policies = root.spawn(2)
+    table = build_workload(exp.workload, s_workload)
+    if len(table) == 0:
+        raise TraceError("workload: no requests to simulate.")
+    perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
+    perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
+                    iteration_overhead_s=exp.performance.iteration_overhead_s)
+    instances, specs = [], []
+    for gi, g in enumerate(exp.cluster.instances):
+        where = f"cluster.instances.{gi}"
+        gpu = catalog.gpu(g.gpu, f"{where}.gpu")
+        kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                                       g.block_tokens, g.memory_reserve_frac,
+                                       where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+        bound = perf.bind(gpu, model, g.tp)
+        emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
+        life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
+        for _ in range(g.count):
+            cfg = InstanceConfig(name=g.name or f"{gpu.name}x{g.tp}", gpu=gpu.name, tp=g.tp,
+                                 kv_blocks=kv_blocks, block_tokens=g.block_tokens,
+                                 max_batch_size=g.max_batch_size, max_batched_tokens=g.max_batched_tokens,
+                                 chunked_prefill=g.chunked_prefill,
+                                 watermark_blocks=int(g.watermark_frac * kv_blocks))
+            instances.append((cfg, bound))
+            specs.append(InstanceCarbonSpec(gpu.name, g.tp, emb, life))
+    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
+        catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
+    router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
+    ic = exp.carbon.intensity
+    intensity = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
+        **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    last = float(table.arrival_s[-1])
+    bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s)
+
+
+def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
+             max_run_iterations: Optional[int] = None) -> Tables:
+    """Run a prepared experiment and build its tables."""
+    sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
+                     max_run_iterations=max_run_iterations)
+    out = sim.run()
+    ttft_slo, tpot_slo = _slo_arrays(p.experiment, len(p.table), p.table.slo_class)
+    return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, ttft_slo, tpot_slo)
+
+
+def run(experiment: Any = None, overrides: Any = None, write: bool = True,
+        out_dir: str | Path | None = None, progress: Optional[bool] = None) -> Result:
+    """Run one experiment.
+
+    Parameters
+    ----------
+    experiment : path to a YAML file, a dict, or an :class:`Experiment`; default: the
+        bundled quickstart.
+    overrides : ``{"dotted.key": value}`` or ``["dotted.key=value", ...]``.
+    write : write the results folder (``<output.dir>/<name>/<hash8>/``).
+    out_dir : overrides ``output.dir``.
+    progress : show a progress bar (default: ``simulation.progress``).
+    """
+    t_wall = time.perf_counter()
+    exp = _to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
+    p = prepare(exp)
+    show = exp.simulation.progress if progress is None else progress
+    bar = cb = None
+    if show:
+        from tqdm import tqdm
+        last = float(p.table.arrival_s[-1])
+        bar = tqdm(total=round(last, 1), unit="sim-s", desc=exp.name, delay=2.0, leave=False)
+
+        def cb(now: float) -> None:
+            bar.update(round(now, 1) - bar.n)
+    try:
+        tables = simulate(p, progress=cb)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t_wall
+    tables.summary["sim_wall_s"] = wall
+    folder = None
+    if write:
+        h = config_hash(exp)
+        base = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
+        manifest = {
+            "greensim_version": _version(), "config_sha256": h, "seed": exp.seed,
+            "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+            "wall_s": wall, "n_requests": len(p.table),
+        }
+        plot = None
+        if exp.output.plots:
+            from .results.plots import plot_run
+
+            def plot(folder: Path) -> None:
+                plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
+        folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
+                           exp.output.table_format, plot)
+    return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall)
