@@ -185,9 +185,11 @@ def _model_at(root: type, loc: tuple) -> Optional[type]:
     """The pydantic model class at a location path (for 'did you mean')."""
     cur: Any = root
     for part in loc:
+        tagged = _tag_member(cur, part)
+        if tagged is not None:          # a discriminated union's tag appears in the path
+            cur = tagged
+            continue
         cur = _unwrap(cur, part)
-        if cur is None:
-            return None
         if isinstance(part, int):
             continue
         if isinstance(cur, type) and issubclass(cur, BaseModel):
@@ -197,8 +199,23 @@ def _model_at(root: type, loc: tuple) -> Optional[type]:
             cur = f.annotation
         elif typing.get_origin(cur) is dict:
             cur = typing.get_args(cur)[1]
+        else:
+            return None
     cur = _unwrap(cur, None)
     return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def _tag_member(tp: Any, part: Any) -> Optional[type]:
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) is not Union:
+        return None
+    for m in typing.get_args(tp):
+        for fname in ("dist", "kind"):
+            f = getattr(m, "model_fields", {}).get(fname)
+            if f is not None and part in typing.get_args(f.annotation):
+                return m
+    return None
 
 
 def _unwrap(tp: Any, part: Any) -> Any:
@@ -208,15 +225,9 @@ def _unwrap(tp: Any, part: Any) -> Any:
             tp = typing.get_args(tp)[0]
         elif origin is Union:
             members = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(members) == 1:
-                tp = members[0]
-                continue
-            for m in members:   # discriminated: the tag value appears in the path
-                for fname in ("dist", "kind"):
-                    f = getattr(m, "model_fields", {}).get(fname)
-                    if f is not None and part in typing.get_args(f.annotation):
-                        return m
-            return tp
+            if len(members) != 1:
+                return tp
+            tp = members[0]
         elif origin in (list, List) and isinstance(part, int):
             return typing.get_args(tp)[0]
         else:

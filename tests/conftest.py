@@ -39,3 +39,11 @@ def make_experiment(**updates):
 def shared_data() -> Path:
     assert SHARED_DATA.is_dir(), f"expected ../shared/data beside the repo at {SHARED_DATA}"
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """A module-scoped monkeypatch (hypothesis re-runs a test body many times per fixture)."""
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

@@ -1,0 +1,146 @@
+"""CLI: run and validate, including bad inputs (clear one-paragraph errors, exit 2)."""
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from greensim.cli import main
+from conftest import make_experiment
+
+
+def write(tmp_path, d, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(d) if not isinstance(d, str) else d)
+    return p
+
+
+def invoke(*args):
+    res = CliRunner().invoke(main, list(map(str, args)))
+    return res
+
+
+def test_run_writes_complete_results_folder(tmp_path):
+    p = write(tmp_path, make_experiment(**{"output.plots": True}))
+    res = invoke("run", p, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert "SLO attainment" in res.output and "carbon per request" in res.output
+    folders = list((tmp_path / "out" / "t").iterdir())
+    assert len(folders) == 1
+    f = folders[0]
+    for name in ["experiment.yaml", "requests.parquet", "instances.parquet", "timeline.parquet",
+                 "summary.json", "manifest.json", "latency_cdf.png", "carbon_breakdown.png", "timeline.png"]:
+        assert (f / name).is_file(), name
+    s = json.loads((f / "summary.json").read_text())
+    assert s["n_requests"] == 200 == len(pd.read_parquet(f / "requests.parquet"))
+
+
+def test_run_default_is_the_bundled_quickstart(tmp_path):
+    res = invoke("run", "--out", tmp_path, "--no-plots", "--set", "workload.n_requests=50")
+    assert res.exit_code == 0, res.output
+    assert "quickstart" in res.output
+
+
+def test_same_seed_same_numbers_through_cli(tmp_path):
+    p = write(tmp_path, make_experiment())
+    invoke("run", p, "--out", tmp_path / "a")
+    invoke("run", p, "--out", tmp_path / "b")
+    a = next((tmp_path / "a" / "t").iterdir())
+    b = next((tmp_path / "b" / "t").iterdir())
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "requests.parquet"), pd.read_parquet(b / "requests.parquet"))
+
+
+def test_crash_while_writing_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
+    import greensim.results.writer as w
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(w, "_write_text", boom)
+    p = write(tmp_path, make_experiment())
+    with pytest.raises(RuntimeError):
+        CliRunner().invoke(main, ["run", str(p), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    out = tmp_path / "out" / "t"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_validate_ok(tmp_path):
+    res = invoke("validate", write(tmp_path, make_experiment()))
+    assert res.exit_code == 0 and "OK" in res.output
+
+
+def test_schema_exports_json_schema(tmp_path):
+    res = invoke("schema", "--out", tmp_path / "s.json")
+    assert res.exit_code == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert "workload" in s["properties"] and "cluster" in s["properties"]
+
+
+BAD = [
+    ("malformed yaml", "name: t\nmodel: [unclosed\n", r"malformed YAML at line \d+"),
+    ("empty file", "", "file is empty"),
+    ("unknown gpu", {"cluster.instances": [{"gpu": "A100-8OGB"}]}, r"unknown gpu 'A100-8OGB'.*known:.*Did you mean 'A100-80GB'"),
+    ("unknown model", {"model": "Llama-9-7B"}, r"model: unknown model 'Llama-9-7B'"),
+    ("model does not fit", {"model": "Llama-2-70B"}, r"does not fit.*Raise tp"),
+    ("negative rate", {"workload.rate_rps": -1}, r"workload\.rate_rps: Input should be greater than 0 \(got -1\)"),
+    ("zero SLO", {"slo.ttft_s": 0}, r"slo\.ttft_s: Input should be greater than 0"),
+    ("unknown key", {"cluster.instances": [{"gpu": "A100-80GB", "max_batch_sise": 8}]},
+     r"cluster\.instances\.0\.max_batch_sise: unknown key\. Did you mean 'max_batch_size'\?"),
+    ("unknown top key", {"workloads": 1}, r"workloads: unknown key\. Did you mean 'workload'\?"),
+    ("unknown router", {"cluster.router": "random"}, r"cluster\.router: unknown router 'random' \(valid: join_shortest_queue, round_robin\)"),
+    ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
+    ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
+]
+
+
+@pytest.mark.parametrize("label,bad,pattern", BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("cmd", ["run", "validate"])
+def test_bad_experiment_clear_error_exit_2(tmp_path, cmd, label, bad, pattern):
+    d = bad if isinstance(bad, str) else make_experiment(**bad)
+    res = invoke(cmd, write(tmp_path, d), "--out", tmp_path / "o") if cmd == "run" else invoke(cmd, write(tmp_path, d))
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    import re
+    assert re.search(pattern, res.output, re.S), res.output
+    assert not (tmp_path / "o").exists()
+
+
+def _trace(tmp_path, text):
+    (tmp_path / "trace.csv").write_text(text)
+    return make_experiment(**{"workload": {"kind": "trace", "path": "trace.csv"}})
+
+
+TRACE_BAD = [
+    ("missing column", "arrival_time_s,input_tokens\n0,10\n", r"missing column\(s\) output_tokens"),
+    ("negative", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,-3,5\n", r"'input_tokens' is negative at row 1"),
+    ("NaN", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,,5\n", r"'input_tokens' has NaN/inf at row 1"),
+    ("unsorted", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n3,10,5\n2,10,5\n", r"not sorted \(row 2 arrives before row 1\)"),
+    ("text", "arrival_time_s,input_tokens,output_tokens\n0,ten,5\n", r"non-numeric value 'ten' at row 0"),
+    ("zero output", "arrival_time_s,input_tokens,output_tokens\n0,10,0\n", r"'output_tokens' is 0 at row 0"),
+    ("no file", None, r"trace file .* not found"),
+]
+
+
+@pytest.mark.parametrize("label,text,pattern", TRACE_BAD, ids=[t[0] for t in TRACE_BAD])
+def test_bad_trace_clear_error(tmp_path, label, text, pattern):
+    d = _trace(tmp_path, text) if text is not None else make_experiment(
+        **{"workload": {"kind": "trace", "path": "nope.csv"}})
+    for cmd in (["run", write(tmp_path, d), "--out", tmp_path / "o"], ["validate", write(tmp_path, d)]):
+        res = invoke(*cmd)
+        assert res.exit_code == 2, res.output
+        import re
+        assert re.search(pattern, res.output), res.output
+        assert "Traceback" not in res.output
+
+
+def test_trace_replay_of_shared_azure_trace(tmp_path, shared_data):
+    d = make_experiment(**{"workload": {"kind": "trace", "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
+                                        "max_requests": 300}})
+    res = invoke("run", write(tmp_path, d), "--out", tmp_path / "o", "--no-plots")
+    assert res.exit_code == 0, res.output
+    f = next((tmp_path / "o" / "t").iterdir())
+    r = pd.read_parquet(f / "requests.parquet")
+    src = pd.read_csv(shared_data / "traces/azure_llm_2023_code.csv", nrows=300)
+    assert (r.n_input_tokens.to_numpy() == src.input_tokens.to_numpy()).all()
+    assert (r.arrival_s.to_numpy() == src.arrival_time_s.to_numpy()).all()
