@@ -126,6 +126,11 @@ class Simulation:
                 f"{n} requests arrived but {self.n_done} completed and {self.n_rejected} were rejected")
         for inst in self.instances:
             inst.check_drained()
+        w = max(inst.ledger.bin_s for inst in self.instances)   # ledgers coarsen independently
+        for inst in self.instances:
+            while inst.ledger.bin_s < w:
+                inst.ledger.coarsen()
+        self.bin_s = w
         horizon = float(self.env.now)
         if n:
             horizon = max(horizon, float(self._arr[-1]))

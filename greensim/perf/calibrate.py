@@ -125,7 +125,7 @@ def predict(rows: pd.DataFrame, eta: Dict[str, Tuple[float, float]], t_fixed: fl
 
 def tp1_anchor(data: Path, eta) -> Dict[str, Tuple[float, float]]:
     """Batch-1 TP1 decode of Llama-3.1-8B (A100, H100 rows of old_gpu_measurements.csv):
-    name -> (measured s, roofline s without overhead, context ANCHOR_CTX)."""
+    name -> (measured s, roofline s without overhead at context ANCHOR_CTX)."""
     d = pd.read_csv(data / OLD, dtype=str)
     cat = load_catalog()
     out = {}

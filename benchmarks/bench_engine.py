@@ -1,0 +1,78 @@
+"""Engine speed: simulated requests per wall-clock second and peak memory.
+
+Workload: Poisson arrivals with Azure LLM 2023 conversation lengths (resampled from
+../shared/data/traces/azure_llm_2023_conv.csv), Llama-3.1-8B on N A100-80GB instances
+(join-shortest-queue), at a load of about 70% of capacity. Capacity is measured first
+by a saturation run (all requests at t~0), so the load level holds if the performance
+model changes.
+
+    python benchmarks/bench_engine.py                 # 100k requests, 4 instances
+    python benchmarks/bench_engine.py --n 1000000     # memory at 1M requests
+
+Prints one line per run; run it on an otherwise idle core (numbers are noisy).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+from greensim.config import parse_experiment
+from greensim.runner import prepare, simulate
+
+TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
+
+
+def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0) -> dict:
+    lengths = ({"dist": "empirical", "path": str(TRACE), "column": c} for c in ("input_tokens", "output_tokens"))
+    inp, out = lengths
+    return {
+        "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
+        "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
+        "cluster": {"router": "join_shortest_queue",
+                    "instances": [{"gpu": "A100-80GB", "count": instances, "max_batched_tokens": 16384,
+                                   "chunked_prefill": chunked}]},
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
+        "simulation": {"progress": False},
+    }
+
+
+def capacity_rps(instances: int, chunked: bool) -> float:
+    """Throughput at saturation: 20k requests arriving within ~0.2 s."""
+    p = prepare(parse_experiment(experiment(20000, 1e5, instances, chunked)))
+    t = simulate(p)
+    return t.summary["throughput_rps"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000, help="requests to simulate")
+    ap.add_argument("--instances", type=int, default=4)
+    ap.add_argument("--load", type=float, default=0.7, help="fraction of saturation throughput")
+    ap.add_argument("--chunked", action="store_true", help="chunked prefill")
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args()
+    cap = capacity_rps(a.instances, a.chunked)
+    rate = a.load * cap
+    p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked)))
+    for _ in range(a.repeat):
+        from greensim.core.simulation import Simulation
+        t0 = time.perf_counter()
+        sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s)
+        out = sim.run()
+        t1 = time.perf_counter()
+        tables = simulate(p)
+        t2 = time.perf_counter()
+        events = sum(i.n_iterations for i in out.instances)
+        s = tables.summary
+        print(f"n={a.n} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s rate={rate:.1f} req/s | "
+              f"engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | engine+tables {a.n / (t2 - t1):,.0f} req/s | "
+              f"iterations {events:,} | TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms, "
+              f"util {sum(s['gpu_utilization_frac'].values()) / a.instances:.2f} | "
+              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Turn a simulation's raw output into tables and a summary, with carbon attribution.
+
+Attribution: each instance's idle energy and embodied carbon are shared among the
+requests it served in proportion to their GPU-busy-time share; its operational carbon
+in proportion to their energy share. The parts sum to the totals; carbon of an
+instance that served no request is reported as ``unattributed_gco2``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..carbon import embodied_gco2, operational_gco2
+from ..carbon.intensity import CarbonIntensity
+from ..core.simulation import SimOutput
+from ..units import J_PER_KWH
+
+__all__ = ["InstanceCarbonSpec", "Tables", "build_tables"]
+
+
+@dataclass(frozen=True)
+class InstanceCarbonSpec:
+    """What carbon accounting needs to know of an instance."""
+    gpu: str
+    tp: int
+    embodied_kgco2e: float       # per GPU [kgCO2e]
+    lifetime_years: float
+
+
+@dataclass
+class Tables:
+    requests: pd.DataFrame
+    instances: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: Dict[str, Any]
+
+
+def _ffill(x: np.ndarray) -> np.ndarray:
+    idx = np.where(x >= 0, np.arange(x.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = x[idx]
+    out[out < 0] = 0
+    return out
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.percentile(x, q)) if x.size else float("nan")
+
+
+def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity: CarbonIntensity,
+                 pue: float, ttft_slo_s: np.ndarray, tpot_slo_s: np.ndarray) -> Tables:
+    """Per-request, per-instance and timeline tables plus the summary dict."""
+    t, rec = out.table, out.record
+    n = len(t)
+    H = out.horizon_s
+    nbins = max(1, int(np.ceil(H / out.bin_s)) if H > 0 else 1)
+    edges = np.arange(nbins) * out.bin_s
+    width = np.minimum(out.bin_s, np.maximum(H - edges, 0.0))
+
+    req_energy = np.zeros(n)
+    req_op = np.zeros(n)
+    req_emb = np.zeros(n)
+    inst_rows: List[Dict[str, Any]] = []
+    tl_frames = []
+    unattributed = 0.0
+    total_op_bins = np.zeros(nbins)
+    total_power_bins = np.zeros(nbins)
+    for k, (inst, spec) in enumerate(zip(out.instances, specs)):
+        led = inst.ledger
+        m = min(nbins, len(led.bin_busy_s))
+        busy_s = np.zeros(nbins)
+        busy_j = np.zeros(nbins)
+        busy_s[:m] = led.bin_busy_s[:m]
+        busy_j[:m] = led.bin_busy_j[:m]
+        idle_p = inst.perf.idle_power_w
+        idle_s_bins = np.maximum(width - busy_s, 0.0)
+        energy_bins = busy_j + idle_p * idle_s_bins
+        op_bins = operational_gco2(energy_bins, out.bin_s, intensity, pue)
+        total_op_bins += op_bins
+        total_power_bins += np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0)
+        idle_s = max(H - led.busy_s, 0.0)
+        idle_j = idle_p * idle_s
+        energy = led.busy_j + idle_j
+        op = float(op_bins.sum())
+        emb = embodied_gco2(spec.embodied_kgco2e, spec.tp, H, spec.lifetime_years)
+        served = np.flatnonzero((rec.instance == k) & ~rec.rejected)
+        share_busy = rec.busy_s[served]
+        tot_busy = share_busy.sum()
+        if served.size and tot_busy > 0:
+            w = share_busy / tot_busy
+            e_i = rec.energy_j[served] + idle_j * w
+            req_energy[served] = e_i
+            req_op[served] = op * e_i / energy if energy > 0 else 0.0
+            req_emb[served] = emb * w
+        else:
+            unattributed += op + emb
+        inst_rows.append({
+            "instance": k, "name": inst.cfg.name, "gpu": spec.gpu, "tp": spec.tp,
+            "kv_blocks": inst.total_kv_blocks, "n_requests": int(served.size),
+            "n_iterations": inst.n_iterations, "n_preemptions": inst.n_preemptions,
+            "busy_s": led.busy_s, "idle_s": idle_s,
+            "utilization_frac": led.busy_s / H if H > 0 else 0.0,
+            "busy_energy_j": led.busy_j, "idle_energy_j": idle_j, "energy_j": energy,
+            "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
+        })
+        qmax = np.full(nbins, -1, dtype=np.int64)
+        bmax = np.full(nbins, -1, dtype=np.int64)
+        mq = min(nbins, len(led.bin_queue_max))
+        qmax[:mq] = led.bin_queue_max[:mq]
+        bmax[:mq] = led.bin_batch_max[:mq]
+        qmax, bmax = _ffill(qmax), _ffill(bmax)   # a bin inside one long iteration keeps its state
+        tl_frames.append(pd.DataFrame({
+            "t_s": edges, "instance": k, "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
+            "energy_j": energy_bins, "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
+            "queue_max": qmax, "batch_max": bmax, "operational_gco2": op_bins,
+        }))
+
+    ttft = rec.first_token_s - t.arrival_s
+    e2e = rec.done_s - t.arrival_s
+    nout = t.n_output_tokens
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(nout > 1, (rec.done_s - rec.first_token_s) / np.maximum(nout - 1, 1), np.nan)
+    done = ~rec.rejected
+    ttft_ok = ttft <= ttft_slo_s
+    tpot_ok = np.where(nout > 1, tpot <= tpot_slo_s, True)
+    slo_met = done & ttft_ok & tpot_ok
+    requests = pd.DataFrame({
+        "request_id": np.arange(n), "instance": rec.instance, "arrival_s": t.arrival_s,
+        "n_input_tokens": t.n_input_tokens, "n_output_tokens": nout,
+        "queue_delay_s": rec.first_scheduled_s - t.arrival_s, "ttft_s": ttft, "tpot_s": tpot,
+        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_generated_tokens": rec.n_generated,
+        "gpu_busy_s": rec.busy_s, "energy_j": req_energy, "operational_gco2": req_op,
+        "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
+        "ttft_slo_s": ttft_slo_s, "tpot_slo_s": tpot_slo_s, "slo_met": slo_met,
+        "rejected": rec.rejected, "reject_reason": rec.reject_reason.astype(str),
+    })
+    instances = pd.DataFrame(inst_rows)
+    timeline = pd.concat(tl_frames, ignore_index=True)
+    n_done = int(done.sum())
+    op_total = float(instances["operational_gco2"].sum())
+    emb_total = float(instances["embodied_gco2"].sum())
+    energy_total = float(instances["energy_j"].sum())
+    out_tokens = float(nout[done].sum())
+    carbon_total = op_total + emb_total
+    summary: Dict[str, Any] = {
+        "n_requests": n, "n_completed": n_done, "n_rejected": int(rec.rejected.sum()),
+        "n_preemptions": int(rec.n_preemptions.sum()),
+        "duration_s": H,
+        "throughput_rps": n_done / H if H > 0 else 0.0,
+        "output_tokens_per_s": out_tokens / H if H > 0 else 0.0,
+        "goodput_rps": float(slo_met.sum()) / H if H > 0 else 0.0,
+        "slo_attainment_frac": float(slo_met.mean()) if n else 0.0,
+        "ttft_attainment_frac": float((done & ttft_ok).mean()) if n else 0.0,
+        "tpot_attainment_frac": float((done & tpot_ok).mean()) if n else 0.0,
+    }
+    for name, x in (("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e), ("queue_delay_s", requests["queue_delay_s"].to_numpy())):
+        xx = x[done]
+        summary[f"{name}_mean"] = float(np.nanmean(xx)) if np.isfinite(xx).any() else float("nan")
+        for q in (50, 90, 99):
+            summary[f"{name}_p{q}"] = _pct(xx, q)
+    summary.update({
+        "energy_kwh": energy_total / J_PER_KWH,
+        "operational_gco2": op_total, "embodied_gco2": emb_total, "carbon_gco2": carbon_total,
+        "unattributed_gco2": unattributed,
+        "carbon_gco2_per_request": carbon_total / n_done if n_done else float("nan"),
+        "operational_gco2_per_request": op_total / n_done if n_done else float("nan"),
+        "embodied_gco2_per_request": emb_total / n_done if n_done else float("nan"),
+        "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
+        "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
+        "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
+        "gpu_utilization_frac": {str(r["name"]) + f"#{r['instance']}": r["utilization_frac"] for r in inst_rows},
+    })
+    return Tables(requests, instances, timeline, summary)

@@ -1,0 +1,69 @@
+"""Atomic results folders: written under a temporary name, renamed when complete.
+
+A folder is complete iff it holds ``manifest.json`` (written last, before the rename).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import pandas as pd
+import yaml
+
+__all__ = ["write_run", "to_jsonable"]
+
+
+def to_jsonable(x: Any) -> Any:
+    """Floats NaN/inf become None; numpy scalars become Python numbers."""
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[str, Any],
+              table_format: str = "parquet", plot: Callable[[Path], None] | None = None) -> Path:
+    """Write the run folder at ``target`` atomically and return its path."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        _write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
+        for name, df in (("requests", tables.requests), ("instances", tables.instances),
+                         ("timeline", tables.timeline)):
+            if table_format == "parquet":
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            else:
+                df.to_csv(tmp / f"{name}.csv", index=False)
+        _write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
+        if plot is not None:
+            plot(tmp)
+        _write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
+        if target.exists():
+            trash = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, trash)
+            os.replace(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
