@@ -59,6 +59,7 @@ class Instance:
         self._kv_base_sum = 0          # sum of kv_base over decoding requests
         self._prefill_blocks = 0       # blocks held by admitted, not-yet-decoding requests
         self._dec_blocks = 0           # blocks held by decoding requests at self.steps
+        self._res = [0] * cfg.block_tokens  # decoding requests counted by kv_base mod B
         self._acc_s = 0.0              # busy time per decode token, accumulated [s]
         self._acc_j = 0.0              # busy energy per decode token, accumulated [J]
         self._seq = 0
@@ -126,6 +127,7 @@ class Instance:
         r.share_base_s = self._acc_s
         r.share_base_j = self._acc_j
         self._kv_base_sum += r.kv_base
+        self._res[r.kv_base % self.B] += 1
         self._prefill_blocks -= r.blocks
         self._dec_blocks += r.blocks
         self.decoding[r.id] = r
@@ -141,10 +143,21 @@ class Instance:
         r.blocks = self._blocks(r.kv_len)
         self._dec_blocks -= r.blocks
         self._kv_base_sum -= r.kv_base
+        self._res[r.kv_base % self.B] -= 1
 
-    def _recount_decode_blocks(self) -> None:
-        s, B = self.steps, self.B
-        self._dec_blocks = sum(-(-(r.kv_base + s) // B) for r in self.decoding.values())
+    def _advance_steps(self, k: int) -> None:
+        """Advance the decode-step counter by k and add the KV blocks the steps allocated.
+
+        A request allocates a block at step s iff kv_base + s == 1 (mod B), so the count
+        over k steps is n per full cycle of B steps plus a partial sum over residues.
+        """
+        s0, B, res = self.steps, self.B, self._res
+        full, part = divmod(k, B)
+        new = full * len(self.decoding)
+        for s in range(s0 + 1, s0 + part + 1):
+            new += res[(1 - s) % B]
+        self._dec_blocks += new
+        self.steps = s0 + k
 
     def _decode_kv_limit(self, kmax: int) -> int:
         """Largest k <= kmax such that k more decode steps fit in the free blocks."""
@@ -210,8 +223,7 @@ class Instance:
             q = min(budget, r.n_in + r.generated - r.prefilled)
             chunks.append((r, q))
             budget -= q
-        s, B = self.steps, self.B
-        step_blocks = sum(1 for r in self.decoding.values() if (r.kv_base + s) % B == 0)
+        step_blocks = self._res[(-self.steps) % self.B]   # decodes that need a block this step
         free = self.free_kv_blocks - cfg.watermark_blocks - step_blocks
         while (self.waiting and budget > 0
                and len(self.decoding) + len(self.prefilling) < cfg.max_batch_size):
@@ -307,11 +319,10 @@ class Instance:
             energy = self.perf.decode_power_w * dt
             self._acc_s += dt / n
             self._acc_j += energy / n
-            self.steps += k
+            self._advance_steps(k)
             self.ledger.busy(start, dt, energy)
             self.n_iterations += k
             self._run = None
-            self._recount_decode_blocks()
             self._pop_finished(now)
             return
         t, p, T = self._iter_t, self._iter_p, self._iter_tokens
@@ -321,8 +332,7 @@ class Instance:
         if self._iter_decode:
             self._acc_s += t / T
             self._acc_j += t * p / T
-            self.steps += 1
-            self._recount_decode_blocks()
+            self._advance_steps(1)
         chunks, self._batch = self._batch, []
         for r, q in chunks:
             r.busy_s += t * q / T

@@ -216,15 +216,16 @@ def calibrate(data: Path) -> dict:
         e, pk = eff[n], f"{peak[0] / 1e12:g} TFLOP/s, {peak[1] / 1e9:g} GB/s from {peak_src}"
         return {"eta_compute": e["eta_compute"],
                 "eta_compute_source": f"median of achieved FLOP/s / peak ({pk}) over {e['n_c']} GEMM rows with "
-                                      f"{COMPUTE_TOKENS[0]}-{COMPUTE_TOKENS[1]} tokens (IQR {e['iqr_c']}) in shared/data/{path}{HOW}",
+                                      f"{COMPUTE_TOKENS[0]}-{COMPUTE_TOKENS[1]} tokens (IQR {e['iqr_c']}) in "
+                                      f"shared/data/{path}{HOW}",
                 "eta_memory": e["eta_memory"],
                 "eta_memory_source": f"median of achieved bytes/s / bandwidth ({pk}) over {e['n_m']} GEMM rows with "
                                      f"tokens in {list(MEMORY_TOKENS)} (IQR {e['iqr_m']}) in shared/data/{path}{HOW}"}
 
     gpus = {n: eta_entry(n, VIDUR.format(g=g, m="{7b,70b}") + f" (ops {'/'.join(OPS)}; TP1-8)", peaks[n],
                          "profiles/gpus.yaml") for n, g in GPUS.items()}
-    volta = eta_entry("Volta", APEX + f" (V100-PCIe-16GB; weights m,k in {list(APEX_DIMS)}; odd token counts, up to ~2x "
-                      f"slower from tile alignment, fall outside the token set: all 1-32 would give eta_memory "
+    volta = eta_entry("Volta", APEX + f" (V100-PCIe-16GB; weights m,k in {list(APEX_DIMS)}; odd token counts, up "
+                      f"to ~2x slower from tile alignment, fall outside the token set: all 1-32 would give eta_memory "
                       f"{eff['Volta']['em_all_small']})", v100, f"shared/data/{SPECS} row V100-PCIe-16GB")
     copy = lambda e, src: {"eta_compute": e["eta_compute"], "eta_memory": e["eta_memory"], "source": src}  # noqa: E731
     arch = {"Volta": volta,
@@ -237,18 +238,23 @@ def calibrate(data: Path) -> dict:
     ar_files = f"shared/data/{VIDUR_AR.format(g='{a100,h100}')}"
     joint = ("jointly with {0}: least squares on log(model/measured) of prompt_time and token_time over " + sw +
              "; etas and iteration_overhead_s fixed, start from the NCCL fit lat + size/bw of " + ar_files +
-             "; engine-effective: absorbs every per-layer TP cost, slower than NCCL (validation.variant_nccl_allreduce)" + HOW)
+             "; engine-effective: absorbs every per-layer TP cost, slower than NCCL "
+             "(validation.variant_nccl_allreduce)" + HOW)
     engine = {
         "iteration_overhead_s": round(t_fixed, 5),
         "iteration_overhead_s_source": f"median over A100-80GB and H100-SXM of measured batch-1 TP1 decode time minus "
         f"the roofline without overhead (context {ANCHOR_CTX} assumed), {ANCHOR_MODEL} rows of shared/data/{OLD} "
-        f"(secondary source: blog citing Koyeb benchmarks; per GPU {', '.join(f'{n} {1e3 * (m - r):.2f} ms' for n, (m, r) in anchor.items())}); "
+        "(secondary source: blog citing Koyeb benchmarks; per GPU "
+        + ", ".join(f"{n} {1e3 * (m - r):.2f} ms" for n, (m, r) in anchor.items()) + "); "
         f"the only TP1 data: splitwise rows are all TP>1, where overhead and 2 x layers x all-reduce latency are "
         f"not separately identifiable{HOW}",
-        "allreduce_latency_s": g3(lat), "allreduce_latency_s_source": joint.replace("{0}", "allreduce_bandwidth_gbs"),
-        "allreduce_bandwidth_gbs": g3(bw), "allreduce_bandwidth_gbs_source": joint.replace("{0}", "allreduce_latency_s"),
+        "allreduce_latency_s": g3(lat),
+        "allreduce_latency_s_source": joint.replace("{0}", "allreduce_bandwidth_gbs"),
+        "allreduce_bandwidth_gbs": g3(bw),
+        "allreduce_bandwidth_gbs_source": joint.replace("{0}", "allreduce_latency_s"),
     }
-    brief = lambda e: {g: e[g]["all_tp"] for g in HW.values()} | {"overall_median_abs_pct": e["overall_median_abs_pct"]}  # noqa: E731
+    brief = lambda e: {g: e[g]["all_tp"] for g in HW.values()} | {  # noqa: E731
+        "overall_median_abs_pct": e["overall_median_abs_pct"]}
     validation = {
         "source": f"BoundRoofline with the values above vs {sw}; prompt = one prefill iteration of batch x "
                   "prompt_size tokens; token = mean decode iteration over token_size steps from context batch x "
