@@ -20,7 +20,7 @@ from .core.instance import InstanceConfig
 from .core.memory import kv_capacity_blocks
 from .core.requests import RequestTable
 from .core.simulation import Simulation
-from .errors import TraceError
+from .errors import ConfigError, TraceError
 from .perf import PERFORMANCE_MODELS
 from .policies import ROUTERS
 from .results import InstanceCarbonSpec, Tables, build_tables, write_run
@@ -59,8 +59,19 @@ def _version() -> str:
 
 
 def _slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
+    """Per-request SLO pairs: the class's pair where a request names a class, else the default."""
     ttft = np.full(n, exp.slo.ttft_s)
     tpot = np.full(n, exp.slo.tpot_s)
+    if slo_class is None:
+        return ttft, tpot
+    for name in sorted(set(slo_class) - {""}):
+        pair = exp.slo.classes.get(name)
+        if pair is None:
+            raise ConfigError(
+                f"slo.classes: the trace names SLO class '{name}' but the experiment defines "
+                f"{sorted(exp.slo.classes) or 'no classes'}. Add slo.classes.{name} with ttft_s and tpot_s.")
+        m = slo_class == name
+        ttft[m], tpot[m] = pair.ttft_s, pair.tpot_s
     return ttft, tpot
 
 
@@ -86,6 +97,8 @@ class Prepared:
     router_factory: Any
     intensity: Any
     bin_s: float
+    ttft_slo_s: np.ndarray
+    tpot_slo_s: np.ndarray
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -126,7 +139,8 @@ def prepare(exp: Experiment) -> Prepared:
         **{k: v for k, v in ic.model_dump().items() if k != "kind"})
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s)
+    ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo)
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
@@ -135,8 +149,7 @@ def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations)
     out = sim.run()
-    ttft_slo, tpot_slo = _slo_arrays(p.experiment, len(p.table), p.table.slo_class)
-    return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, ttft_slo, tpot_slo)
+    return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
 
 
 def run(experiment: Any = None, overrides: Any = None, write: bool = True,

@@ -14,7 +14,7 @@ __all__ = ["RequestTable", "Request", "RequestRecord"]
 class RequestTable:
     """The workload: one row per request, sorted by arrival.
 
-    arrival_s [s], n_input_tokens, n_output_tokens (>= 1), slo_class (int codes, -1 = none).
+    arrival_s [s], n_input_tokens, n_output_tokens (>= 1), slo_class (names; '' = default SLO).
     """
 
     arrival_s: np.ndarray
@@ -64,7 +64,9 @@ class RequestTable:
             if dec.size:
                 raise TraceError(f"{where}: column 'arrival_time_s' is not sorted (row {dec[0] + 1} "
                                  f"arrives before row {dec[0]}). Sort the trace by arrival time.")
-        sc = None if slo_class is None else np.asarray(slo_class, dtype=np.int64)
+        sc = None
+        if slo_class is not None:
+            sc = np.array(["" if (v is None or v != v) else str(v) for v in slo_class], dtype=object)
         return cls(a, out[0].astype(np.int64), out[1].astype(np.int64), sc)
 
 

@@ -135,6 +135,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_generated_tokens": rec.n_generated,
         "gpu_busy_s": rec.busy_s, "energy_j": req_energy, "operational_gco2": req_op,
         "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
+        "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
         "ttft_slo_s": ttft_slo_s, "tpot_slo_s": tpot_slo_s, "slo_met": slo_met,
         "rejected": rec.rejected, "reject_reason": rec.reject_reason.astype(str),
     })

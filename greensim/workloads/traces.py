@@ -1,4 +1,7 @@
-"""Trace readers: files with columns arrival_time_s, input_tokens, output_tokens."""
+"""Trace readers: files with columns arrival_time_s, input_tokens, output_tokens.
+
+An optional ``slo_class`` column names each request's SLO class (``slo.classes``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,7 +69,9 @@ def table_from_frame(df: pd.DataFrame, where: str, max_requests: int | None = No
                              f"at row {bad[0]}.")
         cols[c] = x.to_numpy(dtype=float)
     arrival = cols["arrival_time_s"]
-    table = RequestTable.from_arrays(arrival, cols["input_tokens"], cols["output_tokens"], where=where)
+    sc = df["slo_class"].to_numpy() if "slo_class" in df.columns else None
+    table = RequestTable.from_arrays(arrival, cols["input_tokens"], cols["output_tokens"], sc, where=where)
     if time_scale != 1.0:
-        return RequestTable(table.arrival_s * time_scale, table.n_input_tokens, table.n_output_tokens)
+        return RequestTable(table.arrival_s * time_scale, table.n_input_tokens, table.n_output_tokens,
+                            table.slo_class)
     return table

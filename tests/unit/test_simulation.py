@@ -88,3 +88,18 @@ def test_router_counts_requests_per_instance():
     t = run_tables(make_experiment(**{"cluster.instances": [{"gpu": "A100-80GB", "count": 3}]}))
     counts = t.instances.n_requests.tolist()
     assert sum(counts) == 200 and max(counts) - min(counts) <= 1   # round robin
+
+
+def test_slo_classes_from_a_trace_column(tmp_path):
+    """Requests of class 'batch' get the loose SLO pair; unnamed ones the default; unknown names fail."""
+    (tmp_path / "t.csv").write_text("arrival_time_s,input_tokens,output_tokens,slo_class\n"
+                                    "0,100,20,chat\n0.5,100,20,batch\n1.0,100,20,\n")
+    d = make_experiment(**{"workload": {"kind": "trace", "path": str(tmp_path / "t.csv")},
+                           "slo": {"ttft_s": 1, "tpot_s": 0.1, "classes": {"chat": {"ttft_s": 0.5, "tpot_s": 0.05},
+                                                                          "batch": {"ttft_s": 60, "tpot_s": 1}}}})
+    r = run_tables(d).requests
+    assert r.ttft_slo_s.tolist() == [0.5, 60, 1] and r.slo_class.tolist() == ["chat", "batch", ""]
+    from greensim.errors import ConfigError
+    d["slo"]["classes"].pop("batch")
+    with pytest.raises(ConfigError, match="SLO class 'batch'.*Add slo.classes.batch"):
+        run_tables(d)
