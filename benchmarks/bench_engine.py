@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 from greensim.config import parse_experiment
+from greensim.core.simulation import Simulation
+from greensim.results import build_tables
 from greensim.runner import prepare, simulate
 
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
@@ -58,20 +60,22 @@ def main() -> None:
     rate = a.load * cap
     p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked)))
     for _ in range(a.repeat):
-        from greensim.core.simulation import Simulation
         t0 = time.perf_counter()
         sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s)
         out = sim.run()
         t1 = time.perf_counter()
-        tables = simulate(p)
+        rss_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
         t2 = time.perf_counter()
-        events = sum(i.n_iterations for i in out.instances)
+        iters = sum(i.n_iterations for i in out.instances)
         s = tables.summary
-        print(f"n={a.n} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s rate={rate:.1f} req/s | "
-              f"engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | engine+tables {a.n / (t2 - t1):,.0f} req/s | "
-              f"iterations {events:,} | TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms, "
-              f"util {sum(s['gpu_utilization_frac'].values()) / a.instances:.2f} | "
-              f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        print(f"n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
+              f"rate={rate:.1f} req/s | engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | "
+              f"engine+tables {a.n / (t2 - t0):,.0f} req/s | iterations {iters:,} | "
+              f"TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms | "
+              f"peak RSS after engine {rss_engine:.0f} MB, after tables "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        del sim, out, tables
 
 
 if __name__ == "__main__":

@@ -95,8 +95,16 @@ class Instance:
         self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
         if not self.busy:
             self._schedule()
-        elif was_empty and self._run is not None:
+        elif was_empty and self._run is not None and self._admissible(r):
             self._cut_run()
+
+    def _admissible(self, r: Request) -> bool:
+        """Could ``r`` start now? If not, it cannot at the run's next boundary either
+        (during a decode run the batch is fixed and free blocks only shrink)."""
+        cfg = self.cfg
+        if len(self.decoding) >= cfg.max_batch_size:
+            return False
+        return self._blocks(r.n_in + r.generated) <= self.free_kv_blocks - cfg.watermark_blocks
 
     def _cut_run(self) -> None:
         start, n, ctx0, k = self._run

@@ -1,9 +1,11 @@
 """The simulation: a SimPy environment, the arrival stream, a router and instances."""
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
+import numpy as np
 import simpy
 
 from ..errors import SimulationInvariantError
@@ -52,9 +54,10 @@ class Simulation:
         self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
                           for i, (cfg, perf) in enumerate(instances)]
         self._progress = progress
-        self._arr = table.arrival_s.tolist()
-        self._nin = table.n_input_tokens.tolist()
-        self._nout = table.n_output_tokens.tolist()
+        # array.array: list-speed indexing at 8 bytes per element (1M requests: 24 MB, not ~100 MB)
+        self._arr = array("d", table.arrival_s.astype(float).tobytes())
+        self._nin = array("q", table.n_input_tokens.astype(np.int64).tobytes())
+        self._nout = array("q", table.n_output_tokens.astype(np.int64).tobytes())
         self._next = 0
         self.n_done = 0
         self.n_rejected = 0

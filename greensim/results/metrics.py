@@ -137,8 +137,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
         "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
         "ttft_slo_s": ttft_slo_s, "tpot_slo_s": tpot_slo_s, "slo_met": slo_met,
-        "rejected": rec.rejected, "reject_reason": rec.reject_reason.astype(str),
-    })
+        "rejected": rec.rejected, "reject_reason": rec.reject_reason,
+    }, copy=False)   # columns are fresh arrays: no second copy (1M requests: ~200 MB saved)
     instances = pd.DataFrame(inst_rows)
     timeline = pd.concat(tl_frames, ignore_index=True)
     n_done = int(done.sum())
