@@ -1,0 +1,29 @@
+"""The installed package carries its data (profiles, quickstart) and its console script."""
+import shutil
+from importlib import resources
+
+import yaml
+
+
+def test_shipped_data_files_are_installed():
+    prof = resources.files("greensim._profiles")
+    for name in ["gpus.yaml", "models.yaml", "roofline.yaml"]:
+        assert yaml.safe_load((prof / name).read_text())
+    assert yaml.safe_load((resources.files("greensim._experiments") / "quickstart.yaml").read_text())["name"] == "quickstart"
+
+
+def test_console_script_on_path():
+    assert shutil.which("greensim")
+
+
+def test_core_imports_no_plugin_module():
+    """The core knows nothing of policies, perf models, carbon, workloads or writers."""
+    import ast
+    from pathlib import Path
+    import greensim.core as core
+    for f in Path(core.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = ("." * node.level) + node.module
+                for banned in ("policies", "perf", "carbon", "workloads", "results", "cli", "runner"):
+                    assert banned not in mod.split("."), f"{f.name} imports {mod}"
