@@ -71,6 +71,30 @@ def validate_cmd(experiment):
     click.echo(msg)
 
 
+@main.command("check")
+@click.option("--record", is_flag=True, help="Re-record the values (and seed-spread tolerances); commit them with the reason.")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="Folder of check experiments with recorded.json (default: the bundled experiments/check).")
+def check_cmd(record, folder):
+    """Regression check: re-run small experiments, compare with recorded values (exit 1 on a change)."""
+    from .check import check_experiments, record_experiments
+    try:
+        if record:
+            out = record_experiments(folder)
+            click.echo(f"recorded {len(out)} experiment(s)")
+            return
+        rows = check_experiments(folder)
+    except GreensimError as exc:
+        _fail(exc)
+    bad = [r for r in rows if not r.ok]
+    for r in rows:
+        flag = "ok  " if r.ok else "FAIL"
+        click.echo(f"{flag} {r.experiment:<28} {r.metric:<26} recorded {r.recorded:<12.6g} now {r.value:<12.6g} tol {r.tolerance:.3g}")
+    click.echo(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
+    if bad:
+        sys.exit(1)
+
+
 @main.command("schema")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file instead of stdout.")
 def schema_cmd(out):
