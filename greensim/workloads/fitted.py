@@ -98,8 +98,8 @@ class JointLengthModel:
 
     def to_dict(self) -> Dict[str, Any]:
         return {"n_levels": int(len(self.input_quantiles) - 1), "copula_grid": self.grid,
-                "input_quantiles": [float(x) for x in self.input_quantiles],
-                "output_quantiles": [float(x) for x in self.output_quantiles],
+                "input_quantiles": [round(float(x), 3) for x in self.input_quantiles],
+                "output_quantiles": [round(float(x), 3) for x in self.output_quantiles],
                 "copula_counts": [[int(x) for x in row] for row in np.asarray(self.copula_counts)]}
 
     @classmethod

@@ -95,3 +95,40 @@ def plot_trace(path: Path, arrival_s: Optional[np.ndarray], input_tokens: np.nda
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def profile_stats(df):
+    """Per model of a ServeGen rate profile: windows, span [d], mean / p5 / p95 / max rate
+    [req/s], CV of the window rates, and the ratio of the highest to the lowest hourly mean."""
+    import pandas as pd
+    rows = []
+    for model, g in df.groupby("model", sort=False):
+        r = g["total_rate_rps"].to_numpy(dtype=float)
+        hour = ((g["window_start_s"].to_numpy(dtype=float) % 86400) // 3600).astype(int)
+        hourly = pd.Series(r).groupby(hour).mean()
+        rows.append({"model": model, "windows": int(r.size),
+                     "span_d": float((g["window_start_s"].max() + g["window_len_s"].iloc[0]) / 86400),
+                     "mean_rps": float(r.mean()), "p5_rps": float(np.percentile(r, 5)),
+                     "p95_rps": float(np.percentile(r, 95)), "max_rps": float(r.max()),
+                     "cv": float(r.std() / r.mean()),
+                     "hourly_peak_to_trough": float(hourly.max() / hourly.min()) if hourly.min() > 0 else float("inf")})
+    return pd.DataFrame(rows).round(3)
+
+
+def plot_profile(path: Path, df, title: str) -> None:
+    """PNG of each model's rate over time (ServeGen profile)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(14, 4))
+    for model, g in df.groupby("model", sort=False):
+        ax.plot(g["window_start_s"].to_numpy() / 86400, g["total_rate_rps"].to_numpy(), lw=0.7, label=model)
+    ax.set_yscale("log")
+    ax.set_xlabel("time [days]")
+    ax.set_ylabel("total rate [req/s] (10-min windows)")
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
