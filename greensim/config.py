@@ -165,7 +165,8 @@ class ServeGenArrivals(_Base):
     model: str = Field("m-large", description="ServeGen model: m-large, m-mid, m-small, deepseek-r1, mm-image; "
                        "default m-large (no collection gaps, shared/research/traces.md section 4)")
     rate_scale: float = Field(1.0, gt=0, description="multiply every rate by this factor")
-    mean_rate_rps: Optional[float] = Field(None, gt=0, description="rescale the profile to this mean rate [requests/s]")
+    mean_rate_rps: Optional[float] = Field(None, gt=0, description="rescale the profile so its mean over all its "
+                                           "windows (14 days for language models) is this rate [requests/s]")
     start_s: float = Field(0.0, ge=0, description="offset into the profile of simulated t=0 [s] (0 = midnight of day 1)")
     cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time; default 1: a superposition of "
                       "many independent clients tends to Poisson (Palm-Khintchine theorem)")
