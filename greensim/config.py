@@ -376,7 +376,10 @@ def _format_errors(exc: ValidationError, where: str) -> str:
     lines = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc if p not in _TAGS) or "(top level)"
+        # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
+        # lengths.fitted.trace, follows a tag and stays)
+        path = ".".join(str(p) for i, p in enumerate(loc)
+                        if not (p in _TAGS and (i == 0 or loc[i - 1] not in _TAGS))) or "(top level)"
         val = e.get("input")
         sval = repr(val) if not isinstance(val, dict) else "{...}"
         if len(sval) > 60:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..config import FittedLengths, IndependentLengths, PoissonWorkload, SyntheticWorkload, TraceWorkload
 from ..core.requests import RequestTable
-from ..errors import TraceError
+from ..errors import ConfigError, TraceError
 from . import WORKLOADS
 from .arrivals import arrival_times
 from .clean import clean_frame
@@ -75,6 +75,13 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
     """The trace as a cleaned frame after every experiment option, and notes on what was done."""
     path, fmt, label = _source(cfg)
     where = f"workload ({label})"
+    if cfg.columns and fmt == "auto":
+        fmt = "columns"
+    if fmt != "columns" and (cfg.columns or cfg.time_unit != "s"):
+        raise ConfigError(f"workload.columns / workload.time_unit apply to format 'columns' only (format is "
+                          f"'{fmt}'). Set workload.format: columns, or remove them.")
+    if cfg.include_failed and fmt != "burstgpt":
+        raise ConfigError(f"workload.include_failed applies to format 'burstgpt' only (format is '{fmt}').")
     opts = ReadOptions(columns=cfg.columns, time_unit=cfg.time_unit, include_failed=cfg.include_failed)
     df = read_trace_frame(path, fmt, where=where, opts=opts)
     notes = notes_of(df)

@@ -8,21 +8,6 @@ from greensim.config import parse_experiment
 from greensim.workloads import build_workload
 from conftest import make_experiment
 
-_SRC = None
-
-
-def _trace(tmp_path_factory):
-    global _SRC
-    if _SRC is None:
-        rng = np.random.default_rng(0)
-        p = tmp_path_factory.mktemp("wl") / "trace.csv"
-        t = np.cumsum(rng.exponential(0.5, 400))
-        pd.DataFrame({"arrival_time_s": t, "input_tokens": rng.integers(1, 4000, t.size),
-                      "output_tokens": rng.integers(1, 500, t.size)}).to_csv(p, index=False)
-        _SRC = str(p)
-    return _SRC
-
-
 def build(wl, seed=1):
     e = parse_experiment(make_experiment(workload=wl, seed=seed))
     return build_workload(e.workload, np.random.SeedSequence(seed))
@@ -30,7 +15,13 @@ def build(wl, seed=1):
 
 @pytest.fixture(scope="module")
 def src(tmp_path_factory):
-    return _trace(tmp_path_factory)
+    """A 400-request Poisson trace with random lengths (written once per module)."""
+    rng = np.random.default_rng(0)
+    p = tmp_path_factory.mktemp("wl") / "trace.csv"
+    t = np.cumsum(rng.exponential(0.5, 400))
+    pd.DataFrame({"arrival_time_s": t, "input_tokens": rng.integers(1, 4000, t.size),
+                  "output_tokens": rng.integers(1, 500, t.size)}).to_csv(p, index=False)
+    return str(p)
 
 
 @given(k=st.floats(0.05, 20.0))

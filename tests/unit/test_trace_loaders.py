@@ -270,3 +270,27 @@ def test_every_named_trace_is_in_provenance(shared_data):
     text = (shared_data / "traces/PROVENANCE.md").read_text()
     for name in TRACES.names():
         assert TRACES.get(name).file in text
+
+
+def test_format_specific_options_rejected_elsewhere(tmp_path):
+    from greensim.errors import ConfigError
+    with pytest.raises(ConfigError, match="apply to format 'columns' only"):
+        table(path=_ramp(tmp_path), time_unit="ms")
+    with pytest.raises(ConfigError, match="include_failed applies to format 'burstgpt' only"):
+        table(path=_ramp(tmp_path), include_failed=True)
+    t = table(path=_ramp(tmp_path), columns={"arrival_time_s": "arrival_time_s", "input_tokens": "output_tokens",
+                                             "output_tokens": "input_tokens"})     # auto -> columns
+    assert t.n_input_tokens[0] == 100
+
+
+def test_config_errors_name_the_field_path():
+    from greensim.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"workload\.lengths\.trace: required field is missing"):
+        parse_experiment(make_experiment(workload={"kind": "synthetic", "n_requests": 5, "lengths": {"kind": "fitted"},
+                                                   "arrivals": {"process": "poisson", "rate_rps": 1}}))
+    with pytest.raises(ConfigError, match=r"workload\.arrivals\.cv: Input should be greater than 0"):
+        parse_experiment(make_experiment(workload={"kind": "synthetic", "n_requests": 5,
+                                                   "lengths": {"kind": "fitted", "trace": "x"},
+                                                   "arrivals": {"process": "gamma", "rate_rps": 1, "cv": -1}}))
+    with pytest.raises(ConfigError, match=r"workload: Value error, set exactly one of path"):
+        parse_experiment(make_experiment(workload={"kind": "trace"}))
