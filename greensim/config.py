@@ -137,9 +137,11 @@ class DiurnalArrivals(_Base):
     """Time-varying rate mean*(1 + a*cos(2*pi*(t - peak_s)/period_s)), a from peak_to_trough."""
     process: Literal["diurnal"]
     mean_rate_rps: float = Field(gt=0, description="time-averaged arrival rate [requests/s]")
-    peak_to_trough: float = Field(2.0, ge=1, description="ratio of the highest to the lowest rate; "
-                                  "default 2 (ServeGen m-small hourly peak/trough 2.21, shared/research/traces.md)")
-    peak_s: float = Field(14 * 3600.0, ge=0, description="time of the peak within the period [s] (default 14:00)")
+    peak_to_trough: float = Field(1.45, ge=1, description="ratio of the highest to the lowest rate; default 1.45, "
+                                  "the ratio of the busiest to the quietest hourly mean of ServeGen m-large "
+                                  "(shared/research/traces.md section 4)")
+    peak_s: float = Field(19 * 3600.0, ge=0, description="time of the peak within the period [s]; default 19:00, "
+                          "ServeGen m-large's busiest hour (shared/research/traces.md section 4)")
     period_s: float = Field(86400.0, gt=0, description="period of the cycle [s] (one day)")
     start_s: float = Field(0.0, ge=0, description="time of day of simulated t=0 [s]")
     cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time (1 = Poisson)")
