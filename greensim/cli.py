@@ -147,10 +147,26 @@ def trace_list_cmd():
 @click.option("--no-plot", is_flag=True, help="skip the plot")
 @click.option("--json", "as_json", is_flag=True, help="print the statistics as JSON")
 def trace_stats_cmd(source, fmt, data_dir, drop_invalid, column, time_unit, plot_path, no_plot, as_json):
-    """Rows, duration, mean rate, inter-arrival CV and length percentiles of SOURCE (a file or a trace name)."""
+    """Rows, duration, mean rate, inter-arrival CV and length percentiles of SOURCE.
+
+    SOURCE is a trace file, a trace name (greensim trace list), or an experiment YAML
+    (the requests its workload section generates).
+    """
     from .workloads.stats import format_stats, plot_trace, trace_stats
     try:
-        info, path, df, notes, is_profile = _load_for_trace_cmd(source, fmt, data_dir, drop_invalid, column, time_unit)
+        if source.endswith((".yaml", ".yml")):
+            import numpy as np
+            import pandas as pd
+            from .config import load_experiment
+            from .workloads import build_workload
+            exp = load_experiment(source)
+            tab = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])   # as runner.prepare
+            info, path, notes, is_profile = None, Path(source), [], False
+            df = pd.DataFrame({"arrival_time_s": tab.arrival_s, "input_tokens": tab.n_input_tokens,
+                               "output_tokens": tab.n_output_tokens})
+        else:
+            info, path, df, notes, is_profile = _load_for_trace_cmd(source, fmt, data_dir, drop_invalid, column,
+                                                                    time_unit)
     except GreensimError as exc:
         _fail(exc)
     stem = info.name if info is not None else Path(path).stem

@@ -89,3 +89,20 @@ def test_shipped_example_experiments_validate(shared_data, monkeypatch):
         if f.name.endswith(".yaml"):
             res = invoke("validate", str(f))
             assert res.exit_code == 0, (f.name, res.output)
+
+
+def test_trace_stats_of_an_experiment_shows_its_generated_workload(tmp_path):
+    d = make_experiment(workload={"kind": "synthetic", "n_requests": 20_000,
+                                  "arrivals": {"process": "gamma", "rate_rps": 8.0, "cv": 2.0},
+                                  "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}})
+    p = tmp_path / "e.yaml"
+    p.write_text(yaml.safe_dump(d))
+    res = invoke("trace", "stats", p, "--json", "--no-plot")
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output)
+    assert st["n_requests"] == 20_000
+    assert st["mean_rate_rps"] == pytest.approx(8.0, rel=0.05) and st["iat_cv"] == pytest.approx(2.0, rel=0.1)
+    from greensim.runner import prepare
+    from greensim.config import load_experiment
+    t = prepare(load_experiment(p)).table                  # the same requests a run would simulate
+    assert st["input_tokens_max"] == t.n_input_tokens.max()
