@@ -7,7 +7,7 @@ stay far below that. Each line times `build_workload` (best of 3) for one worklo
     python benchmarks/bench_workloads.py --n 200000
 
 Trace replays use ../shared/data/traces (Azure 2023 conversation, repeated to reach ~n
-requests; BurstGPT-format file of n rows written to a temporary folder first).
+requests; BurstGPT- and Azure-2024-format files of n rows written to a temporary folder first).
 """
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def cases(n: int, tmp: Path):
     pd.DataFrame({"Timestamp": np.cumsum(rng.exponential(0.1, n)).round(3), "Model": "ChatGPT",
                   "Request tokens": rng.integers(0, 2000, n), "Response tokens": rng.integers(0, 500, n),
                   "Total tokens": 0, "Log Type": "Conversation log"}).to_csv(p, index=False)
+    p24 = tmp / "AzureLLMInferenceTrace_conv_1week.csv"
+    ts = pd.Timestamp("2024-05-12", tz="UTC") + pd.to_timedelta(np.cumsum(rng.exponential(0.02, n)), unit="s")
+    pd.DataFrame({"TIMESTAMP": ts.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"), "ContextTokens": rng.integers(1, 5000, n),
+                  "GeneratedTokens": rng.integers(1, 500, n)}).to_csv(p24, index=False)
+    yield "Azure 2024-format file (timestamp parse included)", {"kind": "trace", "path": str(p24),
+                                                                "format": "azure_llm"}
     yield "BurstGPT file, drop_invalid (csv parse included)", {"kind": "trace", "path": str(p), "format": "burstgpt",
                                                                "drop_invalid": True}
 
