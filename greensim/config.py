@@ -77,13 +77,148 @@ class PoissonWorkload(_Base):
 class TraceWorkload(_Base):
     """Replay of a trace with columns arrival_time_s, input_tokens, output_tokens."""
     kind: Literal["trace"]
-    path: str = Field(description="trace file (.csv or .parquet); relative to the experiment file")
+    path: Optional[str] = Field(None, description="trace file (.csv, .parquet, .jsonl); relative to the experiment file")
     format: str = Field("auto", description="trace reader name, or 'auto' from the file suffix")
     max_requests: Optional[int] = Field(None, ge=1, description="keep only the first N requests")
     time_scale: float = Field(1.0, gt=0, description="multiply arrival times by this factor")
+    # issue 5: named traces, column mapping, experiment options
+    name: Optional[str] = Field(None, description="a named trace (greensim trace list), instead of path")
+    data_dir: Optional[str] = Field(None, description="folder holding named traces; default $GREENSIM_TRACE_DIR "
+                                    "or ../shared/data/traces")
+    columns: Dict[str, str] = Field(default_factory=dict, description="format 'columns': greensim column -> "
+                                    "file column, e.g. {arrival_time_s: ts, input_tokens: prompt_len}")
+    time_unit: Literal["s", "ms", "us", "ns", "datetime"] = Field(
+        "s", description="unit of the file's time column (format 'columns'); 'datetime' parses timestamps")
+    select: Dict[str, str] = Field(default_factory=dict, description="keep rows whose (normalised) column equals "
+                                   "the value, e.g. {model: ChatGPT}")
+    include_failed: bool = Field(False, description="BurstGPT: keep failed requests (0 response tokens)")
+    window_start_s: Optional[float] = Field(None, ge=0, description="keep arrivals at or after this trace time [s]")
+    window_end_s: Optional[float] = Field(None, gt=0, description="keep arrivals before this trace time [s]")
+    rate_scale: float = Field(1.0, gt=0, description="multiply the arrival rate by k (arrival times / k)")
+    min_input_tokens: Optional[int] = Field(None, ge=0, description="drop requests with fewer input tokens")
+    max_input_tokens: Optional[int] = Field(None, ge=1, description="drop requests with more input tokens")
+    min_output_tokens: Optional[int] = Field(None, ge=0, description="drop requests with fewer output tokens")
+    max_output_tokens: Optional[int] = Field(None, ge=1, description="drop requests with more output tokens")
+    max_total_tokens: Optional[int] = Field(None, ge=2, description="drop requests whose input+output exceeds this")
+    repeat_until_s: Optional[float] = Field(None, gt=0, description="tile the (windowed, scaled) trace until "
+                                            "this simulated time [s]")
+    drop_invalid: bool = Field(False, description="drop rows with missing/invalid values (and report how many) "
+                               "instead of failing")
+    arrivals: Optional["Arrivals"] = Field(None, description="generate arrival times (needed for length-only "
+                                           "traces; replaces a trace's own times)")
+
+    @model_validator(mode="after")
+    def _source(self):
+        if (self.path is None) == (self.name is None):
+            raise ValueError("set exactly one of path (a file) or name (a named trace, see `greensim trace list`)")
+        if self.window_start_s is not None and self.window_end_s is not None and \
+                self.window_end_s <= self.window_start_s:
+            raise ValueError(f"window_end_s ({self.window_end_s}) must be > window_start_s ({self.window_start_s})")
+        if self.time_scale != 1.0 and self.rate_scale != 1.0:
+            raise ValueError("set time_scale or rate_scale, not both (rate_scale k = time_scale 1/k)")
+        return self
 
 
-Workload = Annotated[Union[PoissonWorkload, TraceWorkload], Field(discriminator="kind")]
+# --- arrival processes, joint length models, synthetic workloads (issue 5) -------------
+class PoissonArrivals(_Base):
+    """Homogeneous Poisson arrivals (exponential inter-arrival gaps, CV = 1)."""
+    process: Literal["poisson"]
+    rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
+
+
+class GammaArrivals(_Base):
+    """Renewal process with Gamma inter-arrival gaps: CV > 1 is burstier than Poisson."""
+    process: Literal["gamma"]
+    rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
+    cv: float = Field(gt=0, description="coefficient of variation of the inter-arrival gaps (1 = Poisson)")
+
+
+class DiurnalArrivals(_Base):
+    """Time-varying rate mean*(1 + a*cos(2*pi*(t - peak_s)/period_s)), a from peak_to_trough."""
+    process: Literal["diurnal"]
+    mean_rate_rps: float = Field(gt=0, description="time-averaged arrival rate [requests/s]")
+    peak_to_trough: float = Field(1.45, ge=1, description="ratio of the highest to the lowest rate; default 1.45, "
+                                  "the ratio of the busiest to the quietest hourly mean of ServeGen m-large "
+                                  "(shared/research/traces.md section 4)")
+    peak_s: float = Field(19 * 3600.0, ge=0, description="time of the peak within the period [s]; default 19:00, "
+                          "ServeGen m-large's busiest hour (shared/research/traces.md section 4)")
+    period_s: float = Field(86400.0, gt=0, description="period of the cycle [s] (one day)")
+    start_s: float = Field(0.0, ge=0, description="time of day of simulated t=0 [s]")
+    cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time (1 = Poisson)")
+    step_s: float = Field(60.0, gt=0, description="the cosine is held constant over steps of this length [s]")
+
+
+class RateSeriesArrivals(_Base):
+    """Piecewise-constant rate: rates_rps[i] holds on [i*bin_s, (i+1)*bin_s); repeats periodically."""
+    process: Literal["rate_series"]
+    rates_rps: List[float] = Field(min_length=1, description="rate of each bin [requests/s], >= 0")
+    bin_s: float = Field(gt=0, description="length of each bin [s]")
+    rate_scale: float = Field(1.0, gt=0, description="multiply every rate by this factor")
+    mean_rate_rps: Optional[float] = Field(None, gt=0, description="rescale the series to this mean rate [requests/s]")
+    start_s: float = Field(0.0, ge=0, description="offset into the series of simulated t=0 [s]")
+    cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time (1 = Poisson)")
+
+
+class ServeGenArrivals(_Base):
+    """Rate series of one model of the ServeGen per-10-minute profile (Alibaba Bailian)."""
+    process: Literal["servegen"]
+    path: Optional[str] = Field(None, description="servegen_rate_profile_10min.csv; default: found by name "
+                                "like a named trace (workload data_dir, $GREENSIM_TRACE_DIR, ../shared/data/traces)")
+    model: str = Field("m-large", description="ServeGen model: m-large, m-mid, m-small, deepseek-r1, mm-image; "
+                       "default m-large (no collection gaps, shared/research/traces.md section 4)")
+    rate_scale: float = Field(1.0, gt=0, description="multiply every rate by this factor")
+    mean_rate_rps: Optional[float] = Field(None, gt=0, description="rescale the profile so its mean over all its "
+                                           "windows (14 days for language models) is this rate [requests/s]")
+    start_s: float = Field(0.0, ge=0, description="offset into the profile of simulated t=0 [s] (0 = midnight of day 1)")
+    cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time; default 1: a superposition of "
+                      "many independent clients tends to Poisson (Palm-Khintchine theorem)")
+
+
+class FittedArrivals(_Base):
+    """Gamma renewal arrivals with the mean rate and inter-arrival CV fitted to a named trace."""
+    process: Literal["fitted"]
+    trace: str = Field(description="name of a fitted trace (traces/fitted/<name>.yaml)")
+    rate_rps: Optional[float] = Field(None, gt=0, description="mean rate [requests/s]; default: the trace's")
+    cv: Optional[float] = Field(None, gt=0, description="inter-arrival CV; default: the trace's")
+
+
+Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, DiurnalArrivals, RateSeriesArrivals,
+                           ServeGenArrivals, FittedArrivals], Field(discriminator="process")]
+
+
+class IndependentLengths(_Base):
+    """Input and output lengths drawn independently from two distributions."""
+    kind: Literal["independent"]
+    input_tokens: LengthDist
+    output_tokens: LengthDist
+
+
+class FittedLengths(_Base):
+    """Joint input/output lengths from a model fitted to a named trace (marginal quantiles + empirical copula)."""
+    kind: Literal["fitted"]
+    trace: str = Field(description="name of a fitted trace (traces/fitted/<name>.yaml), e.g. azure_llm_2023_conv")
+
+
+Lengths = Annotated[Union[IndependentLengths, FittedLengths], Field(discriminator="kind")]
+
+
+class SyntheticWorkload(_Base):
+    """Generated requests: an arrival process and a length model; stops at n_requests or duration_s."""
+    kind: Literal["synthetic"]
+    arrivals: Arrivals
+    lengths: Lengths
+    n_requests: Optional[int] = Field(None, ge=1, description="number of requests to generate")
+    duration_s: Optional[float] = Field(None, gt=0, description="generate arrivals in [0, duration_s) [s]")
+
+    @model_validator(mode="after")
+    def _stop(self):
+        if self.n_requests is None and self.duration_s is None:
+            raise ValueError("set n_requests or duration_s (or both: whichever comes first)")
+        return self
+
+
+Workload = Annotated[Union[PoissonWorkload, TraceWorkload, SyntheticWorkload], Field(discriminator="kind")]
+TraceWorkload.model_rebuild()   # resolve the forward reference to Arrivals
 
 
 # ------------------------------------------------------------------ cluster
@@ -211,7 +346,7 @@ def _tag_member(tp: Any, part: Any) -> Optional[type]:
     if typing.get_origin(tp) is not Union:
         return None
     for m in typing.get_args(tp):
-        for fname in ("dist", "kind"):
+        for fname in ("dist", "kind", "process"):
             f = getattr(m, "model_fields", {}).get(fname)
             if f is not None and part in typing.get_args(f.annotation):
                 return m
@@ -235,11 +370,18 @@ def _unwrap(tp: Any, part: Any) -> Any:
     return tp
 
 
+_TAGS = ("constant", "uniform", "lognormal", "empirical", "poisson", "trace",
+         "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent")
+
+
 def _format_errors(exc: ValidationError, where: str) -> str:
     lines = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc if p not in ("constant", "uniform", "lognormal", "empirical", "poisson", "trace")) or "(top level)"
+        # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
+        # lengths.fitted.trace, follows a tag and stays)
+        path = ".".join(str(p) for i, p in enumerate(loc)
+                        if not (p in _TAGS and (i == 0 or loc[i - 1] not in _TAGS))) or "(top level)"
         val = e.get("input")
         sval = repr(val) if not isinstance(val, dict) else "{...}"
         if len(sval) > 60:
@@ -283,7 +425,18 @@ def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
 
     wl = exp.workload
     if isinstance(wl, TraceWorkload):
-        wl = wl.model_copy(update={"path": fix(wl.path)})
+        wl = wl.model_copy(update={k: fix(getattr(wl, k)) for k in ("path", "data_dir") if getattr(wl, k)})
+        if isinstance(wl.arrivals, ServeGenArrivals) and wl.arrivals.path:
+            wl = wl.model_copy(update={"arrivals": wl.arrivals.model_copy(update={"path": fix(wl.arrivals.path)})})
+    elif isinstance(wl, SyntheticWorkload):
+        upd = {}
+        if isinstance(wl.arrivals, ServeGenArrivals) and wl.arrivals.path:
+            upd["arrivals"] = wl.arrivals.model_copy(update={"path": fix(wl.arrivals.path)})
+        if isinstance(wl.lengths, IndependentLengths):
+            lupd = {k: getattr(wl.lengths, k).model_copy(update={"path": fix(getattr(wl.lengths, k).path)})
+                    for k in ("input_tokens", "output_tokens") if isinstance(getattr(wl.lengths, k), EmpiricalLength)}
+            upd["lengths"] = wl.lengths.model_copy(update=lupd)
+        wl = wl.model_copy(update=upd)
     else:
         upd = {}
         for k in ("input_tokens", "output_tokens"):

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from .carbon import INTENSITY_SOURCES
 from .catalog import load_catalog
-from .config import EmpiricalLength, TraceWorkload, load_experiment
+from .config import EmpiricalLength, SyntheticWorkload, TraceWorkload, load_experiment
 from .core.memory import kv_capacity_blocks
 from .perf import PERFORMANCE_MODELS
 from .policies import ROUTERS
-from .workloads.traces import read_trace_frame, table_from_frame
+from .workloads.traces import read_trace_frame
 
 __all__ = ["validate_experiment"]
 
@@ -34,9 +34,10 @@ def validate_experiment(path: str | Path) -> str:
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         cat.gpu(key, "carbon per-GPU override key")
     wl = exp.workload
-    if isinstance(wl, TraceWorkload):
-        table_from_frame(read_trace_frame(wl.path, wl.format), where=f"workload ({wl.path})",
-                         max_requests=wl.max_requests)
+    if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
+        import numpy as np
+        from .workloads import build_workload
+        build_workload(wl, np.random.SeedSequence(exp.seed))   # vectorised: cheap, and checks every row
     else:
         for k in ("input_tokens", "output_tokens"):
             d = getattr(wl, k)

@@ -1,6 +1,9 @@
-"""Trace readers: files with columns arrival_time_s, input_tokens, output_tokens.
+"""Trace replay: read a file with a registered reader, validate, and build a RequestTable.
 
-An optional ``slo_class`` column names each request's SLO class (``slo.classes``).
+The normalised columns are ``arrival_time_s, input_tokens, output_tokens``; an optional
+``slo_class`` column names each request's SLO class (``slo.classes``). Readers for file
+formats live in :mod:`greensim.workloads.readers`; validation in
+:mod:`greensim.workloads.clean`.
 """
 from __future__ import annotations
 
@@ -12,36 +15,39 @@ import pandas as pd
 from ..core.requests import RequestTable
 from ..errors import TraceError
 from . import TRACE_READERS
+from .clean import clean_frame
+from .readers import ReadOptions
 
-__all__ = ["read_trace_frame", "table_from_frame", "REQUIRED_COLUMNS"]
+__all__ = ["read_trace_frame", "table_from_frame", "REQUIRED_COLUMNS", "format_from_suffix"]
 
 REQUIRED_COLUMNS = ("arrival_time_s", "input_tokens", "output_tokens")
+_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl"}
 
 
-@TRACE_READERS.register("csv")
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
+def format_from_suffix(p: Path, where: str) -> str:
+    fmt = _SUFFIX_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise TraceError(f"{where}: cannot tell the format of '{p.name}' from its suffix; "
+                         f"set workload.format to one of: {', '.join(TRACE_READERS.names())}.")
+    return fmt
 
 
-@TRACE_READERS.register("parquet")
-def _read_parquet(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path)
+def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload.path",
+                     opts: ReadOptions | None = None) -> pd.DataFrame:
+    """Read a trace file with the named reader (or by suffix) into greensim's columns.
 
-
-def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload.path") -> pd.DataFrame:
-    """Read a trace file with the named reader (or by suffix)."""
+    The reader's notes on what it did are in ``df.attrs["notes"]``
+    (:func:`greensim.workloads.readers.notes_of`).
+    """
     p = Path(path)
     if not p.is_file():
         raise TraceError(f"{where}: trace file '{path}' not found. Check the path "
                          f"(relative paths resolve against the experiment file's folder).")
     if fmt == "auto":
-        fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(p.suffix.lower())
-        if fmt is None:
-            raise TraceError(f"{where}: cannot tell the format of '{p.name}' from its suffix; "
-                             f"set workload.format to one of: {', '.join(TRACE_READERS.names())}.")
+        fmt = format_from_suffix(p, where)
     reader = TRACE_READERS.get(fmt, field="workload.format")
     try:
-        return reader(p)
+        return reader(p, opts or ReadOptions())
     except TraceError:
         raise
     except Exception as exc:  # a reader library's parse error, reported at the boundary
@@ -49,29 +55,23 @@ def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload
 
 
 def table_from_frame(df: pd.DataFrame, where: str, max_requests: int | None = None,
-                     time_scale: float = 1.0) -> RequestTable:
-    """Validate columns and values and build a RequestTable."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise TraceError(f"{where}: missing column(s) {', '.join(missing)} (found: "
-                         f"{', '.join(map(str, df.columns))}). A trace needs "
-                         f"{', '.join(REQUIRED_COLUMNS)}; rename the columns.")
+                     time_scale: float = 1.0, drop_invalid: bool = False) -> RequestTable:
+    """Validate columns and values (see :func:`~greensim.workloads.clean.clean_frame`) and build a RequestTable."""
     if max_requests is not None:
         df = df.iloc[:max_requests]
     if len(df) == 0:
         raise TraceError(f"{where}: the trace has no rows.")
-    cols = {}
-    for c in REQUIRED_COLUMNS:
-        x = pd.to_numeric(df[c], errors="coerce")
-        bad = np.flatnonzero(x.isna().to_numpy() & df[c].notna().to_numpy())
-        if bad.size:
-            raise TraceError(f"{where}: column '{c}' has a non-numeric value {df[c].iloc[bad[0]]!r} "
-                             f"at row {bad[0]}.")
-        cols[c] = x.to_numpy(dtype=float)
-    arrival = cols["arrival_time_s"]
-    sc = df["slo_class"].to_numpy() if "slo_class" in df.columns else None
-    table = RequestTable.from_arrays(arrival, cols["input_tokens"], cols["output_tokens"], sc, where=where)
+    df, _ = clean_frame(df, where, drop_invalid=drop_invalid)
+    return frame_to_table(df, where, time_scale)
+
+
+def frame_to_table(df: pd.DataFrame, where: str, time_scale: float = 1.0) -> RequestTable:
+    """A RequestTable from a cleaned frame (times multiplied by ``time_scale``)."""
+    if len(df) == 0:
+        raise TraceError(f"{where}: no requests left (after windows and filters).")
+    arrival = df["arrival_time_s"].to_numpy(dtype=float)
     if time_scale != 1.0:
-        return RequestTable(table.arrival_s * time_scale, table.n_input_tokens, table.n_output_tokens,
-                            table.slo_class)
-    return table
+        arrival = arrival * time_scale
+    sc = df["slo_class"].to_numpy() if "slo_class" in df.columns else None
+    return RequestTable.from_arrays(arrival, df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy(), sc,
+                                    where=where)

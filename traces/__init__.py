@@ -1,0 +1,1 @@
+"""Fitted trace models shipped with greensim (installed as ``greensim._traces``)."""
