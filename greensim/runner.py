@@ -130,13 +130,16 @@ def prepare(exp: Experiment) -> Prepared:
                                  chunked_prefill=g.chunked_prefill,
                                  watermark_blocks=int(g.watermark_frac * kv_blocks))
             instances.append((cfg, bound))
-            specs.append(InstanceCarbonSpec(gpu.name, g.tp, emb, life))
-    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
+            specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
+    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
     ic = exp.carbon.intensity
     intensity = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
         **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    if exp.carbon.compare_regions and ic.kind != "series":
+        raise ConfigError("carbon.compare_regions: needs carbon.intensity.kind 'series' (its start, timezone and "
+                          f"basis are reused), got kind '{ic.kind}'. Use a series intensity or drop compare_regions.")
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
@@ -149,7 +152,26 @@ def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations)
     out = sim.run()
-    return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
+    tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
+    if p.experiment.carbon.compare_regions:
+        from .carbon.regions import add_region_totals
+        add_region_totals(tables, p.experiment, out.bin_s)
+    return tables
+
+
+def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> InstanceCarbonSpec:
+    """Carbon accounting inputs of one instance group (scheme, age, host share)."""
+    if not (life > 0):
+        raise ConfigError(f"carbon.gpu_lifetime_years.{gpu}: lifetime {life!r} years; it must be > 0 "
+                          f"(embodied carbon is amortised over it). Set a positive value.")
+    sch = exp.carbon.embodied_schemes.get(gpu)
+    if sch is not None and sch.scheme == "extended" and sch.extended_years is None:
+        raise ConfigError(f"carbon.embodied_schemes.{gpu}.extended_years: scheme 'extended' needs the extra "
+                          f"service years (> 0). Add extended_years.")
+    hs = exp.carbon.host_share
+    return InstanceCarbonSpec(gpu, g.tp, emb, life, scheme=sch.scheme if sch else "linear", age_years=g.age_years,
+                              extended_years=sch.extended_years if sch else None,
+                              host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0)
 
 
 def run(experiment: Any = None, overrides: Any = None, write: bool = True,
