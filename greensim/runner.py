@@ -99,6 +99,7 @@ class Prepared:
     bin_s: float
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
+    forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -143,7 +144,16 @@ def prepare(exp: Experiment) -> Prepared:
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo)
+    forecast = None
+    if exp.carbon.forecast is not None:
+        from .carbon.forecast import ForecastView, make_forecaster
+        fo = exp.carbon.forecast
+        if ic.kind != "series":
+            raise ConfigError(f"carbon.forecast: forecasts need a history, i.e. carbon.intensity.kind 'series' "
+                              f"(got '{ic.kind}'). Use a series or drop carbon.forecast.")
+        kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
+        forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast)
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
