@@ -100,6 +100,7 @@ class Prepared:
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
     forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
+    failures: Any = None        # greensim.aging.WeibullFailureModel (GPU aging), or None
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -122,6 +123,9 @@ def prepare(exp: Experiment) -> Prepared:
                                        g.block_tokens, g.memory_reserve_frac,
                                        where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
         bound = perf.bind(gpu, model, g.tp)
+        if g.aging is not None:
+            from .aging import degrade
+            bound = degrade(bound, g, where)
         emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
         for _ in range(g.count):
@@ -153,14 +157,16 @@ def prepare(exp: Experiment) -> Prepared:
                               f"(got '{ic.kind}'). Use a series or drop carbon.forecast.")
         kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
         forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast)
+    from .aging import failure_model_for
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
+                    failure_model_for(exp))
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
-                     max_run_iterations=max_run_iterations)
+                     max_run_iterations=max_run_iterations, failures=p.failures)
     out = sim.run()
     tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
     if p.experiment.carbon.compare_regions:

@@ -121,7 +121,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
             "embodied_scheme": spec.scheme, "age_years": spec.age_years,
             **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
-            "down_s": float(getattr(inst, "down_s", 0.0)), "n_failures": int(getattr(inst, "n_failures", 0)),
+            "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
+            "n_failures": int(getattr(inst, "n_failures", 0)),
         })
         qmax = np.full(nbins, -1, dtype=np.int64)
         bmax = np.full(nbins, -1, dtype=np.int64)
@@ -150,7 +151,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "request_id": np.arange(n), "instance": rec.instance, "arrival_s": t.arrival_s,
         "n_input_tokens": t.n_input_tokens, "n_output_tokens": nout,
         "queue_delay_s": rec.first_scheduled_s - t.arrival_s, "ttft_s": ttft, "tpot_s": tpot,
-        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_generated_tokens": rec.n_generated,
+        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_requeues": rec.n_requeues, "n_generated_tokens": rec.n_generated,
         "gpu_busy_s": rec.busy_s, "energy_j": req_energy, "operational_gco2": req_op,
         "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
         "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
@@ -168,6 +169,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     summary: Dict[str, Any] = {
         "n_requests": n, "n_completed": n_done, "n_rejected": int(rec.rejected.sum()),
         "n_preemptions": int(rec.n_preemptions.sum()),
+        "n_failures": int(sum(getattr(i, "n_failures", 0) for i in out.instances)),
+        "n_requeues": int(getattr(rec, "n_requeues", np.zeros(1, dtype=np.int64)).sum()),
         "duration_s": H,
         "throughput_rps": n_done / H if H > 0 else 0.0,
         "output_tokens_per_s": out_tokens / H if H > 0 else 0.0,
