@@ -178,6 +178,8 @@ def theory_group():
 @click.option("--old", "old_gpu", default="V100-32GB", show_default=True)
 @click.option("--draft-model", default=None, help="Draft model for DSD (omit: no DSD).")
 @click.option("--mode", default="DPD", type=click.Choice(["DPD", "DSD"]), show_default=True)
+@click.option("--gamma", default=None, type=int, help="DSD: draft tokens per iteration (required for DSD).")
+@click.option("--alpha", default=None, type=float, help="DSD: per-token acceptance rate in [0, 1) (required for DSD).")
 @click.option("--in-tokens", default=512, show_default=True)
 @click.option("--out-tokens", default=128, show_default=True)
 @click.option("--rate", default=1.0, show_default=True, help="Arrival rate per instance [req/s].")
@@ -187,7 +189,7 @@ def theory_group():
 @click.option("--old-per-new", default=None, type=int, help="DPD: old decode instances per new prefill instance "
               "(default: as many as keep the new GPU no busier than colocated).")
 @click.option("--out", "out_dir", default="results/theory", show_default=True, type=click.Path(file_okay=False))
-def theory_heatmap_cmd(model, new_gpu, old_gpu, draft_model, mode, in_tokens, out_tokens, rate, old_embodied,
+def theory_heatmap_cmd(model, new_gpu, old_gpu, draft_model, mode, gamma, alpha, in_tokens, out_tokens, rate, old_embodied,
                        lifetime_old, pue, old_per_new, out_dir):
     """Saving of MODE over colocated-new across (intensity x new-GPU lifetime), with break-even points."""
     import numpy as np
@@ -196,7 +198,8 @@ def theory_heatmap_cmd(model, new_gpu, old_gpu, draft_model, mode, in_tokens, ou
         _fail(GreensimError("--mode DSD needs --draft-model (the small model run on the old GPU)."))
     try:
         modes = build_modes(model, new_gpu, old_gpu, in_tokens, out_tokens, rate, 5.0, lifetime_old,
-                            old_embodied, draft_model, old_per_new=old_per_new)
+                            old_embodied, draft_model if mode == "DSD" else None, gamma, alpha,
+                            old_per_new=old_per_new)
     except GreensimError as exc:
         _fail(exc)
     base, alt = modes["colocated"], modes[mode]

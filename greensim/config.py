@@ -319,7 +319,7 @@ def _format_errors(exc: ValidationError, where: str) -> str:
     lines = []
     for e in exc.errors():
         loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc if p not in ("constant", "uniform", "lognormal", "empirical", "poisson", "trace")) or "(top level)"
+        path = ".".join(str(p) for p in loc if p not in ("constant", "uniform", "lognormal", "empirical", "poisson", "trace", "series", "diurnal")) or "(top level)"
         val = e.get("input")
         sval = repr(val) if not isinstance(val, dict) else "{...}"
         if len(sval) > 60:

@@ -276,15 +276,15 @@ def dpd(perf_new, perf_old, n_in: int, n_out: int, rate_new_rps: float, rate_old
 
 
 def dsd(perf_target_new, perf_draft_old, n_in: int, n_out: int, rate_rps: float,
-        new: Tuple[int, float, float], old: Tuple[int, float, float], gamma: int = 4, alpha: float = 0.7) -> Mode:
+        new: Tuple[int, float, float], old: Tuple[int, float, float], gamma: int, alpha: float) -> Mode:
     """Draft model on the old GPU, target verifies on the new GPU (paper.md section 5).
 
     Per iteration the draft proposes ``gamma`` tokens (gamma decode iterations on old) and
     the target verifies gamma + 1 positions in one pass; each iteration yields
     ``(1 - alpha^(gamma+1)) / (1 - alpha)`` tokens in expectation. Both instances serve the
     same requests (``rate_rps`` each); batches from Little's law over the sequential loop.
-    ``gamma`` and ``alpha`` have no cited defaults for our model pairs: 4 and 0.7 are
-    placeholders in the range Leviathan et al. 2023 report; set them.
+    ``gamma`` and ``alpha`` are required: no cited values exist for our draft/target pairs
+    (the acceptance rate depends on the pair and the data set).
     """
     if not (0 <= alpha < 1):
         raise ConfigError(f"theory.dsd: alpha {alpha} must be in [0, 1).")
@@ -316,7 +316,7 @@ def dsd(perf_target_new, perf_draft_old, n_in: int, n_out: int, rate_rps: float,
 
 def build_modes(model: str, new_gpu: str, old_gpu: str, n_in: int, n_out: int, rate_rps: float,
                 lifetime_new_years: float, lifetime_old_years: float, old_embodied: str = "sunk",
-                draft_model: Optional[str] = None, gamma: int = 4, alpha: float = 0.7,
+                draft_model: Optional[str] = None, gamma: Optional[int] = None, alpha: Optional[float] = None,
                 link_bytes_per_s: float = 32e9, old_per_new: Optional[int] = None):
     """Colocated-new, DPD and (if ``draft_model``) DSD modes from the shipped catalogue and roofline.
 
@@ -345,6 +345,9 @@ def build_modes(model: str, new_gpu: str, old_gpu: str, n_in: int, n_out: int, r
              "DPD": dpd(p_new, p_old, n_in, n_out, old_per_new * rate_rps, rate_rps, new, old,
                         kv_bytes_per_token=m.kv_bytes_per_token, link_bytes_per_s=link_bytes_per_s)}
     if draft_model:
+        if gamma is None or alpha is None:
+            raise ConfigError("theory: DSD needs gamma (draft tokens per iteration) and alpha (acceptance rate); "
+                              "no cited defaults exist for a draft/target pair. Pass both.")
         dm = cat.model(draft_model, "draft model")
         modes["DSD"] = dsd(p_new, perf.bind(g_old, dm, 1), n_in, n_out, rate_rps, new, old, gamma, alpha)
     return modes

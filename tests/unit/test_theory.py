@@ -76,7 +76,9 @@ def test_savings_properties_from_the_paper_brief():
 
 
 def test_heatmap_png(tmp_path):
-    m = _modes(draft_model="Llama-2-7B")
+    with pytest.raises(ConfigError, match="gamma.*alpha"):
+        _modes(draft_model="Llama-2-7B")
+    m = _modes(draft_model="Llama-2-7B", gamma=4, alpha=0.6)
     assert set(m) == {"colocated", "DPD", "DSD"}
     theory.plot_savings_heatmap(m["colocated"], m["DSD"], np.linspace(0, 800, 9), np.linspace(1, 8, 8), "new",
                                 tmp_path / "h.png")
