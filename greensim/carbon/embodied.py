@@ -64,11 +64,14 @@ def embodied_charge_gco2(embodied_kgco2e: float, n_gpus: int, provisioned_s: flo
 
 def embodied_by_scheme(embodied_kgco2e: float, n_gpus: int, provisioned_s: float, lifetime_years: float,
                        age_years: float = 0.0, extended_years: Optional[float] = None) -> Dict[str, float]:
-    """The charge under every scheme [gCO2e]; ``extended`` is NaN without extended_years."""
+    """The charge under every scheme [gCO2e].
+
+    Without ``extended_years`` (a GPU whose life is not extended) ``extended`` equals ``linear``.
+    """
     out = {}
     for s in SCHEMES:
         if s == "extended" and extended_years is None:
-            out[s] = float("nan")
+            out[s] = embodied_charge_gco2(embodied_kgco2e, n_gpus, provisioned_s, lifetime_years)
             continue
         out[s] = embodied_charge_gco2(embodied_kgco2e, n_gpus, provisioned_s, lifetime_years, s, age_years,
                                       extended_years)

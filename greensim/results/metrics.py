@@ -195,9 +195,10 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
         "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
         "embodied_scheme": {s.gpu: s.scheme for s in specs},
-        **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()},
+        **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()
+           if k != "extended" or any(s.extended_years is not None for s in specs)},
         **{f"carbon_gco2_per_request_if_{k}": (op_total + v) / n_done if n_done else float("nan")
-           for k, v in emb_if.items()},
+           for k, v in emb_if.items() if k != "extended" or any(s.extended_years is not None for s in specs)},
         "intensity_mean_gco2_per_kwh": float(np.sum(ci_bins * width) / np.sum(width)) if np.sum(width) > 0 else float("nan"),
         "intensity_n_filled": int(getattr(intensity, "n_filled", 0)),
         "gpu_utilization_frac": {str(r["name"]) + f"#{r['instance']}": r["utilization_frac"] for r in inst_rows},

@@ -160,6 +160,7 @@ def test_schemes_for_an_old_gpu():
     assert b["linear"] == pytest.approx(2 * 100e3 / 5)
     assert b["extended"] == pytest.approx(2 * 100e3 / 8)
     assert b["sunk"] == 0.0
+    assert embodied_by_scheme(100.0, 1, YEAR, 5.0)["extended"] == pytest.approx(100e3 / 5)
     # crossing the lifetime during the run: only the part before LT is charged
     assert embodied_charge_gco2(100.0, 1, YEAR, 5.0, "sunk", age_years=4.5) == pytest.approx(100e3 / 5 / 2)
     with pytest.raises(ConfigError, match="lifetime 0.*> 0"):
@@ -185,3 +186,14 @@ def test_bad_lifetime_and_missing_extended_years():
     d = make_experiment(**{"carbon.embodied_schemes": {"A100-80GB": {"scheme": "extended"}}})
     with pytest.raises(ConfigError, match="extended_years"):
         prepare(parse_experiment(d))
+
+
+def test_validate_checks_the_series(shared_data, tmp_path):
+    import yaml
+    from click.testing import CliRunner
+    from greensim.cli import main
+    d = make_experiment(**{"carbon.intensity": {"kind": "series", "region": "GB", "start": "2025-01-01T00:00"}})
+    p = tmp_path / "e.yaml"
+    p.write_text(yaml.safe_dump(d))
+    r = CliRunner().invoke(main, ["validate", str(p)])
+    assert r.exit_code == 2 and "outside the series of region 'GB'" in r.output
