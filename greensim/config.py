@@ -234,6 +234,33 @@ class InstanceGroup(_Base):
     block_tokens: int = Field(16, ge=1, description="tokens per KV block (vLLM default 16)")
     memory_reserve_frac: float = Field(0.1, ge=0, lt=1, description="GPU memory kept out of weights+KV (vLLM gpu_memory_utilization 0.9)")
     watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
+    age_years: float = Field(0.0, ge=0, description="GPU age at simulated t = 0 [years]; drives aging and embodied schemes")
+    aging: Optional["Aging"] = Field(None, description="age-dependent failures and degradation (off by default)")
+
+
+class WeibullFailures(_Base):
+    """Failures with a Weibull hazard h(a) = (k/lambda)(a/lambda)^(k-1) in GPU age a.
+
+    No defaults: we found no published Weibull fit for datacentre GPUs in our sources
+    (research/carbon.md), so shape and scale must be given by the experiment.
+    """
+    shape_k: float = Field(gt=0, description="Weibull shape k [-] (k > 1: hazard rises with age)")
+    scale_years: float = Field(gt=0, description="Weibull scale lambda [years]")
+    repair_s: float = Field(gt=0, description="time a failed instance stays down [s]")
+    repair_dist: Literal["constant", "exponential"] = Field("constant", description="repair time: constant, or exponential with mean repair_s")
+    repair_model: Literal["minimal", "renewal"] = Field(
+        "minimal", description="after repair the hazard continues at the current age (minimal repair, Barlow & "
+        "Hunter 1960) or restarts at age 0 (renewal, a replaced GPU)")
+
+
+class Aging(_Base):
+    """Age-dependent effects of one instance group; each is off unless given (no cited defaults exist)."""
+    failures: Optional[WeibullFailures] = None
+    throughput_loss_frac_per_year: float = Field(0.0, ge=0, lt=1, description="iteration slowdown: time x 1/(1 - r x age) [1/year]")
+    power_increase_frac_per_year: float = Field(0.0, ge=0, description="power x (1 + r x age) [1/year]")
+
+
+InstanceGroup.model_rebuild()
 
 
 class Cluster(_Base):
@@ -257,7 +284,54 @@ class ConstantIntensity(_Base):
     gco2_per_kwh: float = Field(ge=0, description="grid carbon intensity [gCO2e/kWh]")
 
 
-Intensity = Annotated[Union[ConstantIntensity], Field(discriminator="kind")]
+class SeriesIntensity(_Base):
+    """Hourly (or finer) regional series; simulated t = 0 is wall-clock ``start`` in ``timezone``."""
+    kind: Literal["series"]
+    region: str = Field(description="zone code, e.g. US-CAL-CISO, FR, GB, PJM (see ../shared/data/carbon/PROVENANCE.md)")
+    start: str = Field(description="ISO 8601 wall-clock time of simulated t = 0, e.g. 2023-06-01T08:00 (naive: read in timezone)")
+    timezone: str = Field("UTC", description="IANA time zone of start, e.g. America/Los_Angeles")
+    path: Optional[str] = Field(None, description="CSV (timestamp_utc, region, gco2_per_kwh[, gco2_per_kwh_direct]); "
+                                "default: the shared files in ../shared/data/carbon or $GREENSIM_DATA_DIR")
+    basis: Literal["lifecycle", "direct"] = Field("lifecycle", description="life-cycle (LCA) or direct (combustion) "
+                                                  "factors; both files are average, not marginal, intensities")
+    gap_fill: Literal["error", "linear", "ffill"] = Field("error", description="missing/NaN values: error, or fill "
+                                                          "(the count is reported as intensity_n_filled)")
+
+
+class DiurnalIntensity(_Base):
+    """Synthetic daily cycle mean x (1 + amplitude_frac cos(2 pi (h - peak_hour)/24)); no defaults (not data)."""
+    kind: Literal["diurnal"]
+    mean_gco2_per_kwh: float = Field(ge=0, description="daily mean [gCO2e/kWh]")
+    amplitude_frac: float = Field(ge=0, le=1, description="half of (max - min) / mean [-]")
+    peak_hour: float = Field(ge=0, lt=24, description="hour of the daily maximum [h]")
+    start_hour: float = Field(0.0, ge=0, lt=24, description="hour of day at simulated t = 0 [h]")
+
+
+Intensity = Annotated[Union[ConstantIntensity, SeriesIntensity, DiurnalIntensity], Field(discriminator="kind")]
+
+
+class HostShare(_Base):
+    """The host server's embodied carbon, shared among its GPUs (no default: sources differ 4x)."""
+    embodied_kgco2e: float = Field(gt=0, description="embodied carbon of one host server without GPUs [kgCO2e]; "
+                                   "HPE PCF sheets give 848-3,880 kg (../shared/data/carbon/embodied_gpu.csv host rows)")
+    gpus_per_host: int = Field(ge=1, description="GPUs sharing one host (e.g. 8 in an HGX/DGX server)")
+
+
+class EmbodiedScheme(_Base):
+    """How a GPU type's embodied carbon is amortised (paper.md 6.2: same / extended / sunk)."""
+    scheme: Literal["linear", "extended", "sunk"] = Field(
+        "linear", description="linear: E x T / LT whatever the age ('as if new'); extended: E x T / (LT + "
+        "extended_years) (a reused GPU's life is extended); sunk: 0 once age >= LT (already amortised)")
+    extended_years: Optional[float] = Field(None, gt=0, description="extra service years beyond the lifetime "
+                                            "[years]; required by scheme extended")
+
+
+class ForecastOpts(_Base):
+    """Carbon-intensity forecasts that policies read (never future actuals unless oracle)."""
+    kind: str = Field("seasonal_naive", description="forecaster name (persistence, seasonal_naive, ets)")
+    horizon_h: int = Field(24, ge=1, le=168, description="forecast horizon [h]")
+    lag_h: int = Field(24, ge=1, description="seasonal lag of seasonal_naive [h] (24 = same hour yesterday, 168 = last week)")
+    oracle: bool = Field(False, description="give policies the future actuals instead (comparison only)")
 
 
 class Carbon(_Base):
@@ -267,6 +341,12 @@ class Carbon(_Base):
     lifetime_years: float = Field(5.0, gt=0, description="GPU service lifetime [years]; default 5 (Meta, Amazon 10-K FY2022)")
     gpu_lifetime_years: Dict[str, float] = Field(default_factory=dict, description="per-GPU lifetime overrides [years]")
     gpu_embodied_kgco2e: Dict[str, float] = Field(default_factory=dict, description="per-GPU embodied overrides [kgCO2e]")
+    embodied_schemes: Dict[str, EmbodiedScheme] = Field(default_factory=dict, description="per-GPU amortisation "
+                                                         "scheme (default linear for every GPU)")
+    host_share: Optional[HostShare] = Field(None, description="add the host server's embodied share per GPU (off by default)")
+    compare_regions: List[str] = Field(default_factory=list, description="also report operational carbon of the same "
+                                       "energy timeline under these regions' series (same start/timezone/basis)")
+    forecast: Optional[ForecastOpts] = Field(None, description="intensity forecasts offered to policies")
 
     @field_validator("gpu_lifetime_years", "gpu_embodied_kgco2e")
     @classmethod
@@ -371,7 +451,7 @@ def _unwrap(tp: Any, part: Any) -> Any:
 
 
 _TAGS = ("constant", "uniform", "lognormal", "empirical", "poisson", "trace",
-         "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent")
+         "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent", "series")
 
 
 def _format_errors(exc: ValidationError, where: str) -> str:
@@ -444,6 +524,10 @@ def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
             if isinstance(d, EmpiricalLength):
                 upd[k] = d.model_copy(update={"path": fix(d.path)})
         wl = wl.model_copy(update=upd)
+    ci = exp.carbon.intensity
+    if isinstance(ci, SeriesIntensity) and ci.path is not None:
+        exp = exp.model_copy(update={"carbon": exp.carbon.model_copy(
+            update={"intensity": ci.model_copy(update={"path": fix(ci.path)})})})
     cat = exp.catalog.model_copy(update={"gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
                                          "model_dirs": [fix(d) for d in exp.catalog.model_dirs]})
     return exp.model_copy(update={"workload": wl, "catalog": cat})

@@ -99,6 +99,8 @@ class Prepared:
     bin_s: float
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
+    forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
+    failures: Any = None        # greensim.aging.WeibullFailureModel (GPU aging), or None
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -121,6 +123,9 @@ def prepare(exp: Experiment) -> Prepared:
                                        g.block_tokens, g.memory_reserve_frac,
                                        where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
         bound = perf.bind(gpu, model, g.tp)
+        if g.aging is not None:
+            from .aging import degrade
+            bound = degrade(bound, g, where)
         emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
         for _ in range(g.count):
@@ -130,26 +135,59 @@ def prepare(exp: Experiment) -> Prepared:
                                  chunked_prefill=g.chunked_prefill,
                                  watermark_blocks=int(g.watermark_frac * kv_blocks))
             instances.append((cfg, bound))
-            specs.append(InstanceCarbonSpec(gpu.name, g.tp, emb, life))
-    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
+            specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
+    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
     ic = exp.carbon.intensity
     intensity = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
         **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    if exp.carbon.compare_regions and ic.kind != "series":
+        raise ConfigError("carbon.compare_regions: needs carbon.intensity.kind 'series' (its start, timezone and "
+                          f"basis are reused), got kind '{ic.kind}'. Use a series intensity or drop compare_regions.")
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo)
+    forecast = None
+    if exp.carbon.forecast is not None:
+        from .carbon.forecast import ForecastView, make_forecaster
+        fo = exp.carbon.forecast
+        if ic.kind != "series":
+            raise ConfigError(f"carbon.forecast: forecasts need a history, i.e. carbon.intensity.kind 'series' "
+                              f"(got '{ic.kind}'). Use a series or drop carbon.forecast.")
+        kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
+        forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
+    from .aging import failure_model_for
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
+                    failure_model_for(exp))
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
-                     max_run_iterations=max_run_iterations)
+                     max_run_iterations=max_run_iterations, failures=p.failures)
     out = sim.run()
-    return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
+    tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
+    if p.experiment.carbon.compare_regions:
+        from .carbon.regions import add_region_totals
+        add_region_totals(tables, p.experiment, out.bin_s)
+    return tables
+
+
+def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> InstanceCarbonSpec:
+    """Carbon accounting inputs of one instance group (scheme, age, host share)."""
+    if not (life > 0):
+        raise ConfigError(f"carbon.gpu_lifetime_years.{gpu}: lifetime {life!r} years; it must be > 0 "
+                          f"(embodied carbon is amortised over it). Set a positive value.")
+    sch = exp.carbon.embodied_schemes.get(gpu)
+    if sch is not None and sch.scheme == "extended" and sch.extended_years is None:
+        raise ConfigError(f"carbon.embodied_schemes.{gpu}.extended_years: scheme 'extended' needs the extra "
+                          f"service years (> 0). Add extended_years.")
+    hs = exp.carbon.host_share
+    return InstanceCarbonSpec(gpu, g.tp, emb, life, scheme=sch.scheme if sch else "linear", age_years=g.age_years,
+                              extended_years=sch.extended_years if sch else None,
+                              host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0)
 
 
 def run(experiment: Any = None, overrides: Any = None, write: bool = True,

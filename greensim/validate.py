@@ -33,6 +33,8 @@ def validate_experiment(path: str | Path) -> str:
         n_gpus += g.tp * g.count
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         cat.gpu(key, "carbon per-GPU override key")
+    ic = exp.carbon.intensity           # build it: checks region, start inside the series, gaps, NaN
+    INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
     wl = exp.workload
     if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
         import numpy as np

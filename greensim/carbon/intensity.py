@@ -27,3 +27,7 @@ class ConstantIntensitySource(CarbonIntensity):
 
     def mean_over(self, t0_s, t1_s):
         return np.full(np.shape(t0_s), self.gco2_per_kwh)
+
+    def at(self, t_s):
+        """Intensity in force at simulated time(s) ``t_s`` [gCO2e/kWh]."""
+        return np.full(np.shape(t_s), self.gco2_per_kwh)

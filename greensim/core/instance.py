@@ -70,6 +70,9 @@ class Instance:
         self._iter_decode = False      # whether the running iteration includes decode tokens
         self.n_iterations = 0
         self.n_preemptions = 0
+        self.available = True          # False while failed (routers never see it then)
+        self.n_failures = 0
+        self.down_intervals: List[List[float]] = []   # [down, up] per failure [s]
 
     # ----------------------------------------------------------------- views
     @property
@@ -289,6 +292,7 @@ class Instance:
         self._batch = chunks
         self._iter_decode = n_dec > 0
         self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
+        self._iter_start = self.sim.env.now
         self._run = None
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.decoding) + len(self.prefilling)
@@ -377,6 +381,71 @@ class Instance:
             self._leave_decode(r)
             r.blocks = 0
             self.sim.on_complete(r, now)
+
+    # ----------------------------------------------------------------- failures (GPU aging)
+    def fail(self) -> List[Request]:
+        """Fail now: account the work done so far, drop every KV cache and return all requests.
+
+        The returned requests (in-flight ones first preempted by recomputation: they keep the
+        tokens already delivered and re-prefill prompt + generated tokens elsewhere) go back
+        to the simulation for re-routing, in request-id order. The instance is marked
+        unavailable until :meth:`recover`.
+        """
+        now = self.sim.env.now
+        if self.busy:
+            if self._run is not None:
+                start, n, ctx0, k = self._run
+                dt = now - start
+                j = self.perf.decode_iterations_until(n, ctx0, k, dt) if dt > 0 else 0
+                if j and self.perf.decode_run_time_s(n, ctx0, j) > dt:
+                    j -= 1                     # iteration j is only partly done: its tokens are lost
+                self._run = (start, n, ctx0, min(j, k))
+                self._finish_iteration()       # busy time and energy up to now; j steps of tokens
+            elif now - self._iter_start >= self._iter_t:
+                self._finish_iteration()       # due exactly now
+            else:
+                dt = now - self._iter_start    # a partly done iteration: energy spent, work lost
+                self.ledger.busy(self._iter_start, dt, dt * self._iter_p)
+        reqs: Dict[int, Request] = {}
+        for r in list(self.decoding.values()):
+            self._leave_decode(r)
+            reqs[r.id] = r
+        for r, _ in self._batch:
+            reqs[r.id] = r
+        for r in self.prefilling:
+            reqs[r.id] = r
+        for r in self.waiting:
+            reqs[r.id] = r
+        if self._dec_blocks != 0:
+            raise SimulationInvariantError(f"instance {self.index}: {self._dec_blocks} decode KV blocks left at failure")
+        for r in reqs.values():
+            r.blocks = 0
+            r.kv_len = 0
+            r.prefilled = 0
+        self.waiting.clear()
+        self.prefilling = []
+        self._batch = []
+        self._heap = []
+        self._prefill_blocks = 0
+        self._res = [0] * self.B
+        self._kv_base_sum = 0
+        self.busy = False
+        self._event = None
+        self._run = None
+        self.available = False
+        self.n_failures += 1
+        self.down_intervals.append([now, float("inf")])
+        self.ledger.sample(now, 0, 0)
+        return [reqs[i] for i in sorted(reqs)]
+
+    def recover(self) -> None:
+        """Back in service after a repair."""
+        self.available = True
+        self.down_intervals[-1][1] = self.sim.env.now
+
+    def down_s(self, horizon_s: float) -> float:
+        """Time spent failed within [0, horizon] [s]."""
+        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
 
     def check_drained(self) -> None:
         """Invariant at the end of a run: no work left, every KV block free."""

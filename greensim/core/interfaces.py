@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Protocol, Sequence, Tuple
+from typing import Optional, Protocol, Sequence, Tuple
 
-__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router"]
+__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router", "FailureModel"]
 
 #: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
 Chunk = Tuple[int, int]
@@ -81,4 +81,20 @@ class Router(Protocol):
 
     def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
         """Return the index (into ``instances``) of the instance to serve the request."""
+        ...
+
+
+class FailureModel(Protocol):
+    """Schedules instance failures and repairs (GPU aging). The core asks, the plug-in answers."""
+
+    def time_to_failure_s(self, instance_index: int, now_s: float) -> Optional[float]:
+        """Delay from ``now_s`` until the instance's next failure [s]; None = never fails."""
+        ...
+
+    def repair_time_s(self, instance_index: int, now_s: float) -> float:
+        """How long an instance that fails at ``now_s`` stays down [s]."""
+        ...
+
+    def on_repaired(self, instance_index: int, now_s: float) -> None:
+        """The instance is back up (a renewal model resets its age here)."""
         ...

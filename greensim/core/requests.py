@@ -106,6 +106,7 @@ class RequestRecord:
         self.first_token_s = nan.copy()
         self.done_s = nan.copy()
         self.n_preemptions = np.zeros(n, dtype=np.int64)
+        self.n_requeues = np.zeros(n, dtype=np.int64)     # re-routed after an instance failure
         self.n_generated = np.zeros(n, dtype=np.int64)
         self.busy_s = np.zeros(n)
         self.energy_j = np.zeros(n)

@@ -10,7 +10,7 @@ import simpy
 
 from ..errors import SimulationInvariantError
 from .instance import Instance, InstanceConfig
-from .interfaces import BoundPerformance, Router
+from .interfaces import BoundPerformance, FailureModel, Router
 from .ledger import Ledger
 from .requests import Request, RequestRecord, RequestTable
 
@@ -44,7 +44,7 @@ class Simulation:
 
     def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
                  router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
-                 max_run_iterations: Optional[int] = None):
+                 max_run_iterations: Optional[int] = None, failures: Optional[FailureModel] = None):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
@@ -62,6 +62,9 @@ class Simulation:
         self.n_done = 0
         self.n_rejected = 0
         self._max_need = [inst.total_kv_blocks - inst.cfg.watermark_blocks for inst in self.instances]
+        self.failures = failures
+        self.n_down = 0                # instances currently failed: arrivals take the slow path
+        self._parked: List[Request] = []   # requests waiting for any instance to come back
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:
@@ -94,6 +97,9 @@ class Simulation:
         self._next = i + 1
         self._schedule_arrival()
         n_in, n_out = self._nin[i], self._nout[i]
+        if self.n_down:
+            self._dispatch(Request(i, n_in, n_out))
+            return
         k = self.router.choose(i, n_in, self.instances)
         if not (0 <= k < len(self.instances)):
             raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self.instances) - 1}")
@@ -117,11 +123,76 @@ class Simulation:
             self._progress(self.env.now)
         inst.enqueue(Request(i, n_in, n_out))
 
+    # ---------------------------------------------------------------- failures (GPU aging)
+    def _dispatch(self, r: Request) -> None:
+        """Route a request among the instances that are up (slow path while any is down)."""
+        up = [inst for inst in self.instances if inst.available]
+        if not up:
+            self._parked.append(r)
+            return
+        j = self.router.choose(r.id, r.n_in, up)
+        if not (0 <= j < len(up)):
+            raise SimulationInvariantError(f"router returned instance {j}; valid 0..{len(up) - 1}")
+        inst = up[j]
+        k = inst.index
+        self.record.instance[r.id] = k
+        need = r.n_in + r.n_out - 1
+        reason = ""
+        if inst._blocks(need) > self._max_need[k]:
+            reason = f"needs {inst._blocks(need)} KV blocks; instance {inst.cfg.name} holds {self._max_need[k]}"
+        elif not inst.cfg.chunked_prefill and need > inst.cfg.max_batched_tokens:
+            reason = f"prompt+output {need} tokens exceed max_batched_tokens {inst.cfg.max_batched_tokens}"
+        if reason:
+            if self.record.n_requeues[r.id]:
+                reason = "re-routed after a failure to an instance that cannot hold it: " + reason
+            self.record.rejected[r.id] = True
+            self.record.reject_reason[r.id] = reason
+            self.n_rejected += 1
+            return
+        inst.enqueue(r)
+
+    def _work_left(self) -> bool:
+        return self.n_done + self.n_rejected < len(self._arr)
+
+    def _arm_failure(self, inst: Instance) -> None:
+        dt = self.failures.time_to_failure_s(inst.index, self.env.now)
+        if dt is None:
+            return
+        if not (dt >= 0):
+            raise SimulationInvariantError(f"failure model returned delay {dt} for instance {inst.index}")
+        ev = self.env.timeout(dt)
+        ev.callbacks.append(lambda _ev, inst=inst: self._on_failure(inst))
+
+    def _on_failure(self, inst: Instance) -> None:
+        if not self._work_left():
+            return                     # the workload is done: stop generating events
+        reqs = inst.fail()
+        self.n_down += 1
+        rep = self.failures.repair_time_s(inst.index, self.env.now)
+        ev = self.env.timeout(rep)
+        ev.callbacks.append(lambda _ev, inst=inst: self._on_repair(inst))
+        for r in reqs:
+            self.record.n_requeues[r.id] += 1
+            self._dispatch(r)
+
+    def _on_repair(self, inst: Instance) -> None:
+        inst.recover()
+        self.n_down -= 1
+        self.failures.on_repaired(inst.index, self.env.now)
+        parked, self._parked = self._parked, []
+        for r in parked:
+            self._dispatch(r)
+        if self._work_left():
+            self._arm_failure(inst)
+
     # ---------------------------------------------------------------- run
     def run(self) -> SimOutput:
         """Run until every request has completed or been rejected."""
         self._progress_every = max(1, len(self._arr) // 100)
         self._schedule_arrival()
+        if self.failures is not None:
+            for inst in self.instances:
+                self._arm_failure(inst)
         self.env.run()
         n = len(self._arr)
         if self.n_done + self.n_rejected != n:
@@ -135,6 +206,9 @@ class Simulation:
                 inst.ledger.coarsen()
         self.bin_s = w
         horizon = float(self.env.now)
+        if self.failures is not None:   # stray failure/repair events may run past the last completion
+            done = self.record.done_s[np.isfinite(self.record.done_s)]
+            horizon = float(done.max()) if done.size else 0.0
         if n:
             horizon = max(horizon, float(self._arr[-1]))
         return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s)

@@ -8,12 +8,13 @@ instance that served no request is reported as ``unattributed_gco2``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..carbon import embodied_gco2, operational_gco2
+from ..carbon import embodied_gco2, operational_gco2  # noqa: F401 (embodied_gco2: public re-export)
+from ..carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from ..carbon.intensity import CarbonIntensity
 from ..core.simulation import SimOutput
 from ..units import J_PER_KWH
@@ -28,6 +29,10 @@ class InstanceCarbonSpec:
     tp: int
     embodied_kgco2e: float       # per GPU [kgCO2e]
     lifetime_years: float
+    scheme: str = "linear"       # embodied amortisation scheme (greensim.carbon.embodied)
+    age_years: float = 0.0       # GPU age at t = 0 [years]
+    extended_years: Optional[float] = None   # scheme "extended": extra service years
+    host_kgco2e_per_gpu: float = 0.0         # host server's embodied share per GPU [kgCO2e]
 
 
 @dataclass
@@ -36,6 +41,7 @@ class Tables:
     instances: pd.DataFrame
     timeline: pd.DataFrame
     summary: Dict[str, Any]
+    regions: Optional[pd.DataFrame] = None   # per-region totals (carbon.compare_regions)
 
 
 def _ffill(x: np.ndarray) -> np.ndarray:
@@ -69,6 +75,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     unattributed = 0.0
     total_op_bins = np.zeros(nbins)
     total_power_bins = np.zeros(nbins)
+    ci_bins = np.asarray(intensity.mean_over(edges, edges + out.bin_s), dtype=float)
+    emb_if = {"linear": 0.0, "extended": 0.0, "sunk": 0.0}
     for k, (inst, spec) in enumerate(zip(out.instances, specs)):
         led = inst.ledger
         m = min(nbins, len(led.bin_busy_s))
@@ -86,7 +94,12 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         idle_j = idle_p * idle_s
         energy = led.busy_j + idle_j
         op = float(op_bins.sum())
-        emb = embodied_gco2(spec.embodied_kgco2e, spec.tp, H, spec.lifetime_years)
+        e_kg = spec.embodied_kgco2e + spec.host_kgco2e_per_gpu
+        emb = embodied_charge_gco2(e_kg, spec.tp, H, spec.lifetime_years, spec.scheme, spec.age_years,
+                                   spec.extended_years, where=f"carbon ({spec.gpu})")
+        by_scheme = embodied_by_scheme(e_kg, spec.tp, H, spec.lifetime_years, spec.age_years, spec.extended_years)
+        for sch, v in by_scheme.items():
+            emb_if[sch] += v
         served = np.flatnonzero((rec.instance == k) & ~rec.rejected)
         share_busy = rec.busy_s[served]
         tot_busy = share_busy.sum()
@@ -106,6 +119,10 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "utilization_frac": led.busy_s / H if H > 0 else 0.0,
             "busy_energy_j": led.busy_j, "idle_energy_j": idle_j, "energy_j": energy,
             "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
+            "embodied_scheme": spec.scheme, "age_years": spec.age_years,
+            **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
+            "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
+            "n_failures": int(getattr(inst, "n_failures", 0)),
         })
         qmax = np.full(nbins, -1, dtype=np.int64)
         bmax = np.full(nbins, -1, dtype=np.int64)
@@ -117,6 +134,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "t_s": edges, "instance": k, "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
             "energy_j": energy_bins, "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
             "queue_max": qmax, "batch_max": bmax, "operational_gco2": op_bins,
+            "intensity_gco2_per_kwh": ci_bins,
+            "carbon_gco2_per_s": np.divide(op_bins, width, out=np.zeros(nbins), where=width > 0),
         }))
 
     ttft = rec.first_token_s - t.arrival_s
@@ -132,7 +151,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "request_id": np.arange(n), "instance": rec.instance, "arrival_s": t.arrival_s,
         "n_input_tokens": t.n_input_tokens, "n_output_tokens": nout,
         "queue_delay_s": rec.first_scheduled_s - t.arrival_s, "ttft_s": ttft, "tpot_s": tpot,
-        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_generated_tokens": rec.n_generated,
+        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_requeues": rec.n_requeues, "n_generated_tokens": rec.n_generated,
         "gpu_busy_s": rec.busy_s, "energy_j": req_energy, "operational_gco2": req_op,
         "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
         "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
@@ -150,6 +169,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     summary: Dict[str, Any] = {
         "n_requests": n, "n_completed": n_done, "n_rejected": int(rec.rejected.sum()),
         "n_preemptions": int(rec.n_preemptions.sum()),
+        "n_failures": int(sum(getattr(i, "n_failures", 0) for i in out.instances)),
+        "n_requeues": int(getattr(rec, "n_requeues", np.zeros(1, dtype=np.int64)).sum()),
         "duration_s": H,
         "throughput_rps": n_done / H if H > 0 else 0.0,
         "output_tokens_per_s": out_tokens / H if H > 0 else 0.0,
@@ -173,6 +194,13 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
         "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
         "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
+        "embodied_scheme": {s.gpu: s.scheme for s in specs},
+        **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()
+           if k != "extended" or any(s.extended_years is not None for s in specs)},
+        **{f"carbon_gco2_per_request_if_{k}": (op_total + v) / n_done if n_done else float("nan")
+           for k, v in emb_if.items() if k != "extended" or any(s.extended_years is not None for s in specs)},
+        "intensity_mean_gco2_per_kwh": float(np.sum(ci_bins * width) / np.sum(width)) if np.sum(width) > 0 else float("nan"),
+        "intensity_n_filled": int(getattr(intensity, "n_filled", 0)),
         "gpu_utilization_frac": {str(r["name"]) + f"#{r['instance']}": r["utilization_frac"] for r in inst_rows},
     })
     return Tables(requests, instances, timeline, summary)

@@ -1,0 +1,224 @@
+"""Carbon-intensity forecasters (history only) and a rolling-origin backtest.
+
+A forecaster is a function of the *past*: :meth:`Forecaster.forecast` receives the values
+observed before the forecast origin and nothing else, so it cannot read the future by
+construction. :class:`ForecastView` is what policies hold: at simulated time ``t`` it
+passes the series up to the last *completed* interval before ``t`` to the forecaster
+(or, only with ``oracle=True``, returns the actual future values for comparison).
+
+Forecasters: ``persistence`` (last value), ``seasonal_naive`` (same hour ``lag_h`` ago:
+24 h = yesterday, 168 h = last week; the standard baseline in research/carbon.md sec. 4)
+and ``ets`` (Holt-Winters additive-seasonal exponential smoothing, statsmodels, fitted
+on a trailing window at each origin).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .series import IntensitySeries, SeriesIntensitySource
+
+__all__ = ["FORECASTERS", "Forecaster", "Persistence", "SeasonalNaive", "HoltWintersETS", "ForecastView",
+           "make_forecaster", "backtest", "mape_by_horizon"]
+
+FORECASTERS: Registry = Registry("carbon-intensity forecaster")
+
+
+class Forecaster(ABC):
+    """Forecasts the next ``horizon`` values of an evenly spaced series from its history."""
+
+    name = "forecaster"
+    #: history the forecaster needs [steps]
+    min_history: int = 1
+
+    @abstractmethod
+    def forecast(self, history: np.ndarray, horizon: int) -> np.ndarray:
+        """Forecast values ``history.size .. history.size + horizon - 1`` [gCO2e/kWh].
+
+        Parameters
+        ----------
+        history : observed values up to (excluding) the origin, oldest first [gCO2e/kWh].
+        horizon : number of steps to forecast.
+        """
+
+
+@FORECASTERS.register("persistence")
+class Persistence(Forecaster):
+    """Every future value equals the last observed one."""
+    name = "persistence"
+
+    def forecast(self, history, horizon):
+        return np.full(horizon, float(history[-1]))
+
+
+@FORECASTERS.register("seasonal_naive")
+class SeasonalNaive(Forecaster):
+    """Value ``lag_h`` steps earlier (repeating the last season beyond one lag).
+
+    Parameters
+    ----------
+    lag_h : season length [steps = hours for hourly data]; 24 = same hour yesterday,
+        168 = same hour last week.
+    """
+
+    def __init__(self, lag_h: int = 24):
+        if lag_h < 1:
+            raise ConfigError(f"seasonal_naive: lag_h {lag_h} must be >= 1.")
+        self.lag = int(lag_h)
+        self.min_history = self.lag
+        self.name = f"seasonal_naive_{self.lag}h"
+
+    def forecast(self, history, horizon):
+        last = np.asarray(history[-self.lag:], dtype=float)
+        return last[np.arange(horizon) % self.lag]
+
+
+@FORECASTERS.register("ets")
+class HoltWintersETS(Forecaster):
+    """Additive-seasonal exponential smoothing (Holt-Winters, no trend) on a trailing window.
+
+    Parameters
+    ----------
+    season_h : seasonal period [steps]; 24 for a daily cycle in hourly data.
+    window_h : trailing history used for each fit [steps] (default 14 days).
+    """
+
+    def __init__(self, season_h: int = 24, window_h: int = 14 * 24):
+        self.season = int(season_h)
+        self.window = int(window_h)
+        self.min_history = max(2 * self.season + 1, 1)
+        self.name = "ets"
+
+    def forecast(self, history, horizon):
+        import warnings
+
+        from statsmodels.tsa.holtwinters import ExponentialSmoothing
+        y = np.asarray(history[-self.window:], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = ExponentialSmoothing(y, trend=None, seasonal="add", seasonal_periods=self.season,
+                                       initialization_method="estimated").fit()
+            f = np.asarray(fit.forecast(horizon), dtype=float)
+        if not np.isfinite(f).all():           # degenerate fit: fall back to the seasonal naive
+            return SeasonalNaive(self.season).forecast(history, horizon)
+        return np.maximum(f, 0.0)              # an intensity is never negative
+
+
+def make_forecaster(spec: str | Forecaster, **kw) -> Forecaster:
+    """A forecaster from a name (``persistence``, ``ets``, ``seasonal_naive`` or ``seasonal_naive:168``)."""
+    if isinstance(spec, Forecaster):
+        return spec
+    name, _, arg = str(spec).partition(":")
+    cls = FORECASTERS.get(name, field="forecaster")
+    if arg:
+        if name != "seasonal_naive":
+            raise ConfigError(f"forecaster '{spec}': only seasonal_naive takes a ':LAG_H' argument.")
+        kw["lag_h"] = int(arg)
+    return cls(**kw)
+
+
+class ForecastView:
+    """Forecasts that a policy may read during a run.
+
+    Parameters
+    ----------
+    source : the run's :class:`SeriesIntensitySource`.
+    forecaster : a :class:`Forecaster` (history only).
+    oracle : return the actual future values instead (comparison only).
+    """
+
+    def __init__(self, source: SeriesIntensitySource, forecaster: Forecaster, oracle: bool = False):
+        self.source, self.forecaster, self.oracle = source, forecaster, oracle
+
+    def at(self, t_s: float, horizon: int) -> np.ndarray:
+        """Forecast of the ``horizon`` intervals starting with the one containing ``t_s`` [gCO2e/kWh]."""
+        s = self.source.series
+        i = int(np.floor(self.source._offset + t_s / s.step_s))   # interval in progress: not yet observed
+        if self.oracle:
+            out = s.values[i:i + horizon]
+            if out.size < horizon:
+                raise ConfigError(f"oracle forecast at t = {t_s:g} s runs past the end of the series of '{s.region}'.")
+            return out.copy()
+        hist = s.values[:i]
+        if hist.size < self.forecaster.min_history:
+            raise ConfigError(f"forecast at t = {t_s:g} s: {self.forecaster.name} needs {self.forecaster.min_history} "
+                              f"past values of '{s.region}', only {hist.size} exist. Start later in the series.")
+        return self.forecaster.forecast(hist, horizon)
+
+
+def backtest(series: IntensitySeries, forecasters: Sequence[Forecaster], horizon: int = 48,
+             every: int = 24, first_origin: Optional[int] = None, n_origins: Optional[int] = None) -> pd.DataFrame:
+    """Rolling-origin backtest: forecast from each origin using only earlier values.
+
+    Parameters
+    ----------
+    series : the actual values.
+    forecasters : compared on the same origins.
+    horizon : steps forecast from each origin.
+    every : steps between origins.
+    first_origin : index of the first origin (default: the longest history any forecaster needs).
+    n_origins : number of origins (default: as many as fit).
+
+    Returns
+    -------
+    DataFrame with one row per (forecaster, origin, horizon step): ``forecaster``,
+    ``origin`` (timestamp), ``horizon_h`` (1-based), ``actual``, ``forecast``, ``ape_frac``.
+    """
+    v = series.values
+    start = first_origin if first_origin is not None else max(f.min_history for f in forecasters)
+    origins = list(range(start, len(v) - horizon + 1, every))
+    if n_origins is not None:
+        origins = origins[:n_origins]
+    if not origins:
+        raise ConfigError(f"backtest: series of '{series.region}' ({len(v)} values) is too short for origin "
+                          f"{start} and horizon {horizon}.")
+    ts = series.timestamps()
+    frames: List[pd.DataFrame] = []
+    h = np.arange(1, horizon + 1)
+    for f in forecasters:
+        for o in origins:
+            fc = f.forecast(v[:o], horizon)
+            act = v[o:o + horizon]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ape = np.where(act > 0, np.abs(fc - act) / act, np.nan)
+            frames.append(pd.DataFrame({"forecaster": f.name, "origin": ts[o], "horizon_h": h,
+                                        "actual": act, "forecast": fc, "ape_frac": ape}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def mape_by_horizon(bt: pd.DataFrame) -> pd.DataFrame:
+    """MAPE [%] per forecaster (columns) and horizon step (rows) of a :func:`backtest` table."""
+    return bt.groupby(["horizon_h", "forecaster"])["ape_frac"].mean().unstack("forecaster") * 100.0
+
+
+def plot_mape(mape: pd.DataFrame, path, title: str) -> None:
+    """PNG of MAPE against horizon, one line per forecaster."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for c in mape.columns:
+        ax.plot(mape.index, mape[c], marker=".", label=c)
+    ax.set_xlabel("forecast horizon [h]")
+    ax.set_ylabel("MAPE [%]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary_rows(mape: pd.DataFrame, horizons=(1, 6, 12, 24, 48)) -> Dict[str, Dict[str, float]]:
+    """MAPE at selected horizons and the mean over all horizons, per forecaster [%]."""
+    out = {}
+    for c in mape.columns:
+        row = {f"h{h}": float(mape[c].loc[h]) for h in horizons if h in mape.index}
+        row["mean"] = float(mape[c].mean())
+        out[c] = row
+    return out
