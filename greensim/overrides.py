@@ -117,7 +117,8 @@ def check_override_key(key: str, data: Dict[str, Any], root: type | None = None)
                     fields.setdefault(name, f.annotation)
             if part not in fields:
                 valid = sorted(fields)
-                close = difflib.get_close_matches(part, valid, n=1)
+                # A prefix ('rate' -> 'rate_rps') is the commonest slip: a missing unit suffix.
+                close = difflib.get_close_matches(part, valid, n=1) or [v for v in valid if v.startswith(part)][:1]
                 hint = f" Did you mean '{'.'.join(parts[:i] + [close[0]])}'?" if close else ""
                 where = f"'{here}'{_label(models, cur)}" if here else "the experiment"
                 raise ConfigError(
