@@ -17,7 +17,7 @@ from typing_extensions import Annotated
 
 from .errors import ConfigError
 
-__all__ = ["override_keys", "check_override_key", "check_override_keys", "check_keys"]
+__all__ = ["override_keys", "check_override_key", "check_override_keys"]
 
 # Fields whose value selects a member of a discriminated union (workload kind, length dist...).
 _TAGS = ("kind", "dist")
@@ -151,8 +151,3 @@ def check_override_keys(data: Dict[str, Any], overrides: Dict[str, Any] | List[s
     for key in override_keys(overrides):
         check_override_key(key, data, root)
 
-
-def check_keys(keys: Iterable[str], data: Dict[str, Any]) -> None:
-    """Check dotted keys (e.g. a sweep grid's axes) against the schema."""
-    for key in keys:
-        check_override_key(key, data)
