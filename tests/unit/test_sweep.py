@@ -159,3 +159,13 @@ def test_expand_grid_list_of_points():
     assert expand_grid([{"a": 1}, {"a": 2, "b": 3}]) == [{"a": 1}, {"a": 2, "b": 3}]
     assert expand_grid(None) == [{}]
     assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+
+
+def test_progress_bar_counts_runs_including_cached(tmp_path, capsys):
+    """One tick per run; cached runs start the bar ahead (3 runs, 1 cached: 1/3 then 3/3)."""
+    sw.sweep(base(), grid={"workload.rate_rps": [2.0]}, backend=Recording(), cache_dir=tmp_path, progress=True)
+    capsys.readouterr()
+    sw.sweep(base(), grid={"workload.rate_rps": [2.0, 3.0, 4.0]}, backend=Recording(), cache_dir=tmp_path,
+             progress=True)
+    err = capsys.readouterr().err
+    assert "1/3" in err and "3/3" in err and "run" in err
