@@ -8,6 +8,9 @@ included (a local pool is created per call); the Dask cluster is started before 
 (a user connects to a running cluster) and its start-up is printed separately.
 
 Scaling efficiency = throughput(backend) / (workers x throughput of one in-process worker).
+CPU efficiency = CPU seconds per run in-process / CPU seconds per run on the backend (this
+process plus its reaped pool or cluster processes): the backend's own overhead, which a
+machine shared with other processes does not distort the way it distorts wall time.
 Every backend's table is checked equal to the in-process one (same numbers everywhere).
 
     python benchmarks/bench_sweep.py                       # 24 runs of 20k requests; 1, 2, 4 workers; Dask x2
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 import pandas as pd
@@ -31,6 +35,12 @@ def grid_for(runs: int):
     points = 6
     seeds = max(1, round(runs / points))
     return grid, seeds
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process and its reaped children (pool and cluster workers) [s]."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def timed_sweep(label: str, n: int, runs: int, **kw):
@@ -54,15 +64,18 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; {args.runs} runs x {args.n} requests; greensim {greensim.__version__}; "
           f"load average before: {os.getloadavg()[0]:.2f}")
     rows = []
+    c0 = cpu_s()
     ref, wall1 = timed_sweep("in-process", args.n, args.runs, workers=1)
     per_run = wall1 / len(ref)
-    rows.append(("local, 1 worker (in-process)", 1, len(ref), wall1, ref["wall_s"].mean()))
+    rows.append(("local, 1 worker (in-process)", 1, len(ref), wall1, ref["wall_s"].mean(), cpu_s() - c0))
     for w in [int(x) for x in args.workers.split(",") if int(x) > 1]:
+        c0 = cpu_s()
         df, wall = timed_sweep(f"local x{w}", args.n, args.runs, workers=w)
         pd.testing.assert_frame_equal(df.drop(columns=["wall_s"]), ref.drop(columns=["wall_s"]))
-        rows.append((f"local, {w} worker processes", w, len(df), wall, df["wall_s"].mean()))
+        rows.append((f"local, {w} worker processes", w, len(df), wall, df["wall_s"].mean(), cpu_s() - c0))
     if not args.no_dask:
         import distributed
+        c0 = cpu_s()
         t0 = time.perf_counter()
         cluster = distributed.LocalCluster(processes=True, n_workers=args.dask_workers, threads_per_worker=1,
                                            dashboard_address=None, silence_logs=40)
@@ -72,20 +85,24 @@ def main() -> None:
             client.run(lambda: __import__("greensim"))            # warm imports, as a long-lived cluster is
             df, wall = timed_sweep("dask", args.n, args.runs, backend=client)
             pd.testing.assert_frame_equal(df.drop(columns=["wall_s"]), ref.drop(columns=["wall_s"]))
-            rows.append((f"Dask LocalCluster, {args.dask_workers} worker processes", args.dask_workers, len(df), wall,
-                         df["wall_s"].mean()))
+            row = [f"Dask LocalCluster, {args.dask_workers} worker processes", args.dask_workers, len(df), wall,
+                   df["wall_s"].mean()]
         finally:
             client.close()
             cluster.close()
+        rows.append(tuple(row + [cpu_s() - c0]))      # CPU includes the cluster's start and stop
         print(f"Dask LocalCluster start-up (not timed above): {startup:.1f} s")
     base = len(ref) / wall1
     print(f"mean wall time of one run in-process: {per_run:.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f} (above the core count: other processes compete)")
-    print("| backend | workers | runs | wall [s] | mean run wall in worker [s] | runs/min | speed-up | scaling efficiency |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for label, w, n_runs, wall, run_s in rows:
+    cpu1 = rows[0][5] / rows[0][2]
+    print("| backend | workers | runs | wall [s] | mean run wall in worker [s] | runs/min | speed-up | "
+          "scaling efficiency | CPU per run [s] | CPU efficiency |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, w, n_runs, wall, run_s, cpu in rows:
         thr = n_runs / wall
-        print(f"| {label} | {w} | {n_runs} | {wall:.1f} | {run_s:.2f} | {60 * thr:.0f} | {thr / base:.2f} | {thr / base / w:.0%} |")
+        print(f"| {label} | {w} | {n_runs} | {wall:.1f} | {run_s:.2f} | {60 * thr:.0f} | {thr / base:.2f} | "
+              f"{thr / base / w:.0%} | {cpu / n_runs:.2f} | {cpu1 / (cpu / n_runs):.0%} |")
     print("identical tables on every backend: yes")
 
 
