@@ -165,10 +165,11 @@ def _code_fingerprint() -> str:
 
 
 def _files_read(exp: Experiment) -> List[str]:
+    """Paths of data files the workload names directly (a trace, empirical length columns)."""
     wl = exp.workload
-    if isinstance(wl, TraceWorkload):
-        return [wl.path]
-    return [getattr(wl, k).path for k in ("input_tokens", "output_tokens") if hasattr(getattr(wl, k), "path")]
+    found = [getattr(wl, "path", None) if isinstance(wl, TraceWorkload) else None]
+    found += [getattr(getattr(wl, k, None), "path", None) for k in ("input_tokens", "output_tokens")]
+    return [p for p in found if isinstance(p, str)]
 
 
 def cache_key(exp: Experiment) -> str:

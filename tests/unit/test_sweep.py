@@ -169,3 +169,15 @@ def test_progress_bar_counts_runs_including_cached(tmp_path, capsys):
              progress=True)
     err = capsys.readouterr().err
     assert "1/3" in err and "3/3" in err and "run" in err
+
+
+def test_cache_key_changes_when_the_trace_file_changes(tmp_path):
+    """Same experiment text, edited trace file: a different key (size and mtime are hashed)."""
+    import os
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,10,5\n")
+    exp = greensim.config.parse_experiment(make_experiment(**{"workload": {"kind": "trace", "path": str(trace)}}))
+    k1 = sw.cache_key(exp)
+    trace.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,10,5\n1.0,20,5\n")
+    os.utime(trace, ns=(1, 1))
+    assert sw.cache_key(exp) != k1
