@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel
 from typing_extensions import Annotated
@@ -18,10 +18,6 @@ from typing_extensions import Annotated
 from .errors import ConfigError
 
 __all__ = ["override_keys", "check_override_key", "check_override_keys"]
-
-# Fields whose value selects a member of a discriminated union (workload kind, length dist...).
-_TAGS = ("kind", "dist")
-
 
 def override_keys(overrides: Dict[str, Any] | List[str] | None) -> List[str]:
     """The dotted keys of ``{"a.b": v}`` or ``["a.b=v", ...]`` overrides, in order."""
@@ -63,18 +59,25 @@ def _members(tp: Any, data: Any) -> Optional[List[type]]:
     if not models:
         return None
     if isinstance(data, dict):
-        for tag in _TAGS:
+        for tag in _tags(models):
             if tag in data:
-                hit = [m for m in models if tag in m.model_fields
-                       and data[tag] in typing.get_args(m.model_fields[tag].annotation)]
+                hit = [m for m in models if data[tag] in typing.get_args(m.model_fields[tag].annotation)]
                 if hit:
                     return hit
     return models
 
 
+def _tags(models: List[type]) -> List[str]:
+    """Discriminator candidates: fields every member has, each typed as a Literal
+    (``kind``, ``dist``, ``process``...), so new unions need no change here."""
+    common = set.intersection(*(set(m.model_fields) for m in models))
+    return sorted(n for n in common
+                  if all(typing.get_origin(m.model_fields[n].annotation) is Literal for m in models))
+
+
 def _label(models: List[type], data: Any) -> str:
     if len(models) == 1 and isinstance(data, dict):
-        for tag in _TAGS:
+        for tag in _tags(models):
             if tag in data:
                 return f" ({tag} {data[tag]})"
     return ""
