@@ -88,3 +88,10 @@ def test_missing_grid_file_exits_2(files, tmp_path):
     exp, _ = files
     res = invoke("sweep", exp, "--grid", tmp_path / "nope.yaml")
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_run_with_unknown_set_key_exits_2_naming_it(files):
+    exp, _ = files
+    res = invoke("run", exp, "--set", "workload.rate=3", "--no-plots")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "override 'workload.rate'" in res.output and "Did you mean 'workload.rate_rps'?" in res.output
