@@ -49,6 +49,11 @@ class LocalBackend:
     workers : int, optional
         Number of worker processes; default ``os.cpu_count()``. ``1`` runs every task in
         the calling process, in order.
+
+    Notes
+    -----
+    Workers are started with ``spawn``: a script calling this must guard its entry
+    point with ``if __name__ == "__main__":`` (notebooks need nothing).
     """
     name = "local"
 
