@@ -35,6 +35,15 @@ def main() -> None:
     """greensim: simulate carbon-aware LLM serving on heterogeneous GPUs."""
 
 
+def _add_sweep_command() -> None:
+    """`greensim sweep` lives in cli_sweep.py (issue 9), registered here."""
+    from .cli_sweep import sweep_cmd
+    main.add_command(sweep_cmd)
+
+
+_add_sweep_command()
+
+
 @main.command("run")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",

@@ -607,6 +607,8 @@ def load_experiment(path: str | Path, overrides: Dict[str, Any] | List[str] | No
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the experiment must be a YAML mapping.")
         data = apply_overrides(data, overrides)
+        from .overrides import check_override_keys  # unknown override keys fail here, naming the key
+        check_override_keys(data, overrides)
     return parse_experiment(data, where=str(path), base_dir=Path(path).resolve().parent)
 
 

@@ -79,11 +79,17 @@ def _to_experiment(experiment: Any, overrides) -> Experiment:
     if isinstance(experiment, Experiment):
         if overrides:
             from .config import apply_overrides
-            return parse_experiment(apply_overrides(experiment.model_dump(mode="json"), overrides))
+            from .overrides import check_override_keys
+            data = apply_overrides(experiment.model_dump(mode="json"), overrides)
+            check_override_keys(data, overrides)
+            return parse_experiment(data)
         return experiment
     if isinstance(experiment, dict):
         from .config import apply_overrides
-        return parse_experiment(apply_overrides(experiment, overrides or {}))
+        from .overrides import check_override_keys
+        data = apply_overrides(experiment, overrides or {})
+        check_override_keys(data, overrides)
+        return parse_experiment(data)
     return load_experiment(experiment, overrides)
 
 
