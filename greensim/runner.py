@@ -40,6 +40,24 @@ class Result:
     folder: Optional[Path]
     wall_s: float
 
+    def save_plots(self, folder: str | Path) -> List[Path]:
+        """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
+
+        The same plots as a results folder: latency CDFs with SLO lines, carbon
+        breakdown, queue/batch/power timeline and the carbon timeline. In a notebook,
+        show one with ``IPython.display.Image(path)``.
+        """
+        from types import SimpleNamespace
+
+        from .results.plots import plot_run
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        before = set(out.glob("*.png"))
+        tables = SimpleNamespace(requests=self.requests, instances=self.instances,
+                                 timeline=self.timeline, summary=self.summary)
+        plot_run(out, tables, self.experiment.slo.ttft_s, self.experiment.slo.tpot_s, self.experiment.name)
+        return sorted(set(out.glob("*.png")) | before)
+
 
 def default_experiment_path() -> Path:
     """The bundled quickstart experiment."""

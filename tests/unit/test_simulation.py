@@ -103,3 +103,14 @@ def test_slo_classes_from_a_trace_column(tmp_path):
     d["slo"]["classes"].pop("batch")
     with pytest.raises(ConfigError, match="SLO class 'batch'.*Add slo.classes.batch"):
         run_tables(d)
+
+
+def test_result_save_plots_writes_the_run_pngs(tmp_path):
+    """A notebook user gets the same PNGs as a results folder from a run that wrote nothing."""
+    import greensim
+    res = greensim.run(make_experiment(), write=False)
+    assert res.folder is None
+    paths = res.save_plots(tmp_path / "plots")
+    names = {p.name for p in paths}
+    assert {"latency_cdf.png", "carbon_breakdown.png", "timeline.png"} <= names
+    assert all(p.stat().st_size > 10_000 for p in paths)
