@@ -22,7 +22,7 @@ from pathlib import Path
 from greensim.config import parse_experiment
 from greensim.core.simulation import Simulation
 from greensim.results import build_tables
-from greensim.runner import prepare, simulate
+from greensim.runner import make_router, prepare, simulate
 
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 
@@ -61,7 +61,7 @@ def main() -> None:
     p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked)))
     for _ in range(a.repeat):
         t0 = time.perf_counter()
-        sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s)
+        sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s)
         out = sim.run()
         t1 = time.perf_counter()
         rss_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -125,6 +125,7 @@ class Prepared:
     tpot_slo_s: np.ndarray
     forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
     failures: Any = None        # greensim.aging.WeibullFailureModel (GPU aging), or None
+    policy_seeds: Any = None    # numpy SeedSequence of the policies' random streams (routers...)
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -183,13 +184,27 @@ def prepare(exp: Experiment) -> Prepared:
         forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
     from .aging import failure_model_for
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
-                    failure_model_for(exp))
+                    failure_model_for(exp), policy_seeds=_s_policies)
+
+
+def make_router(factory: Any, seeds: Any = None):
+    """Instantiate a router; routers that draw random numbers take ``rng`` (a Generator
+    from the policies' seed stream, so they never shift the arrival stream)."""
+    import inspect
+    try:
+        takes_rng = "rng" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_rng = False
+    if not takes_rng:
+        return factory()
+    ss = seeds if seeds is not None else np.random.SeedSequence(0)
+    return factory(rng=np.random.default_rng(ss.spawn(1)[0]))
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
-    sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
+    sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations, failures=p.failures)
     out = sim.run()
     tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
