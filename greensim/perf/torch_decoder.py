@@ -101,6 +101,10 @@ class TorchBackend(Backend):
         else:
             self.dist = None
         self.dev = torch.device(f"cuda:{rank_dev}" if self.cuda else "cpu")
+        if self.cuda:
+            # events, graphs and streams use the current device: make it ours (a TP1 run on
+            # cuda:1 without this timed an idle cuda:0 stream)
+            torch.cuda.set_device(self.dev)
         self.dt = DTYPES[dtype]
         self.nv = _nvml() if self.cuda else None
         self._handles = ([self.nv.nvmlDeviceGetHandleByIndex(base + i) for i in range(tp)] if self.nv else [])
