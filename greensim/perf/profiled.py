@@ -235,6 +235,7 @@ class BoundProfiled(BoundPerformance):
         self._dec_b = profile.batches
         self._rows = [profile.decode_row(i) for i in range(len(self._dec_b))]
         self._dec_pow = [p for _, p in profile.dec_power]
+        self._row_cache: Dict[int, Any] = {}
 
     def _fallback(self, why: str) -> None:
         kind = why[:why.find(" ", why.find(" ") + 1)] if " " in why else why   # e.g. "decode batch"
@@ -246,7 +247,14 @@ class BoundProfiled(BoundPerformance):
 
     # --- decode ------------------------------------------------------------------------
     def _row_pair(self, n: int):
-        """Combined (contexts, times) row for batch ``n``, or None outside the batch grid."""
+        """Combined (contexts, times) row for batch ``n``, or None outside the batch grid (cached)."""
+        try:
+            return self._row_cache[n]
+        except KeyError:
+            r = self._row_cache[n] = self._make_row(n)
+            return r
+
+    def _make_row(self, n: int):
         br = _bracket(self._dec_b, n)
         if br is None:
             return None
