@@ -154,6 +154,17 @@ def validate(data: Path) -> Dict[str, Any]:
         out["x_lomo"] = [round(float(z), 4) for z in x_lomo]
         res["profiles"][(g, m)] = out
         del spread
+    res["tp2"] = {}
+    for (g, m, tp), f in sorted(find_profiles().items()):
+        if tp > 1 and g in cat.gpus and m in cat.models:
+            r = _rows(load_profile(f))
+            b = shipped.bind(cat.gpu(g), cat.model(m), tp)
+            pred = np.array([b.iteration_time_s([(int(p), 0)] if ph != "decode" else [],
+                                                int(n) if ph != "prefill" else 0,
+                                                (int(n) * int(c)) if ph != "prefill" else 0)
+                             for ph, n, p, c in zip(r.phase, r.batch, r.prompt, r.ctx)])
+            e = err(pred, r.time_s.to_numpy())
+            res["tp2"][(g, m, tp)] = {ph: summary(e[(r.phase == ph).to_numpy()]) for ph in ("prefill", "decode")}
     res["old"] = old_rows(data, cat, shipped)
     res["capacity"] = capacity(cat)
     return res
@@ -265,6 +276,46 @@ def render(res: Dict[str, Any]) -> str:
          "**LOGO** = refitted on the other GPU's profiles, evaluated with this GPU's peak FLOP/s and bandwidth.", "",
          f"Target (issue 4): median <= {TARGET_MEDIAN:.0f}% and worst <= {TARGET_WORST:.0f}% for decode-step and prefill.", ""]
     prof = res["profiles"]
+
+    def pooled(var, ph, big=False):
+        v = [o[var][ph]["median"] for (g, m), o in prof.items() if var in o and ph in o[var] and (m in BIG or not big)]
+        w = [o[var][ph]["worst"] for (g, m), o in prof.items() if var in o and ph in o[var] and (m in BIG or not big)]
+        return float(np.median(v)), float(max(w))
+    L += ["## Summary against the target", ""]
+    for var, what in (("lomo", "leave-one-model-out"), ("logo", "leave-one-GPU-out")):
+        for ph in ("prefill", "decode"):
+            for big in (False, True):
+                med, worst = pooled(var, ph, big)
+                ok = "meets" if med <= TARGET_MEDIAN and worst <= TARGET_WORST else "MISSES"
+                L.append(f"* {what}, {ph}, {'models >= 6B' if big else 'all models'}: median {_f(med)}%, "
+                         f"worst {_f(worst)}% -> {ok} the target.")
+    L += ["",
+          "Why the targets are missed where they are (our reading of the tables below):",
+          "",
+          "* **Prefill**: the profiler runs prefill eagerly from Python, so short prompts (32-256 tokens) pay a "
+          "launch floor of a few ms that grows with the number of layers and kernels, not with FLOPs: the refitted "
+          "roofline is 20-35% fast there, and, since one eta_compute and one fixed overhead must also fit those "
+          "rows, 10-35% slow on long (compute-bound) prompts (e.g. H100-SXM/Llama-3.1-8B LOMO: -34% at 32 tokens, "
+          "+17% at 8192). A per-layer launch term would fix most of it; vLLM's prefill has a different (smaller, "
+          "CUDA-graph-free but fused) launch floor, so we did not fit one to this profiler's artefact.",
+          "* **Decode**: for models >= 6B the refitted roofline meets the median target; its worst errors (20-31%) "
+          "are long contexts at batch 1-2 (attention's KV reads at another efficiency than weight streaming) and "
+          "batch 256 at short context. For OPT-125M and Qwen2.5-0.5B a decode step is hundreds of small kernels "
+          "(launch-bound even under CUDA graphs): the bandwidth roofline misses them by 100-300%.",
+          "* **TP2**: the shipped all-reduce terms are engine-effective (fitted on splitwise-sim, absorbing that "
+          "engine's per-layer costs), so they are ~2x slower than our CUDA-graph TP2 decode on H200.",
+          "* **H200 LOMO fits hit eta_memory = 1.0** (the bound): measured decode on H200 streams weights faster, "
+          "relative to its 4.8 TB/s spec, than the fitted overhead allows; the spec bandwidth is likely optimistic "
+          "for what HBM3e delivers to these kernels, or the overhead is smaller on H200. Not investigated further.",
+          "* **Mixed iterations** are not part of the fits; the roofline and the profiled model (which combines "
+          "the prefill and decode grids through the roofline's ratio) both miss them by ~15-30% median.",
+          "* **Power**: a constant fraction of TDP per phase misses small models badly (they draw far less than "
+          "the big-model median); board power also depends on batch and context, which the engine's single "
+          "decode power per instance ignores.",
+          "* **Published rows**: the ML.ENERGY 2023 A100 rows are 2-4x above the bandwidth floor (an overhead-bound "
+          "2023 HF stack, research/profiles.md section 4.2), so the roofline is 30-57% fast there; the V100 rows "
+          "agree within 16% only because the same overhead dominates both.",
+          ""]
     for var in ("shipped", "lomo", "logo"):
         L += [f"## Roofline ({var}) vs measured", "",
               "| GPU | model | prefill median / worst | decode median / worst | mixed median / worst | power median / worst |",
@@ -305,6 +356,14 @@ def render(res: Dict[str, Any]) -> str:
     for r in res["old"]:
         L.append(f"| {r['line']} | {r['gpu']} | {r['model']} | {r['engine']} | {r.get('metric', '')} | "
                  f"{r.get('measured', '')} | {r.get('pred', '')} | {r.get('err_pct', '')} | {r.get('note', '')} |")
+    L += ["", "## Tensor parallelism: shipped roofline vs measured TP>1 profiles", "",
+          "| GPU | model | TP | prefill median / worst | decode median / worst |", "| --- | --- | --- | --- | --- |"]
+    for (g, m, tp), o in res["tp2"].items():
+        L.append(f"| {g} | {m} | {tp} | {_f(o['prefill']['median'])} / {_f(o['prefill']['worst'])} | "
+                 f"{_f(o['decode']['median'])} / {_f(o['decode']['worst'])} |")
+    L += ["", "TP2 prefill rows carry an eager-mode floor of ~35 ms (profiles/measured/PROVENANCE.md): their error says "
+          "more about the profiler than the roofline. Higher TP degrees are not measured; the roofline's all-reduce "
+          "terms (fitted on splitwise-sim TP2-8 data) model them.", ""]
     L += ["", "## KV-cache capacity at TP1 (memory feasibility)", "",
           "Tokens of KV cache left after the weights with a 10% memory reserve and 16-token blocks "
           "(greensim.core.memory.kv_capacity_blocks): the maximum of batch x context. 0 = the model does not fit "
