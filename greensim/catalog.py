@@ -1,7 +1,8 @@
 """GPU and model catalogues: data files selected by name.
 
 The shipped catalogue lives in ``profiles/`` (installed as ``greensim._profiles``);
-an experiment may name extra folders whose ``*.yaml`` files add or override entries.
+an experiment may name extra folders whose ``*.yaml`` (or ``*.csv``: a ``name`` column plus
+the YAML fields as columns) files add or override entries.
 """
 from __future__ import annotations
 
@@ -208,7 +209,29 @@ class Catalog:
         return self._lookup("model", self.models, name, field_path)
 
 
+def _read_csv(path: Path, where: str) -> Dict[str, Any]:
+    """A catalogue CSV: one entry per row, a ``name`` column plus the YAML fields as columns
+    (empty cells are absent; numbers and true/false are parsed)."""
+    import csv
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    out: Dict[str, Any] = {}
+    for i, r in enumerate(rows, start=2):
+        name = (r.pop("name", None) or "").strip()
+        if not name:
+            raise ProfileError(f"{where}: row {i}, column 'name': missing. Add a 'name' column with the entry's name.")
+        e: Dict[str, Any] = {}
+        for k, v in r.items():
+            v = (v or "").strip()
+            if v == "" or k is None:
+                continue
+            e[k] = yaml.safe_load(v) if v.lower() not in ("yes", "no", "on", "off") else v
+        out[name] = e
+    return out
+
+
 def _read_yaml(path: Path | Any, where: str) -> Dict[str, Any]:
+    if str(where).endswith(".csv"):
+        return _read_csv(Path(str(path)), where)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -230,7 +253,7 @@ def load_catalog(extra_gpu_dirs: Iterable[str | Path] = (),
             p = Path(d)
             if not p.is_dir():
                 raise ProfileError(f"catalog.{kind}_dirs: '{d}' is not a folder.")
-            sources[kind] += [(f, str(f)) for f in sorted(p.glob("*.yaml"))]
+            sources[kind] += [(f, str(f)) for f in sorted([*p.glob("*.yaml"), *p.glob("*.csv")])]
     gpus: Dict[str, GPUSpec] = {}
     models: Dict[str, ModelSpec] = {}
     aliases: Dict[str, Dict[str, str]] = {"gpu": {}, "model": {}}

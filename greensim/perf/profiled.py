@@ -223,10 +223,11 @@ def _bracket(xs: Sequence[float], x: float) -> Optional[Tuple[int, float]]:
 class BoundProfiled(BoundPerformance):
     """Interpolated measured profile of one instance, with a roofline fallback."""
 
-    def __init__(self, profile: MeasuredProfile, fallback: BoundRoofline, gpu: GPUSpec, tp: int):
+    def __init__(self, profile: MeasuredProfile, fallback: BoundRoofline, gpu: GPUSpec, tp: int,
+                 warned: Optional[set] = None):
         self.profile, self.fb = profile, fallback
         self._where = f"{gpu.name} x TP{tp} {profile.meta.get('model', '')}".strip()
-        self._warned: set = set()
+        self._warned = set() if warned is None else warned     # shared by a model's instances
         self.idle_power_w = profile.idle_w if profile.idle_w is not None else fallback.idle_power_w
         self.decode_power_w = _median([p for _, p in profile.dec_power])
         self._pre_t = [p[0] for p in profile.prefill]
@@ -237,12 +238,12 @@ class BoundProfiled(BoundPerformance):
         self._dec_pow = [p for _, p in profile.dec_power]
         self._row_cache: Dict[int, Any] = {}
 
-    def _fallback(self, why: str) -> None:
-        kind = why[:why.find(" ", why.find(" ") + 1)] if " " in why else why   # e.g. "decode batch"
-        if kind not in self._warned:
-            self._warned.add(kind)
-            log.warning("profiled %s: %s is outside the measured grid (%s); using the calibrated "
-                        "roofline there and for every later %s outside it (logged once)",
+    def _fallback(self, kind: str, why: str) -> None:
+        key = (self._where, kind)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("profiled %s: %s is outside the measured grid (%s); using the calibrated roofline "
+                        "for this and every later %s outside it (logged once)",
                         self._where, why, self.profile.path, kind)
 
     # --- decode ------------------------------------------------------------------------
@@ -284,7 +285,7 @@ class BoundProfiled(BoundPerformance):
             return 0.0
         row = self._row_pair(n)
         if row is None:
-            self._fallback(f"decode batch {n}")
+            self._fallback("decode batch", f"decode batch {n}")
             return self.fb.decode_run_time_s(n, ctx0, k)
         cs, ts = row
         c0 = ctx0 / n
@@ -292,12 +293,12 @@ class BoundProfiled(BoundPerformance):
         j_lo = max(0, math.ceil(cs[0] - c0 - 1e-9))
         j_hi = min(k - 1, math.floor(cs[-1] - c0 + 1e-9))
         if j_lo > 0:                                  # contexts below the grid
-            self._fallback(f"decode context below {cs[0]}")
+            self._fallback("decode context", f"decode context below {cs[0]}")
             total += self.fb.decode_run_time_s(n, ctx0, min(j_lo, k))
         if j_hi < k - 1:                              # contexts above the grid
             s = max(j_hi + 1, j_lo)
             if s < k:
-                self._fallback(f"decode context above {cs[-1]}")
+                self._fallback("decode context", f"decode context above {cs[-1]}")
                 total += self.fb.decode_run_time_s(n, ctx0 + n * s, k - s)
         if j_hi < j_lo:
             return total
@@ -326,7 +327,8 @@ class BoundProfiled(BoundPerformance):
                 return 0.0
             t = self._decode_time(n_decode, decode_ctx_tokens / n_decode)
             if t is None:
-                self._fallback(f"decode batch {n_decode} x context {decode_ctx_tokens / n_decode:.0f}")
+                self._fallback("decode batch x context",
+                               f"decode batch {n_decode} x context {decode_ctx_tokens / n_decode:.0f}")
                 return self.fb.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
             return t
         tokens = n_decode
@@ -334,7 +336,7 @@ class BoundProfiled(BoundPerformance):
             tokens += q
         br = _bracket(self._pre_t, tokens)
         if br is None:
-            self._fallback(f"prefill of {tokens} tokens")
+            self._fallback("prefill size", f"a prefill of {tokens} tokens")
             return self.fb.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
         i, w = br
         t = self._pre_time[i] if w == 0.0 else (1 - w) * self._pre_time[i] + w * self._pre_time[i + 1]
@@ -384,6 +386,7 @@ class ProfiledModel(PerformanceModel):
         self.roofline = RooflineModel(**overrides)
         self.index = find_profiles(profile_dirs)
         self._cache: Dict[Path, MeasuredProfile] = {}
+        self._warned: set = set()
 
     def profile_for(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> Optional[MeasuredProfile]:
         f = self.index.get((gpu.name, model.name, tp))
@@ -401,7 +404,7 @@ class ProfiledModel(PerformanceModel):
                      gpu.name, model.name, tp)
             bound: BoundPerformance = fb
         else:
-            bound = BoundProfiled(prof, fb, gpu, tp)
+            bound = BoundProfiled(prof, fb, gpu, tp, self._warned)
         if self.band == "nominal":
             return bound
         ut, up = band_fraction(load_uncertainty(), gpu, measured=prof is not None)

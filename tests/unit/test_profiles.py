@@ -205,7 +205,7 @@ def test_outside_the_grid_falls_back_to_the_roofline_and_logs_once(caplog):
         for n in (300, 400):
             assert b.iteration_time_s((), n, n * 512) == fb.iteration_time_s((), n, n * 512)
     msgs = [r.getMessage() for r in caplog.records]
-    assert sum("prefill" in m for m in msgs) == 1 and sum("decode batch" in m for m in msgs) == 1
+    assert sum("prefill" in m for m in msgs) == 1 and sum("decode batch" in m for m in msgs) == 1, msgs
     assert all("outside the measured grid" in m for m in msgs)
 
 
@@ -331,3 +331,33 @@ def test_validation_report_is_current(tmp_path):
     assert (tmp_path / "VALIDATION.md").read_text() == (root / "profiles" / "VALIDATION.md").read_text()
     assert yaml.safe_load((tmp_path / "uncertainty.yaml").read_text()) == load_uncertainty()
     assert not math.isnan(load_uncertainty()["measured"]["H100-SXM"]["latency_frac"])
+
+
+def test_user_catalogue_csv_adds_a_gpu_and_a_bad_cell_is_named(tmp_path):
+    (tmp_path / "gpus.csv").write_text(
+        "name,architecture,memory_gb,mem_bandwidth_gbs,fp16_tflops_dense,tdp_w,idle_w,prefill_power_frac,"
+        "decode_power_frac,embodied_kgco2e,spec_source\n"
+        "MyT4,Turing,16,320,65,70,11,1.0,0.6,57.5,my lab's datasheet copy\n")
+    cat = load_catalog(extra_gpu_dirs=[tmp_path])
+    assert cat.gpu("MyT4").mem_bandwidth_bps == 320e9 and cat.gpu("MyT4").architecture == "Turing"
+    (tmp_path / "gpus.csv").write_text("name,architecture,memory_gb\nBad,Turing,lots\n")
+    with pytest.raises(ProfileError, match=r"gpus.csv:Bad.memory_gb: 'lots' is not a number"):
+        load_catalog(extra_gpu_dirs=[tmp_path])
+
+
+def _small(perf):
+    return {"workload.n_requests": 300, "workload.rate_rps": 20, "cluster.instances.0.gpu": "H100-SXM",
+            "output.plots": False, **{f"performance.{k}": v for k, v in perf.items()}}
+
+
+def test_profiled_experiment_is_deterministic_and_bands_move_latency():
+    import greensim
+    runs = {b: greensim.run(None, overrides=_small({"model": "profiled", "band": b}), write=False).summary
+            for b in ("optimistic", "nominal", "pessimistic")}
+    again = greensim.run(None, overrides=_small({"model": "profiled", "band": "nominal"}), write=False).summary
+    wall = lambda d: {k: v for k, v in d.items() if "wall" not in k}  # noqa: E731
+    assert wall(again) == wall(runs["nominal"])
+    assert runs["optimistic"]["ttft_s_p50"] < runs["nominal"]["ttft_s_p50"] < runs["pessimistic"]["ttft_s_p50"]
+    assert runs["optimistic"]["energy_kwh"] < runs["pessimistic"]["energy_kwh"]
+    roof = greensim.run(None, overrides=_small({"model": "roofline"}), write=False).summary
+    assert roof["tpot_s_p50"] != runs["nominal"]["tpot_s_p50"]     # the measured profile is in use
