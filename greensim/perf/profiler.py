@@ -247,6 +247,8 @@ def _worker(rank: int, args: argparse.Namespace, shapes: Dict[str, Any]) -> None
 
 def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cls) -> None:
     grid = default_grid(args.quick)
+    if args.no_mixed:
+        grid = dict(grid, mixed_prompt=[])
     t_start = time.perf_counter()
     for name in args.models.split(","):
         if args.budget_s and time.perf_counter() - t_start > args.budget_s:
@@ -285,6 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--device", default="cuda", help="cuda or cpu (cpu: smoke test only)")
     ap.add_argument("--dtype", default="bfloat16", help="weight/activation dtype (bfloat16, float16, float32)")
     ap.add_argument("--quick", action="store_true", help="tiny grid (smoke test)")
+    ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-iteration cells")
     ap.add_argument("--window-s", type=float, default=0.3, help="timed window per cell [s]")
     ap.add_argument("--idle-s", type=float, default=2.0, help="idle power window [s]")
     ap.add_argument("--budget-s", type=float, default=0.0, help="stop starting new models after this [s]")
