@@ -150,10 +150,8 @@ def validate(data: Path) -> Dict[str, Any]:
             pp = np.array([bp.power_w(int(p), int(n)) for p, n in zip(mx.prompt, mx.batch)])
             out["profiled_mixed"] = {"time": summary(err(pt, mx.time_s.to_numpy())),
                                      "power": summary(err(pp, mx.power_w.to_numpy()))}
-        spread = ((v["profile"].meta or {}).get("source"), None)
         out["x_lomo"] = [round(float(z), 4) for z in x_lomo]
         res["profiles"][(g, m)] = out
-        del spread
     res["tp2"] = {}
     for (g, m, tp), f in sorted(find_profiles().items()):
         if tp > 1 and g in cat.gpus and m in cat.models:
