@@ -202,13 +202,17 @@ class TorchBackend(Backend):
         z = F.rms_norm(z, (z.shape[-1],), self.nf, 1e-5)
         return F.linear(z, self.lm)
 
-    def _kv(self, batch: int, cap: int):
+    def _kv(self, batch: int, cap: int, tokens: int = 0):
+        """KV cache for ``batch`` sequences of ``cap`` tokens, or None if it and the activations of
+        ``tokens`` tokens in flight (default: batch + cap) do not fit in 90% of free memory."""
         s = self.s
         nkv = max(1, s["n_kv_heads"] // self.tp)
         need = 2.0 * s["n_layers"] * batch * nkv * cap * s["head_dim"] * 2
         if self.cuda:
             free, _ = torch.cuda.mem_get_info(self.dev)
-            act = 4.0 * (batch + 8192) * max(s["intermediate_size"] // self.tp * 2, s["vocab_size"] // self.tp) * 2
+            tokens = tokens or batch + cap
+            act = 4.0 * tokens * max(s["intermediate_size"] // self.tp * 2, s["hidden_size"] * 4) * 2 \
+                + 2.0 * max(batch, 1) * s["vocab_size"] // self.tp * 4 + 256 * 2**20
             if need + act > 0.9 * free:
                 return None
         return [(torch.zeros(batch, nkv, cap, s["head_dim"], device=self.dev, dtype=self.dt),
@@ -224,7 +228,7 @@ class TorchBackend(Backend):
         return ok
 
     def make_prefill(self, tokens: int):
-        kv = {"p": self._kv(1, tokens)}
+        kv = {"p": self._kv(1, tokens, tokens)}
         if not self._ok(kv):
             return None
         x = torch.randn(tokens, self.s["hidden_size"], device=self.dev, dtype=self.dt) * 0.02
@@ -233,7 +237,7 @@ class TorchBackend(Backend):
         return lambda: self._forward(x + self.pos, kv, (tokens, cos, sin), None)
 
     def make_mixed(self, prompt: int, batch: int, ctx: int):
-        kv = {"p": self._kv(1, prompt), "d": self._kv(batch, ctx + 1)}
+        kv = {"p": self._kv(1, prompt, prompt + batch), "d": self._kv(batch, ctx + 1, prompt + batch)}
         if not self._ok(kv):
             return None
         x = torch.randn(prompt + batch, self.s["hidden_size"], device=self.dev, dtype=self.dt) * 0.02
@@ -243,7 +247,7 @@ class TorchBackend(Backend):
         return lambda: self._forward(x, kv, (prompt, cp, sp), (batch, ctx, cd.view(1, 1, 1, -1), sd.view(1, 1, 1, -1)))
 
     def make_decode(self, batch: int, ctx: int):
-        kv = {"d": self._kv(batch, ctx + 1)}
+        kv = {"d": self._kv(batch, ctx + 1, batch)}
         if not self._ok(kv):
             return None
         x = torch.randn(batch, self.s["hidden_size"], device=self.dev, dtype=self.dt) * 0.02

@@ -330,9 +330,6 @@ def render(res: Dict[str, Any]) -> str:
           "engine's per-layer costs), so they are ~2x slower than our CUDA-graph TP2 decode on H200; the roofline "
           "with NCCL all-reduce from the APEX+ collective table does much better on decode (see the TP section) "
           "but still misses the target, and TP2 prefill rows carry the profiler's eager-mode floor.",
-          "* **H200 LOMO fits hit eta_memory = 1.0** (the bound): measured decode on H200 streams weights faster, "
-          "relative to its 4.8 TB/s spec, than the fitted overhead allows; the spec bandwidth is likely optimistic "
-          "for what HBM3e delivers to these kernels, or the overhead is smaller on H200. Not investigated further.",
           "* **Mixed iterations** are not part of the fits; the roofline and the profiled model (which combines "
           "the prefill and decode grids through the roofline's ratio) both miss them by ~15-30% median.",
           "* **Power**: a constant fraction of TDP per phase misses small models badly (they draw far less than "
