@@ -8,6 +8,7 @@ model changes.
 
     python benchmarks/bench_engine.py                 # 100k requests, 4 instances
     python benchmarks/bench_engine.py --n 1000000     # memory at 1M requests
+    python benchmarks/bench_engine.py --gpu H100-SXM --perf profiled   # measured-profile model
 
 Prints one line per run; run it on an otherwise idle core (numbers are noisy).
 """
@@ -27,6 +28,9 @@ from greensim.runner import make_router, prepare, simulate
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 
 
+GPU, PERF = "A100-80GB", "roofline"   # set from --gpu / --perf in main()
+
+
 def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0) -> dict:
     lengths = ({"dist": "empirical", "path": str(TRACE), "column": c} for c in ("input_tokens", "output_tokens"))
     inp, out = lengths
@@ -34,10 +38,11 @@ def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0
         "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
         "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
         "cluster": {"router": "join_shortest_queue",
-                    "instances": [{"gpu": "A100-80GB", "count": instances, "max_batched_tokens": 16384,
+                    "instances": [{"gpu": GPU, "count": instances, "max_batched_tokens": 16384,
                                    "chunked_prefill": chunked}]},
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
         "simulation": {"progress": False},
+        "performance": {"model": PERF},
     }
 
 
@@ -55,7 +60,11 @@ def main() -> None:
     ap.add_argument("--load", type=float, default=0.7, help="fraction of saturation throughput")
     ap.add_argument("--chunked", action="store_true", help="chunked prefill")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--gpu", default="A100-80GB", help="catalogue GPU of every instance")
+    ap.add_argument("--perf", default="roofline", help="performance model (roofline | profiled)")
     a = ap.parse_args()
+    global GPU, PERF
+    GPU, PERF = a.gpu, a.perf
     cap = capacity_rps(a.instances, a.chunked)
     rate = a.load * cap
     p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked)))
@@ -69,7 +78,7 @@ def main() -> None:
         t2 = time.perf_counter()
         iters = sum(i.n_iterations for i in out.instances)
         s = tables.summary
-        print(f"n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
+        print(f"gpu={GPU} perf={PERF} n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
               f"rate={rate:.1f} req/s | engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | "
               f"engine+tables {a.n / (t2 - t0):,.0f} req/s | iterations {iters:,} | "
               f"TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms | "

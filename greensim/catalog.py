@@ -1,7 +1,8 @@
 """GPU and model catalogues: data files selected by name.
 
 The shipped catalogue lives in ``profiles/`` (installed as ``greensim._profiles``);
-an experiment may name extra folders whose ``*.yaml`` files add or override entries.
+an experiment may name extra folders whose ``*.yaml`` (or ``*.csv``: a ``name`` column plus
+the YAML fields as columns) files add or override entries.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ class GPUSpec:
     architecture: str = ""
     release_year: int | None = None
     bf16_supported: bool = True
+    #: FlashAttention-2 kernels exist for this GPU (Ampere and newer).
+    flash_attention_2: bool = True
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -62,18 +65,34 @@ class ModelSpec:
     dtype_bytes: int = 2
     tied_embeddings: bool = False
     source: str = ""
+    #: gated SiLU MLP (3 matrices, Llama/Qwen); False: 2-matrix ReLU MLP (OPT)
+    gated_mlp: bool = True
+    #: "rms" (RMSNorm) or "layer" (LayerNorm)
+    norm: str = "rms"
+    #: rotary positions; False: a learned table of ``learned_pos_embeddings`` rows
+    rope: bool = True
+    learned_pos_embeddings: int = 0
+
+    def shape(self) -> Dict[str, Any]:
+        """Plain-dict shape for the profiler (:mod:`greensim.perf.profiler`)."""
+        return {"name": self.name, "n_layers": self.n_layers, "hidden_size": self.hidden_size,
+                "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads, "head_dim": self.head_dim,
+                "intermediate_size": self.intermediate_size, "vocab_size": self.vocab_size,
+                "tied_embeddings": self.tied_embeddings, "gated_mlp": self.gated_mlp,
+                "norm": self.norm, "rope": self.rope, "dtype_bytes": self.dtype_bytes}
 
     @property
     def n_params_per_layer(self) -> int:
         h, q, kv = self.hidden_size, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
         attn = h * q + 2 * h * kv + q * h
-        mlp = 3 * h * self.intermediate_size
+        mlp = (3 if self.gated_mlp else 2) * h * self.intermediate_size
         return attn + mlp + 2 * h
 
     @property
     def n_params(self) -> int:
         emb = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
-        return self.n_layers * self.n_params_per_layer + emb + self.hidden_size
+        return (self.n_layers * self.n_params_per_layer + emb + self.hidden_size
+                + self.learned_pos_embeddings * self.hidden_size)
 
     @property
     def weight_bytes(self) -> float:
@@ -131,6 +150,7 @@ def _gpu_from_entry(name: str, e: Mapping[str, Any], where: str) -> GPUSpec:
         architecture=str(e.get("architecture", "")),
         release_year=e.get("release_year"),
         bf16_supported=bool(e.get("bf16_supported", True)),
+        flash_attention_2=bool(e.get("flash_attention_2", True)),
         sources={k: v for k, v in e.items() if k.endswith("_source") or k.endswith("_derived")},
     )
 
@@ -146,7 +166,18 @@ def _model_from_entry(name: str, e: Mapping[str, Any], where: str) -> ModelSpec:
         intermediate_size=int(e["intermediate_size"]), vocab_size=int(e["vocab_size"]),
         dtype_bytes=int(e.get("dtype_bytes", 2)), tied_embeddings=bool(e.get("tied_embeddings", False)),
         source=str(e.get("source", "")),
+        gated_mlp=bool(e.get("gated_mlp", True)), norm=_choice(e, "norm", ("rms", "layer"), where),
+        rope=bool(e.get("rope", True)),
+        learned_pos_embeddings=int(_num(e, "learned_pos_embeddings", where, positive=False)
+                                   if "learned_pos_embeddings" in e else 0),
     )
+
+
+def _choice(e: Mapping[str, Any], key: str, allowed: tuple, where: str) -> str:
+    v = str(e.get(key, allowed[0]))
+    if v not in allowed:
+        raise ProfileError(f"{where}.{key}: {v!r} is not one of {list(allowed)}.")
+    return v
 
 
 class Catalog:
@@ -160,8 +191,10 @@ class Catalog:
         key = self._aliases[kind].get(name.lower())
         if key is None:
             valid = sorted(table)
-            close = difflib.get_close_matches(name, valid + list(self._aliases[kind]), n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            cands = difflib.get_close_matches(name, valid + list(self._aliases[kind]), n=6)
+            close = list(dict.fromkeys(self._aliases[kind].get(c.lower(), c) for c in cands))[:3]
+            hint = (f" Did you mean '{close[0]}'" + (f" (or {', '.join(repr(c) for c in close[1:])})" if close[1:] else "")
+                    + "?") if close else ""
             raise ProfileError(
                 f"{field_path}: unknown {kind} '{name}' (known: {', '.join(valid)}).{hint} "
                 f"Fix the name, or add a {kind} entry to a YAML file in a folder listed "
@@ -176,7 +209,29 @@ class Catalog:
         return self._lookup("model", self.models, name, field_path)
 
 
+def _read_csv(path: Path, where: str) -> Dict[str, Any]:
+    """A catalogue CSV: one entry per row, a ``name`` column plus the YAML fields as columns
+    (empty cells are absent; numbers and true/false are parsed)."""
+    import csv
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    out: Dict[str, Any] = {}
+    for i, r in enumerate(rows, start=2):
+        name = (r.pop("name", None) or "").strip()
+        if not name:
+            raise ProfileError(f"{where}: row {i}, column 'name': missing. Add a 'name' column with the entry's name.")
+        e: Dict[str, Any] = {}
+        for k, v in r.items():
+            v = (v or "").strip()
+            if v == "" or k is None:
+                continue
+            e[k] = yaml.safe_load(v) if v.lower() not in ("yes", "no", "on", "off") else v
+        out[name] = e
+    return out
+
+
 def _read_yaml(path: Path | Any, where: str) -> Dict[str, Any]:
+    if str(where).endswith(".csv"):
+        return _read_csv(Path(str(path)), where)
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -198,7 +253,7 @@ def load_catalog(extra_gpu_dirs: Iterable[str | Path] = (),
             p = Path(d)
             if not p.is_dir():
                 raise ProfileError(f"catalog.{kind}_dirs: '{d}' is not a folder.")
-            sources[kind] += [(f, str(f)) for f in sorted(p.glob("*.yaml"))]
+            sources[kind] += [(f, str(f)) for f in sorted([*p.glob("*.yaml"), *p.glob("*.csv")])]
     gpus: Dict[str, GPUSpec] = {}
     models: Dict[str, ModelSpec] = {}
     aliases: Dict[str, Dict[str, str]] = {"gpu": {}, "model": {}}

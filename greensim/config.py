@@ -362,6 +362,10 @@ class Performance(_Base):
     eta_compute: Optional[float] = Field(None, gt=0, le=1, description="override compute efficiency")
     eta_memory: Optional[float] = Field(None, gt=0, le=1, description="override memory-bandwidth efficiency")
     iteration_overhead_s: Optional[float] = Field(None, ge=0, description="override per-iteration overhead [s]")
+    band: Literal["pessimistic", "nominal", "optimistic"] = Field(
+        "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml")
+    profile_dirs: List[str] = Field(default_factory=list,
+                                    description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)")
 
 
 class Output(_Base):
@@ -530,7 +534,8 @@ def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
             update={"intensity": ci.model_copy(update={"path": fix(ci.path)})})})
     cat = exp.catalog.model_copy(update={"gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
                                          "model_dirs": [fix(d) for d in exp.catalog.model_dirs]})
-    return exp.model_copy(update={"workload": wl, "catalog": cat})
+    perf = exp.performance.model_copy(update={"profile_dirs": [fix(d) for d in exp.performance.profile_dirs]})
+    return exp.model_copy(update={"workload": wl, "catalog": cat, "performance": perf})
 
 
 def _coerce(v: str) -> Any:

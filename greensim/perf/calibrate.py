@@ -232,7 +232,9 @@ def calibrate(data: Path) -> dict:
             "Turing": copy(volta, "no T4 GEMM data: the Volta factors above (FP16 tensor cores in both), "
                                   "research/profiles.md section 5 step 4; derived, not measured"),
             "Ampere": copy(gpus["A100-80GB"], "the A100-80GB factors (gpus.A100-80GB)"),
-            "Hopper": copy(gpus["H100-SXM"], "the H100-SXM factors (gpus.H100-SXM)")}
+            "Hopper": copy(gpus["H100-SXM"], "the H100-SXM factors (gpus.H100-SXM)"),
+            "Ada": copy(gpus["A100-80GB"], "no Ada (L4, L40S) GEMM data: the A100-80GB factors, research/profiles.md "
+                                           "section 5 step 4 (A10/L4/L40S use A100-fitted eta); derived, not measured")}
     sw = (f"shared/data/{SPLITWISE} (Llama-2-70B, a100-80gb/h100-80gb, TP2/4/8, median of repetitions, "
           f"{len(rows)} configurations; TP2 batch-64 rows dropped as suspect)")
     ar_files = f"shared/data/{VIDUR_AR.format(g='{a100,h100}')}"

@@ -138,7 +138,19 @@ class RooflineModel(PerformanceModel):
             f"in profiles/roofline.yaml, or set performance.eta_compute and performance.eta_memory."
         )
 
-    def bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundRoofline:
+    def bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundPerformance:
+        bound = self._bind(gpu, model, tp)
+        band = self.overrides.get("band") or "nominal"
+        if band == "nominal":
+            return bound
+        from .profiled import BANDS, BandedBound, band_fraction, load_uncertainty
+        if band not in BANDS:
+            raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
+        ut, up = band_fraction(load_uncertainty(), gpu, measured=False)
+        sign = 1.0 if band == "pessimistic" else -1.0
+        return BandedBound(bound, 1.0 + sign * ut, 1.0 + sign * up)
+
+    def _bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundRoofline:
         e = dict(self._eff(gpu))
         eng = dict(self.params["engine"])
         o = self.overrides

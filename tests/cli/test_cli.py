@@ -144,3 +144,23 @@ def test_trace_replay_of_shared_azure_trace(tmp_path, shared_data):
     src = pd.read_csv(shared_data / "traces/azure_llm_2023_code.csv", nrows=300)
     assert (r.n_input_tokens.to_numpy() == src.input_tokens.to_numpy()).all()
     assert (r.arrival_s.to_numpy() == src.arrival_time_s.to_numpy()).all()
+
+
+def test_profile_without_torch_exits_2_with_the_fix(monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from greensim.cli import main
+    monkeypatch.setitem(sys.modules, "torch", None)      # import torch -> ImportError
+    r = CliRunner().invoke(main, ["profile", "Llama-3.1-8B", "--device", "cpu"])
+    assert r.exit_code == 2
+    assert "pip install 'greensim[profile]'" in r.output
+
+
+def test_profile_unknown_model_exits_2_naming_close_matches():
+    from click.testing import CliRunner
+
+    from greensim.cli import main
+    r = CliRunner().invoke(main, ["profile", "Llama-3.1-8", "--device", "cpu"])
+    assert r.exit_code == 2 and "Did you mean 'Llama-3.1-8B'" in r.output

@@ -110,7 +110,7 @@ def _numeric_leaves(node, path=""):
 def test_every_value_has_a_source(params):
     cmd = "python -m greensim.perf.calibrate --data ../shared/data --out profiles/roofline.yaml"
     leaves = [x for s in ("engine", "gpus", "architectures") for x in _numeric_leaves(params[s], s + ".")]
-    assert len(leaves) == 3 + 2 * 2 + 4 * 2
+    assert len(leaves) == 3 + 2 * 2 + 5 * 2   # 5 architectures: Volta, Turing, Ampere, Hopper, Ada
     for where, key, node in leaves:
         src = node.get(f"{key}_source") or node.get("source")
         assert isinstance(src, str) and len(src) > 20, f"{where}: no source string"
