@@ -41,6 +41,15 @@ class GPUSpec:
     flash_attention_2: bool = True
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
+    def require_power(self, field_path: str = "gpu") -> None:
+        """Raise if the catalogue has no sourced TDP or idle power for this GPU."""
+        missing = [k for k in ("tdp_w", "idle_w") if not math.isfinite(getattr(self, k))]
+        if missing:
+            raise ProfileError(
+                f"{field_path}: GPU '{self.name}' has no sourced {' and '.join(missing)} in the catalogue "
+                f"({self.sources.get('tdp_w_source', 'no source found')}), so its energy cannot be computed. "
+                f"Add the values with a citation in a YAML file under a folder named in catalog.gpu_dirs.")
+
     @property
     def prefill_power_w(self) -> float:
         return self.prefill_power_frac * self.tdp_w
@@ -134,8 +143,19 @@ def _num(entry: Mapping[str, Any], key: str, where: str, positive: bool = True) 
     return x
 
 
+#: Power fields that may be left empty (null) when no source gives them: the GPU is then
+#: listed, but simulating it fails until a user catalogue supplies sourced values.
+_GPU_OPTIONAL_POWER = ("tdp_w", "idle_w")
+
+
 def _gpu_from_entry(name: str, e: Mapping[str, Any], where: str) -> GPUSpec:
+    e = dict(e)
+    unsourced = [k for k in _GPU_OPTIONAL_POWER if k in e and e[k] is None]
+    for k in unsourced:
+        e[k] = float("nan")
     for k in _GPU_REQUIRED:
+        if k in unsourced:
+            continue
         _num(e, k, where, positive=k not in ("idle_w", "embodied_kgco2e"))
     return GPUSpec(
         name=name,

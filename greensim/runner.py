@@ -145,6 +145,7 @@ def prepare(exp: Experiment) -> Prepared:
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
+        gpu.require_power(f"{where}.gpu")
         kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
                                        g.block_tokens, g.memory_reserve_frac,
                                        where=f"{where} ({model.name} on {g.tp}x{gpu.name})")

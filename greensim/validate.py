@@ -26,6 +26,7 @@ def validate_experiment(path: str | Path) -> str:
     n_gpus = 0
     for i, g in enumerate(exp.cluster.instances):
         gpu = cat.gpu(g.gpu, f"cluster.instances.{i}.gpu")
+        gpu.require_power(f"cluster.instances.{i}.gpu")
         kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
                            g.block_tokens, g.memory_reserve_frac,
                            where=f"cluster.instances.{i} ({model.name} on {g.tp}x{gpu.name})")

@@ -46,3 +46,21 @@ def test_bad_user_catalog_entry_names_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("X:\n  memory_gb: -1\n")
     with pytest.raises(ProfileError, match=r"X\.memory_gb"):
         load_catalog(extra_gpu_dirs=[tmp_path])
+
+
+def test_gpu_without_sourced_power_is_listed_but_cannot_be_simulated(tmp_path):
+    """A10G's TDP has no source: the catalogue keeps it empty and a run says how to supply it."""
+    from greensim.config import parse_experiment
+    from greensim.runner import prepare
+    from conftest import make_experiment
+    cat = load_catalog()
+    assert cat.gpu("A10G").memory_bytes == 24e9
+    d = make_experiment(**{"cluster.instances": [{"gpu": "A10G"}]})
+    with pytest.raises(ProfileError, match=r"cluster\.instances\.0\.gpu: GPU 'A10G' has no sourced tdp_w and idle_w.*catalog\.gpu_dirs"):
+        prepare(parse_experiment(d))
+    import yaml
+    entry = dict(cat.raw["gpu"]["A10G"], tdp_w=150.0, idle_w=20.0)
+    (tmp_path / "a10g.yaml").write_text(yaml.safe_dump({"A10G": entry}))
+    d["catalog"] = {"gpu_dirs": [str(tmp_path)]}
+    p = prepare(parse_experiment(d))
+    assert p.instances[0][1].idle_power_w == 20.0
