@@ -99,11 +99,54 @@ class InstanceGroup(_Base):
     block_tokens: int = Field(16, ge=1, description="tokens per KV block (vLLM default 16)")
     memory_reserve_frac: float = Field(0.1, ge=0, lt=1, description="GPU memory kept out of weights+KV (vLLM gpu_memory_utilization 0.9)")
     watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
+    role: Literal["colocated", "prefill", "decode"] = Field(
+        "colocated", description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)")
+
+
+class LinkConfig(_Base):
+    """The link KV caches (DPD) or draft tokens (DSD) travel over."""
+    kind: Optional[str] = Field(None, description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, nvlink_v100, nvlink_a100, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr); or set bandwidth_gbs")
+    bandwidth_gbs: Optional[float] = Field(None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed")
+    efficiency_frac: float = Field(1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate")
+    latency_s: float = Field(ge=0, description="per-transfer latency [s]; required: depends on NIC, switch and software stack")
+    scope: Literal["shared", "per_prefill", "per_decode", "per_pair"] = Field(
+        "per_pair", description="which transfers share a link's bandwidth: all, per prefill instance (its NIC), per decode instance, per (prefill, decode) pair")
+
+    @model_validator(mode="after")
+    def _kind_or_bandwidth(self):
+        from .core.link import LINK_TYPES
+        if (self.kind is None) == (self.bandwidth_gbs is None):
+            raise ValueError("set exactly one of kind or bandwidth_gbs")
+        if self.kind is not None and self.kind not in LINK_TYPES:
+            close = difflib.get_close_matches(self.kind, list(LINK_TYPES), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown link kind '{self.kind}' (valid: {', '.join(sorted(LINK_TYPES))}).{hint}")
+        return self
+
+
+class Disaggregation(_Base):
+    """Prefill-decode disaggregation (DPD): how prefilled requests reach decode instances."""
+    decode_router: str = Field("least_loaded", description="decode-routing policy (round_robin, least_loaded, kv_capacity_aware)")
+    link: LinkConfig
 
 
 class Cluster(_Base):
     instances: List[InstanceGroup] = Field(min_length=1)
     router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue)")
+    disaggregation: Optional[Disaggregation] = Field(None, description="required when an instance group has role prefill or decode")
+
+    @model_validator(mode="after")
+    def _roles(self):
+        roles = {g.role for g in self.instances}
+        if ("prefill" in roles) != ("decode" in roles):
+            have = "prefill" if "prefill" in roles else "decode"
+            need = "decode" if have == "prefill" else "prefill"
+            raise ValueError(f"instances has role '{have}' but none with role '{need}'; "
+                             f"DPD needs both (or set every role to colocated)")
+        if "prefill" in roles and self.disaggregation is None:
+            raise ValueError("instances have prefill/decode roles: add cluster.disaggregation "
+                             "with decode_router and link")
+        return self
 
 
 # ------------------------------------------------------------------ SLO, carbon, perf

@@ -16,13 +16,15 @@ import pandas as pd
 from .carbon import INTENSITY_SOURCES
 from .catalog import load_catalog
 from .config import Experiment, load_experiment, parse_experiment
+from .core.disagg import DisaggregationSpec
 from .core.instance import InstanceConfig
+from .core.link import link_bandwidth_bps
 from .core.memory import kv_capacity_blocks
 from .core.requests import RequestTable
 from .core.simulation import Simulation
 from .errors import ConfigError, TraceError
 from .perf import PERFORMANCE_MODELS
-from .policies import ROUTERS
+from .policies import DECODE_ROUTERS, ROUTERS
 from .results import InstanceCarbonSpec, Tables, build_tables, write_run
 from .workloads import build_workload
 
@@ -99,6 +101,7 @@ class Prepared:
     bin_s: float
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
+    disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -113,7 +116,7 @@ def prepare(exp: Experiment) -> Prepared:
     perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
     perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
                     iteration_overhead_s=exp.performance.iteration_overhead_s)
-    instances, specs = [], []
+    instances, specs, roles = [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
@@ -131,6 +134,7 @@ def prepare(exp: Experiment) -> Prepared:
                                  watermark_blocks=int(g.watermark_frac * kv_blocks))
             instances.append((cfg, bound))
             specs.append(InstanceCarbonSpec(gpu.name, g.tp, emb, life))
+            roles.append(g.role)
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
@@ -140,14 +144,30 @@ def prepare(exp: Experiment) -> Prepared:
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo)
+    dpd = _disaggregation(exp, roles, model.kv_bytes_per_token)
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, dpd)
+
+
+def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float):
+    """A factory of the DPD spec (decode routers hold state: one per run), or None."""
+    d = exp.cluster.disaggregation
+    if "prefill" not in roles:
+        return None
+    router_factory = DECODE_ROUTERS.get(d.decode_router, field="cluster.disaggregation.decode_router")
+    lk = d.link
+    bw = link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
+
+    def make() -> DisaggregationSpec:
+        return DisaggregationSpec(tuple(roles), router_factory(), bw, lk.latency_s, lk.scope, kv_bytes_per_token)
+    return make
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
-                     max_run_iterations=max_run_iterations)
+                     max_run_iterations=max_run_iterations,
+                     disaggregation=p.disaggregation() if p.disaggregation is not None else None)
     out = sim.run()
     return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
 

@@ -9,6 +9,7 @@ import numpy as np
 import simpy
 
 from ..errors import SimulationInvariantError
+from .disagg import DisaggregationSpec, KVHandoff
 from .instance import Instance, InstanceConfig
 from .interfaces import BoundPerformance, Router
 from .ledger import Ledger
@@ -40,11 +41,14 @@ class Simulation:
     progress : optional callable(sim_time_s) called about every 1% of arrivals.
     max_run_iterations : cap on decode iterations per event (None = whole runs in closed
         form; 1 = one event per iteration, the reference the closed form must match).
+    disaggregation : optional DPD spec (instance roles, decode router, link); the router
+        then sees only colocated and prefill instances.
     """
 
     def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
                  router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
-                 max_run_iterations: Optional[int] = None):
+                 max_run_iterations: Optional[int] = None,
+                 disaggregation: Optional[DisaggregationSpec] = None):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
@@ -62,6 +66,13 @@ class Simulation:
         self.n_done = 0
         self.n_rejected = 0
         self._max_need = [inst.total_kv_blocks - inst.cfg.watermark_blocks for inst in self.instances]
+        self._front: Sequence[Instance] = self.instances   # what the arrival router sees
+        self._front_map: Optional[List[int]] = None
+        self._dpd: Optional[KVHandoff] = None
+        if disaggregation is not None:
+            self._dpd = KVHandoff(self, disaggregation)
+            self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
+            self._front = [self.instances[i] for i in self._front_map]
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:
@@ -77,9 +88,11 @@ class Simulation:
         rec = self.record
         rec.done_s[r.id] = now
         rec.n_generated[r.id] = r.generated
+        self.n_done += 1
+        if self._dpd is not None and self._dpd.on_complete(r):
+            return
         rec.busy_s[r.id] = r.busy_s
         rec.energy_j[r.id] = r.energy_j
-        self.n_done += 1
 
     # ---------------------------------------------------------------- arrivals
     def _schedule_arrival(self) -> None:
@@ -94,14 +107,24 @@ class Simulation:
         self._next = i + 1
         self._schedule_arrival()
         n_in, n_out = self._nin[i], self._nout[i]
-        k = self.router.choose(i, n_in, self.instances)
-        if not (0 <= k < len(self.instances)):
-            raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self.instances) - 1}")
+        k = self.router.choose(i, n_in, self._front)
+        if not (0 <= k < len(self._front)):
+            raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self._front) - 1}")
+        if self._front_map is not None:
+            k = self._front_map[k]
         inst = self.instances[k]
         self.record.instance[i] = k
         cfg = inst.cfg
         reason = ""
-        if inst._blocks(n_in + n_out - 1) > self._max_need[k]:
+        if self._dpd is not None and inst.handoff is not None and n_out > 1:
+            reason = self._dpd.reject_reason(n_in, n_out)
+            if not reason and inst._blocks(n_in) > self._max_need[k]:
+                reason = (f"needs {inst._blocks(n_in)} KV blocks to prefill; instance {cfg.name} "
+                          f"holds {self._max_need[k]} above the watermark")
+            elif not reason and not cfg.chunked_prefill and n_in > cfg.max_batched_tokens:
+                reason = (f"prompt {n_in} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}; "
+                          f"enable chunked_prefill or raise max_batched_tokens")
+        elif inst._blocks(n_in + n_out - 1) > self._max_need[k]:
             reason = (f"needs {inst._blocks(n_in + n_out - 1)} KV blocks; instance {cfg.name} "
                       f"holds {self._max_need[k]} above the watermark")
         elif not cfg.chunked_prefill and n_in + n_out - 1 > cfg.max_batched_tokens:
