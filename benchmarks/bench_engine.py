@@ -8,6 +8,7 @@ model changes.
 
     python benchmarks/bench_engine.py                 # 100k requests, 4 instances
     python benchmarks/bench_engine.py --n 1000000     # memory at 1M requests
+    python benchmarks/bench_engine.py --mode dpd      # prefill/decode split (see experiment())
 
 Prints one line per run; run it on an otherwise idle core (numbers are noisy).
 """
@@ -27,9 +28,26 @@ from greensim.runner import prepare, simulate
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 
 
-def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0) -> dict:
+def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0, mode: str = "colocated") -> dict:
     lengths = ({"dist": "empirical", "path": str(TRACE), "column": c} for c in ("input_tokens", "output_tokens"))
     inp, out = lengths
+    if mode == "dpd":
+        # 1 A100 prefill instance per 3 V100-32GB decode instances (``instances`` groups of 4
+        # GPUs), KV over InfiniBand HDR; the 10 us latency is this benchmark's assumption.
+        g = max(1, instances // 4)
+        return {
+            "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
+            "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
+            "cluster": {"router": "join_shortest_queue",
+                        "instances": [{"gpu": "A100-80GB", "count": g, "max_batched_tokens": 16384,
+                                       "chunked_prefill": chunked, "role": "prefill"},
+                                      {"gpu": "V100-32GB", "count": 3 * g, "max_batched_tokens": 16384,
+                                       "chunked_prefill": chunked, "role": "decode"}],
+                        "disaggregation": {"decode_router": "least_loaded",
+                                           "link": {"kind": "infiniband_hdr", "latency_s": 1e-5, "scope": "per_pair"}}},
+            "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
+            "simulation": {"progress": False},
+        }
     return {
         "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
         "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
@@ -41,9 +59,9 @@ def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0
     }
 
 
-def capacity_rps(instances: int, chunked: bool) -> float:
+def capacity_rps(instances: int, chunked: bool, mode: str = "colocated") -> float:
     """Throughput at saturation: 20k requests arriving within ~0.2 s."""
-    p = prepare(parse_experiment(experiment(20000, 1e5, instances, chunked)))
+    p = prepare(parse_experiment(experiment(20000, 1e5, instances, chunked, mode=mode)))
     t = simulate(p)
     return t.summary["throughput_rps"]
 
@@ -55,13 +73,15 @@ def main() -> None:
     ap.add_argument("--load", type=float, default=0.7, help="fraction of saturation throughput")
     ap.add_argument("--chunked", action="store_true", help="chunked prefill")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--mode", choices=["colocated", "dpd"], default="colocated")
     a = ap.parse_args()
-    cap = capacity_rps(a.instances, a.chunked)
+    cap = capacity_rps(a.instances, a.chunked, a.mode)
     rate = a.load * cap
-    p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked)))
+    p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked, mode=a.mode)))
     for _ in range(a.repeat):
         t0 = time.perf_counter()
-        sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s)
+        sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s,
+                         disaggregation=p.disaggregation() if p.disaggregation is not None else None)
         out = sim.run()
         t1 = time.perf_counter()
         rss_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -69,7 +89,7 @@ def main() -> None:
         t2 = time.perf_counter()
         iters = sum(i.n_iterations for i in out.instances)
         s = tables.summary
-        print(f"n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
+        print(f"mode={a.mode} n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
               f"rate={rate:.1f} req/s | engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | "
               f"engine+tables {a.n / (t2 - t0):,.0f} req/s | iterations {iters:,} | "
               f"TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms | "
