@@ -101,6 +101,14 @@ class InstanceGroup(_Base):
     watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
     role: Literal["colocated", "prefill", "decode"] = Field(
         "colocated", description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)")
+    speculative: Optional["Speculative"] = Field(None, description="speculative decoding (draft model on this GPU or on draft_gpu, DSD)")
+
+    @model_validator(mode="after")
+    def _speculative_mode(self):
+        if self.speculative is not None and (self.role != "colocated" or self.chunked_prefill):
+            raise ValueError("speculative decoding needs role colocated and chunked_prefill false "
+                             f"(got role {self.role}, chunked_prefill {self.chunked_prefill})")
+        return self
 
 
 class LinkConfig(_Base):
@@ -121,6 +129,27 @@ class LinkConfig(_Base):
             close = difflib.get_close_matches(self.kind, list(LINK_TYPES), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ValueError(f"unknown link kind '{self.kind}' (valid: {', '.join(sorted(LINK_TYPES))}).{hint}")
+        return self
+
+
+class Speculative(_Base):
+    """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
+    draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    draft_gpu: Optional[str] = Field(None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU")
+    alpha: float = Field(ge=0, lt=1, description="per-token acceptance probability of draft tokens in [0, 1); required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)")
+    gamma: int = Field(ge=0, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
+    gamma_policy: str = Field("fixed", description="gamma policy (fixed, goodput)")
+    probabilities: Literal["full_vocab", "top_k"] = Field("full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries")
+    top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
+    token_id_bytes: int = Field(4, ge=1, description="bytes per token id (int32, paper.md section 5)")
+    link: Optional[LinkConfig] = Field(None, description="link between draft and target GPU; required with draft_gpu")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.draft_gpu is None) != (self.link is None):
+            raise ValueError("set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)")
+        if (self.probabilities == "top_k") != (self.top_k is not None):
+            raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self
 
 

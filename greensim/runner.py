@@ -19,12 +19,13 @@ from .config import Experiment, load_experiment, parse_experiment
 from .core.disagg import DisaggregationSpec
 from .core.instance import InstanceConfig
 from .core.link import link_bandwidth_bps
+from .core.spec_instance import SpecSetup
 from .core.memory import kv_capacity_blocks
 from .core.requests import RequestTable
 from .core.simulation import Simulation
 from .errors import ConfigError, TraceError
 from .perf import PERFORMANCE_MODELS
-from .policies import DECODE_ROUTERS, ROUTERS
+from .policies import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 from .results import InstanceCarbonSpec, Tables, build_tables, write_run
 from .workloads import build_workload
 
@@ -102,6 +103,7 @@ class Prepared:
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
     disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
+    speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -109,20 +111,24 @@ def prepare(exp: Experiment) -> Prepared:
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
     model = catalog.model(exp.model, "model")
     root = np.random.SeedSequence(exp.seed)
-    s_workload, _s_policies = root.spawn(2)
+    s_workload, s_policies = root.spawn(2)
     table = build_workload(exp.workload, s_workload)
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
     perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
     perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
                     iteration_overhead_s=exp.performance.iteration_overhead_s)
-    instances, specs, roles = [], [], []
+    instances, specs, roles, spec_parts, draft_specs = [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
-        kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
-                                       g.block_tokens, g.memory_reserve_frac,
-                                       where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+        if g.speculative is not None:
+            kv_blocks, part = _speculative_group(g, where, gpu, model, catalog, perf, exp)
+        else:
+            kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                                           g.block_tokens, g.memory_reserve_frac,
+                                           where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+            part = None
         bound = perf.bind(gpu, model, g.tp)
         emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
@@ -135,6 +141,13 @@ def prepare(exp: Experiment) -> Prepared:
             instances.append((cfg, bound))
             specs.append(InstanceCarbonSpec(gpu.name, g.tp, emb, life))
             roles.append(g.role)
+            spec_parts.append(part)
+            if part is not None and part["split"]:
+                dg = part["draft_gpu"]
+                draft_specs.append(InstanceCarbonSpec(
+                    dg.name, 1, exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
+                    exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years)))
+    specs += draft_specs      # draft GPUs of split pairs come after the other instances
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
@@ -145,7 +158,69 @@ def prepare(exp: Experiment) -> Prepared:
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
     dpd = _disaggregation(exp, roles, model.kv_bytes_per_token)
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, dpd)
+    spec = _speculative(exp, spec_parts, s_policies)
+    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, dpd, spec)
+
+
+def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[int, Dict[str, Any]]:
+    """KV blocks and static parts of a speculative group; checks vocabulary and memory."""
+    sp = g.speculative
+    w = f"{where}.speculative"
+    draft = catalog.model(sp.draft_model, f"{w}.draft_model")
+    if draft.vocab_size != model.vocab_size:
+        raise ConfigError(
+            f"{w}.draft_model: '{draft.name}' has vocabulary {draft.vocab_size} but the target "
+            f"'{model.name}' has {model.vocab_size}; speculative decoding needs the same tokenizer. "
+            f"Pick a draft from the target's family.")
+    gp = GAMMA_POLICIES.get(sp.gamma_policy, field=f"{w}.gamma_policy")
+    per_token = sp.token_id_bytes + (draft.vocab_size if sp.probabilities == "full_vocab" else
+                                     sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)) * draft.dtype_bytes
+    part: Dict[str, Any] = {"split": sp.draft_gpu is not None, "gamma_policy": gp, "alpha": sp.alpha,
+                            "gamma": sp.gamma, "bytes_per_draft_token": per_token, "draft_gpu": None,
+                            "bandwidth_bps": float("inf"), "latency_s": 0.0}
+    if sp.draft_gpu is None:
+        # both models' weights and KV on the target GPU(s)
+        blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes + draft.weight_bytes,
+                                    model.kv_bytes_per_token + draft.kv_bytes_per_token, g.block_tokens,
+                                    g.memory_reserve_frac,
+                                    where=f"{where} ({model.name} + draft {draft.name} on {g.tp}x{gpu.name})")
+        part["draft_perf"] = perf.bind(gpu, draft, g.tp)
+        part["draft_name"] = f"{draft.name}@{gpu.name}"
+        return blocks, part
+    dgpu = catalog.gpu(sp.draft_gpu, f"{w}.draft_gpu")
+    blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                                g.block_tokens, g.memory_reserve_frac,
+                                where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+    d_blocks = kv_capacity_blocks(dgpu.memory_bytes, 1, draft.weight_bytes, draft.kv_bytes_per_token,
+                                  g.block_tokens, g.memory_reserve_frac,
+                                  where=f"{w}.draft_gpu (draft {draft.name} on {dgpu.name})")
+    lk = sp.link
+    part.update(draft_perf=perf.bind(dgpu, draft, 1), draft_name=f"{draft.name}@{dgpu.name}", draft_gpu=dgpu,
+                bandwidth_bps=link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac),
+                latency_s=lk.latency_s)
+    return min(blocks, d_blocks), part
+
+
+def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: np.random.SeedSequence):
+    """A factory of per-instance :class:`SpecSetup` (fresh generators and policies per run), or None."""
+    if all(p is None for p in parts):
+        return None
+    children = seed.spawn(len(parts))     # one generator per instance, whatever its mode
+
+    def make() -> List[Optional[SpecSetup]]:
+        out: List[Optional[SpecSetup]] = []
+        for p, child in zip(parts, children):
+            if p is None:
+                out.append(None)
+                continue
+            out.append(SpecSetup(
+                draft_perf=p["draft_perf"], split=p["split"], draft_name=p["draft_name"],
+                draft_gpu=p["draft_gpu"].name if p["draft_gpu"] is not None else "",
+                alpha=p["alpha"], gamma_max=p["gamma"], gamma_policy=p["gamma_policy"](),
+                bytes_per_draft_token=p["bytes_per_draft_token"], bandwidth_bps=p["bandwidth_bps"],
+                latency_s=p["latency_s"], rng=np.random.default_rng(child)))
+        return out
+    return make
 
 
 def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float):
@@ -167,7 +242,8 @@ def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
     """Run a prepared experiment and build its tables."""
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations,
-                     disaggregation=p.disaggregation() if p.disaggregation is not None else None)
+                     disaggregation=p.disaggregation() if p.disaggregation is not None else None,
+                     speculative=p.speculative() if p.speculative is not None else None)
     out = sim.run()
     return build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
 

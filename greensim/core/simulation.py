@@ -11,6 +11,7 @@ import simpy
 from ..errors import SimulationInvariantError
 from .disagg import DisaggregationSpec, KVHandoff
 from .instance import Instance, InstanceConfig
+from .spec_instance import DraftSide, SpecInstance, SpecSetup
 from .interfaces import BoundPerformance, Router
 from .ledger import Ledger
 from .requests import Request, RequestRecord, RequestTable
@@ -43,20 +44,29 @@ class Simulation:
         form; 1 = one event per iteration, the reference the closed form must match).
     disaggregation : optional DPD spec (instance roles, decode router, link); the router
         then sees only colocated and prefill instances.
+    speculative : optional, per instance, a :class:`SpecSetup` (speculative decoding) or
+        None. Draft GPUs of split pairs are appended to ``instances`` after the others;
+        routers do not see them.
     """
 
     def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
                  router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
                  max_run_iterations: Optional[int] = None,
-                 disaggregation: Optional[DisaggregationSpec] = None):
+                 disaggregation: Optional[DisaggregationSpec] = None,
+                 speculative: Optional[Sequence[Optional[SpecSetup]]] = None):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
         self.router = router
         self.bin_s = bin_s
         self.record = RequestRecord(len(table))
-        self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
-                          for i, (cfg, perf) in enumerate(instances)]
+        self._front_map: Optional[List[int]] = None    # router's index -> instance index
+        self._draft_of: Optional[dict] = None          # DSD: target instance -> its draft GPU
+        if speculative is None:
+            self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
+                              for i, (cfg, perf) in enumerate(instances)]
+        else:
+            self._build_speculative(instances, speculative, bin_s)
         self._progress = progress
         # array.array: list-speed indexing at 8 bytes per element (1M requests: 24 MB, not ~100 MB)
         self._arr = array("d", table.arrival_s.astype(float).tobytes())
@@ -66,13 +76,39 @@ class Simulation:
         self.n_done = 0
         self.n_rejected = 0
         self._max_need = [inst.total_kv_blocks - inst.cfg.watermark_blocks for inst in self.instances]
-        self._front: Sequence[Instance] = self.instances   # what the arrival router sees
-        self._front_map: Optional[List[int]] = None
+        self._front: Sequence[Instance] = (self.instances if self._front_map is None   # what the router sees
+                                           else [self.instances[i] for i in self._front_map])
         self._dpd: Optional[KVHandoff] = None
         if disaggregation is not None:
             self._dpd = KVHandoff(self, disaggregation)
             self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
             self._front = [self.instances[i] for i in self._front_map]
+
+    def _build_speculative(self, instances, speculative, bin_s: float) -> None:
+        n = len(self.record.busy_s)
+        self.instances = []
+        drafts = []
+        for i, (cfg, perf) in enumerate(instances):
+            sp = speculative[i]
+            if sp is None:
+                self.instances.append(Instance(self, i, cfg, perf, Ledger(bin_s)))
+                continue
+            inst = SpecInstance(self, i, cfg, perf, Ledger(bin_s), sp)
+            self.instances.append(inst)
+            if sp.split:
+                inst.draft = DraftSide(len(instances) + len(drafts), sp.draft_name, sp.draft_gpu,
+                                       sp.draft_perf, Ledger(bin_s), cfg.kv_blocks)
+                drafts.append(inst.draft)
+        if drafts:
+            self.dsd_draft_instance = np.full(n, -1, dtype=np.int64)
+            self.dsd_draft_busy_s = np.zeros(n)
+            self.dsd_draft_energy_j = np.zeros(n)
+            self.record.parts.append((self.dsd_draft_instance, self.dsd_draft_busy_s, self.dsd_draft_energy_j))
+            self.record.extra["draft_instance"] = self.dsd_draft_instance
+            self._draft_of = {inst.index: inst.draft.index for inst in self.instances
+                              if getattr(inst, "draft", None) is not None}
+            self._front_map = list(range(len(instances)))
+            self.instances += drafts
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:
@@ -138,6 +174,8 @@ class Simulation:
             return
         if self._progress is not None and i % self._progress_every == 0:
             self._progress(self.env.now)
+        if self._draft_of is not None and k in self._draft_of:
+            self.dsd_draft_instance[i] = self._draft_of[k]
         inst.enqueue(Request(i, n_in, n_out))
 
     # ---------------------------------------------------------------- run
