@@ -9,6 +9,7 @@ model changes.
     python benchmarks/bench_engine.py                 # 100k requests, 4 instances
     python benchmarks/bench_engine.py --n 1000000     # memory at 1M requests
     python benchmarks/bench_engine.py --mode dpd      # prefill/decode split (see experiment())
+    python benchmarks/bench_engine.py --mode dsd      # speculative decoding split
 
 Prints one line per run; run it on an otherwise idle core (numbers are noisy).
 """
@@ -48,12 +49,18 @@ def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0
             "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
             "simulation": {"progress": False},
         }
+    spec = None
+    if mode == "dsd":
+        # each A100 target paired with a V100-32GB running Llama-3.2-1B; alpha and gamma
+        # are this benchmark's choice (alpha is required: it depends on pair and data)
+        spec = {"draft_model": "Llama-3.2-1B", "draft_gpu": "V100-32GB", "alpha": 0.7, "gamma": 4,
+                "link": {"kind": "pcie_gen4_x16", "latency_s": 1e-5}}
     return {
         "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
         "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
         "cluster": {"router": "join_shortest_queue",
                     "instances": [{"gpu": "A100-80GB", "count": instances, "max_batched_tokens": 16384,
-                                   "chunked_prefill": chunked}]},
+                                   "chunked_prefill": chunked, "speculative": spec}]},
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
         "simulation": {"progress": False},
     }
@@ -73,7 +80,7 @@ def main() -> None:
     ap.add_argument("--load", type=float, default=0.7, help="fraction of saturation throughput")
     ap.add_argument("--chunked", action="store_true", help="chunked prefill")
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--mode", choices=["colocated", "dpd"], default="colocated")
+    ap.add_argument("--mode", choices=["colocated", "dpd", "dsd"], default="colocated")
     a = ap.parse_args()
     cap = capacity_rps(a.instances, a.chunked, a.mode)
     rate = a.load * cap
@@ -81,7 +88,8 @@ def main() -> None:
     for _ in range(a.repeat):
         t0 = time.perf_counter()
         sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s,
-                         disaggregation=p.disaggregation() if p.disaggregation is not None else None)
+                         disaggregation=p.disaggregation() if p.disaggregation is not None else None,
+                         speculative=p.speculative() if p.speculative is not None else None)
         out = sim.run()
         t1 = time.perf_counter()
         rss_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
