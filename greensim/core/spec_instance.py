@@ -136,6 +136,10 @@ class SpecInstance:
         self.n_full_tokens = 0         # tokens those emitted
         self._plan: tuple = ()
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
+        # slot arrays of the running batch: columns n_in, n_out, generated, seq, blocks ...
+        self._I = np.zeros((cfg.max_batch_size, 5), dtype=np.int64)
+        # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
+        self._F = np.zeros((cfg.max_batch_size, 4))
 
     # ----------------------------------------------------------------- views
     @property
@@ -238,23 +242,58 @@ class SpecInstance:
                 r.blocks = 0
                 self.sim.on_complete(r, now)
             else:
-                self.running.append(r)
+                self._join(r)
         self.n_iterations += 1
 
-    # ----------------------------------------------------------------- speculative iteration
-    def _gammas(self, g: int) -> List[int]:
-        return [min(g, r.n_out - r.generated - 1) for r in self.running]
+    # ----------------------------------------------------------------- running batch (slots)
+    # The running batch lives in slot arrays (one row per request) so that a speculative
+    # iteration costs a fixed number of numpy operations, not a Python loop per request.
+    def _join(self, r: Request) -> None:
+        i = len(self.running)
+        self.running.append(r)
+        self._I[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks)
+        self._F[i] = 0.0
 
-    def _time_parts(self, gs: List[int]) -> tuple:
+    def _leave(self, i: int) -> Request:
+        """Take slot ``i`` out of the batch, moving its shares and tokens onto the request."""
+        r = self.running[i]
+        I, F = self._I, self._F
+        r.generated = int(I[i, 2])
+        r.busy_s += float(F[i, 0])
+        r.energy_j += float(F[i, 1])
+        if self.draft is not None:
+            self.sim.dsd_draft_busy_s[r.id] += float(F[i, 2])
+            self.sim.dsd_draft_energy_j[r.id] += float(F[i, 3])
+        else:
+            r.busy_s += float(F[i, 2])
+            r.energy_j += float(F[i, 3])
+        self._used -= int(I[i, 4])
+        r.blocks = 0
+        last = len(self.running) - 1
+        if i != last:
+            self.running[i] = self.running[last]
+            I[i] = I[last]
+            F[i] = F[last]
+        self.running.pop()
+        return r
+
+    # ----------------------------------------------------------------- speculative iteration
+    def _gammas(self, g: int) -> np.ndarray:
+        n = len(self.running)
+        I = self._I
+        return np.minimum(I[:n, 1] - I[:n, 2] - 1, g)
+
+    def _time_parts(self, gs: np.ndarray) -> tuple:
         s = self.setup
-        kv = [r.n_in + r.generated - 1 for r in self.running]
-        steps = max(gs)
         n = len(gs)
-        t_d = s.draft_perf.decode_run_time_s(n, sum(kv) + n, steps) if steps else 0.0
+        I = self._I
+        ctx = I[:n, 0] + I[:n, 2] - 1           # tokens with KV: prompt + generated - 1
+        steps = int(gs.max())
+        t_d = s.draft_perf.decode_run_time_s(n, int(ctx.sum()) + n, steps) if steps else 0.0
         t_l = 0.0
         if s.split and steps:
-            t_l = sum(gs) * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
-        t_v = self.perf.iteration_time_s([(gi + 1, k) for gi, k in zip(gs, kv)], 0, 0)
+            t_l = int(gs.sum()) * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
+        t_v = self.perf.verify_time_s(gs + 1, ctx)
         return t_d, t_l, t_v, steps
 
     def _start_spec(self) -> bool:
@@ -265,20 +304,24 @@ class SpecInstance:
                                       lambda x: sum(self._time_parts(self._gammas(x))[:3]))
             if not (0 <= g <= s.gamma_max):
                 raise SimulationInvariantError(f"gamma policy returned {g}; valid 0..{s.gamma_max}")
-        while True:
-            gs = self._gammas(g)
-            need = sum(self._blocks(r.n_in + r.generated + gi) for r, gi in zip(self.running, gs))
+        gs = self._gammas(g)
+        # Reserved blocks (lookahead included) cover every peak unless they exceed the cache.
+        while self._used > self.total_kv_blocks:
+            n = len(self.running)
+            I = self._I
+            need = int((-(-(I[:n, 0] + I[:n, 2] + gs) // self.B)).sum())
             if need <= self.total_kv_blocks:
                 break
             self._preempt()
             if not self.running:
                 return False
+            gs = self._gammas(g)
         t_d, t_l, t_v, steps = self._time_parts(gs)
         n = len(gs)
         if s.alpha > 0:
-            drawn = (s.rng.geometric(1.0 - s.alpha, size=n) - 1).tolist()
+            drawn = s.rng.geometric(1.0 - s.alpha, size=n) - 1
         else:
-            drawn = [0] * n
+            drawn = np.zeros(n, dtype=np.int64)
         self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g)
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), n)
@@ -289,42 +332,41 @@ class SpecInstance:
         _, start, gs, drawn, t_d, t_l, t_v, steps, g = self._plan
         now = self.sim.env.now
         s = self.setup
-        n_ver = sum(gs) + len(gs)
+        n = len(gs)
+        q = gs + 1
+        n_ver = int(q.sum())
         e_v = t_v * self.perf.power_w(n_ver, 0)
         e_d = t_d * s.draft_perf.decode_power_w
         self._book(start, t_v, e_v, t_d, e_d, t_l)
-        n = len(gs)
-        running, self.running = self.running, []
-        for r, gi, a in zip(running, gs, drawn):
-            acc = a if a < gi else gi
-            w = (gi + 1) / n_ver
-            self._share(r, t_v * w, e_v * w, t_d / n, e_d / n)
-            r.generated += acc + 1
-            if gi == g:
-                self.n_full_draws += 1
-                self.n_full_tokens += acc + 1
-            if r.generated >= r.n_out:
-                self._used -= r.blocks
-                r.blocks = 0
-                self.sim.on_complete(r, now)
-            else:
-                nb = self._blocks(min(r.n_in + r.generated - 1 + self._la, r.n_in + r.n_out - 1))
-                self._used += nb - r.blocks
-                r.blocks = nb
-                self.running.append(r)
+        I, F = self._I, self._F
+        w = q / n_ver
+        F[:n, 0] += t_v * w
+        F[:n, 1] += e_v * w
+        F[:n, 2] += t_d / n
+        F[:n, 3] += e_d / n
+        tok = np.minimum(drawn, gs) + 1
+        I[:n, 2] += tok
+        full = gs == g
+        self.n_full_draws += int(full.sum())
+        self.n_full_tokens += int(tok[full].sum())
+        nin, nout, gen = I[:n, 0], I[:n, 1], I[:n, 2]
+        blk = -(-np.minimum(nin + gen - 1 + self._la, nin + nout - 1) // self.B)
+        self._used += int(blk.sum() - I[:n, 4].sum())
+        I[:n, 4] = blk
+        for i in np.flatnonzero(gen >= nout)[::-1].tolist():
+            r = self._leave(i)
+            self.sim.on_complete(r, now)
         self.n_iterations += 1
         self.n_spec_iterations += 1
         if self.draft is not None and steps:
             self.draft.n_iterations += steps
 
     def _preempt(self) -> None:
-        victim = max(self.running, key=lambda r: r.seq)
-        self.running.remove(victim)
-        self._used -= victim.blocks
-        victim.blocks = 0
-        self.waiting.appendleft(victim)
+        n = len(self.running)
+        r = self._leave(int(np.argmax(self._I[:n, 3])))
+        self.waiting.appendleft(r)
         self.n_preemptions += 1
-        self.sim.on_preempted(victim)
+        self.sim.on_preempted(r)
 
     # ----------------------------------------------------------------- accounting
     def _book(self, start: float, t_t: float, e_t: float, t_d: float, e_d: float, t_l: float) -> None:
