@@ -406,7 +406,13 @@ class Instance:
         if (len(self.decoding) + len(self.prefilling) + len(self.incoming) + self.n_reserved
                 >= cfg.max_batch_size):
             return False
-        return self._blocks(kv_tokens) <= self.free_kv_blocks_after_iteration - cfg.watermark_blocks
+        nb = self._blocks(kv_tokens) + cfg.watermark_blocks
+        free = self.free_kv_blocks
+        if nb > free:
+            return False                      # growth only lowers it further
+        if self._run is not None and nb <= free - self._growth_blocks(self._run[3]):
+            return True                       # fits even at the end of the whole run
+        return nb <= self.free_kv_blocks_after_iteration
 
     @property
     def free_kv_blocks_after_iteration(self) -> int:
