@@ -136,10 +136,12 @@ class SpecInstance:
         self.n_full_tokens = 0         # tokens those emitted
         self._plan: tuple = ()
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
-        # slot arrays of the running batch: columns n_in, n_out, generated, seq, blocks ...
-        self._I = np.zeros((cfg.max_batch_size, 5), dtype=np.int64)
+        # slot arrays of the running batch: columns n_in, n_out, generated, seq, blocks,
+        # n_in - 1 + lookahead, n_in + n_out - 1 (the KV-token cap) ...
+        self._I = np.zeros((cfg.max_batch_size, 7), dtype=np.int64)
         # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
         self._F = np.zeros((cfg.max_batch_size, 4))
+        self._sum_ctx = 0              # sum over running requests of n_in + generated - 1
 
     # ----------------------------------------------------------------- views
     @property
@@ -251,14 +253,17 @@ class SpecInstance:
     def _join(self, r: Request) -> None:
         i = len(self.running)
         self.running.append(r)
-        self._I[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks)
+        self._I[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks,
+                      r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
         self._F[i] = 0.0
+        self._sum_ctx += r.n_in + r.generated - 1
 
     def _leave(self, i: int) -> Request:
         """Take slot ``i`` out of the batch, moving its shares and tokens onto the request."""
         r = self.running[i]
         I, F = self._I, self._F
         r.generated = int(I[i, 2])
+        self._sum_ctx -= r.n_in + r.generated - 1
         r.busy_s += float(F[i, 0])
         r.energy_j += float(F[i, 1])
         if self.draft is not None:
@@ -278,30 +283,38 @@ class SpecInstance:
         return r
 
     # ----------------------------------------------------------------- speculative iteration
-    def _gammas(self, g: int) -> np.ndarray:
+    def _gammas(self, g: int) -> Optional[np.ndarray]:
+        """Draft tokens per request, ``min(g, remaining - 1)``; None when all equal ``g``."""
         n = len(self.running)
         I = self._I
-        return np.minimum(I[:n, 1] - I[:n, 2] - 1, g)
+        rem = I[:n, 1] - I[:n, 2]
+        if int(rem.min()) > g:
+            return None
+        return np.minimum(rem - 1, g)
 
-    def _time_parts(self, gs: np.ndarray) -> tuple:
+    def _time_parts(self, gs: Optional[np.ndarray], g: int) -> tuple:
         s = self.setup
-        n = len(gs)
-        I = self._I
-        ctx = I[:n, 0] + I[:n, 2] - 1           # tokens with KV: prompt + generated - 1
-        steps = int(gs.max())
-        t_d = s.draft_perf.decode_run_time_s(n, int(ctx.sum()) + n, steps) if steps else 0.0
+        n = len(self.running)
+        ctx_sum = self._sum_ctx                 # tokens with KV: prompt + generated - 1, summed
+        if gs is None:
+            steps, n_draft = g, n * g
+            t_v = self.perf.verify_uniform_time_s(n, g + 1, ctx_sum)
+        else:
+            steps, n_draft = int(gs.max()), int(gs.sum())
+            I = self._I
+            t_v = self.perf.verify_time_s(gs + 1, I[:n, 0] + I[:n, 2] - 1)
+        t_d = s.draft_perf.decode_run_time_s(n, ctx_sum + n, steps) if steps else 0.0
         t_l = 0.0
         if s.split and steps:
-            t_l = int(gs.sum()) * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
-        t_v = self.perf.verify_time_s(gs + 1, ctx)
-        return t_d, t_l, t_v, steps
+            t_l = n_draft * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
+        return t_d, t_l, t_v, steps, n_draft
 
     def _start_spec(self) -> bool:
         s = self.setup
         g = s.gamma_max
         if s.gamma_policy is not None:
             g = s.gamma_policy.choose(len(self.running), s.alpha, s.gamma_max,
-                                      lambda x: sum(self._time_parts(self._gammas(x))[:3]))
+                                      lambda x: sum(self._time_parts(self._gammas(x), x)[:3]))
             if not (0 <= g <= s.gamma_max):
                 raise SimulationInvariantError(f"gamma policy returned {g}; valid 0..{s.gamma_max}")
         gs = self._gammas(g)
@@ -309,51 +322,58 @@ class SpecInstance:
         while self._used > self.total_kv_blocks:
             n = len(self.running)
             I = self._I
-            need = int((-(-(I[:n, 0] + I[:n, 2] + gs) // self.B)).sum())
-            if need <= self.total_kv_blocks:
+            peak = I[:n, 0] + I[:n, 2] + (g if gs is None else gs)
+            if int((-(-peak // self.B)).sum()) <= self.total_kv_blocks:
                 break
             self._preempt()
             if not self.running:
                 return False
             gs = self._gammas(g)
-        t_d, t_l, t_v, steps = self._time_parts(gs)
-        n = len(gs)
+        t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
+        n = len(self.running)
         if s.alpha > 0:
             drawn = s.rng.geometric(1.0 - s.alpha, size=n) - 1
         else:
             drawn = np.zeros(n, dtype=np.int64)
-        self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g)
+        self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g, n_draft)
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), n)
         self._arm(t_d + t_l + t_v)
         return True
 
     def _finish_spec(self) -> None:
-        _, start, gs, drawn, t_d, t_l, t_v, steps, g = self._plan
+        _, start, gs, drawn, t_d, t_l, t_v, steps, g, n_draft = self._plan
         now = self.sim.env.now
         s = self.setup
-        n = len(gs)
-        q = gs + 1
-        n_ver = int(q.sum())
+        n = len(self.running)
+        n_ver = n_draft + n
         e_v = t_v * self.perf.power_w(n_ver, 0)
         e_d = t_d * s.draft_perf.decode_power_w
         self._book(start, t_v, e_v, t_d, e_d, t_l)
         I, F = self._I, self._F
-        w = q / n_ver
-        F[:n, 0] += t_v * w
-        F[:n, 1] += e_v * w
-        F[:n, 2] += t_d / n
-        F[:n, 3] += e_d / n
-        tok = np.minimum(drawn, gs) + 1
+        if gs is None:                          # every request verified g + 1 positions
+            F[:n] += (t_v / n, e_v / n, t_d / n, e_d / n)
+            tok = np.minimum(drawn, g) + 1
+            n_tok = int(tok.sum())
+            self.n_full_draws += n
+            self.n_full_tokens += n_tok
+        else:
+            w = (gs + 1) / n_ver
+            F[:n, 0] += t_v * w
+            F[:n, 1] += e_v * w
+            F[:n, 2:] += (t_d / n, e_d / n)
+            tok = np.minimum(drawn, gs) + 1
+            n_tok = int(tok.sum())
+            full = gs == g
+            self.n_full_draws += int(full.sum())
+            self.n_full_tokens += int(tok[full].sum())
         I[:n, 2] += tok
-        full = gs == g
-        self.n_full_draws += int(full.sum())
-        self.n_full_tokens += int(tok[full].sum())
-        nin, nout, gen = I[:n, 0], I[:n, 1], I[:n, 2]
-        blk = -(-np.minimum(nin + gen - 1 + self._la, nin + nout - 1) // self.B)
-        self._used += int(blk.sum() - I[:n, 4].sum())
+        self._sum_ctx += n_tok
+        gen = I[:n, 2]
+        blk = (np.minimum(I[:n, 5] + gen, I[:n, 6]) + (self.B - 1)) // self.B
+        self._used += int(blk.sum()) - int(I[:n, 4].sum())
         I[:n, 4] = blk
-        for i in np.flatnonzero(gen >= nout)[::-1].tolist():
+        for i in np.flatnonzero(gen >= I[:n, 1])[::-1].tolist():
             r = self._leave(i)
             self.sim.on_complete(r, now)
         self.n_iterations += 1

@@ -93,6 +93,16 @@ class BoundRoofline(BoundPerformance):
         tc, tm = f / self._flops, m / self._bw
         return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
 
+    def verify_uniform_time_s(self, n: int, new_tokens: int, ctx_sum: int) -> float:
+        q = new_tokens
+        p_tok = n * q
+        if p_tok == 0:
+            return 0.0
+        f = p_tok * self._f_mm + self._f_attn * (q * ctx_sum + n * q * (q + 1) * 0.5)
+        m = self._w + self._kv * (ctx_sum + p_tok)
+        tc, tm = f / self._flops, m / self._bw
+        return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
+
     def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
         if n_prefill_tokens <= 0:
             return self.decode_power_w

@@ -76,3 +76,17 @@ def test_draft_that_does_not_fit_its_gpu_names_the_field():
 def test_unknown_gamma_policy_lists_the_valid_ones():
     with pytest.raises(ConfigError, match=r"gamma_policy: unknown gamma policy 'smart' \(valid: fixed, goodput\)"):
         prepare(parse_experiment(dsd(gamma_policy="smart")))
+
+
+def test_roofline_verify_forms_equal_the_chunked_iteration():
+    """verify_time_s / verify_uniform_time_s = iteration_time_s over the same chunks."""
+    import numpy as np
+    from greensim.catalog import load_catalog
+    from greensim.perf.roofline import RooflineModel
+    c = load_catalog()
+    b = RooflineModel().bind(c.gpu("A100-80GB"), c.model("Llama-3.1-8B"), 2)
+    q, ctx = np.array([5, 5, 3, 1]), np.array([100, 2000, 50, 7])
+    ref = b.iteration_time_s(list(zip(q.tolist(), ctx.tolist())), 0, 0)
+    assert b.verify_time_s(q, ctx) == pytest.approx(ref, rel=1e-12)
+    ref5 = b.iteration_time_s([(5, 100), (5, 2000), (5, 7)], 0, 0)
+    assert b.verify_uniform_time_s(3, 5, 2107) == pytest.approx(ref5, rel=1e-12)
