@@ -157,6 +157,7 @@ class Disaggregation(_Base):
     """Prefill-decode disaggregation (DPD): how prefilled requests reach decode instances."""
     decode_router: str = Field("least_loaded", description="decode-routing policy (round_robin, least_loaded, kv_capacity_aware)")
     link: LinkConfig
+    layerwise: bool = Field(False, description="send KV layer by layer during the prefill (decode KV reserved at the prefill's start when possible)")
 
 
 class Cluster(_Base):

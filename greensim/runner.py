@@ -157,7 +157,7 @@ def prepare(exp: Experiment) -> Prepared:
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
-    dpd = _disaggregation(exp, roles, model.kv_bytes_per_token)
+    dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
     spec = _speculative(exp, spec_parts, s_policies)
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, dpd, spec)
 
@@ -223,7 +223,7 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
     return make
 
 
-def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float):
+def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float, n_layers: int):
     """A factory of the DPD spec (decode routers hold state: one per run), or None."""
     d = exp.cluster.disaggregation
     if "prefill" not in roles:
@@ -233,7 +233,8 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
     bw = link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
 
     def make() -> DisaggregationSpec:
-        return DisaggregationSpec(tuple(roles), router_factory(), bw, lk.latency_s, lk.scope, kv_bytes_per_token)
+        return DisaggregationSpec(tuple(roles), router_factory(), bw, lk.latency_s, lk.scope, kv_bytes_per_token,
+                                  layerwise=d.layerwise, n_layers=n_layers)
     return make
 
 

@@ -61,6 +61,8 @@ class DisaggregationSpec:
     latency_s : per-transfer link latency [s].
     link_scope : one of :data:`LINK_SCOPES`.
     kv_bytes_per_token : KV-cache bytes per token of the model [bytes/token].
+    layerwise : send KV layer by layer while the prefill runs (see :class:`KVHandoff`).
+    n_layers : model layers (layer-wise transfer) [-].
     """
 
     roles: Tuple[str, ...]
@@ -69,10 +71,22 @@ class DisaggregationSpec:
     latency_s: float
     link_scope: str
     kv_bytes_per_token: float
+    layerwise: bool = False
+    n_layers: int = 1
 
 
 class KVHandoff:
-    """Moves prefilled requests from prefill to decode instances (see module docstring)."""
+    """Moves prefilled requests from prefill to decode instances (see module docstring).
+
+    Layer-wise transfer (``spec.layerwise``): when a request's last prefill iteration
+    starts and no older request waits, a decode instance is sought at once; if one can
+    reserve the KV, the first ``L - 1`` of ``L`` layers (``B (L-1)/L`` bytes) start over
+    the link immediately, overlapping the prefill, and the last layer's ``B / L`` bytes
+    follow when both the prefill and that flow are done. (The overlap flow is not
+    throttled to the rate layers are produced; the tail after the prefill bounds the
+    error to one layer's compute.) Otherwise the request takes the normal path.
+    ``kv_transfer_s`` then runs from the prefill start.
+    """
 
     def __init__(self, sim: "Simulation", spec: DisaggregationSpec):
         self.sim, self.spec = sim, spec
@@ -96,6 +110,8 @@ class KVHandoff:
         rec.extra.update({"decode_instance": self.decode_instance, "kv_transfer_bytes": self.transfer_bytes,
                           "kv_transfer_s": self.transfer_s, "decode_wait_s": self.decode_wait_s})
         self._max_need = min(d.total_kv_blocks - d.cfg.watermark_blocks for d in self.decode)
+        self.layerwise = spec.layerwise
+        self._early: Dict[int, list] = {}   # layer-wise: id -> [dst, blocks, t0, flow done, src, src blocks]
 
     @property
     def links(self) -> List[Link]:
@@ -126,6 +142,47 @@ class KVHandoff:
         return ""
 
     # ------------------------------------------------------------------ events
+    def _place(self, r: Request, tokens: int, cands: List["Instance"]) -> Tuple["Instance", int]:
+        k = self.router.choose(r.id, tokens, cands)
+        if not (0 <= k < len(cands)):
+            raise SimulationInvariantError(f"decode router returned {k}; valid 0..{len(cands) - 1}")
+        dst = cands[k]
+        self.decode_instance[r.id] = dst.index
+        self.transfer_bytes[r.id] = self.spec.kv_bytes_per_token * tokens
+        return dst, dst.reserve(tokens)
+
+    def on_prefill_start(self, src: "Instance", r: Request) -> None:
+        """Layer-wise: ``r``'s last prefill iteration starts on ``src``; place it now if possible."""
+        if self.pending:
+            return                                   # older requests are placed first
+        tokens = r.n_in + r.generated
+        cands = [d for d in self.decode if d.can_accept(tokens)]
+        if not cands:
+            return
+        dst, nb = self._place(r, tokens, cands)
+        self.decode_wait_s[r.id] = 0.0
+        st = [dst, nb, self.sim.env.now, False, None, 0]
+        self._early[r.id] = st
+        L = self.spec.n_layers
+        nbytes = self.spec.kv_bytes_per_token * tokens * (L - 1) / L
+
+        def flow_done() -> None:
+            st[3] = True
+            if st[4] is not None:
+                self._send_tail(r, st)
+        self._link(src.index, dst.index).send(nbytes, flow_done)
+
+    def _send_tail(self, r: Request, st: list) -> None:
+        dst, nb, t0, _, src, src_blocks = st
+        nbytes = self.transfer_bytes[r.id] / self.spec.n_layers
+
+        def done() -> None:
+            del self._early[r.id]
+            self.transfer_s[r.id] = self.sim.env.now - t0
+            src.release_blocks(src_blocks)
+            dst.accept(r, nb)
+        self._link(src.index, dst.index).send(nbytes, done)
+
     def on_prefilled(self, src: "Instance", r: Request) -> None:
         """``r`` finished its prefill on ``src`` and keeps ``r.blocks`` there until sent."""
         rec = self.sim.record
@@ -133,6 +190,12 @@ class KVHandoff:
         rec.energy_j[r.id] = r.energy_j
         r.busy_s = 0.0
         r.energy_j = 0.0
+        st = self._early.get(r.id)
+        if st is not None:                           # layer-wise, already placed
+            st[4], st[5] = src, r.blocks
+            if st[3]:
+                self._send_tail(r, st)
+            return
         self.pending.append((r, src, r.blocks, self.sim.env.now))
         if len(self.pending) == 1:
             self.dispatch()
@@ -145,24 +208,17 @@ class KVHandoff:
             cands = [d for d in self.decode if d.can_accept(r.kv_len)]
             if not cands:
                 return
-            k = self.router.choose(r.id, r.kv_len, cands)
-            if not (0 <= k < len(cands)):
-                raise SimulationInvariantError(f"decode router returned {k}; valid 0..{len(cands) - 1}")
             self.pending.popleft()
-            dst = cands[k]
-            dst.reserve(r)
-            self.decode_instance[r.id] = dst.index
+            dst, nb = self._place(r, r.kv_len, cands)
             self.decode_wait_s[r.id] = now - t_ready
-            nbytes = self.spec.kv_bytes_per_token * r.kv_len
-            self.transfer_bytes[r.id] = nbytes
             link = self._link(src.index, dst.index)
-            link.send(nbytes, self._arrival(r, src, src_blocks, dst, now))
+            link.send(self.transfer_bytes[r.id], self._arrival(r, src, src_blocks, dst, nb, now))
 
-    def _arrival(self, r: Request, src: "Instance", src_blocks: int, dst: "Instance", t0: float):
+    def _arrival(self, r: Request, src: "Instance", src_blocks: int, dst: "Instance", nb: int, t0: float):
         def done() -> None:
             self.transfer_s[r.id] = self.sim.env.now - t0
             src.release_blocks(src_blocks)
-            dst.accept(r)
+            dst.accept(r, nb)
         return done
 
     def on_complete(self, r: Request) -> bool:

@@ -294,6 +294,10 @@ class Instance:
         self._batch = chunks
         self._iter_decode = n_dec > 0
         self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
+        if self.handoff is not None and self.handoff.layerwise:
+            for r, q in chunks:          # DPD layer-wise: KV may leave as layers are computed
+                if r.prefilled + q == r.n_in + r.generated and r.n_out > r.generated + 1:
+                    self.handoff.on_prefill_start(self, r)
         self._run = None
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.decoding) + len(self.prefilling)
@@ -426,17 +430,20 @@ class Instance:
             return self.free_kv_blocks - self._growth_blocks(1)
         return self.free_kv_blocks
 
-    def reserve(self, r: Request) -> None:
-        """Hold KV blocks for ``r`` (its ``kv_len`` tokens) until its transfer arrives."""
-        r.blocks = self._blocks(r.kv_len)
-        self._prefill_blocks += r.blocks
+    def reserve(self, kv_tokens: int) -> int:
+        """Hold KV blocks for a request's ``kv_tokens`` until its transfer arrives; returns them."""
+        nb = self._blocks(kv_tokens)
+        self._prefill_blocks += nb
         self.n_reserved += 1
         if self._run is not None:
             self._cut_run()
+        return nb
 
-    def accept(self, r: Request) -> None:
-        """``r``'s KV has arrived: it joins the decode batch at the next iteration boundary."""
+    def accept(self, r: Request, n_blocks: int) -> None:
+        """``r``'s KV has arrived (``n_blocks`` reserved for it): it joins the decode batch
+        at the next iteration boundary."""
         self.n_reserved -= 1
+        r.blocks = n_blocks
         self.incoming.append(r)
         if not self.busy:
             self._schedule()

@@ -117,3 +117,23 @@ def test_model_that_does_not_fit_the_decode_gpu_names_the_group():
     d = dpd(decode="T4", **{"model": "Llama-2-13B"})
     with pytest.raises(ConfigError, match=r"cluster\.instances\.1 .*does not fit"):
         prepare(parse_experiment(d))
+
+
+def test_layerwise_transfer_overlaps_the_prefill_by_hand():
+    """One request, L layers: the first L-1 layers' KV crosses during the prefill, the last
+    after it: transfer = max(T_prefill, (L-1)/L B/bw) + B/(L bw) from the prefill start."""
+    one = {"workload.n_requests": 1, "workload.input_tokens": {"dist": "constant", "value": 2000},
+           "workload.output_tokens": {"dist": "constant", "value": 10}}
+    bw = 2.0
+    res = {}
+    for lw in (False, True):
+        d = dpd(bw=bw, **one)
+        d["cluster"]["disaggregation"]["layerwise"] = lw
+        p = prepare(parse_experiment(d))
+        res[lw] = simulate(p).requests.iloc[0]
+    t_pre = p.instances[0][1].iteration_time_s([(2000, 0)], 0, 0)
+    B, L = 2000 * 2 * 32 * 32 * 128 * 2, 32                       # Llama-2-7B KV bytes
+    assert res[False].kv_transfer_s == pytest.approx(B / (bw * 1e9), rel=1e-9)
+    assert res[True].kv_transfer_s == pytest.approx(max(t_pre, B * (L - 1) / L / (bw * 1e9)) + B / L / (bw * 1e9), rel=1e-9)
+    assert res[True].e2e_s < res[False].e2e_s
+    assert res[True].ttft_s == res[False].ttft_s
