@@ -36,9 +36,31 @@ def dsd_experiments(draw):
     })
 
 
+def _check_kv(monkeypatch):
+    """Before every event: block bookkeeping is exact and the iteration's peak KV fits."""
+    orig = SpecInstance._arm
+
+    def armed(self, delay):
+        n = len(self.running)
+        I = self._I
+        held = int(I[:n, 4].sum())
+        if self._plan[0] == "prefill":       # just-admitted prompts are not in the slots yet
+            held += sum(r.blocks for r, _ in self._plan[2])
+        assert self._used == held
+        if self._plan[0] == "spec":
+            gs = self._plan[2]
+            g = self._plan[8]
+            peak = I[:n, 0] + I[:n, 2] + (g if gs is None else gs)
+            assert int((-(-peak // self.B)).sum()) <= self.total_kv_blocks
+        return orig(self, delay)
+    monkeypatch.setattr(SpecInstance, "_arm", armed)
+
+
 @given(d=dsd_experiments())
-def test_dsd_conservation_and_attribution(d):
-    """Every request once, tokens conserved, KV freed on both GPUs, attribution sums to totals."""
+def test_dsd_conservation_and_attribution(d, monkeypatch_module):
+    """Every request once, tokens conserved, KV freed on both GPUs, attribution sums to totals,
+    and each speculative iteration's peak KV (gamma+1 positions per request) fits the cache."""
+    _check_kv(monkeypatch_module)
     p = prepare(parse_experiment(d))
     t = simulate(p)      # Simulation.run checks every instance drained with no KV blocks held
     r, s = t.requests, t.summary
@@ -89,3 +111,17 @@ def test_mean_tokens_per_target_iteration_matches_closed_form(alpha, gamma, seed
     assert pk.sum() == pytest.approx(1.0)
     assert n > 1000
     assert abs(tokens / n - mean) <= 5 * sd / np.sqrt(n) + 1e-12
+
+
+def test_dsd_small_cache_preempts_and_peaks_still_fit(monkeypatch):
+    """~1.5 GB of KV for 30 long requests: lookahead reservations outgrow the cache, so
+    speculative iterations preempt; every peak still fits and everything completes."""
+    _check_kv(monkeypatch)
+    d = make_experiment(**{"model": "Llama-3.1-8B", "workload.n_requests": 30, "workload.rate_rps": 100.0,
+                           "workload.input_tokens": {"dist": "constant", "value": 500},
+                           "workload.output_tokens": {"dist": "constant", "value": 600},
+                           "cluster.instances": [spec_group(0.8, 6, split=False, max_batch_size=64,
+                                                            memory_reserve_frac=0.75)]})
+    t = simulate(prepare(parse_experiment(d)))
+    assert t.summary["n_preemptions"] > 0
+    assert t.summary["n_completed"] == 30 and (t.requests.n_generated_tokens == 600).all()
