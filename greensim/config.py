@@ -136,7 +136,9 @@ class Speculative(_Base):
     """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
     draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
     draft_gpu: Optional[str] = Field(None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU")
-    alpha: float = Field(ge=0, lt=1, description="per-token acceptance probability of draft tokens in [0, 1); required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)")
+    alpha: Optional[float] = Field(None, ge=0, lt=1, description="per-token acceptance probability of draft tokens in [0, 1); alpha or alpha_by_position is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)")
+    alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
+        None, description="per-position acceptance a_1..a_gamma in [0, 1) (draft token k accepted with a_k given the earlier ones were); instead of alpha")
     gamma: int = Field(ge=0, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
     gamma_policy: str = Field("fixed", description="gamma policy (fixed, goodput)")
     probabilities: Literal["full_vocab", "top_k"] = Field("full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries")
@@ -146,6 +148,10 @@ class Speculative(_Base):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if (self.alpha is None) == (self.alpha_by_position is None):
+            raise ValueError("set exactly one of alpha or alpha_by_position")
+        if self.alpha_by_position is not None and len(self.alpha_by_position) != self.gamma:
+            raise ValueError(f"alpha_by_position has {len(self.alpha_by_position)} entries; it needs gamma = {self.gamma}")
         if (self.draft_gpu is None) != (self.link is None):
             raise ValueError("set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)")
         if (self.probabilities == "top_k") != (self.top_k is not None):

@@ -175,7 +175,9 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
     gp = GAMMA_POLICIES.get(sp.gamma_policy, field=f"{w}.gamma_policy")
     per_token = sp.token_id_bytes + (draft.vocab_size if sp.probabilities == "full_vocab" else
                                      sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)) * draft.dtype_bytes
-    part: Dict[str, Any] = {"split": sp.draft_gpu is not None, "gamma_policy": gp, "alpha": sp.alpha,
+    part: Dict[str, Any] = {"split": sp.draft_gpu is not None, "gamma_policy": gp,
+                            "alpha": sp.alpha if sp.alpha is not None else 0.0,
+                            "alpha_by_position": tuple(sp.alpha_by_position) if sp.alpha_by_position else None,
                             "gamma": sp.gamma, "bytes_per_draft_token": per_token, "draft_gpu": None,
                             "bandwidth_bps": float("inf"), "latency_s": 0.0}
     if sp.draft_gpu is None:
@@ -218,7 +220,8 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
                 draft_gpu=p["draft_gpu"].name if p["draft_gpu"] is not None else "",
                 alpha=p["alpha"], gamma_max=p["gamma"], gamma_policy=p["gamma_policy"](),
                 bytes_per_draft_token=p["bytes_per_draft_token"], bandwidth_bps=p["bandwidth_bps"],
-                latency_s=p["latency_s"], rng=np.random.default_rng(child)))
+                latency_s=p["latency_s"], rng=np.random.default_rng(child),
+                alpha_by_position=p["alpha_by_position"]))
         return out
     return make
 

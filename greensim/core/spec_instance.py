@@ -15,7 +15,10 @@ but every decode iteration is a *speculative* iteration over the whole batch:
 4. request ``i`` emits ``a_i + 1`` tokens, ``a_i = min(G_i, g_i)`` with ``G_i`` the number
    of draft tokens accepted before the first rejection: ``P(G_i >= k) = alpha^k``
    (Leviathan et al. 2023, i.i.d. acceptance), so the mean tokens per target iteration
-   is ``(1 - alpha^(g+1)) / (1 - alpha)``.
+   is ``(1 - alpha^(g+1)) / (1 - alpha)``. With a per-position model
+   (``alpha_by_position = (a_1, ..., a_gamma)``) draft token ``k`` is accepted with
+   probability ``a_k`` given all earlier ones were, and the mean is
+   ``1 + sum_k prod_{j<=k} a_j``.
 
 The phases run one after the other (no overlap); one SimPy event per iteration. In
 split mode the draft runs on its own GPU (a :class:`DraftSide` with its own ledger) and
@@ -55,11 +58,19 @@ def expected_tokens_per_iteration(alpha: float, gamma: int) -> float:
     return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
 
 
+def expected_tokens_per_position_model(alpha_by_position, gamma: int) -> float:
+    """Mean tokens per target iteration with per-position acceptance ``a_1..a_gamma``:
+    ``1 + sum_{k<=gamma} prod_{j<=k} a_j``."""
+    return 1.0 + float(np.cumprod(np.asarray(alpha_by_position[:gamma], dtype=float)).sum())
+
+
 class GammaPolicy(Protocol):
     """Chooses the number of draft tokens for the next speculative iteration."""
 
-    def choose(self, n_batch: int, alpha: float, gamma_max: int, iteration_time_s: Callable[[int], float]) -> int:
-        """Return g in [0, gamma_max]; ``iteration_time_s(g)`` estimates the iteration [s]."""
+    def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
+               iteration_time_s: Callable[[int], float]) -> int:
+        """Return g in [0, gamma_max]; ``expected_tokens(g)`` is the mean tokens a request
+        emits per iteration, ``iteration_time_s(g)`` the engine's estimate of its time [s]."""
         ...
 
 
@@ -74,6 +85,7 @@ class SpecSetup:
     draft_name : label of the draft GPU side.
     draft_gpu : draft GPU type name.
     alpha : per-token acceptance probability, in [0, 1).
+    alpha_by_position : optional per-position acceptance ``a_1..a_gamma_max`` (replaces alpha).
     gamma_max : largest number of draft tokens per iteration.
     gamma_policy : a :class:`GammaPolicy`.
     bytes_per_draft_token : link payload per draft token [bytes].
@@ -93,6 +105,13 @@ class SpecSetup:
     bandwidth_bps: float
     latency_s: float
     rng: np.random.Generator
+    alpha_by_position: Optional[tuple] = None
+
+    def expected_tokens(self, g: int) -> float:
+        """Mean tokens per target iteration for a request drafting ``g`` tokens."""
+        if self.alpha_by_position is not None:
+            return expected_tokens_per_position_model(self.alpha_by_position, g)
+        return expected_tokens_per_iteration(self.alpha, g)
 
 
 class DraftSide:
@@ -313,7 +332,7 @@ class SpecInstance:
         s = self.setup
         g = s.gamma_max
         if s.gamma_policy is not None:
-            g = s.gamma_policy.choose(len(self.running), s.alpha, s.gamma_max,
+            g = s.gamma_policy.choose(len(self.running), s.gamma_max, s.expected_tokens,
                                       lambda x: sum(self._time_parts(self._gammas(x), x)[:3]))
             if not (0 <= g <= s.gamma_max):
                 raise SimulationInvariantError(f"gamma policy returned {g}; valid 0..{s.gamma_max}")
@@ -331,7 +350,13 @@ class SpecInstance:
             gs = self._gammas(g)
         t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
         n = len(self.running)
-        if s.alpha > 0:
+        if s.alpha_by_position is not None:
+            if g:
+                ok = s.rng.random((n, g)) < np.asarray(s.alpha_by_position[:g])
+                drawn = ok.cumprod(axis=1).sum(axis=1)     # leading acceptances
+            else:
+                drawn = np.zeros(n, dtype=np.int64)
+        elif s.alpha > 0:
             drawn = s.rng.geometric(1.0 - s.alpha, size=n) - 1
         else:
             drawn = np.zeros(n, dtype=np.int64)

@@ -125,3 +125,31 @@ def test_dsd_small_cache_preempts_and_peaks_still_fit(monkeypatch):
     t = simulate(prepare(parse_experiment(d)))
     assert t.summary["n_preemptions"] > 0
     assert t.summary["n_completed"] == 30 and (t.requests.n_generated_tokens == 600).all()
+
+
+@settings(max_examples=10)
+@given(alphas=st.lists(st.floats(0.0, 0.95), min_size=1, max_size=6), seed=st.integers(0, 2**31))
+def test_per_position_acceptance_matches_its_closed_form(alphas, seed):
+    """Per-position model: mean tokens per full iteration = 1 + sum_k prod_{j<=k} a_j."""
+    gamma = len(alphas)
+    g = spec_group(0.5, gamma, max_batch_size=16)
+    del g["speculative"]["alpha"]
+    g["speculative"]["alpha_by_position"] = alphas
+    d = make_experiment(**{"model": "Llama-3.1-8B", "seed": seed, "workload.n_requests": 16,
+                           "workload.rate_rps": 100.0,
+                           "workload.input_tokens": {"dist": "constant", "value": 64},
+                           "workload.output_tokens": {"dist": "constant", "value": 1500},
+                           "cluster.instances": [g]})
+    p = prepare(parse_experiment(d))
+    sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, speculative=p.speculative())
+    sim.run()
+    inst = sim.instances[0]
+    surv = np.cumprod(alphas)                                   # P(X > k), k = 1..gamma
+    k = np.arange(1, gamma + 2)
+    pk = np.append(np.append(1.0, surv[:-1]) * (1 - np.array(alphas)), surv[-1])   # P(X = k)
+    mean = 1 + surv.sum()
+    sd = np.sqrt((pk * k ** 2).sum() - mean ** 2)
+    assert (pk * k).sum() == pytest.approx(mean)
+    n = inst.n_full_draws
+    assert n > 1000
+    assert abs(inst.n_full_tokens / n - mean) <= 5 * sd / np.sqrt(n) + 1e-12

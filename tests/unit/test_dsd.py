@@ -90,3 +90,12 @@ def test_roofline_verify_forms_equal_the_chunked_iteration():
     assert b.verify_time_s(q, ctx) == pytest.approx(ref, rel=1e-12)
     ref5 = b.iteration_time_s([(5, 100), (5, 2000), (5, 7)], 0, 0)
     assert b.verify_uniform_time_s(3, 5, 2107) == pytest.approx(ref5, rel=1e-12)
+
+
+def test_alpha_or_alpha_by_position_exactly_one():
+    with pytest.raises(ConfigError, match="exactly one of alpha or alpha_by_position"):
+        parse_experiment(dsd(alpha_by_position=[0.8, 0.7, 0.6, 0.5]))
+    with pytest.raises(ConfigError, match="alpha_by_position has 2 entries; it needs gamma = 4"):
+        parse_experiment(dsd(alpha=None, alpha_by_position=[0.8, 0.7]))
+    with pytest.raises(ConfigError, match=r"alpha_by_position\.1"):
+        parse_experiment(dsd(alpha=None, alpha_by_position=[0.8, 1.2, 0.6, 0.5]))
