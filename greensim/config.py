@@ -237,6 +237,73 @@ class InstanceGroup(_Base):
     age_years: float = Field(0.0, ge=0, description="GPU age at simulated t = 0 [years]; drives aging and embodied schemes")
     aging: Optional["Aging"] = Field(None, description="age-dependent failures and degradation (off by default)")
 
+    role: Literal["colocated", "prefill", "decode"] = Field(
+        "colocated", description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)")
+    speculative: Optional["Speculative"] = Field(None, description="speculative decoding (draft model on this GPU or on draft_gpu, DSD)")
+
+    @model_validator(mode="after")
+    def _speculative_mode(self):
+        if self.speculative is not None and (self.role != "colocated" or self.chunked_prefill):
+            raise ValueError("speculative decoding needs role colocated and chunked_prefill false "
+                             f"(got role {self.role}, chunked_prefill {self.chunked_prefill})")
+        return self
+
+
+class LinkConfig(_Base):
+    """The link KV caches (DPD) or draft tokens (DSD) travel over."""
+    kind: Optional[str] = Field(None, description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, nvlink_v100, nvlink_a100, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr); or set bandwidth_gbs")
+    bandwidth_gbs: Optional[float] = Field(None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed")
+    efficiency_frac: float = Field(1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate")
+    latency_s: float = Field(ge=0, description="per-transfer latency [s]; required: depends on NIC, switch and software stack")
+    scope: Literal["shared", "per_prefill", "per_decode", "per_pair"] = Field(
+        "per_pair", description="which transfers share a link's bandwidth: all, per prefill instance (its NIC), per decode instance, per (prefill, decode) pair")
+
+    @model_validator(mode="after")
+    def _kind_or_bandwidth(self):
+        from .core.link import LINK_TYPES
+        if (self.kind is None) == (self.bandwidth_gbs is None):
+            raise ValueError("set exactly one of kind or bandwidth_gbs")
+        if self.kind is not None and self.kind not in LINK_TYPES:
+            close = difflib.get_close_matches(self.kind, list(LINK_TYPES), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown link kind '{self.kind}' (valid: {', '.join(sorted(LINK_TYPES))}).{hint}")
+        return self
+
+
+class Speculative(_Base):
+    """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
+    draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    draft_gpu: Optional[str] = Field(None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU")
+    alpha: Optional[float] = Field(None, ge=0, lt=1, description="per-token acceptance probability of draft tokens in [0, 1); alpha or alpha_by_position is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)")
+    alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
+        None, description="per-position acceptance a_1..a_gamma in [0, 1) (draft token k accepted with a_k given the earlier ones were); instead of alpha")
+    gamma: int = Field(ge=0, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
+    gamma_policy: str = Field("fixed", description="gamma policy (fixed, goodput)")
+    probabilities: Literal["full_vocab", "top_k"] = Field("full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries")
+    top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
+    token_id_bytes: int = Field(4, ge=1, description="bytes per token id (int32, paper.md section 5)")
+    link: Optional[LinkConfig] = Field(None, description="link between draft and target GPU; required with draft_gpu")
+    draft_gpu_age_years: float = Field(0.0, ge=0, description="age of the draft GPU at t = 0 [years] (its embodied scheme, e.g. sunk, depends on it)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if (self.alpha is None) == (self.alpha_by_position is None):
+            raise ValueError("set exactly one of alpha or alpha_by_position")
+        if self.alpha_by_position is not None and len(self.alpha_by_position) != self.gamma:
+            raise ValueError(f"alpha_by_position has {len(self.alpha_by_position)} entries; it needs gamma = {self.gamma}")
+        if (self.draft_gpu is None) != (self.link is None):
+            raise ValueError("set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)")
+        if (self.probabilities == "top_k") != (self.top_k is not None):
+            raise ValueError("top_k is required with probabilities: top_k, and only then")
+        return self
+
+
+class Disaggregation(_Base):
+    """Prefill-decode disaggregation (DPD): how prefilled requests reach decode instances."""
+    decode_router: str = Field("least_loaded", description="decode-routing policy (round_robin, least_loaded, kv_capacity_aware)")
+    link: LinkConfig
+    layerwise: bool = Field(False, description="send KV layer by layer during the prefill (decode KV reserved at the prefill's start when possible)")
+
 
 class WeibullFailures(_Base):
     """Failures with a Weibull hazard h(a) = (k/lambda)(a/lambda)^(k-1) in GPU age a.
@@ -260,12 +327,27 @@ class Aging(_Base):
     power_increase_frac_per_year: float = Field(0.0, ge=0, description="power x (1 + r x age) [1/year]")
 
 
+
 InstanceGroup.model_rebuild()
 
 
 class Cluster(_Base):
     instances: List[InstanceGroup] = Field(min_length=1)
     router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue)")
+    disaggregation: Optional[Disaggregation] = Field(None, description="required when an instance group has role prefill or decode")
+
+    @model_validator(mode="after")
+    def _roles(self):
+        roles = {g.role for g in self.instances}
+        if ("prefill" in roles) != ("decode" in roles):
+            have = "prefill" if "prefill" in roles else "decode"
+            need = "decode" if have == "prefill" else "prefill"
+            raise ValueError(f"instances has role '{have}' but none with role '{need}'; "
+                             f"DPD needs both (or set every role to colocated)")
+        if "prefill" in roles and self.disaggregation is None:
+            raise ValueError("instances have prefill/decode roles: add cluster.disaggregation "
+                             "with decode_router and link")
+        return self
 
 
 # ------------------------------------------------------------------ SLO, carbon, perf

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -16,13 +17,16 @@ import pandas as pd
 from .carbon import INTENSITY_SOURCES
 from .catalog import load_catalog
 from .config import Experiment, load_experiment, parse_experiment
+from .core.disagg import DisaggregationSpec
 from .core.instance import InstanceConfig
+from .core.link import link_bandwidth_bps
+from .core.spec_instance import SpecSetup
 from .core.memory import kv_capacity_blocks
 from .core.requests import RequestTable
 from .core.simulation import Simulation
 from .errors import ConfigError, TraceError
 from .perf import PERFORMANCE_MODELS
-from .policies import ROUTERS
+from .policies import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 from .results import InstanceCarbonSpec, Tables, build_tables, write_run
 from .workloads import build_workload
 
@@ -126,6 +130,8 @@ class Prepared:
     forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
     failures: Any = None        # greensim.aging.WeibullFailureModel (GPU aging), or None
     policy_seeds: Any = None    # numpy SeedSequence of the policies' random streams (routers...)
+    disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
+    speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -133,7 +139,7 @@ def prepare(exp: Experiment) -> Prepared:
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
     model = catalog.model(exp.model, "model")
     root = np.random.SeedSequence(exp.seed)
-    s_workload, _s_policies = root.spawn(2)
+    s_workload, s_policies = root.spawn(2)
     table = build_workload(exp.workload, s_workload)
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
@@ -141,14 +147,18 @@ def prepare(exp: Experiment) -> Prepared:
     perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
                     iteration_overhead_s=exp.performance.iteration_overhead_s,
                     band=exp.performance.band, profile_dirs=exp.performance.profile_dirs)
-    instances, specs = [], []
+    instances, specs, roles, spec_parts, draft_specs = [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
         gpu.require_power(f"{where}.gpu")
-        kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
-                                       g.block_tokens, g.memory_reserve_frac,
-                                       where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+        if g.speculative is not None:
+            kv_blocks, part = _speculative_group(g, where, gpu, model, catalog, perf, exp)
+        else:
+            kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                                           g.block_tokens, g.memory_reserve_frac,
+                                           where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+            part = None
         bound = perf.bind(gpu, model, g.tp)
         if g.aging is not None:
             from .aging import degrade
@@ -163,6 +173,15 @@ def prepare(exp: Experiment) -> Prepared:
                                  watermark_blocks=int(g.watermark_frac * kv_blocks))
             instances.append((cfg, bound))
             specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
+            roles.append(g.role)
+            spec_parts.append(part)
+            if part is not None and part["split"]:
+                dg = part["draft_gpu"]
+                draft_specs.append(_carbon_spec(
+                    exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years),
+                    exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
+                    exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years)))
+    specs += draft_specs      # draft GPUs of split pairs come after the other instances
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
@@ -185,8 +204,15 @@ def prepare(exp: Experiment) -> Prepared:
         kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
         forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
     from .aging import failure_model_for
+    failures = failure_model_for(exp)
+    dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
+    spec = _speculative(exp, spec_parts, s_policies)
+    if failures is not None and (dpd is not None or spec is not None):
+        raise ConfigError("cluster.instances[*].aging.failures: GPU failures are not supported together with "
+                          "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
+                          "GPUs are not re-routed). Drop aging.failures or run colocated instances.")
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
-                    failure_model_for(exp), policy_seeds=_s_policies)
+                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec)
 
 
 def make_router(factory: Any, seeds: Any = None):
@@ -200,14 +226,98 @@ def make_router(factory: Any, seeds: Any = None):
     if not takes_rng:
         return factory()
     ss = seeds if seeds is not None else np.random.SeedSequence(0)
-    return factory(rng=np.random.default_rng(ss.spawn(1)[0]))
+    # a fixed child key (not ss.spawn(), which is stateful): every run of a prepared
+    # experiment gets the same router stream, distinct from the other policies' children
+    child = np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (1 << 20,))
+    return factory(rng=np.random.default_rng(child))
+
+
+def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[int, Dict[str, Any]]:
+    """KV blocks and static parts of a speculative group; checks vocabulary and memory."""
+    sp = g.speculative
+    w = f"{where}.speculative"
+    draft = catalog.model(sp.draft_model, f"{w}.draft_model")
+    if draft.vocab_size != model.vocab_size:
+        raise ConfigError(
+            f"{w}.draft_model: '{draft.name}' has vocabulary {draft.vocab_size} but the target "
+            f"'{model.name}' has {model.vocab_size}; speculative decoding needs the same tokenizer. "
+            f"Pick a draft from the target's family.")
+    gp = GAMMA_POLICIES.get(sp.gamma_policy, field=f"{w}.gamma_policy")
+    per_token = sp.token_id_bytes + (draft.vocab_size if sp.probabilities == "full_vocab" else
+                                     sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)) * draft.dtype_bytes
+    part: Dict[str, Any] = {"split": sp.draft_gpu is not None, "gamma_policy": gp,
+                            "alpha": sp.alpha if sp.alpha is not None else 0.0,
+                            "alpha_by_position": tuple(sp.alpha_by_position) if sp.alpha_by_position else None,
+                            "gamma": sp.gamma, "bytes_per_draft_token": per_token, "draft_gpu": None,
+                            "bandwidth_bps": float("inf"), "latency_s": 0.0}
+    if sp.draft_gpu is None:
+        # both models' weights and KV on the target GPU(s)
+        blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes + draft.weight_bytes,
+                                    model.kv_bytes_per_token + draft.kv_bytes_per_token, g.block_tokens,
+                                    g.memory_reserve_frac,
+                                    where=f"{where} ({model.name} + draft {draft.name} on {g.tp}x{gpu.name})")
+        part["draft_perf"] = perf.bind(gpu, draft, g.tp)
+        part["draft_name"] = f"{draft.name}@{gpu.name}"
+        return blocks, part
+    dgpu = catalog.gpu(sp.draft_gpu, f"{w}.draft_gpu")
+    blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                                g.block_tokens, g.memory_reserve_frac,
+                                where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+    d_blocks = kv_capacity_blocks(dgpu.memory_bytes, 1, draft.weight_bytes, draft.kv_bytes_per_token,
+                                  g.block_tokens, g.memory_reserve_frac,
+                                  where=f"{w}.draft_gpu (draft {draft.name} on {dgpu.name})")
+    lk = sp.link
+    part.update(draft_perf=perf.bind(dgpu, draft, 1), draft_name=f"{draft.name}@{dgpu.name}", draft_gpu=dgpu,
+                bandwidth_bps=link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac),
+                latency_s=lk.latency_s)
+    return min(blocks, d_blocks), part
+
+
+def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: np.random.SeedSequence):
+    """A factory of per-instance :class:`SpecSetup` (fresh generators and policies per run), or None."""
+    if all(p is None for p in parts):
+        return None
+    children = seed.spawn(len(parts))     # one generator per instance, whatever its mode
+
+    def make() -> List[Optional[SpecSetup]]:
+        out: List[Optional[SpecSetup]] = []
+        for p, child in zip(parts, children):
+            if p is None:
+                out.append(None)
+                continue
+            out.append(SpecSetup(
+                draft_perf=p["draft_perf"], split=p["split"], draft_name=p["draft_name"],
+                draft_gpu=p["draft_gpu"].name if p["draft_gpu"] is not None else "",
+                alpha=p["alpha"], gamma_max=p["gamma"], gamma_policy=p["gamma_policy"](),
+                bytes_per_draft_token=p["bytes_per_draft_token"], bandwidth_bps=p["bandwidth_bps"],
+                latency_s=p["latency_s"], rng=np.random.default_rng(child),
+                alpha_by_position=p["alpha_by_position"]))
+        return out
+    return make
+
+
+def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float, n_layers: int):
+    """A factory of the DPD spec (decode routers hold state: one per run), or None."""
+    d = exp.cluster.disaggregation
+    if "prefill" not in roles:
+        return None
+    router_factory = DECODE_ROUTERS.get(d.decode_router, field="cluster.disaggregation.decode_router")
+    lk = d.link
+    bw = link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
+
+    def make() -> DisaggregationSpec:
+        return DisaggregationSpec(tuple(roles), router_factory(), bw, lk.latency_s, lk.scope, kv_bytes_per_token,
+                                  layerwise=d.layerwise, n_layers=n_layers)
+    return make
 
 
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
     sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s, progress=progress,
-                     max_run_iterations=max_run_iterations, failures=p.failures)
+                     max_run_iterations=max_run_iterations, failures=p.failures,
+                     disaggregation=p.disaggregation() if p.disaggregation is not None else None,
+                     speculative=p.speculative() if p.speculative is not None else None)
     out = sim.run()
     tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
     if p.experiment.carbon.compare_regions:

@@ -73,6 +73,9 @@ class Instance:
         self.available = True          # False while failed (routers never see it then)
         self.n_failures = 0
         self.down_intervals: List[List[float]] = []   # [down, up] per failure [s]
+        self.handoff = None            # DPD: prefill instances hand prefilled requests to this
+        self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
+        self.n_reserved = 0            # DPD: requests with blocks reserved, transfer not arrived
 
     # ----------------------------------------------------------------- views
     @property
@@ -81,7 +84,7 @@ class Instance:
 
     @property
     def n_running(self) -> int:
-        return len(self.decoding) + len(self.prefilling) + len(self._batch)
+        return len(self.decoding) + len(self.prefilling) + len(self._batch) + self.n_reserved
 
     @property
     def free_kv_blocks(self) -> int:
@@ -185,6 +188,8 @@ class Instance:
     # ----------------------------------------------------------------- scheduling
     def _schedule(self) -> None:
         """Pick the next iteration (or go idle). Called at iteration boundaries."""
+        if self.incoming:
+            self._join_incoming()
         if self.cfg.chunked_prefill:
             if self.decoding:
                 self._ensure_decode_blocks()
@@ -293,6 +298,10 @@ class Instance:
         self._iter_decode = n_dec > 0
         self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
         self._iter_start = self.sim.env.now
+        if self.handoff is not None and self.handoff.layerwise:
+            for r, q in chunks:          # DPD layer-wise: KV may leave as layers are computed
+                if r.prefilled + q == r.n_in + r.generated and r.n_out > r.generated + 1:
+                    self.handoff.on_prefill_start(self, r)
         self._run = None
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.decoding) + len(self.prefilling)
@@ -363,6 +372,8 @@ class Instance:
                 self._prefill_blocks -= r.blocks
                 r.blocks = 0
                 self.sim.on_complete(r, now)
+            elif self.handoff is not None:
+                self.handoff.on_prefilled(self, r)   # DPD: keeps r.blocks until sent
             else:
                 self._enter_decode(r)
         if self._iter_decode:
@@ -446,10 +457,83 @@ class Instance:
     def down_s(self, horizon_s: float) -> float:
         """Time spent failed within [0, horizon] [s]."""
         return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+    # ----------------------------------------------------------------- DPD hand-off
+    def _growth_blocks(self, k: int) -> int:
+        """KV blocks the decoding batch allocates over its next ``k`` steps (no change)."""
+        s0, B, res = self.steps, self.B, self._res
+        full, part = divmod(k, B)
+        new = full * len(self.decoding)
+        for s in range(s0 + 1, s0 + part + 1):
+            new += res[(1 - s) % B]
+        return new
+
+    def can_accept(self, kv_tokens: int) -> bool:
+        """Could a transferred request with ``kv_tokens`` of KV reserve blocks now?
+
+        Counts the blocks the running iteration allocates; a reservation cuts a running
+        decode run at its next iteration boundary (:meth:`reserve`), so the decision is
+        the same whether runs are advanced in closed form or one iteration per event.
+        """
+        cfg = self.cfg
+        if (len(self.decoding) + len(self.prefilling) + len(self.incoming) + self.n_reserved
+                >= cfg.max_batch_size):
+            return False
+        nb = self._blocks(kv_tokens) + cfg.watermark_blocks
+        free = self.free_kv_blocks
+        if nb > free:
+            return False                      # growth only lowers it further
+        if self._run is not None and nb <= free - self._growth_blocks(self._run[3]):
+            return True                       # fits even at the end of the whole run
+        return nb <= self.free_kv_blocks_after_iteration
+
+    @property
+    def free_kv_blocks_after_iteration(self) -> int:
+        """KV blocks free once the running iteration ends (exact mid-run, unlike the lazy
+        :attr:`free_kv_blocks`, which lags a closed-form decode run until it ends)."""
+        if self._run is not None:
+            start, n, ctx0, k = self._run
+            j = self.perf.decode_iterations_until(n, ctx0, k, self.sim.env.now - start)
+            return self.free_kv_blocks - self._growth_blocks(j)
+        if self.busy and self._iter_decode and self._batch:
+            return self.free_kv_blocks - self._growth_blocks(1)
+        return self.free_kv_blocks
+
+    def reserve(self, kv_tokens: int) -> int:
+        """Hold KV blocks for a request's ``kv_tokens`` until its transfer arrives; returns them."""
+        nb = self._blocks(kv_tokens)
+        self._prefill_blocks += nb
+        self.n_reserved += 1
+        if self._run is not None:
+            self._cut_run()
+        return nb
+
+    def accept(self, r: Request, n_blocks: int) -> None:
+        """``r``'s KV has arrived (``n_blocks`` reserved for it): it joins the decode batch
+        at the next iteration boundary."""
+        self.n_reserved -= 1
+        r.blocks = n_blocks
+        self.incoming.append(r)
+        if not self.busy:
+            self._schedule()
+        elif self._run is not None:
+            self._cut_run()
+
+    def _join_incoming(self) -> None:
+        for r in self.incoming:
+            self._seq += 1
+            r.seq = self._seq
+            self._enter_decode(r)
+        self.incoming.clear()
+
+    def release_blocks(self, n_blocks: int) -> None:
+        """A handed-off request's KV has left this (prefill) instance: free its blocks."""
+        self._prefill_blocks -= n_blocks
+        if not self.busy and self.waiting:
+            self._schedule()
 
     def check_drained(self) -> None:
         """Invariant at the end of a run: no work left, every KV block free."""
-        if self.waiting or self.decoding or self.prefilling or self.busy:
+        if self.waiting or self.decoding or self.prefilling or self.busy or self.incoming or self.n_reserved:
             raise SimulationInvariantError(
                 f"instance {self.index} ended with work left: {len(self.waiting)} waiting, "
                 f"{len(self.decoding)} decoding, {len(self.prefilling)} prefilling")

@@ -44,6 +44,20 @@ class BoundPerformance(ABC):
         """
         return sum(self.iteration_time_s((), n, ctx0 + n * j) for j in range(k))
 
+    def verify_time_s(self, new_tokens, ctx_tokens) -> float:
+        """One prefill-like pass, request ``i`` processing ``new_tokens[i]`` tokens over
+        ``ctx_tokens[i]`` cached ones (speculative verification) [s].
+
+        Subclasses may override with a vectorised form; the default builds the chunks.
+        """
+        return self.iteration_time_s(list(zip([int(q) for q in new_tokens], [c for c in ctx_tokens])), 0, 0)
+
+    def verify_uniform_time_s(self, n: int, new_tokens: int, ctx_sum: int) -> float:
+        """:meth:`verify_time_s` for ``n`` requests of ``new_tokens`` each over ``ctx_sum``
+        cached tokens in total [s]. The default spreads the context evenly (exact for
+        models linear in per-request context, such as the roofline)."""
+        return self.verify_time_s([new_tokens] * n, [ctx_sum / n] * n)
+
     def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
         """Smallest k in [1, kmax] whose run of k iterations ends at or after ``dt_s``."""
         lo, hi = 1, kmax

@@ -112,3 +112,8 @@ class RequestRecord:
         self.energy_j = np.zeros(n)
         self.rejected = np.zeros(n, dtype=bool)
         self.reject_reason = np.full(n, "", dtype=object)
+        # Extra (instance, busy_s, energy_j) columns for requests served by a second
+        # instance (DPD decode, DSD draft); attribution sums over all parts.
+        self.parts: list = []
+        # Extra per-request result columns by name (added by disaggregation modes).
+        self.extra: dict = {}

@@ -9,8 +9,10 @@ import numpy as np
 import simpy
 
 from ..errors import SimulationInvariantError
+from .disagg import DisaggregationSpec, KVHandoff
 from .instance import Instance, InstanceConfig
 from .interfaces import BoundPerformance, FailureModel, Router
+from .spec_instance import DraftSide, SpecInstance, SpecSetup
 from .ledger import Ledger
 from .requests import Request, RequestRecord, RequestTable
 
@@ -40,19 +42,31 @@ class Simulation:
     progress : optional callable(sim_time_s) called about every 1% of arrivals.
     max_run_iterations : cap on decode iterations per event (None = whole runs in closed
         form; 1 = one event per iteration, the reference the closed form must match).
+    disaggregation : optional DPD spec (instance roles, decode router, link); the router
+        then sees only colocated and prefill instances.
+    speculative : optional, per instance, a :class:`SpecSetup` (speculative decoding) or
+        None. Draft GPUs of split pairs are appended to ``instances`` after the others;
+        routers do not see them.
     """
 
     def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
                  router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
-                 max_run_iterations: Optional[int] = None, failures: Optional[FailureModel] = None):
+                 max_run_iterations: Optional[int] = None, failures: Optional[FailureModel] = None,
+                 disaggregation: Optional[DisaggregationSpec] = None,
+                 speculative: Optional[Sequence[Optional[SpecSetup]]] = None):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
         self.router = router
         self.bin_s = bin_s
         self.record = RequestRecord(len(table))
-        self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
-                          for i, (cfg, perf) in enumerate(instances)]
+        self._front_map: Optional[List[int]] = None    # router's index -> instance index
+        self._draft_of: Optional[dict] = None          # DSD: target instance -> its draft GPU
+        if speculative is None:
+            self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
+                              for i, (cfg, perf) in enumerate(instances)]
+        else:
+            self._build_speculative(instances, speculative, bin_s)
         self._progress = progress
         # array.array: list-speed indexing at 8 bytes per element (1M requests: 24 MB, not ~100 MB)
         self._arr = array("d", table.arrival_s.astype(float).tobytes())
@@ -65,6 +79,42 @@ class Simulation:
         self.failures = failures
         self.n_down = 0                # instances currently failed: arrivals take the slow path
         self._parked: List[Request] = []   # requests waiting for any instance to come back
+        if failures is not None and (disaggregation is not None or speculative is not None):
+            raise SimulationInvariantError("GPU failures are not supported with disaggregation or "
+                                           "speculative decoding (the config layer rejects this)")
+        self._front: Sequence[Instance] = (self.instances if self._front_map is None   # what the router sees
+                                           else [self.instances[i] for i in self._front_map])
+        self._dpd: Optional[KVHandoff] = None
+        if disaggregation is not None:
+            self._dpd = KVHandoff(self, disaggregation)
+            self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
+            self._front = [self.instances[i] for i in self._front_map]
+
+    def _build_speculative(self, instances, speculative, bin_s: float) -> None:
+        n = len(self.record.busy_s)
+        self.instances = []
+        drafts = []
+        for i, (cfg, perf) in enumerate(instances):
+            sp = speculative[i]
+            if sp is None:
+                self.instances.append(Instance(self, i, cfg, perf, Ledger(bin_s)))
+                continue
+            inst = SpecInstance(self, i, cfg, perf, Ledger(bin_s), sp)
+            self.instances.append(inst)
+            if sp.split:
+                inst.draft = DraftSide(len(instances) + len(drafts), sp.draft_name, sp.draft_gpu,
+                                       sp.draft_perf, Ledger(bin_s), cfg.kv_blocks)
+                drafts.append(inst.draft)
+        if drafts:
+            self.dsd_draft_instance = np.full(n, -1, dtype=np.int64)
+            self.dsd_draft_busy_s = np.zeros(n)
+            self.dsd_draft_energy_j = np.zeros(n)
+            self.record.parts.append((self.dsd_draft_instance, self.dsd_draft_busy_s, self.dsd_draft_energy_j))
+            self.record.extra["draft_instance"] = self.dsd_draft_instance
+            self._draft_of = {inst.index: inst.draft.index for inst in self.instances
+                              if getattr(inst, "draft", None) is not None}
+            self._front_map = list(range(len(instances)))
+            self.instances += drafts
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:
@@ -80,9 +130,11 @@ class Simulation:
         rec = self.record
         rec.done_s[r.id] = now
         rec.n_generated[r.id] = r.generated
+        self.n_done += 1
+        if self._dpd is not None and self._dpd.on_complete(r):
+            return
         rec.busy_s[r.id] = r.busy_s
         rec.energy_j[r.id] = r.energy_j
-        self.n_done += 1
 
     # ---------------------------------------------------------------- arrivals
     def _schedule_arrival(self) -> None:
@@ -100,14 +152,24 @@ class Simulation:
         if self.n_down:
             self._dispatch(Request(i, n_in, n_out))
             return
-        k = self.router.choose(i, n_in, self.instances)
-        if not (0 <= k < len(self.instances)):
-            raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self.instances) - 1}")
+        k = self.router.choose(i, n_in, self._front)
+        if not (0 <= k < len(self._front)):
+            raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self._front) - 1}")
+        if self._front_map is not None:
+            k = self._front_map[k]
         inst = self.instances[k]
         self.record.instance[i] = k
         cfg = inst.cfg
         reason = ""
-        if inst._blocks(n_in + n_out - 1) > self._max_need[k]:
+        if self._dpd is not None and inst.handoff is not None and n_out > 1:
+            reason = self._dpd.reject_reason(n_in, n_out)
+            if not reason and inst._blocks(n_in) > self._max_need[k]:
+                reason = (f"needs {inst._blocks(n_in)} KV blocks to prefill; instance {cfg.name} "
+                          f"holds {self._max_need[k]} above the watermark")
+            elif not reason and not cfg.chunked_prefill and n_in > cfg.max_batched_tokens:
+                reason = (f"prompt {n_in} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}; "
+                          f"enable chunked_prefill or raise max_batched_tokens")
+        elif inst._blocks(n_in + n_out - 1) > self._max_need[k]:
             reason = (f"needs {inst._blocks(n_in + n_out - 1)} KV blocks; instance {cfg.name} "
                       f"holds {self._max_need[k]} above the watermark")
         elif not cfg.chunked_prefill and n_in + n_out - 1 > cfg.max_batched_tokens:
@@ -121,6 +183,8 @@ class Simulation:
             return
         if self._progress is not None and i % self._progress_every == 0:
             self._progress(self.env.now)
+        if self._draft_of is not None and k in self._draft_of:
+            self.dsd_draft_instance[i] = self._draft_of[k]
         inst.enqueue(Request(i, n_in, n_out))
 
     # ---------------------------------------------------------------- failures (GPU aging)

@@ -80,6 +80,29 @@ class BoundRoofline(BoundPerformance):
         tc, tm = f / self._flops, m / self._bw
         return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * tokens
 
+    def verify_time_s(self, new_tokens, ctx_tokens) -> float:
+        # iteration_time_s over chunks (q_i, c_i), with the chunk sums taken in numpy
+        q = new_tokens
+        p_tok = int(q.sum())
+        if p_tok == 0:
+            return 0.0
+        reread = int(ctx_tokens.sum())
+        pairs = float((q * ctx_tokens).sum()) + float((q * (q + 1)).sum()) * 0.5
+        f = p_tok * self._f_mm + self._f_attn * pairs
+        m = self._w + self._kv * (reread + p_tok)
+        tc, tm = f / self._flops, m / self._bw
+        return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
+
+    def verify_uniform_time_s(self, n: int, new_tokens: int, ctx_sum: int) -> float:
+        q = new_tokens
+        p_tok = n * q
+        if p_tok == 0:
+            return 0.0
+        f = p_tok * self._f_mm + self._f_attn * (q * ctx_sum + n * q * (q + 1) * 0.5)
+        m = self._w + self._kv * (ctx_sum + p_tok)
+        tc, tm = f / self._flops, m / self._bw
+        return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
+
     def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
         if n_prefill_tokens <= 0:
             return self.decode_power_w

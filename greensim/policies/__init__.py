@@ -2,7 +2,11 @@
 from ..registry import Registry
 
 ROUTERS: Registry = Registry("router")
+DECODE_ROUTERS: Registry = Registry("decode router")
+GAMMA_POLICIES: Registry = Registry("gamma policy")
 
 from . import routers  # noqa: E402,F401  (registers the built-in routers)
+from . import disaggregation  # noqa: E402,F401  (registers the DPD decode routers)
+from . import speculation  # noqa: E402,F401  (registers the speculative-decoding gamma policies)
 
-__all__ = ["ROUTERS"]
+__all__ = ["ROUTERS", "DECODE_ROUTERS", "GAMMA_POLICIES"]

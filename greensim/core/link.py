@@ -1,0 +1,128 @@
+"""A network or bus link between GPUs: latency, then processor-shared bandwidth.
+
+A flow of ``b`` bytes started at ``t0`` first waits the link's latency, then joins the
+link's active flows. Active flows share the bandwidth equally (processor sharing): with
+``n`` active flows each progresses at ``bandwidth / n``. Completion times are
+recomputed whenever a flow joins or leaves, so one SimPy event is armed at a time (for
+the earliest-finishing flow). A flow therefore never finishes before
+``t0 + latency + b / bandwidth``.
+
+Link types and their bandwidths live in :data:`LINK_TYPES` (line rates from the
+standards, per direction; set ``efficiency_frac`` in the experiment for protocol
+overhead). Latency has no shipped default: it depends on the NIC, switch and software
+stack, so the experiment must state it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Optional
+
+__all__ = ["Link", "LINK_TYPES", "link_bandwidth_bps"]
+
+#: Per-direction line rate of each link type [bytes/s], with its source.
+LINK_TYPES: Dict[str, tuple[float, str]] = {
+    "pcie_gen3_x16": (15.754e9, "PCI-SIG PCIe 3.0 base spec: 8 GT/s x 16 lanes, 128b/130b encoding = 15.75 GB/s per direction"),
+    "pcie_gen4_x16": (31.508e9, "PCI-SIG PCIe 4.0 base spec: 16 GT/s x 16 lanes, 128b/130b encoding = 31.5 GB/s per direction"),
+    "nvlink_v100": (150e9, "NVIDIA V100 datasheet: NVLink 2.0 300 GB/s total = 150 GB/s per direction"),
+    "nvlink_a100": (300e9, "NVIDIA A100 datasheet: NVLink 3.0 600 GB/s total = 300 GB/s per direction"),
+    "ethernet_10g": (1.25e9, "IEEE 802.3 10GBASE: 10 Gb/s line rate = 1.25 GB/s"),
+    "ethernet_25g": (3.125e9, "IEEE 802.3by 25GBASE: 25 Gb/s line rate = 3.125 GB/s"),
+    "ethernet_100g": (12.5e9, "IEEE 802.3 100GBASE: 100 Gb/s line rate = 12.5 GB/s"),
+    "infiniband_hdr": (25e9, "InfiniBand HDR (IBTA): 200 Gb/s per 4x port = 25 GB/s"),
+    "infiniband_ndr": (50e9, "InfiniBand NDR (IBTA): 400 Gb/s per 4x port = 50 GB/s"),
+}
+
+
+class Link:
+    """One directional link shared by its flows.
+
+    Parameters
+    ----------
+    env : simpy.Environment
+    bandwidth_bps : float
+        Effective bandwidth [bytes/s]; ``inf`` makes the bandwidth phase instantaneous.
+    latency_s : float
+        Fixed delay before a flow starts to use the bandwidth [s].
+    name : str
+        Label for errors and tables.
+    """
+
+    __slots__ = ("env", "bandwidth_bps", "latency_s", "name", "_flows", "_t", "_event",
+                 "n_flows", "bytes_sent", "busy_s", "_busy_since")
+
+    def __init__(self, env, bandwidth_bps: float, latency_s: float, name: str = "link"):
+        if not bandwidth_bps > 0:
+            raise ValueError(f"{name}: bandwidth must be > 0 bytes/s, got {bandwidth_bps}")
+        if not (latency_s >= 0 and math.isfinite(latency_s)):
+            raise ValueError(f"{name}: latency must be finite and >= 0 s, got {latency_s}")
+        self.env, self.bandwidth_bps, self.latency_s, self.name = env, bandwidth_bps, latency_s, name
+        self._flows: List[list] = []      # [remaining bytes, callback, seq, bytes]
+        self._t = 0.0
+        self._event = None
+        self.n_flows = 0                  # flows started
+        self.bytes_sent = 0.0             # bytes delivered [bytes]
+        self.busy_s = 0.0                 # time with >= 1 active flow [s]
+        self._busy_since = 0.0
+
+    def send(self, n_bytes: float, done: Callable[[], None]) -> None:
+        """Start a flow of ``n_bytes``; call ``done()`` when its last byte arrives."""
+        self.n_flows += 1
+        if self.latency_s > 0:
+            ev = self.env.timeout(self.latency_s)
+            ev.callbacks.append(lambda _e: self._join(n_bytes, done))
+        else:
+            self._join(n_bytes, done)
+
+    @property
+    def n_active(self) -> int:
+        return len(self._flows)
+
+    def _join(self, n_bytes: float, done: Callable[[], None]) -> None:
+        if math.isinf(self.bandwidth_bps):
+            self.bytes_sent += n_bytes
+            done()
+            return
+        self._advance()
+        if not self._flows:
+            self._busy_since = self.env.now
+        self._flows.append([float(n_bytes), done, self.n_flows, float(n_bytes)])
+        self._arm()
+
+    def _advance(self) -> None:
+        now = self.env.now
+        if self._flows and now > self._t:
+            share = self.bandwidth_bps * (now - self._t) / len(self._flows)
+            for f in self._flows:
+                f[0] -= share
+        self._t = now
+
+    def _arm(self) -> None:
+        if not self._flows:
+            self._event = None
+            return
+        rem = min(f[0] for f in self._flows)
+        ev = self.env.timeout(max(0.0, rem) * len(self._flows) / self.bandwidth_bps)
+        ev.callbacks.append(self._on_event)
+        self._event = ev
+
+    def _on_event(self, ev) -> None:
+        if ev is not self._event:
+            return                         # superseded by a later join
+        self._advance()
+        first = min(self._flows, key=lambda f: (f[0], f[2]))
+        # The flow this event was armed for is done; others within rounding of zero too.
+        finished = [f for f in self._flows if f is first or f[0] <= 1e-6]
+        self._flows = [f for f in self._flows if not (f is first or f[0] <= 1e-6)]
+        if not self._flows:
+            self.busy_s += self.env.now - self._busy_since
+        self._arm()
+        for f in sorted(finished, key=lambda f: f[2]):
+            self.bytes_sent += f[3]
+            f[1]()
+
+
+def link_bandwidth_bps(kind: Optional[str], bandwidth_gbs: Optional[float], efficiency_frac: float) -> float:
+    """Effective bandwidth [bytes/s] from a link type name or an explicit GB/s figure."""
+    if bandwidth_gbs is not None:
+        return bandwidth_gbs * 1e9 * efficiency_frac
+    return LINK_TYPES[kind][0] * efficiency_frac
