@@ -380,7 +380,7 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
         manifest = {
             "greensim_version": _version(), "config_sha256": h, "seed": exp.seed,
             "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
-            "wall_s": wall, "n_requests": len(p.table),
+            "wall_s": wall, "n_requests": len(p.table), "workload_notes": list(p.table.notes),
         }
         plot = None
         if exp.output.plots:

@@ -1,7 +1,7 @@
 """Request workload table (inputs) and the per-request record of results."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +21,7 @@ class RequestTable:
     n_input_tokens: np.ndarray
     n_output_tokens: np.ndarray
     slo_class: np.ndarray | None = None
+    notes: tuple = field(default=(), compare=False)   # what the workload builder did (rows dropped...)
 
     def __post_init__(self):
         n = len(self.arrival_s)

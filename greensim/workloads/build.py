@@ -19,6 +19,7 @@ Every row dropped or changed is reported through the ``greensim.workloads`` logg
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import List, Optional, Tuple
@@ -165,7 +166,7 @@ def _trace(cfg: TraceWorkload, seeds: np.random.SeedSequence) -> RequestTable:
     label = cfg.name or cfg.path
     for n in notes:
         log.warning("workload (%s): %s", label, n)
-    return frame_to_table(df, where=f"workload ({label})")
+    return dataclasses.replace(frame_to_table(df, where=f"workload ({label})"), notes=tuple(notes))
 
 
 def _lengths(cfg, n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:

@@ -164,3 +164,14 @@ def test_profile_unknown_model_exits_2_naming_close_matches():
     from greensim.cli import main
     r = CliRunner().invoke(main, ["profile", "Llama-3.1-8", "--device", "cpu"])
     assert r.exit_code == 2 and "Did you mean 'Llama-3.1-8B'" in r.output
+
+
+def test_workload_notes_reach_the_manifest(tmp_path, shared_data):
+    """Rows a trace option drops are reported in manifest.json, not only in the log."""
+    d = make_experiment(**{"workload": {"kind": "trace", "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
+                                        "max_requests": 50}})
+    res = invoke("run", write(tmp_path, d), "--out", tmp_path / "o", "--no-plots")
+    assert res.exit_code == 0, res.output
+    f = next((tmp_path / "o" / "t").iterdir())
+    notes = json.loads((f / "manifest.json").read_text())["workload_notes"]
+    assert any("max_requests: kept the first 50" in n for n in notes), notes
