@@ -236,6 +236,8 @@ class InstanceGroup(_Base):
     watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
     age_years: float = Field(0.0, ge=0, description="GPU age at simulated t = 0 [years]; drives aging and embodied schemes")
     aging: Optional["Aging"] = Field(None, description="age-dependent failures and degradation (off by default)")
+    site: Optional[str] = Field(None, description="data-centre site (a name in carbon.sites) whose PUE prices this "
+                                "group's energy (and its DSD draft GPU's); default: carbon.pue")
 
     role: Literal["colocated", "prefill", "decode"] = Field(
         "colocated", description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)")
@@ -416,6 +418,21 @@ class ForecastOpts(_Base):
     oracle: bool = Field(False, description="give policies the future actuals instead (comparison only)")
 
 
+class Site(_Base):
+    """A data-centre site: the PUE its GPUs' energy is multiplied by (one grid intensity for all sites)."""
+    pue: float = Field(description="power usage effectiveness of the site [-], >= 1; no default (sites differ): "
+                       "Google fleet 1.10 (2021), Meta 1.08 (2023), industry average 1.57 (Uptime 2021), "
+                       "../shared/data/carbon/pue_lifetime.csv")
+
+    @field_validator("pue")
+    @classmethod
+    def _pue_at_least_one(cls, v: float):
+        if not (v >= 1.0):
+            raise ValueError(f"PUE {v} is below 1, but PUE = facility power / IT power >= 1. Use e.g. 1.1 "
+                             f"(hyperscale) or 1.57 (industry average, Uptime 2021)")
+        return v
+
+
 class Carbon(_Base):
     intensity: Intensity = Field(default_factory=lambda: ConstantIntensity(kind="constant", gco2_per_kwh=260.7),
                                  description="default: US-CAL-CISO 2023 mean LCA intensity, Electricity Maps")
@@ -429,6 +446,8 @@ class Carbon(_Base):
     compare_regions: List[str] = Field(default_factory=list, description="also report operational carbon of the same "
                                        "energy timeline under these regions' series (same start/timezone/basis)")
     forecast: Optional[ForecastOpts] = Field(None, description="intensity forecasts offered to policies")
+    sites: Dict[str, Site] = Field(default_factory=dict, description="named sites with their own PUE; an instance "
+                                   "group picks one with site: NAME (groups without one use carbon.pue)")
 
     @field_validator("gpu_lifetime_years", "gpu_embodied_kgco2e")
     @classmethod
@@ -579,9 +598,27 @@ def parse_experiment(data: Any, where: str = "experiment", base_dir: Path | None
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, where)) from None
+    _check_sites(exp, where)
     if base_dir is not None:
         exp = _resolve_paths(exp, base_dir)
     return exp
+
+
+DEFAULT_SITE = "default"   # the site of groups without ``site``: carbon.pue
+
+
+def _check_sites(exp: Experiment, where: str) -> None:
+    """Every instance group's site is defined in carbon.sites; 'default' is reserved."""
+    if DEFAULT_SITE in exp.carbon.sites:
+        raise ConfigError(f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved for groups "
+                          f"without a site (they use carbon.pue). Rename the site or set carbon.pue.")
+    for i, g in enumerate(exp.cluster.instances):
+        if g.site is not None and g.site not in exp.carbon.sites:
+            close = difflib.get_close_matches(g.site, list(exp.carbon.sites), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            have = ", ".join(sorted(exp.carbon.sites)) or "none"
+            raise ConfigError(f"{where}: cluster.instances.{i}.site: unknown site '{g.site}' (carbon.sites "
+                              f"defines: {have}).{hint} Add carbon.sites.{g.site}: {{pue: ...}} or fix the name.")
 
 
 def _resolve_paths(exp: Experiment, base: Path) -> Experiment:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .carbon import INTENSITY_SOURCES
 from .catalog import load_catalog
-from .config import Experiment, load_experiment, parse_experiment
+from .config import DEFAULT_SITE, Experiment, load_experiment, parse_experiment
 from .core.disagg import DisaggregationSpec
 from .core.instance import InstanceConfig
 from .core.link import link_bandwidth_bps
@@ -178,7 +178,7 @@ def prepare(exp: Experiment) -> Prepared:
             if part is not None and part["split"]:
                 dg = part["draft_gpu"]
                 draft_specs.append(_carbon_spec(
-                    exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years),
+                    exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
                     exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
                     exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years)))
     specs += draft_specs      # draft GPUs of split pairs come after the other instances
@@ -338,7 +338,9 @@ def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> Insta
     hs = exp.carbon.host_share
     return InstanceCarbonSpec(gpu, g.tp, emb, life, scheme=sch.scheme if sch else "linear", age_years=g.age_years,
                               extended_years=sch.extended_years if sch else None,
-                              host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0)
+                              host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0,
+                              site=g.site or DEFAULT_SITE,
+                              pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue)
 
 
 def run(experiment: Any = None, overrides: Any = None, write: bool = True,

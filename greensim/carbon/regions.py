@@ -19,7 +19,8 @@ def add_region_totals(tables, exp, bin_s: float) -> None:
     import pandas as pd
     ic = exp.carbon.intensity
     tl = tables.timeline
-    e = tl.groupby("t_s", sort=True)["energy_j"].sum()
+    pue = tables.instances.set_index("instance")["pue"]          # each instance's site PUE
+    e = (tl["energy_j"] * tl["instance"].map(pue)).groupby(tl["t_s"], sort=True).sum()   # facility energy [J]
     edges = e.index.to_numpy(dtype=float)
     horizon = tables.summary["duration_s"]
     width = np.minimum(bin_s, np.maximum(horizon - edges, 0.0))
@@ -28,7 +29,7 @@ def add_region_totals(tables, exp, bin_s: float) -> None:
         src = SeriesIntensitySource(region=region, start=ic.start, timezone=ic.timezone, path=ic.path,
                                     basis=ic.basis, gap_fill=ic.gap_fill, where=f"carbon.compare_regions[{region}]")
         ci = src.mean_over(edges, edges + bin_s)
-        op = float(np.sum(e.to_numpy() / J_PER_KWH * ci * exp.carbon.pue))
+        op = float(np.sum(e.to_numpy() / J_PER_KWH * ci))
         emb = tables.summary["embodied_gco2"]
         rows.append({"region": region, "intensity_mean_gco2_per_kwh": float(np.sum(ci * width) / np.sum(width)),
                      "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,

@@ -33,6 +33,8 @@ class InstanceCarbonSpec:
     age_years: float = 0.0       # GPU age at t = 0 [years]
     extended_years: Optional[float] = None   # scheme "extended": extra service years
     host_kgco2e_per_gpu: float = 0.0         # host server's embodied share per GPU [kgCO2e]
+    site: str = "default"                    # data-centre site (carbon.sites); "default": carbon.pue
+    pue: Optional[float] = None              # the site's PUE [-]; None: build_tables' pue (carbon.pue)
 
 
 @dataclass
@@ -78,7 +80,10 @@ def _served(rec, k: int):
 
 def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity: CarbonIntensity,
                  pue: float, ttft_slo_s: np.ndarray, tpot_slo_s: np.ndarray) -> Tables:
-    """Per-request, per-instance and timeline tables plus the summary dict."""
+    """Per-request, per-instance and timeline tables plus the summary dict.
+
+    ``pue`` prices the energy of instances whose spec has no site PUE (``carbon.pue``).
+    """
     t, rec = out.table, out.record
     n = len(t)
     H = out.horizon_s
@@ -106,7 +111,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         idle_p = inst.perf.idle_power_w
         idle_s_bins = np.maximum(width - busy_s, 0.0)
         energy_bins = busy_j + idle_p * idle_s_bins
-        op_bins = operational_gco2(energy_bins, out.bin_s, intensity, pue)
+        pue_k = spec.pue if spec.pue is not None else pue
+        op_bins = operational_gco2(energy_bins, out.bin_s, intensity, pue_k)
         total_op_bins += op_bins
         total_power_bins += np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0)
         idle_s = max(H - led.busy_s, 0.0)
@@ -137,7 +143,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "utilization_frac": led.busy_s / H if H > 0 else 0.0,
             "busy_energy_j": led.busy_j, "idle_energy_j": idle_j, "energy_j": energy,
             "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
-            "embodied_scheme": spec.scheme, "age_years": spec.age_years,
+            "embodied_scheme": spec.scheme, "age_years": spec.age_years, "site": spec.site, "pue": pue_k,
             **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
             "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
             "n_failures": int(getattr(inst, "n_failures", 0)),
@@ -220,6 +226,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
         "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
         "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
+        "operational_gco2_by_site": {str(k): float(v) for k, v in
+                                     instances.groupby("site", sort=True)["operational_gco2"].sum().items()},
         "embodied_scheme": {s.gpu: s.scheme for s in specs},
         **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()
            if k != "extended" or any(s.extended_years is not None for s in specs)},
