@@ -1,8 +1,6 @@
 """The small interfaces the core talks to. Plug-ins implement these."""
 from __future__ import annotations
 
-import numpy as np
-
 from abc import ABC, abstractmethod
 from typing import Optional, Protocol, Sequence, Tuple
 
@@ -59,15 +57,6 @@ class BoundPerformance(ABC):
         cached tokens in total [s]. The default spreads the context evenly (exact for
         models linear in per-request context, such as the roofline)."""
         return self.verify_time_s([new_tokens] * n, [ctx_sum / n] * n)
-
-    def verify_uniform_times_s(self, n: int, new_tokens: int, ctx_sums):
-        """:meth:`verify_uniform_time_s` for each entry of the array ``ctx_sums`` [s].
-        Subclasses may vectorise; the result must equal the scalar calls."""
-        return np.array([self.verify_uniform_time_s(n, new_tokens, int(c)) for c in ctx_sums])
-
-    def decode_run_times_s(self, n: int, ctx0s, k: int):
-        """:meth:`decode_run_time_s` for each entry of the array ``ctx0s`` [s]."""
-        return np.array([self.decode_run_time_s(n, int(c), k) for c in ctx0s])
 
     def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
         """Smallest k in [1, kmax] whose run of k iterations ends at or after ``dt_s``."""

@@ -74,21 +74,6 @@ class Ledger:
                 self.bin_busy_j[i] += seg * p
             t = (i + 1) * w
 
-    def busy_many(self, starts, dts, energies) -> None:
-        """:meth:`busy` for each interval (arrays); one bin update when all fall in one bin."""
-        end = float(starts[-1] + dts[-1])
-        w = self.bin_s
-        i0 = int(float(starts[0]) / w)
-        if end < self.max_bins * w and int(end / w) == i0 and i0 < len(self.bin_busy_s):
-            t, e = float(dts.sum()), float(energies.sum())
-            self.busy_s += t
-            self.busy_j += e
-            self.bin_busy_s[i0] += t
-            self.bin_busy_j[i0] += e
-            return
-        for a, b, c in zip(starts.tolist(), dts.tolist(), energies.tolist()):
-            self.busy(a, b, c)
-
     def sample(self, now_s: float, n_waiting: int, n_running: int) -> None:
         """Record queue length and batch size seen at an iteration boundary (max per bin)."""
         while now_s >= self.max_bins * self.bin_s:

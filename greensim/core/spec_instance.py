@@ -161,7 +161,6 @@ class SpecInstance:
         # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
         self._F = np.zeros((cfg.max_batch_size, 4))
         self._sum_ctx = 0              # sum over running requests of n_in + generated - 1
-        self._event = None
 
     # ----------------------------------------------------------------- views
     @property
@@ -189,22 +188,15 @@ class SpecInstance:
         self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
         if not self.busy:
             self._schedule()
-        elif self._plan[0] == "run":
-            self._cut_run()
 
     def _arm(self, delay: float) -> None:
         ev = self.sim.env.timeout(delay)
         ev.callbacks.append(self._on_event)
-        self._event = ev
 
-    def _on_event(self, ev) -> None:
-        if ev is not self._event:
-            return  # superseded by a cut run
+    def _on_event(self, _ev) -> None:
         kind = self._plan[0]
         if kind == "prefill":
             self._finish_prefill()
-        elif kind == "run":
-            self._finish_run()
         else:
             self._finish_spec()
         self._schedule()
@@ -339,8 +331,7 @@ class SpecInstance:
     def _start_spec(self) -> bool:
         s = self.setup
         g = s.gamma_max
-        constant = s.gamma_policy is None or getattr(s.gamma_policy, "constant", False)
-        if not constant:
+        if s.gamma_policy is not None:
             g = s.gamma_policy.choose(len(self.running), s.gamma_max, s.expected_tokens,
                                       lambda x: sum(self._time_parts(self._gammas(x), x)[:3]))
             if not (0 <= g <= s.gamma_max):
@@ -357,8 +348,6 @@ class SpecInstance:
             if not self.running:
                 return False
             gs = self._gammas(g)
-        if constant and self.sim.max_run_iterations != 1:
-            return self._start_run(g, gs)
         t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
         n = len(self.running)
         if s.alpha_by_position is not None:
@@ -416,175 +405,6 @@ class SpecInstance:
         self.n_spec_iterations += 1
         if self.draft is not None and steps:
             self.draft.n_iterations += steps
-
-    # ----------------------------------------------------------------- runs of iterations
-    # With a constant gamma the batch, and so every iteration's composition, is fixed
-    # between arrivals, completions and KV exhaustion: a run draws the acceptances of
-    # up to K iterations at once (iteration by iteration, request by request: the same
-    # stream as one event per iteration), computes their times with cumulative sums and
-    # ends at the first completion or KV overflow, one event for the lot. An arrival cuts
-    # the run at the next iteration boundary; the generator is then rewound and advanced
-    # by exactly the iterations run, so results do not depend on where runs are cut.
-    def _draw(self, k: int, n: int, g: int) -> np.ndarray:
-        s = self.setup
-        if s.alpha_by_position is not None:
-            if g:
-                ok = s.rng.random((k, n, g)) < np.asarray(s.alpha_by_position[:g])
-                return ok.cumprod(axis=2).sum(axis=2)
-            return np.zeros((k, n), dtype=np.int64)
-        if s.alpha > 0:
-            return s.rng.geometric(1.0 - s.alpha, size=(k, n)) - 1
-        return np.zeros((k, n), dtype=np.int64)
-
-    def _start_run(self, g: int, gs0) -> bool:
-        s = self.setup
-        n = len(self.running)
-        I = self._I
-        now = self.sim.env.now
-        rem0 = I[:n, 1] - I[:n, 2]
-        rmin = int(rem0.min())
-        K = min(rmin, int(rmin / s.expected_tokens(g) * 1.25) + 2, 256)
-        if self.sim.max_run_iterations is not None:
-            K = min(K, self.sim.max_run_iterations)
-        K = max(K, 1)
-        draws = (s.alpha_by_position is not None and g > 0) or (s.alpha_by_position is None and s.alpha > 0)
-        state = s.rng.bit_generator.state if draws else None
-        u = np.minimum(self._draw(K, n, g), g) + 1           # tokens if nobody finishes
-        cum = np.cumsum(u, axis=0)
-        gen0 = I[:n, 2]
-        B = self.B
-        used = ((np.minimum(I[:n, 5] + gen0 + cum, I[:n, 6]) + (B - 1)) // B).sum(axis=1)
-        stop = (cum >= rem0).any(axis=1) | (used > self.total_kv_blocks)
-        stop[-1] = True
-        m = int(np.argmax(stop)) + 1
-        u, cum = u[:m], cum[:m]
-        before = cum - u
-        rem = rem0 - before                                  # remaining at each iteration's start
-        tok = np.minimum(u, rem)
-        tsum = tok.sum(axis=1)
-        ctx = self._sum_ctx + np.concatenate(([0], np.cumsum(tsum)[:-1]))
-        gsm = np.minimum(rem - 1, g)
-        uni = (rem > g).all(axis=1)
-        perf, dperf = self.perf, s.draft_perf
-        if m <= 16:                                          # few iterations: scalar calls are cheaper
-            tv, td, stl, ndl = [], [], [], []
-            cl = ctx.tolist()
-            for j in range(m):
-                if uni[j]:
-                    st, nd = g, n * g
-                    tv.append(perf.verify_uniform_time_s(n, g + 1, cl[j]))
-                else:
-                    gj = gsm[j]
-                    st, nd = int(gj.max()), int(gj.sum())
-                    tv.append(perf.verify_time_s(gj + 1, I[:n, 0] + gen0 + before[j] - 1))
-                td.append(dperf.decode_run_time_s(n, cl[j] + n, st) if st else 0.0)
-                stl.append(st)
-                ndl.append(nd)
-            t_v, t_d = np.array(tv), np.array(td)
-            steps, n_draft = np.array(stl, dtype=np.int64), np.array(ndl, dtype=np.int64)
-        elif uni.all():
-            t_v = perf.verify_uniform_times_s(n, g + 1, ctx)
-            t_d = dperf.decode_run_times_s(n, ctx + n, g) if g else np.zeros(m)
-            steps = np.full(m, g, dtype=np.int64)
-            n_draft = np.full(m, n * g, dtype=np.int64)
-        else:
-            t_v, t_d = np.empty(m), np.zeros(m)
-            steps = np.full(m, g, dtype=np.int64)
-            n_draft = gsm.sum(axis=1)
-            iu = np.flatnonzero(uni)
-            if len(iu):
-                t_v[iu] = perf.verify_uniform_times_s(n, g + 1, ctx[iu])
-                if g:
-                    t_d[iu] = dperf.decode_run_times_s(n, ctx[iu] + n, g)
-            for j in np.flatnonzero(~uni).tolist():
-                gj = gsm[j]
-                st = int(gj.max())
-                steps[j] = st
-                t_v[j] = perf.verify_time_s(gj + 1, I[:n, 0] + gen0 + before[j] - 1)
-                t_d[j] = dperf.decode_run_time_s(n, int(ctx[j]) + n, st) if st else 0.0
-        if s.split:
-            t_l = np.where(steps > 0, n_draft * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s, 0.0)
-        else:
-            t_l = np.zeros(m)
-        dt = t_d + t_l + t_v
-        ends = np.cumsum(np.concatenate(([now], dt)))
-        run = {"m": m, "K": K, "state": state, "tok": tok, "gs": gsm, "uni": uni, "t_v": t_v, "t_d": t_d,
-               "t_l": t_l, "steps": steps, "n_draft": n_draft, "ends": ends}
-        self._plan = ("run", now, gs0, run, None, None, None, None, g)
-        self.busy = True
-        self.ledger.sample(now, len(self.waiting), n)
-        self._arm(float(ends[m]) - now)
-        return True
-
-    def _cut_run(self) -> None:
-        run = self._plan[3]
-        m = run["m"]
-        now = self.sim.env.now
-        c = int(np.searchsorted(run["ends"][1:m + 1], now, side="left")) + 1
-        if c < m:
-            run["m"] = c
-            self._arm(max(0.0, float(run["ends"][c]) - now))
-
-    def _finish_run(self) -> None:
-        _, start, _, run, _, _, _, _, g = self._plan
-        s = self.setup
-        c = run["m"]
-        n = len(self.running)
-        if run["state"] is not None and c < run["K"]:
-            s.rng.bit_generator.state = run["state"]       # advance by the iterations run only
-            self._draw(c, n, g)
-        now = self.sim.env.now
-        tok, gs, uni = run["tok"][:c], run["gs"][:c], run["uni"][:c]
-        t_v, t_d, t_l = run["t_v"][:c], run["t_d"][:c], run["t_l"][:c]
-        steps, n_draft, ends = run["steps"][:c], run["n_draft"][:c], run["ends"]
-        starts = ends[:c]
-        n_ver = n_draft + n
-        if uni.all():
-            e_v = t_v * self.perf.power_w(int(n_ver[0]), 0)
-        else:
-            e_v = t_v * np.array([self.perf.power_w(int(x), 0) for x in n_ver.tolist()])
-        e_d = t_d * s.draft_perf.decode_power_w
-        # ledger: draft first, then the link, then the target (colocated: in turn)
-        hd = t_d > 0
-        dl = self.draft.ledger if self.draft is not None else self.ledger
-        if hd.any():
-            dl.busy_many(starts[hd], t_d[hd], e_d[hd])
-        self.ledger.busy_many(starts + t_d + t_l if self.draft is not None else starts + t_d, t_v, e_v)
-        lg = self.ledger
-        if c > 1:
-            b = (ends[:c] / lg.bin_s).astype(np.int64)
-            for j in (np.flatnonzero(np.diff(b)) + 1).tolist():
-                lg.sample(float(ends[j]), len(self.waiting), n)
-        I, F = self._I, self._F
-        if uni.all():
-            F[:n] += ((t_v / n).sum(), (e_v / n).sum(), (t_d / n).sum(), (e_d / n).sum())
-            self.n_full_draws += n * c
-            self.n_full_tokens += int(tok.sum())
-        else:
-            F[:n] += ((t_v[uni] / n).sum(), (e_v[uni] / n).sum(), (t_d / n).sum(), (e_d / n).sum())
-            nu = ~uni
-            W = (gs[nu] + 1) / n_ver[nu][:, None]
-            F[:n, 0] += (t_v[nu][:, None] * W).sum(axis=0)
-            F[:n, 1] += (e_v[nu][:, None] * W).sum(axis=0)
-            self.n_full_draws += n * int(uni.sum())
-            self.n_full_tokens += int(tok[uni].sum())
-            full = gs[nu] == g
-            self.n_full_draws += int(full.sum())
-            self.n_full_tokens += int(tok[nu][full].sum())
-        tk = tok.sum(axis=0)
-        I[:n, 2] += tk
-        self._sum_ctx += int(tk.sum())
-        gen = I[:n, 2]
-        blk = (np.minimum(I[:n, 5] + gen, I[:n, 6]) + (self.B - 1)) // self.B
-        self._used += int(blk.sum()) - int(I[:n, 4].sum())
-        I[:n, 4] = blk
-        for i in np.flatnonzero(gen >= I[:n, 1])[::-1].tolist():
-            r = self._leave(i)
-            self.sim.on_complete(r, now)
-        self.n_iterations += c
-        self.n_spec_iterations += c
-        if self.draft is not None:
-            self.draft.n_iterations += int(steps.sum())
 
     def _preempt(self) -> None:
         n = len(self.running)

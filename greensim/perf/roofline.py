@@ -22,8 +22,6 @@ GPU ``P_idle``.
 from __future__ import annotations
 
 import math
-
-import numpy as np
 from importlib import resources
 from typing import Any, Dict, Mapping, Sequence
 
@@ -132,37 +130,6 @@ class BoundRoofline(BoundPerformance):
             split = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
         return const + _aff(ac, bc, 0, split) + _aff(am, bm, split, k)
 
-    def verify_uniform_times_s(self, n: int, new_tokens: int, ctx_sums):
-        # verify_uniform_time_s elementwise, the same operations in the same order
-        q = new_tokens
-        p_tok = n * q
-        ctx = np.asarray(ctx_sums, dtype=np.int64)
-        if p_tok == 0:
-            return np.zeros(len(ctx))
-        f = p_tok * self._f_mm + self._f_attn * (q * ctx + n * q * (q + 1) * 0.5)
-        m = self._w + self._kv * (ctx + p_tok)
-        return np.maximum(f / self._flops, m / self._bw) + self._t_fixed + self._comm_a + self._comm_b * p_tok
-
-    def decode_run_times_s(self, n: int, ctx0s, k: int):
-        # decode_run_time_s elementwise (same split of each run at its crossover)
-        ctx0 = np.asarray(ctx0s, dtype=np.int64)
-        if k <= 0:
-            return np.zeros(len(ctx0))
-        ac = (n * self._f_mm + self._f_attn * ctx0) / self._flops
-        bc = self._f_attn * n / self._flops
-        am = (self._w + self._kv * (ctx0 + n)) / self._bw
-        bm = self._kv * n / self._bw
-        const = k * (self._t_fixed + self._comm_a + self._comm_b * n)
-        d0, dd = ac - am, bc - bm
-        if dd == 0.0:
-            split = np.where(d0 > 0, k, 0)
-            return const + _aff_v(ac, bc, 0, split) + _aff_v(am, bm, split, k)
-        jx = -d0 / dd
-        split = np.where(jx >= 0, np.minimum(k, np.maximum(0, np.floor(jx).astype(np.int64) + 1)), 0)
-        if dd > 0:
-            return const + _aff_v(am, bm, 0, split) + _aff_v(ac, bc, split, k)
-        return const + _aff_v(ac, bc, 0, split) + _aff_v(am, bm, split, k)
-
 
 def _aff(a: float, b: float, j0: int, j1: int) -> float:
     """Sum of a + b*j for j in [j0, j1)."""
@@ -219,11 +186,3 @@ class RooflineModel(PerformanceModel):
             allreduce_latency_s=float(e.get("allreduce_latency_s", eng["allreduce_latency_s"])),
             allreduce_bandwidth_bps=float(e.get("allreduce_bandwidth_gbs", eng["allreduce_bandwidth_gbs"])) * 1e9,
         )
-
-
-def _aff_v(a, b: float, j0, j1):
-    """:func:`_aff` elementwise over arrays ``a``, ``j0``, ``j1`` (scalars broadcast)."""
-    j0 = np.broadcast_to(j0, np.shape(a))
-    j1 = np.broadcast_to(j1, np.shape(a))
-    v = (j1 - j0) * a + b * (j1 * (j1 - 1) - j0 * (j0 - 1)) * 0.5
-    return np.where(j1 > j0, v, 0.0)

@@ -16,8 +16,6 @@ __all__ = ["FixedGamma", "GoodputGamma"]
 class FixedGamma:
     """Always ``gamma_max`` (the experiment's ``gamma``)."""
 
-    constant = True     # the engine may run many iterations per event
-
     def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
                iteration_time_s: Callable[[int], float]) -> int:
         return gamma_max
