@@ -6,10 +6,6 @@ Written like a run folder (:mod:`greensim.results.writer`): under a temporary na
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -20,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from .writer import _write_text, to_jsonable  # noqa: E402
+from .writer import _write_text, to_jsonable, write_folder_atomically  # noqa: E402
 
 __all__ = ["write_sweep", "plot_carbon_vs_slo", "plot_heatmaps", "swept_axes"]
 
@@ -89,9 +85,8 @@ def write_sweep(target_parent: Path, name: str, df: pd.DataFrame, description: D
     """
     h = hashlib.sha256("\n".join(df["run_key"]).encode()).hexdigest()
     target = Path(target_parent) / name / f"sweep-{h[:8]}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+
+    def fill(tmp: Path) -> None:
         _write_text(tmp / "sweep.yaml", yaml.safe_dump(to_jsonable(description), sort_keys=False))
         df.to_parquet(tmp / "sweep.parquet", index=False)
         if plots:
@@ -100,15 +95,4 @@ def write_sweep(target_parent: Path, name: str, df: pd.DataFrame, description: D
             two = swept_axes(df[df["status"] == "ok"], axes)[:2]
             if len(two) == 2:
                 plot_heatmaps(df, two[0], two[1], tmp / "heatmap.png", name)
-        _write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
-        if target.exists():
-            trash = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, trash)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return write_folder_atomically(target, fill, manifest)

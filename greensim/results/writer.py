@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict
 import pandas as pd
 import yaml
 
-__all__ = ["write_run", "to_jsonable"]
+__all__ = ["write_run", "write_folder_atomically", "to_jsonable"]
 
 
 def to_jsonable(x: Any) -> Any:
@@ -38,25 +38,18 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[str, Any],
-              table_format: str = "parquet", plot: Callable[[Path], None] | None = None) -> Path:
-    """Write the run folder at ``target`` atomically and return its path."""
+def write_folder_atomically(target: Path, fill: Callable[[Path], None], manifest: Dict[str, Any]) -> Path:
+    """Create ``target`` atomically: ``fill(tmp)`` writes the files into a temporary
+    sibling folder, ``manifest.json`` is written last, then the folder is renamed.
+
+    A crash leaves only a dot-named temporary folder without a manifest; an existing
+    ``target`` is replaced only once the new one is complete.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        _write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
-        for name, df in (("requests", tables.requests), ("instances", tables.instances),
-                         ("timeline", tables.timeline)):
-            if table_format == "parquet":
-                df.to_parquet(tmp / f"{name}.parquet", index=False)
-            else:
-                df.to_csv(tmp / f"{name}.csv", index=False)
-        if getattr(tables, "regions", None) is not None:     # carbon.compare_regions: per-region totals
-            tables.regions.to_csv(tmp / "regions.csv", index=False)
-        _write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
-        if plot is not None:
-            plot(tmp)
+        fill(tmp)
         _write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
         if target.exists():
             trash = target.parent / f".{target.name}.old-{os.getpid()}"
@@ -69,3 +62,22 @@ def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[str, Any],
+              table_format: str = "parquet", plot: Callable[[Path], None] | None = None) -> Path:
+    """Write the run folder at ``target`` atomically and return its path."""
+    def fill(tmp: Path) -> None:
+        _write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
+        for name, df in (("requests", tables.requests), ("instances", tables.instances),
+                         ("timeline", tables.timeline)):
+            if table_format == "parquet":
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            else:
+                df.to_csv(tmp / f"{name}.csv", index=False)
+        if getattr(tables, "regions", None) is not None:     # carbon.compare_regions: per-region totals
+            tables.regions.to_csv(tmp / "regions.csv", index=False)
+        _write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
+        if plot is not None:
+            plot(tmp)
+    return write_folder_atomically(target, fill, manifest)
