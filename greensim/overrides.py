@@ -13,8 +13,8 @@ import typing
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 from pydantic import BaseModel
-from typing_extensions import Annotated
 
+from .config import _unwrap
 from .errors import ConfigError
 
 __all__ = ["override_keys", "check_override_key", "check_override_keys"]
@@ -29,19 +29,8 @@ def override_keys(overrides: Dict[str, Any] | List[str] | None) -> List[str]:
 
 
 def _strip(tp: Any) -> Any:
-    """Remove Annotated and Optional wrappers."""
-    for _ in range(8):
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin is Union:
-            members = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(members) != 1:
-                return tp
-            tp = members[0]
-        else:
-            return tp
-    return tp
+    """Remove Annotated and Optional wrappers (the config layer's unwrapping)."""
+    return _unwrap(tp, None)
 
 
 def _is_model(tp: Any) -> bool:
