@@ -170,7 +170,8 @@ def prepare(exp: Experiment) -> Prepared:
                                  kv_blocks=kv_blocks, block_tokens=g.block_tokens,
                                  max_batch_size=g.max_batch_size, max_batched_tokens=g.max_batched_tokens,
                                  chunked_prefill=g.chunked_prefill,
-                                 watermark_blocks=int(g.watermark_frac * kv_blocks))
+                                 watermark_blocks=int(g.watermark_frac * kv_blocks),
+                                 group=gi, site=g.site or DEFAULT_SITE, mode=_mode_label(g))
             instances.append((cfg, bound))
             specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
             roles.append(g.role)
@@ -213,6 +214,19 @@ def prepare(exp: Experiment) -> Prepared:
                           "GPUs are not re-routed). Drop aging.failures or run colocated instances.")
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
                     failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec)
+
+
+def _mode_label(g) -> str:
+    """An instance's serving mode as routers see it (InstanceConfig.mode)."""
+    if g.speculative is not None:
+        return "dsd" if g.speculative.draft_gpu is not None else "spec"
+    return g.role
+
+
+def router_extras(p: "Prepared") -> Dict[str, Any]:
+    """What routers may read besides instances (RouterContext.extras): the experiment,
+    the grid-intensity source and, with carbon.forecast, the forecast view."""
+    return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast}
 
 
 def make_router(factory: Any, seeds: Any = None):
@@ -317,7 +331,8 @@ def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
     sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations, failures=p.failures,
                      disaggregation=p.disaggregation() if p.disaggregation is not None else None,
-                     speculative=p.speculative() if p.speculative is not None else None)
+                     speculative=p.speculative() if p.speculative is not None else None,
+                     router_extras=router_extras(p))
     out = sim.run()
     tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
     if p.experiment.carbon.compare_regions:

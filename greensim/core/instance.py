@@ -32,15 +32,18 @@ class InstanceConfig:
     """Static parameters of an instance (validated by the config layer)."""
 
     __slots__ = ("name", "gpu", "tp", "kv_blocks", "block_tokens", "max_batch_size",
-                 "max_batched_tokens", "chunked_prefill", "watermark_blocks")
+                 "max_batched_tokens", "chunked_prefill", "watermark_blocks", "group", "site", "mode")
 
     def __init__(self, name: str, gpu: str, tp: int, kv_blocks: int, block_tokens: int,
                  max_batch_size: int, max_batched_tokens: int, chunked_prefill: bool,
-                 watermark_blocks: int):
+                 watermark_blocks: int, group: int = 0, site: str = "default", mode: str = "colocated"):
         self.name, self.gpu, self.tp = name, gpu, tp
         self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
         self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
         self.chunked_prefill, self.watermark_blocks = chunked_prefill, watermark_blocks
+        # labels routers may read: instance group index, site name, serving mode
+        # (colocated, prefill, decode, spec = draft on the same GPU, dsd = draft on another GPU)
+        self.group, self.site, self.mode = group, site, mode
 
 
 class Instance:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
 
-__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router", "FailureModel"]
+__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router", "RouterContext", "FailureModel"]
 
 #: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
 Chunk = Tuple[int, int]
@@ -81,17 +81,45 @@ class PerformanceModel(ABC):
 
 
 class InstanceView(Protocol):
-    """What a router may read of an instance."""
+    """What a router may read of an instance.
+
+    ``cfg`` holds its static labels: ``name``, ``gpu``, ``tp``, ``group`` (index of its
+    instance group in the experiment), ``site`` and ``mode`` (colocated, prefill, decode,
+    spec, dsd).
+    """
 
     index: int
     n_waiting: int
     n_running: int
     free_kv_blocks: int
     total_kv_blocks: int
+    cfg: Any
+
+
+class RouterContext:
+    """What a router may read of the run besides instances: the clock and plug-in extras.
+
+    ``extras`` is filled by the layer that builds the simulation (e.g. the carbon
+    forecast, per-site intensity sources); the core never reads it.
+    """
+
+    __slots__ = ("_env", "extras")
+
+    def __init__(self, env, extras: Optional[Dict[str, Any]] = None):
+        self._env = env
+        self.extras: Dict[str, Any] = dict(extras or {})
+
+    def now_s(self) -> float:
+        """Current simulated time [s]."""
+        return float(self._env.now)
 
 
 class Router(Protocol):
-    """Chooses the instance for each arriving request."""
+    """Chooses the instance for each arriving request.
+
+    A router may also define ``bind(ctx: RouterContext)``; the simulation calls it once
+    before the first arrival.
+    """
 
     def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
         """Return the index (into ``instances``) of the instance to serve the request."""

@@ -11,7 +11,7 @@ import simpy
 from ..errors import SimulationInvariantError
 from .disagg import DisaggregationSpec, KVHandoff
 from .instance import Instance, InstanceConfig
-from .interfaces import BoundPerformance, FailureModel, Router
+from .interfaces import BoundPerformance, FailureModel, Router, RouterContext
 from .spec_instance import DraftSide, SpecInstance, SpecSetup
 from .ledger import Ledger
 from .requests import Request, RequestRecord, RequestTable
@@ -53,7 +53,8 @@ class Simulation:
                  router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
                  max_run_iterations: Optional[int] = None, failures: Optional[FailureModel] = None,
                  disaggregation: Optional[DisaggregationSpec] = None,
-                 speculative: Optional[Sequence[Optional[SpecSetup]]] = None):
+                 speculative: Optional[Sequence[Optional[SpecSetup]]] = None,
+                 router_extras: Optional[dict] = None):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
@@ -89,6 +90,9 @@ class Simulation:
             self._dpd = KVHandoff(self, disaggregation)
             self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
             self._front = [self.instances[i] for i in self._front_map]
+        bind = getattr(router, "bind", None)
+        if bind is not None:
+            bind(RouterContext(self.env, router_extras))
 
     def _build_speculative(self, instances, speculative, bin_s: float) -> None:
         n = len(self.record.busy_s)

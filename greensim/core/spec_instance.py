@@ -121,7 +121,7 @@ class DraftSide:
         self.index, self.perf, self.ledger = index, perf, ledger
         self.cfg = InstanceConfig(name=name, gpu=gpu, tp=1, kv_blocks=kv_blocks, block_tokens=1,
                                   max_batch_size=1, max_batched_tokens=1, chunked_prefill=False,
-                                  watermark_blocks=0)
+                                  watermark_blocks=0, mode="draft")
         self.total_kv_blocks = kv_blocks
         self.n_iterations = 0
         self.n_preemptions = 0

@@ -52,3 +52,29 @@ def test_router_randomness_does_not_shift_arrivals():
     base = simulate(prepare(parse_experiment(make_experiment()))).requests
     p2 = simulate(prepare(parse_experiment(make_experiment(**{"cluster.router": "power_of_two"})))).requests
     assert (base.arrival_s == p2.arrival_s).all() and (base.n_input_tokens == p2.n_input_tokens).all()
+
+
+def test_router_bind_sees_the_clock_labels_and_extras():
+    """A router with bind() gets the simulated clock and the runner's extras; instances
+    carry their group, site and mode labels."""
+    from greensim.core.simulation import Simulation
+    from greensim.runner import make_router, router_extras
+
+    seen = []
+
+    class Spy:
+        def bind(self, ctx):
+            self.ctx = ctx
+
+        def choose(self, request_id, n_input_tokens, instances):
+            seen.append((self.ctx.now_s(), tuple((v.cfg.group, v.cfg.site, v.cfg.mode) for v in instances)))
+            return request_id % len(instances)
+
+    exp = parse_experiment(make_experiment(**{"workload.n_requests": 20}))
+    p = prepare(exp)
+    spy = Spy()
+    Simulation(p.table, p.instances, spy, p.bin_s, router_extras=router_extras(p)).run()
+    assert spy.ctx.extras["experiment"] is exp and spy.ctx.extras["intensity"] is p.intensity
+    assert [t for t, _ in seen] == list(p.table.arrival_s)           # the clock at each arrival
+    n = len(p.instances)
+    assert seen[0][1] == tuple((0, "default", "colocated") for _ in range(n))
