@@ -27,3 +27,15 @@ def test_core_imports_no_plugin_module():
                 mod = ("." * node.level) + node.module
                 for banned in ("policies", "perf", "carbon", "workloads", "results", "cli", "runner"):
                     assert banned not in mod.split("."), f"{f.name} imports {mod}"
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    """pyproject lists packages explicitly (data folders are mapped packages); a new
+    greensim/<sub>/__init__.py missing from the list would be absent from the wheel."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "pyproject.toml").read_text()
+    block = text.split("[tool.setuptools]", 1)[1].split("]", 1)[0]
+    listed = {s.strip().strip('"') for s in block.split("[", 1)[1].split(",") if s.strip()}
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "greensim").rglob("__init__.py")}
+    assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
