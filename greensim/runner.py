@@ -233,10 +233,10 @@ def prepare(exp: Experiment) -> Prepared:
                     failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec, sites=sites)
 
 
-def _one_way_s(exp: Experiment, site: Optional[str]) -> float:
-    """One-way network delay of a group's site: rtt_s / 2 (0 where no rtt is modelled)."""
+def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
+    """One-way network delay of a group's site: rtt_s / 2 (None where no rtt is modelled)."""
     rtt = exp.carbon.sites[site].rtt_s if site is not None else None
-    return rtt / 2 if rtt else 0.0
+    return rtt / 2 if rtt is not None else None
 
 
 def _check_router_options(factory: Any, exp: Experiment) -> None:
@@ -257,6 +257,7 @@ def _check_router_options(factory: Any, exp: Experiment) -> None:
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"cluster.router_options.{k}: router '{exp.cluster.router}' has no option '{k}' "
                               f"(valid: {', '.join(valid) or 'none'}).{hint}")
+    make_router(factory, None, opts)          # the router checks the values (errors name the option)
 
 
 def _mode_label(g) -> str:
@@ -272,12 +273,13 @@ def router_extras(p: "Prepared") -> Dict[str, Any]:
     ``experiment``; ``intensity`` (carbon.intensity's source); ``forecast`` (its forecast
     view with carbon.forecast, else None); ``sites`` ({site: SiteInfo with intensity,
     forecast, pue, rtt_s}, ``default`` included); ``instance_perf`` (bound performance
-    model per instance index); ``ttft_slo_s`` (TTFT SLO per request id [s]);
+    model per instance index); ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]);
     ``mean_output_tokens`` (the workload's mean output length, standing for the
     operator's historical mean).
     """
     return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast,
             "sites": p.sites, "instance_perf": [b for _, b in p.instances], "ttft_slo_s": p.ttft_slo_s,
+            "tpot_slo_s": p.tpot_slo_s,
             "mean_output_tokens": float(np.mean(p.table.n_output_tokens))}
 
 

@@ -38,7 +38,7 @@ class InstanceConfig:
     def __init__(self, name: str, gpu: str, tp: int, kv_blocks: int, block_tokens: int,
                  max_batch_size: int, max_batched_tokens: int, chunked_prefill: bool,
                  watermark_blocks: int, group: int = 0, site: str = "default", mode: str = "colocated",
-                 network_delay_s: float = 0.0):
+                 network_delay_s: float | None = None):
         self.name, self.gpu, self.tp = name, gpu, tp
         self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
         self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
@@ -46,10 +46,10 @@ class InstanceConfig:
         # labels routers may read: instance group index, site name, serving mode
         # (colocated, prefill, decode, spec = draft on the same GPU, dsd = draft on another GPU)
         self.group, self.site, self.mode = group, site, mode
-        # one-way network delay between the front end and this instance [s]: a request
-        # routed here reaches it this much later; its first and last tokens reach the user
-        # this much after they are produced
-        self.network_delay_s = float(network_delay_s)
+        # one-way network delay between the front end and this instance [s] (None: not
+        # modelled): a request routed here reaches it this much later; its first and last
+        # tokens reach the user this much after they are produced
+        self.network_delay_s = None if network_delay_s is None else float(network_delay_s)
 
 
 class Instance:

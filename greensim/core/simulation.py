@@ -92,9 +92,10 @@ class Simulation:
             self._front = [self.instances[i] for i in self._front_map]
         # network delay: one way per request, that of the instance it is routed to
         self._net = array("d", bytes(8 * len(table)))
-        self._has_net = any(getattr(inst.cfg, "network_delay_s", 0.0) > 0 for inst in self.instances)
+        delays = [getattr(inst.cfg, "network_delay_s", None) for inst in self.instances]
+        self._has_net = any(d is not None for d in delays)
         if self._has_net:
-            if failures is not None:
+            if failures is not None and any(d for d in delays):
                 raise SimulationInvariantError("network delays (site rtt_s) are not supported with GPU failures "
                                                "(the config layer rejects this)")
             self.network_delay_s = np.zeros(len(table))
@@ -198,7 +199,7 @@ class Simulation:
             self._progress(self.env.now)
         if self._draft_of is not None and k in self._draft_of:
             self.dsd_draft_instance[i] = self._draft_of[k]
-        d = cfg.network_delay_s if self._has_net else 0.0
+        d = (cfg.network_delay_s or 0.0) if self._has_net else 0.0
         if d > 0:
             self._net[i] = d
             self.network_delay_s[i] = 2 * d

@@ -6,24 +6,28 @@ estimates, from the site's least-loaded instance (fewest waiting + running reque
 * **carbon per request** [gCO2e] = E x CI x PUE / 3.6e6, where CI is the site's intensity
   signal for the current hour [gCO2e/kWh] (its carbon.forecast view when there is one:
   ``ForecastView.at(now, 1)``, which never reads the current hour's actual; otherwise the
-  intensity in force, as real-time grid data gives) and E [J] the request's busy energy
-  above idle on that instance's bound performance model: its prompt's prefill
-  ``(P(n_in, 0) - P_idle) x t_prefill(n_in)`` plus ``n_out`` decode tokens at the average
-  above-idle energy per token of a decode batch of ``b = n_running + 1`` requests with
-  ``n_in + n_out/2`` context each, ``(P(0, b) - P_idle) x t_decode(b) / b``. ``n_out`` is the
+  intensity in force, as real-time grid data gives) and E [J] the busy energy above idle
+  of the request served alone on that instance's bound performance model: the prefill of
+  its prompt ``(P(n_in, 0) - P_idle) x t_prefill(n_in)`` plus ``n_out`` decode iterations of
+  a batch of one, ``(P(0, 1) - P_idle) x t_decode(1, n_in + n_out/2)``. ``n_out`` is the
   ``output_tokens`` option, by default the workload's mean output length (standing for an
-  operator's historical mean: a router does not know a request's output length). Idle
-  power and embodied carbon are left out: provisioned GPUs draw and amortise them
-  whichever site serves the request, so they are not marginal to the routing decision.
+  operator's historical mean: a router does not know a request's output length). E is a
+  per-GPU-type scale, not the marginal energy in a batch: the marginal energy falls with
+  the batch a request joins (10x and more from batch 1 to 30), and a greedy router pricing
+  it would herd requests onto whichever site is busiest rather than the cleanest. Between
+  sites of one GPU type the ranking is thus CI x PUE. Idle power and embodied carbon are
+  left out: provisioned GPUs draw and amortise them whichever site serves the request.
 * **predicted TTFT** [s] = rtt_s + the iteration in progress (a decode iteration of the
   running batch, when there is one) + (n_waiting + 1) prefills of this prompt (waiting
   requests ahead, each assumed as long as this one; vLLM schedules prefills first). It
   ignores KV-memory stalls, so it is optimistic under memory pressure.
+* **predicted TPOT** [s] = one decode iteration of the running batch plus this request
+  (network delay does not change TPOT: first and last token are delayed alike).
 
 It sends the request to the site with the lowest carbon among those whose predicted TTFT
-is within ``ttft_budget_frac`` x the request's TTFT SLO; when none is, to the site with the
-lowest predicted TTFT. Ties: lower carbon, then lower predicted TTFT, then the site name
-(alphabetical), so equal sites fill in name order. Within the site, the ``inner`` router
+is within ``ttft_budget_frac`` x the request's TTFT SLO and whose predicted TPOT is within
+its TPOT SLO; when none is, to the site with the lowest predicted TTFT. Ties: lower
+carbon, then lower predicted TTFT (so equal sites share the load), then the site name. Within the site, the ``inner`` router
 (default join_shortest_queue) picks the instance. A site whose rtt_s alone exceeds the
 budget is therefore never chosen while another site is predicted within it.
 """
@@ -43,12 +47,13 @@ __all__ = ["CarbonAware"]
 _NEEDED = {"sites": "per-site intensity, forecast, PUE and rtt_s (carbon.sites)",
            "instance_perf": "the bound performance model of each instance",
            "ttft_slo_s": "the TTFT SLO of each request (slo.ttft_s)",
+           "tpot_slo_s": "the TPOT SLO of each request (slo.tpot_s)",
            "mean_output_tokens": "the mean output length"}
 
 
 @ROUTERS.register("carbon_aware")
 class CarbonAware:
-    """Lowest forecast carbon per request among sites predicted within the TTFT SLO.
+    """Lowest forecast carbon per request among sites predicted within the TTFT and TPOT SLOs.
 
     Parameters
     ----------
@@ -76,6 +81,7 @@ class CarbonAware:
         self._inner: Dict[str, Any] = {}
         self._groups: Optional[tuple] = None      # (id of the instance list, {site: [indices]})
         self._ci_cache: Dict[str, tuple] = {}     # site -> (hour index, forecast value)
+        self._energy: Dict[tuple, float] = {}     # (performance model, prompt tokens) -> energy estimate [J]
         self.ctx: Optional[RouterContext] = None
 
     # ---------------------------------------------------------------- checks
@@ -107,6 +113,7 @@ class CarbonAware:
         self.sites = ctx.extras["sites"]
         self.perf = ctx.extras["instance_perf"]
         self.slo = ctx.extras["ttft_slo_s"]
+        self.tpot_slo = ctx.extras["tpot_slo_s"]
         if self.n_out is None:
             self.n_out = float(ctx.extras["mean_output_tokens"])
 
@@ -138,15 +145,18 @@ class CarbonAware:
             self._ci_cache[site] = hit
         return hit[1]
 
-    def energy_j(self, perf, n_in: int, n_running: int) -> float:
-        """Busy energy above idle of one request on an instance [J] (see the module docstring)."""
+    def energy_j(self, perf, n_in: int) -> float:
+        """Busy energy above idle of one request served alone [J] (see the module docstring)."""
         idle = perf.idle_power_w
         t_pre = perf.iteration_time_s(((n_in, 0),), 0, 0)
-        e = max(perf.power_w(n_in, 0) - idle, 0.0) * t_pre
+        t_dec = perf.iteration_time_s((), 1, int(n_in + self.n_out / 2))
+        return (max(perf.power_w(n_in, 0) - idle, 0.0) * t_pre
+                + self.n_out * max(perf.power_w(0, 1) - idle, 0.0) * t_dec)
+
+    def tpot_s(self, perf, n_in: int, n_running: int) -> float:
+        """Predicted time per output token at an instance [s]: one decode iteration with this request."""
         b = n_running + 1
-        ctx = n_in + self.n_out / 2
-        t_dec = perf.iteration_time_s((), b, int(b * ctx))
-        return e + self.n_out * max(perf.power_w(0, b) - idle, 0.0) * t_dec / b
+        return perf.iteration_time_s((), b, int(b * (n_in + self.n_out / 2)))
 
     def ttft_s(self, perf, rtt_s: float, n_in: int, n_waiting: int, n_running: int) -> float:
         """Predicted TTFT at an instance [s] (see the module docstring)."""
@@ -156,27 +166,34 @@ class CarbonAware:
         return t
 
     def estimates(self, n_in: int, instances: Sequence[InstanceView]) -> Dict[str, tuple]:
-        """Per site: (carbon per request [gCO2e], predicted TTFT [s]) at its least-loaded instance."""
+        """Per site: (carbon per request [gCO2e], predicted TTFT [s], predicted TPOT [s]) at its
+        least-loaded instance."""
         now = self.ctx.now_s()
         out = {}
         for site, idx in self._groups_of(instances).items():
             j = min(idx, key=lambda j: (instances[j].n_waiting + instances[j].n_running, j))
             inst = instances[j]
             perf = self.perf[inst.index]
+            key = (id(perf), n_in)
+            e = self._energy.get(key)
+            if e is None:
+                e = self._energy[key] = self.energy_j(perf, n_in)
             info = self.sites[site]
-            g = self.energy_j(perf, n_in, inst.n_running) / J_PER_KWH * self.intensity_now(site, now) * info.pue
-            out[site] = (g, self.ttft_s(perf, info.rtt_s, n_in, inst.n_waiting, inst.n_running))
+            g = e / J_PER_KWH * self.intensity_now(site, now) * info.pue
+            out[site] = (g, self.ttft_s(perf, info.rtt_s, n_in, inst.n_waiting, inst.n_running),
+                         self.tpot_s(perf, n_in, inst.n_running))
         return out
 
     # ---------------------------------------------------------------- routing
     def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
         est = self.estimates(n_input_tokens, instances)
         budget = self.frac * float(self.slo[request_id])
-        ok = [(g, t, s) for s, (g, t) in est.items() if t <= budget]
+        tpot = float(self.tpot_slo[request_id])
+        ok = [(g, t, s) for s, (g, t, d) in est.items() if t <= budget and d <= tpot]
         if ok:
             site = min(ok)[2]
         else:
-            site = min((t, g, s) for s, (g, t) in est.items())[2]
+            site = min((t, g, s) for s, (g, t, _) in est.items())[2]
         idx = self._groups_of(instances)[site]
         inner = self._inner.get(site)
         if inner is None:

@@ -200,7 +200,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     done = ~rec.rejected
     queue_delay = rec.first_scheduled_s - t.arrival_s
     if "network_delay_s" in rec.extra:       # time at the instance: less the one-way trip there
-        queue_delay = queue_delay - rec.extra["network_delay_s"] / 2
+        queue_delay = rec.first_scheduled_s - (t.arrival_s + rec.extra["network_delay_s"] / 2)
+        queue_delay[(queue_delay < 0) & (queue_delay > -1e-9)] = 0.0   # float rounding of arrival + delay
     ttft_ok = ttft <= ttft_slo_s
     tpot_ok = np.where(nout > 1, tpot <= tpot_slo_s, True)
     slo_met = done & ttft_ok & tpot_ok
