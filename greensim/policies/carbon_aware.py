@@ -21,8 +21,11 @@ estimates, from the site's least-loaded instance (fewest waiting + running reque
   running batch, when there is one) + (n_waiting + 1) prefills of this prompt (waiting
   requests ahead, each assumed as long as this one; vLLM schedules prefills first). It
   ignores KV-memory stalls, so it is optimistic under memory pressure.
-* **predicted TPOT** [s] = one decode iteration of the running batch plus this request
-  (network delay does not change TPOT: first and last token are delayed alike).
+* **predicted TPOT** [s] = one decode iteration of a batch of ``b = n_running + 1`` plus the
+  prefills that interleave with decoding: by Little's law requests join at rate
+  ``b / (n_out x TPOT)``, each stalling the batch for one prefill, so
+  ``TPOT = t_decode(b) + b x t_prefill(n_in) / n_out`` (this prompt standing for the
+  typical one). Network delay does not change TPOT: first and last token are delayed alike.
 
 It sends the request to the site with the lowest carbon among those whose predicted TTFT
 is within ``ttft_budget_frac`` x the request's TTFT SLO and whose predicted TPOT is within
@@ -154,9 +157,10 @@ class CarbonAware:
                 + self.n_out * max(perf.power_w(0, 1) - idle, 0.0) * t_dec)
 
     def tpot_s(self, perf, n_in: int, n_running: int) -> float:
-        """Predicted time per output token at an instance [s]: one decode iteration with this request."""
+        """Predicted time per output token at an instance [s] (see the module docstring)."""
         b = n_running + 1
-        return perf.iteration_time_s((), b, int(b * (n_in + self.n_out / 2)))
+        return (perf.iteration_time_s((), b, int(b * (n_in + self.n_out / 2)))
+                + b * perf.iteration_time_s(((n_in, 0),), 0, 0) / self.n_out)
 
     def ttft_s(self, perf, rtt_s: float, n_in: int, n_waiting: int, n_running: int) -> float:
         """Predicted TTFT at an instance [s] (see the module docstring)."""
