@@ -75,6 +75,7 @@ def plot(results: dict, sites, out: Path) -> None:
     for j, (router, res) in enumerate(results.items()):
         tl = res.timeline.merge(res.instances[["instance", "site"]], on="instance")
         tl["bin"] = (tl.t_s // bin_s) * bin_s
+        tl = tl[tl.bin + bin_s <= res.summary["duration_s"] + 1e-9]     # whole bins only (not the drain)
         per = tl.groupby(["bin", "site"]).agg(ci=("intensity_gco2_per_kwh", "mean"),
                                               g=("operational_gco2", "sum")).reset_index()
         req = res.requests[~res.requests.rejected]
