@@ -108,7 +108,10 @@ def test_same_seed_identical_results(d):
     pd.testing.assert_frame_equal(a.timeline, b.timeline)
 
 
-@given(d=experiments(), rtts=st.tuples(st.floats(0, 0.5), st.floats(0, 0.5)),
+_RTT = st.floats(0, 0.5, allow_subnormal=False)   # a subnormal rtt/2 underflows: the model pays 2 x (rtt/2)
+
+
+@given(d=experiments(), rtts=st.tuples(_RTT, _RTT),
        cis=st.tuples(st.floats(0, 800), st.floats(0, 800)),
        router=st.sampled_from(["round_robin", "join_shortest_queue", "carbon_aware"]))
 def test_sites_with_network_delay_conserve_and_stay_causal(d, rtts, cis, router):
