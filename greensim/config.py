@@ -335,7 +335,10 @@ InstanceGroup.model_rebuild()
 
 class Cluster(_Base):
     instances: List[InstanceGroup] = Field(min_length=1)
-    router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue)")
+    router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue, least_kv, "
+                        "power_of_two, carbon_aware)")
+    router_options: Dict[str, Any] = Field(default_factory=dict, description="keyword options of the router, e.g. "
+                                           "carbon_aware: {inner: join_shortest_queue}")
     disaggregation: Optional[Disaggregation] = Field(None, description="required when an instance group has role prefill or decode")
 
     @model_validator(mode="after")
@@ -419,10 +422,33 @@ class ForecastOpts(_Base):
 
 
 class Site(_Base):
-    """A data-centre site: the PUE its GPUs' energy is multiplied by (one grid intensity for all sites)."""
+    """A data-centre site: its PUE, optionally its own grid intensity and its network round trip.
+
+    Grid intensity: ``region: ZONE`` (a series reusing carbon.intensity's start, timezone, path,
+    basis and gap_fill, so every site shares simulated t = 0), or ``intensity:`` (any
+    carbon.intensity kind), or neither (carbon.intensity).
+    """
     pue: float = Field(description="power usage effectiveness of the site [-], >= 1; no default (sites differ): "
                        "Google fleet 1.10 (2021), Meta 1.08 (2023), industry average 1.57 (Uptime 2021), "
                        "../shared/data/carbon/pue_lifetime.csv")
+    region: Optional[str] = Field(None, description="grid zone of the site (e.g. FR, GB, US-CAL-CISO): an hourly "
+                                  "series with carbon.intensity's start, timezone, path, basis and gap_fill "
+                                  "(carbon.intensity must be kind series); default: carbon.intensity")
+    intensity: Optional[Intensity] = Field(None, description="the site's own grid intensity (constant, series or "
+                                           "diurnal), instead of region; default: carbon.intensity")
+    rtt_s: Optional[float] = Field(None, ge=0, description="network round trip between the users' front end and "
+                                   "the site [s]; no default (it depends on where users and sites are): Azure "
+                                   "measured monthly mean inter-region round trips of 3-28 ms within Europe and "
+                                   "5-72 ms within North America (Oct 2019, learn.microsoft.com/azure/networking/"
+                                   "azure-network-latency). A request pays rtt_s/2 before it reaches the instance "
+                                   "and rtt_s/2 after its first and last tokens. If any site sets it, every instance "
+                                   "group needs a site that sets it")
+
+    @model_validator(mode="after")
+    def _one_intensity(self):
+        if self.region is not None and self.intensity is not None:
+            raise ValueError("set region (a zone reusing carbon.intensity's start/timezone) or intensity, not both")
+        return self
 
     @field_validator("pue")
     @classmethod
@@ -619,6 +645,17 @@ def _check_sites(exp: Experiment, where: str) -> None:
             have = ", ".join(sorted(exp.carbon.sites)) or "none"
             raise ConfigError(f"{where}: cluster.instances.{i}.site: unknown site '{g.site}' (carbon.sites "
                               f"defines: {have}).{hint} Add carbon.sites.{g.site}: {{pue: ...}} or fix the name.")
+    timed = sorted(n for n, s in exp.carbon.sites.items() if s.rtt_s is not None)
+    if timed:
+        for i, g in enumerate(exp.cluster.instances):
+            if g.site is None:
+                raise ConfigError(f"{where}: cluster.instances.{i}.site: carbon.sites.{timed[0]} sets rtt_s (network "
+                                  f"round trip), so every instance group needs a site with rtt_s; this group has no "
+                                  f"site (it would pay no network delay). Add site: NAME.")
+            if exp.carbon.sites[g.site].rtt_s is None:
+                raise ConfigError(f"{where}: carbon.sites.{g.site}.rtt_s: required because carbon.sites.{timed[0]} "
+                                  f"sets rtt_s and cluster.instances.{i} runs at site '{g.site}' (requests to it "
+                                  f"would pay no network delay). Add rtt_s [s].")
 
 
 def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
@@ -651,6 +688,11 @@ def _resolve_paths(exp: Experiment, base: Path) -> Experiment:
     if isinstance(ci, SeriesIntensity) and ci.path is not None:
         exp = exp.model_copy(update={"carbon": exp.carbon.model_copy(
             update={"intensity": ci.model_copy(update={"path": fix(ci.path)})})})
+    sites = {n: s.model_copy(update={"intensity": s.intensity.model_copy(update={"path": fix(s.intensity.path)})})
+             if isinstance(s.intensity, SeriesIntensity) and s.intensity.path is not None else s
+             for n, s in exp.carbon.sites.items()}
+    if sites != dict(exp.carbon.sites):
+        exp = exp.model_copy(update={"carbon": exp.carbon.model_copy(update={"sites": sites})})
     cat = exp.catalog.model_copy(update={"gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
                                          "model_dirs": [fix(d) for d in exp.catalog.model_dirs]})
     perf = exp.performance.model_copy(update={"profile_dirs": [fix(d) for d in exp.performance.profile_dirs]})

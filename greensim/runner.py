@@ -1,6 +1,7 @@
 """Build a simulation from an experiment, run it, and return (and optionally write) results."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -132,6 +133,7 @@ class Prepared:
     policy_seeds: Any = None    # numpy SeedSequence of the policies' random streams (routers...)
     disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
     speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
+    sites: Any = None           # {site: greensim.carbon.sites.SiteInfo}, "default" included
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -171,7 +173,8 @@ def prepare(exp: Experiment) -> Prepared:
                                  max_batch_size=g.max_batch_size, max_batched_tokens=g.max_batched_tokens,
                                  chunked_prefill=g.chunked_prefill,
                                  watermark_blocks=int(g.watermark_frac * kv_blocks),
-                                 group=gi, site=g.site or DEFAULT_SITE, mode=_mode_label(g))
+                                 group=gi, site=g.site or DEFAULT_SITE, mode=_mode_label(g),
+                                 network_delay_s=_one_way_s(exp, g.site))
             instances.append((cfg, bound))
             specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
             roles.append(g.role)
@@ -189,31 +192,72 @@ def prepare(exp: Experiment) -> Prepared:
     ic = exp.carbon.intensity
     intensity = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
         **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    from .carbon.sites import build_site_sources, site_infos
+    site_sources = build_site_sources(exp, intensity)
+    specs = [dataclasses.replace(sp, intensity=site_sources[sp.site]) for sp in specs]
     if exp.carbon.compare_regions and ic.kind != "series":
         raise ConfigError("carbon.compare_regions: needs carbon.intensity.kind 'series' (its start, timezone and "
                           f"basis are reused), got kind '{ic.kind}'. Use a series intensity or drop compare_regions.")
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = _slo_arrays(exp, len(table), table.slo_class)
-    forecast = None
+    forecast = forecaster = None
     if exp.carbon.forecast is not None:
         from .carbon.forecast import ForecastView, make_forecaster
         fo = exp.carbon.forecast
-        if ic.kind != "series":
+        if not any(hasattr(src, "series") for src in site_sources.values()):
             raise ConfigError(f"carbon.forecast: forecasts need a history, i.e. carbon.intensity.kind 'series' "
-                              f"(got '{ic.kind}'). Use a series or drop carbon.forecast.")
+                              f"(got '{ic.kind}') or a site with a series. Use a series or drop carbon.forecast.")
         kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
-        forecast = ForecastView(intensity, make_forecaster(fo.kind, **kw), oracle=fo.oracle)
+        forecaster = make_forecaster(fo.kind, **kw)
+        if ic.kind == "series":
+            forecast = ForecastView(intensity, forecaster, oracle=fo.oracle)
+    sites = site_infos(exp, site_sources, forecaster)
     from .aging import failure_model_for
     failures = failure_model_for(exp)
     dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
     spec = _speculative(exp, spec_parts, s_policies)
+    if failures is not None and any(s.rtt_s for s in exp.carbon.sites.values()):
+        raise ConfigError("cluster.instances[*].aging.failures: GPU failures are not supported together with network "
+                          "delays (carbon.sites.*.rtt_s > 0) yet (requests in transit are not re-routed). Drop "
+                          "aging.failures or the sites' rtt_s.")
+    check = getattr(router_factory, "check_experiment", None)
+    if check is not None:
+        check(exp, sites)
+    _check_router_options(router_factory, exp)
     if failures is not None and (dpd is not None or spec is not None):
         raise ConfigError("cluster.instances[*].aging.failures: GPU failures are not supported together with "
                           "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
                           "GPUs are not re-routed). Drop aging.failures or run colocated instances.")
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
-                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec)
+                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec, sites=sites)
+
+
+def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
+    """One-way network delay of a group's site: rtt_s / 2 (None where no rtt is modelled)."""
+    rtt = exp.carbon.sites[site].rtt_s if site is not None else None
+    return rtt / 2 if rtt is not None else None
+
+
+def _check_router_options(factory: Any, exp: Experiment) -> None:
+    """cluster.router_options must be keyword parameters of the router's constructor."""
+    import inspect
+    opts = exp.cluster.router_options
+    if not opts:
+        return
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    valid = sorted(k for k, v in params.items() if k != "rng" and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD))
+    for k in opts:
+        if k not in valid:
+            import difflib
+            close = difflib.get_close_matches(k, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"cluster.router_options.{k}: router '{exp.cluster.router}' has no option '{k}' "
+                              f"(valid: {', '.join(valid) or 'none'}).{hint}")
+    make_router(factory, None, opts)          # the router checks the values (errors name the option)
 
 
 def _mode_label(g) -> str:
@@ -224,26 +268,38 @@ def _mode_label(g) -> str:
 
 
 def router_extras(p: "Prepared") -> Dict[str, Any]:
-    """What routers may read besides instances (RouterContext.extras): the experiment,
-    the grid-intensity source and, with carbon.forecast, the forecast view."""
-    return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast}
+    """What routers may read besides instances (RouterContext.extras).
+
+    ``experiment``; ``intensity`` (carbon.intensity's source); ``forecast`` (its forecast
+    view with carbon.forecast, else None); ``sites`` ({site: SiteInfo with intensity,
+    forecast, pue, rtt_s}, ``default`` included); ``instance_perf`` (bound performance
+    model per instance index); ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]);
+    ``mean_output_tokens`` (the workload's mean output length, standing for the
+    operator's historical mean).
+    """
+    return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast,
+            "sites": p.sites, "instance_perf": [b for _, b in p.instances], "ttft_slo_s": p.ttft_slo_s,
+            "tpot_slo_s": p.tpot_slo_s,
+            "mean_output_tokens": float(np.mean(p.table.n_output_tokens))}
 
 
-def make_router(factory: Any, seeds: Any = None):
-    """Instantiate a router; routers that draw random numbers take ``rng`` (a Generator
-    from the policies' seed stream, so they never shift the arrival stream)."""
+def make_router(factory: Any, seeds: Any = None, options: Optional[Dict[str, Any]] = None):
+    """Instantiate a router with ``options`` (cluster.router_options) as keyword arguments;
+    routers that draw random numbers take ``rng`` (a Generator from the policies' seed
+    stream, so they never shift the arrival stream)."""
     import inspect
+    options = dict(options or {})
     try:
         takes_rng = "rng" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         takes_rng = False
     if not takes_rng:
-        return factory()
+        return factory(**options)
     ss = seeds if seeds is not None else np.random.SeedSequence(0)
     # a fixed child key (not ss.spawn(), which is stateful): every run of a prepared
     # experiment gets the same router stream, distinct from the other policies' children
     child = np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (1 << 20,))
-    return factory(rng=np.random.default_rng(child))
+    return factory(rng=np.random.default_rng(child), **options)
 
 
 def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[int, Dict[str, Any]]:
@@ -328,7 +384,9 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
-    sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s, progress=progress,
+    sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds,
+                                                       p.experiment.cluster.router_options),
+                     p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations, failures=p.failures,
                      disaggregation=p.disaggregation() if p.disaggregation is not None else None,
                      speculative=p.speculative() if p.speculative is not None else None,

@@ -35,7 +35,9 @@ def validate_experiment(path: str | Path) -> str:
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         cat.gpu(key, "carbon per-GPU override key")
     ic = exp.carbon.intensity           # build it: checks region, start inside the series, gaps, NaN
-    INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    src = INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    from .carbon.sites import build_site_sources
+    build_site_sources(exp, src)        # each site's region / intensity, and one shared clock
     wl = exp.workload
     if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
         import numpy as np

@@ -32,11 +32,13 @@ class InstanceConfig:
     """Static parameters of an instance (validated by the config layer)."""
 
     __slots__ = ("name", "gpu", "tp", "kv_blocks", "block_tokens", "max_batch_size",
-                 "max_batched_tokens", "chunked_prefill", "watermark_blocks", "group", "site", "mode")
+                 "max_batched_tokens", "chunked_prefill", "watermark_blocks", "group", "site", "mode",
+                 "network_delay_s")
 
     def __init__(self, name: str, gpu: str, tp: int, kv_blocks: int, block_tokens: int,
                  max_batch_size: int, max_batched_tokens: int, chunked_prefill: bool,
-                 watermark_blocks: int, group: int = 0, site: str = "default", mode: str = "colocated"):
+                 watermark_blocks: int, group: int = 0, site: str = "default", mode: str = "colocated",
+                 network_delay_s: float | None = None):
         self.name, self.gpu, self.tp = name, gpu, tp
         self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
         self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
@@ -44,6 +46,10 @@ class InstanceConfig:
         # labels routers may read: instance group index, site name, serving mode
         # (colocated, prefill, decode, spec = draft on the same GPU, dsd = draft on another GPU)
         self.group, self.site, self.mode = group, site, mode
+        # one-way network delay between the front end and this instance [s] (None: not
+        # modelled): a request routed here reaches it this much later; its first and last
+        # tokens reach the user this much after they are produced
+        self.network_delay_s = None if network_delay_s is None else float(network_delay_s)
 
 
 class Instance:
@@ -79,11 +85,13 @@ class Instance:
         self.handoff = None            # DPD: prefill instances hand prefilled requests to this
         self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
         self.n_reserved = 0            # DPD: requests with blocks reserved, transfer not arrived
+        self.n_in_transit = 0          # routed here, still on the network (counted in n_waiting)
 
     # ----------------------------------------------------------------- views
     @property
     def n_waiting(self) -> int:
-        return len(self.waiting)
+        """Requests routed here that have not started: queued, or still on the network."""
+        return len(self.waiting) + self.n_in_transit
 
     @property
     def n_running(self) -> int:

@@ -84,8 +84,9 @@ class InstanceView(Protocol):
     """What a router may read of an instance.
 
     ``cfg`` holds its static labels: ``name``, ``gpu``, ``tp``, ``group`` (index of its
-    instance group in the experiment), ``site`` and ``mode`` (colocated, prefill, decode,
-    spec, dsd).
+    instance group in the experiment), ``site``, ``mode`` (colocated, prefill, decode,
+    spec, dsd) and ``network_delay_s`` (one way, None when not modelled). ``n_waiting``
+    counts requests queued or still on the network to it.
     """
 
     index: int

@@ -90,6 +90,16 @@ class Simulation:
             self._dpd = KVHandoff(self, disaggregation)
             self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
             self._front = [self.instances[i] for i in self._front_map]
+        # network delay: one way per request, that of the instance it is routed to
+        self._net = array("d", bytes(8 * len(table)))
+        delays = [getattr(inst.cfg, "network_delay_s", None) for inst in self.instances]
+        self._has_net = any(d is not None for d in delays)
+        if self._has_net:
+            if failures is not None and any(d for d in delays):
+                raise SimulationInvariantError("network delays (site rtt_s) are not supported with GPU failures "
+                                               "(the config layer rejects this)")
+            self.network_delay_s = np.zeros(len(table))
+            self.record.extra["network_delay_s"] = self.network_delay_s   # round trip paid [s]
         bind = getattr(router, "bind", None)
         if bind is not None:
             bind(RouterContext(self.env, router_extras))
@@ -125,14 +135,14 @@ class Simulation:
         self.record.first_scheduled_s[r.id] = now
 
     def on_first_token(self, r: Request, now: float) -> None:
-        self.record.first_token_s[r.id] = now
+        self.record.first_token_s[r.id] = now + self._net[r.id]    # reaches the user one way later
 
     def on_preempted(self, r: Request) -> None:
         self.record.n_preemptions[r.id] += 1
 
     def on_complete(self, r: Request, now: float) -> None:
         rec = self.record
-        rec.done_s[r.id] = now
+        rec.done_s[r.id] = now + self._net[r.id]
         rec.n_generated[r.id] = r.generated
         self.n_done += 1
         if self._dpd is not None and self._dpd.on_complete(r):
@@ -189,7 +199,20 @@ class Simulation:
             self._progress(self.env.now)
         if self._draft_of is not None and k in self._draft_of:
             self.dsd_draft_instance[i] = self._draft_of[k]
+        d = (cfg.network_delay_s or 0.0) if self._has_net else 0.0
+        if d > 0:
+            self._net[i] = d
+            self.network_delay_s[i] = 2 * d
+            inst.n_in_transit += 1
+            ev = self.env.timeout(d)
+            ev.callbacks.append(lambda _ev, inst=inst, r=Request(i, n_in, n_out): self._deliver(inst, r))
+            return
         inst.enqueue(Request(i, n_in, n_out))
+
+    def _deliver(self, inst: Instance, r: Request) -> None:
+        """A request reaches its instance after the one-way network delay."""
+        inst.n_in_transit -= 1
+        inst.enqueue(r)
 
     # ---------------------------------------------------------------- failures (GPU aging)
     def _dispatch(self, r: Request) -> None:
@@ -268,6 +291,8 @@ class Simulation:
                 f"{n} requests arrived but {self.n_done} completed and {self.n_rejected} were rejected")
         for inst in self.instances:
             inst.check_drained()
+            if getattr(inst, "n_in_transit", 0):
+                raise SimulationInvariantError(f"instance {inst.index}: {inst.n_in_transit} requests still in transit")
         w = max(inst.ledger.bin_s for inst in self.instances)   # ledgers coarsen independently
         for inst in self.instances:
             while inst.ledger.bin_s < w:
@@ -279,4 +304,8 @@ class Simulation:
             horizon = float(done.max()) if done.size else 0.0
         if n:
             horizon = max(horizon, float(self._arr[-1]))
+        if self._has_net:             # the last response reaches its user after the instance's last event
+            done = self.record.done_s[np.isfinite(self.record.done_s)]
+            if done.size:
+                horizon = max(horizon, float(done.max()))
         return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s)

@@ -150,6 +150,7 @@ class SpecInstance:
         self.draft: Optional[DraftSide] = None
         self.n_iterations = 0
         self.n_preemptions = 0
+        self.n_in_transit = 0          # routed here, still on the network (counted in n_waiting)
         self.n_spec_iterations = 0     # target verify passes
         self.n_full_draws = 0          # request-iterations that drafted gamma_max tokens
         self.n_full_tokens = 0         # tokens those emitted
@@ -165,7 +166,8 @@ class SpecInstance:
     # ----------------------------------------------------------------- views
     @property
     def n_waiting(self) -> int:
-        return len(self.waiting)
+        """Requests routed here that have not started: queued, or still on the network."""
+        return len(self.waiting) + self.n_in_transit
 
     @property
     def n_running(self) -> int:

@@ -8,5 +8,6 @@ GAMMA_POLICIES: Registry = Registry("gamma policy")
 from . import routers  # noqa: E402,F401  (registers the built-in routers)
 from . import disaggregation  # noqa: E402,F401  (registers the DPD decode routers)
 from . import speculation  # noqa: E402,F401  (registers the speculative-decoding gamma policies)
+from . import carbon_aware  # noqa: E402,F401  (registers the cross-site carbon-aware router)
 
 __all__ = ["ROUTERS", "DECODE_ROUTERS", "GAMMA_POLICIES"]

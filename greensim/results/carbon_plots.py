@@ -20,9 +20,20 @@ def plot_carbon_timeline(path: Path, tables, title: str) -> None:
     fig, axes = plt.subplots(3, 1, figsize=(12, 7), sharex=True)
     axes[0].step(t, g["power_w"], where="post")
     axes[0].set_ylabel("cluster power [W]")
-    axes[1].step(t, g["ci"], where="post", color="tab:green")
+    inst = getattr(tables, "instances", None)
+    sites = sorted(set(inst["site"])) if inst is not None and "site" in inst else []
+    if len(sites) > 1:                 # one intensity and carbon-rate line per site
+        per = tl.merge(inst[["instance", "site"]], on="instance").groupby(["site", "t_s"], sort=True).agg(
+            ci=("intensity_gco2_per_kwh", "first"), rate=("carbon_gco2_per_s", "sum"))
+        for site in sites:
+            ps = per.loc[site]
+            axes[1].step(ps.index.to_numpy() / 3600.0, ps["ci"], where="post", label=site)
+            axes[2].step(ps.index.to_numpy() / 3600.0, ps["rate"], where="post", label=site, alpha=0.6)
+        axes[1].legend(fontsize=8)
+    else:
+        axes[1].step(t, g["ci"], where="post", color="tab:green")
     axes[1].set_ylabel("grid intensity\n[gCO2e/kWh]")
-    axes[2].step(t, g["rate"], where="post", color="tab:red")
+    axes[2].step(t, g["rate"], where="post", color="tab:red", label="total")
     axes[2].set_ylabel("operational carbon\n[gCO2e/s] (x PUE)")
     axes[2].set_xlabel("simulated time [h]")
     for ax in axes:

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..carbon import embodied_gco2, operational_gco2  # noqa: F401 (embodied_gco2: public re-export)
+from ..carbon import embodied_gco2, operational_gco2  # noqa: F401 (public re-exports)
 from ..carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from ..carbon.intensity import CarbonIntensity
 from ..core.simulation import SimOutput
@@ -35,6 +35,7 @@ class InstanceCarbonSpec:
     host_kgco2e_per_gpu: float = 0.0         # host server's embodied share per GPU [kgCO2e]
     site: str = "default"                    # data-centre site (carbon.sites); "default": carbon.pue
     pue: Optional[float] = None              # the site's PUE [-]; None: build_tables' pue (carbon.pue)
+    intensity: Optional[CarbonIntensity] = None   # the site's grid intensity; None: build_tables' intensity
 
 
 @dataclass
@@ -78,6 +79,28 @@ def _served(rec, k: int):
     return np.concatenate(ids), np.concatenate(busy), np.concatenate(joules)
 
 
+def _by_site(instances: pd.DataFrame, requests: pd.DataFrame, done: np.ndarray) -> Dict[str, Dict[str, float]]:
+    """Per-site totals (instance groups without a site are ``default``).
+
+    A request counts at the site of the instance it was routed to (``requests.instance``).
+    """
+    g = instances.groupby("site", sort=True)
+    out: Dict[str, Dict[str, float]] = {
+        f"{c}_by_site": {str(k): float(v) for k, v in g[c].sum().items()}
+        for c in ("operational_gco2", "embodied_gco2", "carbon_gco2")}
+    out["energy_kwh_by_site"] = {str(k): float(v) / J_PER_KWH for k, v in g["energy_j"].sum().items()}
+    site_of = instances.set_index("instance")["site"]
+    routed = requests["instance"].to_numpy()
+    sites = pd.Series(routed[done]).map(site_of)
+    counts = sites.value_counts()
+    n = int(done.sum())
+    out["request_share_by_site"] = {str(k): float(counts.get(k, 0)) / n if n else float("nan")
+                                    for k in sorted(g.groups)}
+    out["intensity_mean_gco2_per_kwh_by_site"] = {str(k): float(v) for k, v in
+                                                  g["intensity_mean_gco2_per_kwh"].first().items()}
+    return out
+
+
 def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity: CarbonIntensity,
                  pue: float, ttft_slo_s: np.ndarray, tpot_slo_s: np.ndarray) -> Tables:
     """Per-request, per-instance and timeline tables plus the summary dict.
@@ -100,6 +123,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     total_op_bins = np.zeros(nbins)
     total_power_bins = np.zeros(nbins)
     ci_bins = np.asarray(intensity.mean_over(edges, edges + out.bin_s), dtype=float)
+    ci_cache = {id(intensity): ci_bins}
     emb_if = {"linear": 0.0, "extended": 0.0, "sunk": 0.0}
     for k, (inst, spec) in enumerate(zip(out.instances, specs)):
         led = inst.ledger
@@ -112,7 +136,11 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         idle_s_bins = np.maximum(width - busy_s, 0.0)
         energy_bins = busy_j + idle_p * idle_s_bins
         pue_k = spec.pue if spec.pue is not None else pue
-        op_bins = operational_gco2(energy_bins, out.bin_s, intensity, pue_k)
+        src = spec.intensity if spec.intensity is not None else intensity
+        ci_k = ci_cache.get(id(src))
+        if ci_k is None:
+            ci_k = ci_cache[id(src)] = np.asarray(src.mean_over(edges, edges + out.bin_s), dtype=float)
+        op_bins = energy_bins / J_PER_KWH * ci_k * pue_k     # = operational_gco2(energy_bins, bin_s, src, pue_k)
         total_op_bins += op_bins
         total_power_bins += np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0)
         idle_s = max(H - led.busy_s, 0.0)
@@ -144,6 +172,8 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "busy_energy_j": led.busy_j, "idle_energy_j": idle_j, "energy_j": energy,
             "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
             "embodied_scheme": spec.scheme, "age_years": spec.age_years, "site": spec.site, "pue": pue_k,
+            "intensity_mean_gco2_per_kwh": float(np.sum(ci_k * width) / np.sum(width)) if np.sum(width) > 0
+            else float("nan"),
             **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
             "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
             "n_failures": int(getattr(inst, "n_failures", 0)),
@@ -158,7 +188,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
             "t_s": edges, "instance": k, "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
             "energy_j": energy_bins, "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
             "queue_max": qmax, "batch_max": bmax, "operational_gco2": op_bins,
-            "intensity_gco2_per_kwh": ci_bins,
+            "intensity_gco2_per_kwh": ci_k,
             "carbon_gco2_per_s": np.divide(op_bins, width, out=np.zeros(nbins), where=width > 0),
         }))
 
@@ -168,6 +198,10 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(nout > 1, (rec.done_s - rec.first_token_s) / np.maximum(nout - 1, 1), np.nan)
     done = ~rec.rejected
+    queue_delay = rec.first_scheduled_s - t.arrival_s
+    if "network_delay_s" in rec.extra:       # time at the instance: less the one-way trip there
+        queue_delay = rec.first_scheduled_s - (t.arrival_s + rec.extra["network_delay_s"] / 2)
+        queue_delay[(queue_delay < 0) & (queue_delay > -1e-9)] = 0.0   # float rounding of arrival + delay
     ttft_ok = ttft <= ttft_slo_s
     tpot_ok = np.where(nout > 1, tpot <= tpot_slo_s, True)
     slo_met = done & ttft_ok & tpot_ok
@@ -177,7 +211,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     requests = pd.DataFrame({
         "request_id": np.arange(n), "instance": rec.instance, "arrival_s": t.arrival_s,
         "n_input_tokens": t.n_input_tokens, "n_output_tokens": nout,
-        "queue_delay_s": rec.first_scheduled_s - t.arrival_s, "ttft_s": ttft, "tpot_s": tpot,
+        "queue_delay_s": queue_delay, "ttft_s": ttft, "tpot_s": tpot,
         "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_requeues": rec.n_requeues, "n_generated_tokens": rec.n_generated,
         "gpu_busy_s": gpu_busy, "energy_j": req_energy, "operational_gco2": req_op,
         "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
@@ -226,8 +260,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
         "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
         "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
-        "operational_gco2_by_site": {str(k): float(v) for k, v in
-                                     instances.groupby("site", sort=True)["operational_gco2"].sum().items()},
+        **_by_site(instances, requests, done),
         "embodied_scheme": {s.gpu: s.scheme for s in specs},
         **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()
            if k != "extended" or any(s.extended_years is not None for s in specs)},

@@ -106,3 +106,36 @@ def test_same_seed_identical_results(d):
     a, b = simulate(p1), simulate(p2)
     pd.testing.assert_frame_equal(a.requests, b.requests)
     pd.testing.assert_frame_equal(a.timeline, b.timeline)
+
+
+_RTT = st.floats(0, 0.5, allow_subnormal=False)   # a subnormal rtt/2 underflows: the model pays 2 x (rtt/2)
+
+
+@given(d=experiments(), rtts=st.tuples(_RTT, _RTT),
+       cis=st.tuples(st.floats(0, 800), st.floats(0, 800)),
+       router=st.sampled_from(["round_robin", "join_shortest_queue", "carbon_aware"]))
+def test_sites_with_network_delay_conserve_and_stay_causal(d, rtts, cis, router):
+    """Two sites with their own intensity and round trip (issue 8): every request completes
+    or is rejected once, TTFT >= its round trip + its time queued at the instance, carbon
+    parts (per request, per site) sum to the totals, and each site is priced at its intensity."""
+    g = d["cluster"]["instances"][0]
+    d = {**d, "cluster": {**d["cluster"], "router": router,
+                          "instances": [{**g, "site": "a"}, {**g, "site": "b", "count": 1}]},
+         "carbon": {**d["carbon"], "sites": {
+             "a": {"pue": 1.1, "rtt_s": rtts[0], "intensity": {"kind": "constant", "gco2_per_kwh": cis[0]}},
+             "b": {"pue": 1.3, "rtt_s": rtts[1], "intensity": {"kind": "constant", "gco2_per_kwh": cis[1]}}}}}
+    t = simulate(prepare(parse_experiment(d)))
+    r, s = t.requests, t.summary
+    assert s["n_completed"] + s["n_rejected"] == len(r)
+    done = r[~r.rejected]
+    assert (done.n_generated_tokens == done.n_output_tokens).all()
+    assert (done.queue_delay_s >= 0).all()
+    assert (done.ttft_s >= done.network_delay_s + done.queue_delay_s - 1e-9).all()
+    assert (done.ttft_s <= done.e2e_s + 1e-12).all()
+    site = done.instance.map(t.instances.set_index("instance")["site"])
+    assert (done.network_delay_s == site.map({"a": rtts[0], "b": rtts[1]})).all()
+    assert r.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-6, abs=1e-9)
+    assert sum(s["carbon_gco2_by_site"].values()) == pytest.approx(s["carbon_gco2"], rel=1e-9, abs=1e-12)
+    inst = t.instances
+    expect = inst.energy_j / 3.6e6 * inst.site.map({"a": cis[0] * 1.1, "b": cis[1] * 1.3})
+    np.testing.assert_allclose(inst.operational_gco2, expect, rtol=1e-9, atol=1e-12)
