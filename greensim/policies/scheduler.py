@@ -18,7 +18,8 @@ there is the point; the closed forms match the simulator within 1 % on carbon pe
 at steady load (``tests/unit/test_theory.py``).
 
 Predicted latencies (means, a crude approximation to a percentile-based attainment):
-TTFT = prefill time / (1 - utilisation) (an M/M/1-like wait); TPOT = decode iteration at
+TTFT = prefill + half an iteration in progress + an M/D/1 wait behind other prefills
+(prefills are prioritised over decode iterations); TPOT = decode iteration at
 the theory's mean batch, stretched by the prefill share of the GPU (colocated), or one
 speculative loop / expected tokens per loop (DSD, spec). KV and draft-token transfer times
 are not included. A mode is feasible if every class it serves has predicted TTFT and TPOT
@@ -199,7 +200,7 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
         b = theory.decode_batch(p0, lam, n_out - 1, ctx, t_pre, lambda x: theory._decode_time(p0, x, ctx))
         tpot = theory._decode_time(p0, b, ctx) / max(1e-9, 1.0 - lam * t_pre)
         uses = m.uses
-        ttft = t_pre / max(1e-9, 1.0 - uses[0].utilization_frac)
+        ttft = _ttft(t_pre, lam, theory._decode_time(p0, b, ctx))
     elif mode.kind == "dpd":
         rd = mode.roles[1]
         m = theory.dpd(p0, rd.perf, n_in, n_out, lam, rate / rd.n, (r0.tp, 0.0, 1.0), (rd.tp, 0.0, 1.0))
@@ -207,7 +208,7 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
                                 lambda x: theory._decode_time(rd.perf, x, ctx))
         tpot = theory._decode_time(rd.perf, b, ctx)
         uses = m.uses
-        ttft = t_pre / max(1e-9, 1.0 - uses[0].utilization_frac)
+        ttft = _ttft(t_pre, lam, 0.0)
     else:
         dp = mode.draft_perf
         m = theory.dsd(p0, dp, n_in, n_out, lam, (r0.tp, 0.0, 1.0), (1, 0.0, 1.0), mode.gamma, mode.alpha)
@@ -229,8 +230,18 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
                 raise ConfigError("saturated")
         else:
             uses = m.uses
-        ttft = pre / max(1e-9, 1.0 - max(u.utilization_frac for u in uses))
+        ttft = _ttft(pre, lam, loop(b))
     return uses, ttft, tpot
+
+
+def _ttft(t_pre: float, lam: float, t_iter: float) -> float:
+    """Mean TTFT [s]: prefills are prioritised over decode, so a request waits for the iteration
+    in progress (half of ``t_iter`` on average) and for the prefills queued before it (an M/D/1
+    queue of prefills at load lam x t_pre: Pollaczek-Khinchine wait rho t_pre / (2 (1 - rho)))."""
+    rho = lam * t_pre
+    if rho >= 1:
+        return math.inf
+    return t_pre + 0.5 * t_iter + rho * t_pre / (2 * (1 - rho))
 
 
 def predict(mode: ModeModel, rate_rps: float, n_in: float, n_out: float, intensity: float) -> Prediction:
