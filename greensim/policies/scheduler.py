@@ -263,7 +263,7 @@ def predict(mode: ModeModel, rate_rps: float, n_in: float, n_out: float, intensi
         c += intensity * r.pue * (rate_rps * u.busy_j + (r.n - rate_rps * u.busy_s) * r.idle_w) / J_PER_KWH
         c += r.n * r.emb_gps
     util = max(u.utilization_frac for u in uses)
-    return Prediction(c, ttft, tpot, util, util < 1.0)
+    return Prediction(c, ttft, tpot, util, True)     # the theory raises beyond saturation
 
 
 @dataclass(frozen=True)
