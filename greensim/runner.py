@@ -436,6 +436,10 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
 
             def plot(folder: Path) -> None:
                 plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
+                plans = (getattr(tables, "extra", None) or {}).get("plans")
+                if plans is not None and len(plans):        # router greenllm's plan history
+                    from .online import plot_class_plan
+                    plot_class_plan(plans, folder / "plan.png", exp.name)
         folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
                            exp.output.table_format, plot)
     return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall,
