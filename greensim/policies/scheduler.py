@@ -227,7 +227,7 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
             uses = (theory.RoleUse("target", u_new.busy_s + u_old.busy_s, u_new.busy_j + u_old.busy_j,
                                    u_new.utilization_frac + u_old.utilization_frac, r0.idle_w, r0.tp, 0.0, 1.0),)
             if uses[0].utilization_frac > 1:
-                raise ConfigError("saturated")
+                raise ConfigError(f"mode '{mode.name}': draft and target together saturate the GPU")
         else:
             uses = m.uses
         ttft = _ttft(pre, lam, loop(b))
@@ -425,10 +425,9 @@ class GreenLLM:
         self._nout = np.asarray(t.n_output_tokens)
         self._slo_class = t.slo_class
         self._intensity, self._forecast = ex.get("intensity"), ex.get("forecast")
-        from . import ROUTERS as R
         self.inner = {}
         for m in self.mode_names:
-            f = R.get(sc.inner_router, field="cluster.scheduler.inner_router")
+            f = ROUTERS.get(sc.inner_router, field="cluster.scheduler.inner_router")
             try:
                 self.inner[m] = f(rng=np.random.default_rng(int(self.rng.integers(2 ** 63))))
             except TypeError:

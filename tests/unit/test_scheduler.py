@@ -279,3 +279,23 @@ def test_bad_modes_and_classes():
     assert "'chat' is not in slo.classes" in m
     m = _err(_exp(TWO_SIZES, {**SCHED, "classes": [{"name": "short", "max_input_tokens": 100}]}, router="greenllm"))
     assert "matches no class" in m and "catch-all" in m
+
+
+@pytest.mark.parametrize("rate", [0.5, 2.0])
+def test_predicted_carbon_is_the_theory_per_request_carbon(rate):
+    """A one-instance colocated mode: predicted carbon rate / rate = theory.carbon_per_request (its
+    idle and embodied share over its utilisation), and at rate 0 the mode costs its idle power and
+    embodied carbon."""
+    inst = [{"gpu": "A100-80GB", "max_batched_tokens": 16384}]
+    p = prepare(parse_experiment(_exp(inst, dict(SCHED), router="greenllm")))
+    m = build_modes(p.groups, 1.1)["colocated"]
+    g = p.groups[0]
+    from greensim.policies.scheduler import _emb_rate
+    from greensim.units import S_PER_YEAR
+    emb_kg = _emb_rate(g.carbon) * g.carbon.lifetime_years * S_PER_YEAR / 1000
+    th = theory.colocated(g.perf, 900, 200, rate, 1, emb_kg, g.carbon.lifetime_years)
+    for ci in (0.0, 300.0):
+        want = float(theory.carbon_per_request(th, ci, pue=1.1))
+        assert predict(m, rate, 900, 200, ci).carbon_gps / rate == pytest.approx(want, rel=1e-9)
+    idle = predict(m, 0.0, 0, 0, 300.0).carbon_gps
+    assert idle == pytest.approx(300 * 1.1 * g.perf.idle_power_w / 3.6e6 + _emb_rate(g.carbon), rel=1e-12)
