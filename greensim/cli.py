@@ -104,6 +104,25 @@ def check_cmd(record, folder):
         sys.exit(1)
 
 
+@main.command("replan")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Parent folder for results (default: output.dir of the experiment).")
+@click.option("--no-plots", is_flag=True, help="Skip plan.png.")
+def replan_cmd(experiment, overrides, out_dir, no_plots):
+    """Online scheduling per window: re-choose among EXPERIMENT's reconfigure.deployments at each
+    window boundary (predicted carbon per request, SLO, hysteresis); compare with static deployments."""
+    from .online import run_windows
+    ov = list(overrides) + (["output.plots=false"] if no_plots else [])
+    try:
+        res = run_windows(experiment, overrides=ov, out_dir=out_dir, progress=True)
+    except GreensimError as exc:
+        _fail(exc)
+    click.echo(res.comparison.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    click.echo(f"results: {res.folder}")
+
+
 @main.command("schema")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file instead of stdout.")
 def schema_cmd(out):

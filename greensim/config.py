@@ -333,13 +333,62 @@ class Aging(_Base):
 InstanceGroup.model_rebuild()
 
 
+class SchedulerClass(_Base):
+    """A request class of the greenllm scheduler: requests matching every condition given (none = all)."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="class name (appears in the plan history)")
+    max_input_tokens: Optional[int] = Field(None, ge=1, description="requests with at most this many input tokens")
+    slo_class: Optional[str] = Field(None, description="requests whose trace slo_class is this (a name in slo.classes, "
+                                     "or '' for requests without one)")
+
+
+class Scheduler(_Base):
+    """Per-request SLO-aware carbon scheduling (router greenllm): each request class goes to the mode
+    (a set of instance groups) the current plan assigns it; the plan is re-made every
+    replan_interval_s from the rate per class seen over window_s and the grid intensity."""
+    classes: List[SchedulerClass] = Field(default_factory=lambda: [SchedulerClass(name="all")], min_length=1,
+                                          description="request classes, matched in order (first match); "
+                                          "default one class 'all'")
+    modes: Optional[Dict[str, List[int]]] = Field(
+        None, description="mode name -> indices of cluster.instances forming it (decode groups join the mode "
+        "holding the prefill groups); default one mode per serving mode: colocated, dpd, dsd, spec")
+    replan_interval_s: float = Field(gt=0, description="time between re-plans [s]; required (a policy choice)")
+    window_s: float = Field(gt=0, description="sliding window of the observed arrival rate per class [s]; required")
+    switch_s: float = Field(ge=0, description="warm-up of a mode that gets traffic again after having none "
+                            "(role switch / model load) [s]; required: no cited value (it depends on the "
+                            "model size, storage and serving stack)")
+    hysteresis_frac: float = Field(0.0, ge=0, description="switch only if the predicted carbon saving exceeds this "
+                                   "fraction of the current plan's [-]; 0 = always take the best")
+    min_dwell_s: float = Field(0.0, ge=0, description="a plan holds at least this long before another switch [s]")
+    inner_router: Literal["round_robin", "join_shortest_queue", "least_kv", "power_of_two"] = Field(
+        "join_shortest_queue", description="load balancer among the instances of a mode")
+    objective: Literal["cluster", "attributed"] = Field(
+        "cluster", description="cluster: predicted carbon of every provisioned instance (idle and embodied of "
+        "modes without traffic included, as the simulator charges); attributed: only modes with traffic "
+        "(their GPUs' carbon over their utilisation, as per-mode profiles do: GPUs without traffic are "
+        "assumed released to other work)")
+    slo_headroom_frac: float = Field(1.0, gt=0, le=1, description="a mode is feasible if its predicted mean TTFT "
+                                     "and TPOT are within this fraction of the SLO [-]; 1 = the SLO itself")
+    max_utilization_frac: float = Field(1.0, gt=0, le=1, description="a mode is feasible only below this "
+                                        "predicted busy fraction of every GPU role [-]; 1 = stability only")
+
+
 class Cluster(_Base):
     instances: List[InstanceGroup] = Field(min_length=1)
     router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue, least_kv, "
-                        "power_of_two, carbon_aware)")
+                        "power_of_two, carbon_aware, greenllm)")
     router_options: Dict[str, Any] = Field(default_factory=dict, description="keyword options of the router, e.g. "
                                            "carbon_aware: {inner: join_shortest_queue}")
     disaggregation: Optional[Disaggregation] = Field(None, description="required when an instance group has role prefill or decode")
+    scheduler: Optional[Scheduler] = Field(None, description="per-request carbon scheduling; needs router greenllm")
+
+    @model_validator(mode="after")
+    def _scheduler_router(self):
+        if self.scheduler is not None and self.router != "greenllm":
+            raise ValueError(f"cluster.scheduler is set but cluster.router is '{self.router}'; the scheduler is "
+                             f"the greenllm router's: set router: greenllm (or drop cluster.scheduler)")
+        if self.router == "greenllm" and self.scheduler is None:
+            raise ValueError("router greenllm needs cluster.scheduler (at least replan_interval_s, window_s, switch_s)")
+        return self
 
     @model_validator(mode="after")
     def _roles(self):
@@ -511,6 +560,30 @@ class SimulationOpts(_Base):
     progress: bool = True
 
 
+class Reconfigure(_Base):
+    """Per-window reconfiguration (``greensim replan``): at each window boundary pick, among named
+    deployments of the same GPUs, the lowest predicted carbon per request that meets the SLO."""
+    window_s: float = Field(gt=0, description="window length [s]; the deployment is re-chosen at each boundary")
+    deployments: Dict[str, Cluster] = Field(min_length=1, description="name -> a cluster section (each one serving "
+                                            "mode: colocated, DPD or DSD)")
+    switch_s: float = Field(ge=0, description="time a switch takes (role switch / model load) during which the "
+                            "deployment serves nothing [s]; required: no cited value")
+    initial: Optional[str] = Field(None, description="deployment of the first window (no rate observed yet); "
+                                   "default: the first listed")
+    hysteresis_frac: float = Field(0.0, ge=0, description="switch only if the predicted saving exceeds this fraction [-]")
+    min_dwell_s: float = Field(0.0, ge=0, description="a deployment holds at least this long before a switch [s]")
+    slo_headroom_frac: float = Field(1.0, gt=0, le=1, description="feasible if predicted mean TTFT and TPOT are "
+                                     "within this fraction of the SLO [-]")
+    max_utilization_frac: float = Field(1.0, gt=0, le=1, description="feasible only below this predicted busy "
+                                        "fraction of every GPU role [-]")
+
+    @model_validator(mode="after")
+    def _initial(self):
+        if self.initial is not None and self.initial not in self.deployments:
+            raise ValueError(f"initial '{self.initial}' is not a deployment (have: {', '.join(self.deployments)})")
+        return self
+
+
 class Experiment(_Base):
     """One simulated experiment: the single description of a run."""
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="experiment name (folder-safe)")
@@ -524,6 +597,8 @@ class Experiment(_Base):
     output: Output = Field(default_factory=Output)
     catalog: CatalogDirs = Field(default_factory=CatalogDirs)
     simulation: SimulationOpts = Field(default_factory=SimulationOpts)
+    reconfigure: Optional[Reconfigure] = Field(None, description="per-window reconfiguration among deployments "
+                                               "(greensim replan); greensim run ignores it")
 
 
 # ------------------------------------------------------------------ errors

@@ -44,6 +44,7 @@ class Result:
     summary: Dict[str, Any]
     folder: Optional[Path]
     wall_s: float
+    extra: Optional[Dict[str, pd.DataFrame]] = None   # policy tables (e.g. greenllm's "plans")
 
     def save_plots(self, folder: str | Path) -> List[Path]:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
@@ -134,6 +135,7 @@ class Prepared:
     disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
     speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
     sites: Any = None           # {site: greensim.carbon.sites.SiteInfo}, "default" included
+    groups: Optional[List[Any]] = None   # per instance group: GroupInfo (for planners: router extras "groups")
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -149,7 +151,7 @@ def prepare(exp: Experiment) -> Prepared:
     perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
                     iteration_overhead_s=exp.performance.iteration_overhead_s,
                     band=exp.performance.band, profile_dirs=exp.performance.profile_dirs)
-    instances, specs, roles, spec_parts, draft_specs = [], [], [], [], []
+    instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
@@ -167,6 +169,15 @@ def prepare(exp: Experiment) -> Prepared:
             bound = degrade(bound, g, where)
         emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
+        gspec = _carbon_spec(exp, gpu.name, g, emb, life)
+        dspec = None
+        if part is not None and part["split"]:
+            dg = part["draft_gpu"]
+            dspec = _carbon_spec(
+                exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
+                exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
+                exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years))
+        groups.append(GroupInfo(gi, _mode_label(g), g, gpu.name, bound, gspec, part, dspec))
         for _ in range(g.count):
             cfg = InstanceConfig(name=g.name or f"{gpu.name}x{g.tp}", gpu=gpu.name, tp=g.tp,
                                  kv_blocks=kv_blocks, block_tokens=g.block_tokens,
@@ -176,15 +187,11 @@ def prepare(exp: Experiment) -> Prepared:
                                  group=gi, site=g.site or DEFAULT_SITE, mode=_mode_label(g),
                                  network_delay_s=_one_way_s(exp, g.site))
             instances.append((cfg, bound))
-            specs.append(_carbon_spec(exp, gpu.name, g, emb, life))
+            specs.append(gspec)
             roles.append(g.role)
             spec_parts.append(part)
-            if part is not None and part["split"]:
-                dg = part["draft_gpu"]
-                draft_specs.append(_carbon_spec(
-                    exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
-                    exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
-                    exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years)))
+            if dspec is not None:
+                draft_specs.append(dspec)
     specs += draft_specs      # draft GPUs of split pairs come after the other instances
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
@@ -230,7 +237,8 @@ def prepare(exp: Experiment) -> Prepared:
                           "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
                           "GPUs are not re-routed). Drop aging.failures or run colocated instances.")
     return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
-                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec, sites=sites)
+                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec, sites=sites,
+                    groups=groups)
 
 
 def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
@@ -260,6 +268,21 @@ def _check_router_options(factory: Any, exp: Experiment) -> None:
     make_router(factory, None, opts)          # the router checks the values (errors name the option)
 
 
+@dataclass(frozen=True)
+class GroupInfo:
+    """What a planner may know of one instance group: its config, bound performance model and
+    carbon accounting inputs (``part``: static speculative parts, with ``draft_perf``; ``draft_spec``:
+    the DSD draft GPU's carbon inputs)."""
+    index: int
+    mode: str
+    config: Any
+    gpu: str
+    perf: Any
+    carbon: InstanceCarbonSpec
+    part: Optional[Dict[str, Any]] = None
+    draft_carbon: Optional[InstanceCarbonSpec] = None
+
+
 def _mode_label(g) -> str:
     """An instance's serving mode as routers see it (InstanceConfig.mode)."""
     if g.speculative is not None:
@@ -273,13 +296,14 @@ def router_extras(p: "Prepared") -> Dict[str, Any]:
     ``experiment``; ``intensity`` (carbon.intensity's source); ``forecast`` (its forecast
     view with carbon.forecast, else None); ``sites`` ({site: SiteInfo with intensity,
     forecast, pue, rtt_s}, ``default`` included); ``instance_perf`` (bound performance
-    model per instance index); ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]);
-    ``mean_output_tokens`` (the workload's mean output length, standing for the
-    operator's historical mean).
+    model per instance index); ``groups`` (per instance group: :class:`GroupInfo`);
+    ``table`` (the workload: a router must read only requests that have arrived);
+    ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]); ``mean_output_tokens`` (the
+    workload's mean output length, standing for the operator's historical mean).
     """
     return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast,
-            "sites": p.sites, "instance_perf": [b for _, b in p.instances], "ttft_slo_s": p.ttft_slo_s,
-            "tpot_slo_s": p.tpot_slo_s,
+            "sites": p.sites, "instance_perf": [b for _, b in p.instances], "groups": p.groups,
+            "table": p.table, "ttft_slo_s": p.ttft_slo_s, "tpot_slo_s": p.tpot_slo_s,
             "mean_output_tokens": float(np.mean(p.table.n_output_tokens))}
 
 
@@ -384,9 +408,8 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
 def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
              max_run_iterations: Optional[int] = None) -> Tables:
     """Run a prepared experiment and build its tables."""
-    sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds,
-                                                       p.experiment.cluster.router_options),
-                     p.bin_s, progress=progress,
+    router = make_router(p.router_factory, p.policy_seeds, p.experiment.cluster.router_options)
+    sim = Simulation(p.table, p.instances, router, p.bin_s, progress=progress,
                      max_run_iterations=max_run_iterations, failures=p.failures,
                      disaggregation=p.disaggregation() if p.disaggregation is not None else None,
                      speculative=p.speculative() if p.speculative is not None else None,
@@ -396,6 +419,11 @@ def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
     if p.experiment.carbon.compare_regions:
         from .carbon.regions import add_region_totals
         add_region_totals(tables, p.experiment, out.bin_s)
+    report = getattr(router, "report", None)    # optional: a policy's own tables and summary values
+    if report is not None:
+        extra_tables, extra_summary = report()
+        tables.extra = dict(extra_tables)
+        tables.summary.update(extra_summary)
     return tables
 
 
@@ -463,6 +491,11 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
 
             def plot(folder: Path) -> None:
                 plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
+                plans = (getattr(tables, "extra", None) or {}).get("plans")
+                if plans is not None and len(plans):        # router greenllm's plan history
+                    from .online import plot_class_plan
+                    plot_class_plan(plans, folder / "plan.png", exp.name)
         folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
                            exp.output.table_format, plot)
-    return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall)
+    return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall,
+                  extra=getattr(tables, "extra", None) or {})

@@ -45,6 +45,7 @@ class Tables:
     timeline: pd.DataFrame
     summary: Dict[str, Any]
     regions: Optional[pd.DataFrame] = None   # per-region totals (carbon.compare_regions)
+    extra: Optional[Dict[str, pd.DataFrame]] = None   # a policy's own tables (router.report()), e.g. "plans"
 
 
 def _ffill(x: np.ndarray) -> np.ndarray:

@@ -75,6 +75,11 @@ def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[s
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
             else:
                 df.to_csv(tmp / f"{name}.csv", index=False)
+        for name, df in (getattr(tables, "extra", None) or {}).items():   # policy tables (router.report())
+            if table_format == "parquet":
+                df.to_parquet(tmp / f"{name}.parquet", index=False)
+            else:
+                df.to_csv(tmp / f"{name}.csv", index=False)
         if getattr(tables, "regions", None) is not None:     # carbon.compare_regions: per-region totals
             tables.regions.to_csv(tmp / "regions.csv", index=False)
         _write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))

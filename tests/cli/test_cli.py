@@ -88,7 +88,7 @@ BAD = [
     ("unknown key", {"cluster.instances": [{"gpu": "A100-80GB", "max_batch_sise": 8}]},
      r"cluster\.instances\.0\.max_batch_sise: unknown key\. Did you mean 'max_batch_size'\?"),
     ("unknown top key", {"workloads": 1}, r"workloads: unknown key\. Did you mean 'workload'\?"),
-    ("unknown router", {"cluster.router": "random"}, r"cluster\.router: unknown router 'random' \(valid: carbon_aware, join_shortest_queue, least_kv, power_of_two, round_robin\)"),
+    ("unknown router", {"cluster.router": "random"}, r"cluster\.router: unknown router 'random' \(valid: carbon_aware, greenllm, join_shortest_queue, least_kv, power_of_two, round_robin\)"),
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
 ]

@@ -1,0 +1,339 @@
+"""Online scheduling per time window (``greensim replan``): reconfigure among deployments.
+
+The workload is cut into windows of ``reconfigure.window_s``. At each boundary the
+scheduler predicts, for every named deployment (a cluster section of the same GPUs serving
+one way: new-only colocated, DPD, DSD...), the carbon per request and the SLO feasibility
+(:func:`greensim.policies.scheduler.predict`: the closed forms of :mod:`greensim.theory`)
+at the arrival rate and mean lengths **observed in the previous window** and the intensity
+**forecast for the coming window** (``carbon.forecast``: mean of the forecast over the
+window; without it, the intensity in force at the boundary), and keeps or switches the
+deployment as the per-request scheduler does (lowest-carbon feasible, ``hysteresis_frac``,
+``min_dwell_s``). The first window runs ``reconfigure.initial``.
+
+Each window is simulated by greensim's runner on that window's requests (times relative to
+the window start, the intensity source shifted to it). A switch takes ``switch_s``: requests
+arriving in the first ``switch_s`` of the window are held until it ends (their wait is added
+to their TTFT and SLO check) and the deployment's GPUs draw idle power and embodied carbon
+during it, serving nothing (model loading may draw more than idle: not modelled).
+
+Approximations, reported per window so their size is visible:
+
+- requests in flight at a boundary finish on the old deployment, whose simulation runs past
+  the window's end (``tail_s``) while the next window's deployment already runs: the carbon
+  of that overlap (``tail_gco2``: all carbon the window's simulation charged after the
+  window's end) is an upper bound of the double-counted provisioning;
+- a window whose simulation ends before the window does (the last request finished early)
+  is charged the deployment's idle power and embodied carbon for the rest (``gap_gco2``);
+- queues do not carry over a boundary: a window starts with empty instances.
+
+The same windows run every deployment statically (no switch), the baselines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .carbon.intensity import CarbonIntensity
+from .core.requests import RequestTable
+from .errors import ConfigError
+from .policies.scheduler import PlanScore, _better, build_modes, decide, predict
+from .units import J_PER_KWH
+
+__all__ = ["WindowsResult", "run_windows", "plot_plan", "plot_class_plan"]
+
+
+class ShiftedIntensity(CarbonIntensity):
+    """An intensity source seen from ``offset_s`` onwards (window time 0 = run time ``offset_s``)."""
+
+    def __init__(self, base, offset_s: float):
+        self.base, self.offset_s = base, float(offset_s)
+
+    def mean_over(self, t0_s, t1_s):
+        return self.base.mean_over(np.asarray(t0_s) + self.offset_s, np.asarray(t1_s) + self.offset_s)
+
+    def at(self, t_s):
+        return self.base.at(np.asarray(t_s) + self.offset_s)
+
+    def __getattr__(self, name):          # n_filled, series ... of the base source
+        return getattr(self.base, name)
+
+
+@dataclass
+class WindowsResult:
+    """Outcome of :func:`run_windows`.
+
+    windows : one row per window of the online run (deployment, observed rate, predicted and actual
+        intensity, predicted gCO2e/request per deployment, switch and reason, actual carbon and attainment,
+        tail/gap corrections).
+    static : one row per (deployment, window) of the static baselines.
+    comparison : one row per strategy (online, static:<name>): total carbon, gCO2e/request, SLO
+        attainment, switches, energy, tail share.
+    """
+    windows: pd.DataFrame
+    static: pd.DataFrame
+    comparison: pd.DataFrame
+    folder: Optional[Path]
+    wall_s: float
+
+
+def _window_table(table: RequestTable, idx: np.ndarray, t0: float, hold_until: float) -> Tuple[RequestTable, np.ndarray]:
+    arr = table.arrival_s[idx] - t0
+    delay = np.maximum(0.0, hold_until - arr)
+    sc = table.slo_class[idx] if table.slo_class is not None else None
+    return RequestTable(arr + delay, table.n_input_tokens[idx], table.n_output_tokens[idx], sc), delay
+
+
+def _idle_rate(mode, ci: float) -> float:
+    """Carbon rate of a deployment serving nothing [gCO2e/s]."""
+    return predict(mode, 0.0, 0, 0, ci).carbon_gps
+
+
+def _simulate_window(prep, mode, base, idx: np.ndarray, t0: float, w: float, hold_s: float) -> Dict[str, Any]:
+    from .runner import simulate
+    ci_mean = float(base.intensity.mean_over(np.asarray([t0]), np.asarray([t0 + w]))[0])
+    if idx.size == 0:
+        c = _idle_rate(mode, ci_mean) * w
+        return {"n": 0, "n_met": 0, "carbon_gco2": c, "energy_kwh": float("nan"), "tail_s": 0.0,
+                "tail_gco2": 0.0, "gap_gco2": c, "held": 0, "ci_actual": ci_mean}
+    sub, delay = _window_table(base.table, idx, t0, hold_s)
+    last = float(sub.arrival_s[-1])
+    bin_s = prep.experiment.simulation.timeline_bin_s or max(w / 200.0, 1e-3)
+    p = dataclasses.replace(prep, table=sub, bin_s=bin_s, ttft_slo_s=base.ttft_slo_s[idx],
+                            tpot_slo_s=base.tpot_slo_s[idx], intensity=ShiftedIntensity(base.intensity, t0),
+                            forecast=None)
+    t = simulate(p)
+    s = t.summary
+    q = t.requests
+    met = q["slo_met"].to_numpy() & (q["ttft_s"].to_numpy() + delay <= q["ttft_slo_s"].to_numpy())
+    h = float(s["duration_s"])
+    carbon = float(s["carbon_gco2"])
+    gap = 0.0
+    if h < w:                               # the deployment stays provisioned until the window ends
+        ci_gap = float(base.intensity.mean_over(np.asarray([t0 + h]), np.asarray([t0 + w]))[0])
+        gap = _idle_rate(mode, ci_gap) * (w - h)
+    tail = 0.0
+    if h > w:
+        tl = t.timeline
+        edges = np.sort(tl["t_s"].unique())
+        width = np.diff(np.append(edges, max(h, edges[-1] + p.bin_s)))
+        wmap = dict(zip(edges, width))
+        after = tl[tl["t_s"] >= w]
+        tail = float((after["carbon_gco2_per_s"] * after["t_s"].map(wmap)).sum())
+        tail += sum(r.n * r.emb_gps for r in mode.roles) * (h - w)
+    return {"n": int(len(q)), "n_met": int(met.sum()), "carbon_gco2": carbon + gap,
+            "energy_kwh": float(s["energy_kwh"]), "tail_s": max(0.0, h - w), "tail_gco2": tail, "gap_gco2": gap,
+            "held": int((delay > 0).sum()), "ci_actual": ci_mean,
+            "mean_n_in": float(sub.n_input_tokens.mean()), "mean_n_out": float(sub.n_output_tokens.mean())}
+
+
+def _predicted_intensity(base, t0: float, w: float) -> float:
+    if base.forecast is not None:
+        return float(np.mean(base.forecast.at(t0, max(1, int(math.ceil(w / 3600.0))))))
+    return float(np.asarray(base.intensity.at(np.asarray([t0])))[0])
+
+
+def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_dir: str | Path | None = None,
+                progress: bool = False) -> WindowsResult:
+    """Run the per-window online scheduler of ``experiment`` (its ``reconfigure`` section) and the
+    static baselines over the same windows; see the module docstring.
+
+    Parameters
+    ----------
+    experiment : path, dict or :class:`greensim.config.Experiment` with a ``reconfigure`` section.
+    overrides : dotted-key overrides, as for :func:`greensim.run`.
+    write : write ``<output.dir>/<name>/replan-<hash8>/`` (windows.csv, static.csv, comparison.csv,
+        summary.json, plan.png, experiment.yaml, manifest.json).
+    """
+    from .runner import _to_experiment, _version, config_hash, prepare
+    t_wall = time.perf_counter()
+    exp = _to_experiment(experiment, overrides)
+    rc = exp.reconfigure
+    if rc is None:
+        raise ConfigError("reconfigure: `greensim replan` needs a reconfigure section with window_s, switch_s and "
+                          "deployments (name -> cluster section). See experiments/online_replan.yaml.")
+    base = prepare(exp)
+    names = list(rc.deployments)
+    preps, modes = {}, {}
+    for d in names:
+        ed = exp.model_copy(update={"cluster": rc.deployments[d]})
+        preps[d] = prepare(ed)
+        ms = build_modes(preps[d].groups, exp.carbon.pue, where=f"reconfigure.deployments.{d}")
+        if len(ms) != 1:
+            raise ConfigError(f"reconfigure.deployments.{d}: serves in modes {sorted(ms)}; the window scheduler "
+                              f"predicts one mode per deployment. Split it into deployments (or use router greenllm "
+                              f"for per-request mixing).")
+        modes[d] = next(iter(ms.values()))
+    w = rc.window_s
+    arr = base.table.arrival_s
+    n_win = int(math.floor(float(arr[-1]) / w)) + 1
+    bounds = np.searchsorted(arr, np.arange(n_win + 1) * w, side="left")
+    cache: Dict[Tuple[str, int, bool], Dict[str, Any]] = {}
+
+    def sim(d: str, k: int, held: bool) -> Dict[str, Any]:
+        key = (d, k, held)
+        if key not in cache:
+            idx = np.arange(bounds[k], bounds[k + 1])
+            cache[key] = _simulate_window(preps[d], modes[d], base, idx, k * w, w, rc.switch_s if held else 0.0)
+            if progress:
+                print(f"  window {k + 1}/{n_win} {d}{' (switch)' if held else ''}", flush=True)
+        return cache[key]
+
+    ttft, tpot = exp.slo.ttft_s, exp.slo.tpot_s
+    h, mu = rc.slo_headroom_frac, rc.max_utilization_frac
+    cur, since = rc.initial or names[0], 0.0
+    rows = []
+    prev_stats = None
+    n_switches = 0
+    for k in range(n_win):
+        t0 = k * w
+        ci_pred = _predicted_intensity(base, t0, w)
+        pred, scores = {}, {}
+        if k == 0:
+            switch, why, best = False, "initial", cur
+            rate = float("nan")
+        else:
+            rate, n_in, n_out = prev_stats
+            for d in names:
+                p = predict(modes[d], rate, n_in, n_out, ci_pred)
+                viol = 0.0 if rate <= 0 else (math.inf if not p.stable else
+                                               max(p.util / mu, p.ttft_s / (h * ttft), p.tpot_s / (h * tpot)))
+                per_req = p.carbon_gps / rate if rate > 0 else p.carbon_gps
+                scores[d] = PlanScore((d,), p.carbon_gps, viol, per_req)
+                pred[d] = per_req
+            best = cur
+            for d in names:
+                if _better(scores[d], scores[best]):
+                    best = d
+            switch, why = decide(scores[best], scores[cur], t0, since, rc.hysteresis_frac, rc.min_dwell_s)
+            if switch:
+                cur, since = best, t0
+                n_switches += 1
+        out = sim(cur, k, switch)
+        idx = slice(bounds[k], bounds[k + 1])
+        if bounds[k + 1] > bounds[k]:
+            prev_stats = ((bounds[k + 1] - bounds[k]) / w, float(base.table.n_input_tokens[idx].mean()),
+                          float(base.table.n_output_tokens[idx].mean()))
+        else:                               # an empty window: rate 0, lengths as before
+            prev_stats = (0.0,) + (prev_stats[1:] if prev_stats else (1.0, 2.0))
+        rows.append({"window": k, "start_s": t0, "deployment": cur, "best": best, "switched": switch,
+                     "reason": why, "observed_rate_rps": rate, "intensity_predicted_gco2_per_kwh": ci_pred,
+                     **{f"predicted_gco2_per_request_{d}": pred.get(d, float("nan")) for d in names},
+                     "intensity_actual_gco2_per_kwh": out["ci_actual"], "n_requests": out["n"],
+                     "n_slo_met": out["n_met"], "n_held": out["held"], "carbon_gco2": out["carbon_gco2"],
+                     "tail_s": out["tail_s"], "tail_gco2": out["tail_gco2"], "gap_gco2": out["gap_gco2"]})
+    windows = pd.DataFrame(rows)
+    srows = []
+    for d in names:
+        for k in range(n_win):
+            o = sim(d, k, False)
+            srows.append({"deployment": d, "window": k, "start_s": k * w, "n_requests": o["n"],
+                          "n_slo_met": o["n_met"], "carbon_gco2": o["carbon_gco2"], "tail_gco2": o["tail_gco2"],
+                          "gap_gco2": o["gap_gco2"]})
+    static = pd.DataFrame(srows)
+
+    def summarise(name: str, df: pd.DataFrame, switches: int) -> Dict[str, Any]:
+        n = int(df["n_requests"].sum())
+        c = float(df["carbon_gco2"].sum())
+        return {"strategy": name, "carbon_gco2": c, "gco2_per_request": c / n if n else float("nan"),
+                "slo_attainment_frac": float(df["n_slo_met"].sum()) / n if n else float("nan"),
+                "n_switches": switches, "tail_gco2_frac": float(df["tail_gco2"].sum()) / c if c else 0.0}
+    comp = [summarise("online", windows, n_switches)]
+    comp += [summarise(f"static:{d}", static[static["deployment"] == d], 0) for d in names]
+    comparison = pd.DataFrame(comp)
+    wall = time.perf_counter() - t_wall
+    folder = None
+    if write:
+        from .results.writer import _write_text, to_jsonable, write_folder_atomically
+        import yaml
+        hsh = config_hash(exp)
+        base_dir = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
+
+        def fill(tmp: Path) -> None:
+            _write_text(tmp / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+            windows.to_csv(tmp / "windows.csv", index=False)
+            static.to_csv(tmp / "static.csv", index=False)
+            comparison.to_csv(tmp / "comparison.csv", index=False)
+            _write_text(tmp / "summary.json", json.dumps(to_jsonable(
+                {"comparison": comparison.to_dict(orient="records"), "n_windows": n_win, "window_s": w}), indent=2))
+            if exp.output.plots:
+                plot_plan(windows, comparison, tmp / "plan.png", exp.name)
+        manifest = {"greensim_version": _version(), "config_sha256": hsh, "seed": exp.seed, "wall_s": wall,
+                    "n_requests": int(len(arr)), "n_windows": n_win}
+        folder = write_folder_atomically(base_dir / exp.name / f"replan-{hsh[:8]}", fill, manifest)
+    return WindowsResult(windows, static, comparison, folder, wall)
+
+
+def plot_plan(windows: pd.DataFrame, comparison: pd.DataFrame, path, title: str = "") -> None:
+    """PNG: intensity (forecast and actual), observed rate and the chosen deployment per window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    hours = windows["start_s"] / 3600.0
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    ax = axes[0]
+    ax.step(hours, windows["intensity_actual_gco2_per_kwh"], where="post", label="actual (window mean)")
+    ax.step(hours, windows["intensity_predicted_gco2_per_kwh"], where="post", ls="--", label="forecast")
+    ax.set_ylabel("gCO2e/kWh")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.step(hours, windows["n_requests"] / (windows["start_s"].diff().median() if len(windows) > 1 else 1.0),
+            where="post")
+    ax.set_ylabel("arrival rate [req/s]")
+    ax = axes[2]
+    names = sorted(set(windows["deployment"]) | set(windows["best"]))
+    y = windows["deployment"].map({n: i for i, n in enumerate(names)})
+    ax.step(hours, y, where="post", lw=2)
+    sw = windows[windows["switched"]]
+    ax.plot(sw["start_s"] / 3600.0, sw["deployment"].map({n: i for i, n in enumerate(names)}), "o", color="C3",
+            label="switch")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("time [h]")
+    ax.set_ylabel("deployment")
+    on = comparison.iloc[0]
+    ax.set_title(f"online: {on['gco2_per_request']:.4f} gCO2e/req, SLO {on['slo_attainment_frac']:.1%}, "
+                 f"{int(on['n_switches'])} switches", fontsize=9)
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_class_plan(plans: pd.DataFrame, path, title: str = "") -> None:
+    """PNG of a greenllm plan history: intensity, rate per class and the mode each class is planned on
+    (solid) and served by (dotted; differs during a warm-up)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+    first = plans.drop_duplicates("time_s")
+    hours = first["time_s"] / 3600.0
+    axes[0].step(hours, first["intensity_gco2_per_kwh"], where="post")
+    axes[0].set_ylabel("gCO2e/kWh (plan)")
+    modes = sorted(set(plans["mode"]) | set(plans["serving_mode"].dropna()))
+    ymap = {m: i for i, m in enumerate(modes)}
+    for j, (c, g) in enumerate(plans.groupby("class", sort=False)):
+        h = g["time_s"] / 3600.0
+        axes[1].step(h, g["rate_rps"], where="post", label=c)
+        off = 0.08 * (j - 0.5)
+        axes[2].step(h, g["mode"].map(ymap) + off, where="post", label=f"{c} (planned)", color=f"C{j}")
+        axes[2].step(h, g["serving_mode"].map(ymap) + off, where="post", ls=":", color=f"C{j}")
+    axes[1].set_ylabel("rate [req/s]")
+    axes[1].legend(fontsize=8)
+    axes[2].set_yticks(range(len(modes)), modes)
+    axes[2].set_ylabel("mode")
+    axes[2].set_xlabel("time [h]")
+    axes[2].legend(fontsize=8)
+    sw = int(plans.drop_duplicates("time_s")["switched"].sum())
+    axes[0].set_title(f"{title}: {sw} plan switches")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
