@@ -86,6 +86,9 @@ class SearchSpec(_Base):
                                 "exceeds (1 + prune_margin) x the predicted carbon of a candidate already found "
                                 "feasible is discarded without simulation; 0.25 covers the theory-vs-simulator "
                                 "gaps measured with benchmarks/bench_planner.py (README 'Planner')")
+    short_slack: float = Field(0.1, ge=0, le=1, description="a short simulation whose attainment is at least "
+                               "attainment_target - short_slack makes its candidate eligible for a full simulation "
+                               "(short runs are noisy: see README 'Planner' for the measured gaps)")
     top_k: int = Field(3, ge=1, description="candidates (lowest short-simulation carbon among those meeting the "
                        "target) confirmed by a full simulation")
     charge_unused: bool = Field(False, description="also charge inventory GPUs a candidate leaves unused (their idle "
