@@ -570,8 +570,18 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
                         run_full(c)
                         if full_ok(c):
                             break
+                if not found and not any(c.summary is not None for c in alive):
+                    # nothing survived the theory: simulate the top_k by attainment upper bound, so that
+                    # the answer is still the highest-attainment candidate the planner saw
+                    for c in sorted(alive, key=lambda c: (-c.attainment_upper_bound_frac,
+                                                          c.predicted_utilization_frac, c.name))[:spec.search.top_k]:
+                        run_full(c)
                 # the new-GPU colocated baseline, confirmed the same way
                 if not any(full_ok(c) for c in alive if c.mode == "colocated"):
+                    for c in skipped:
+                        if c.mode == "colocated" and c.short_summary is None:
+                            c.reason = ""
+                            run_short(c)
                     _confirm([c for c in alive if c.mode == "colocated"], run_full, short_promising, full_ok, short_carbon,
                              spec.search.top_k, None)
     finally:
