@@ -505,18 +505,18 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     spec = load_plan_spec(spec, overrides)
     target = spec.attainment_target
     cands = enumerate_candidates(spec)
-    ctx = None
+    # workload statistics from the plan itself: a bad workload is the plan's error, not a candidate's
+    nw = next(i for i in spec.inventory if i.role == "new")
+    probe = Candidate("probe", "colocated", nw.gpu, 1, None, 0, None, spec.search.max_batch_sizes[0])
+    ctx = _Context(spec, parse_experiment(_experiment_dict(spec, probe), where=spec.name))
     for c in cands:
         try:
             c.experiment = parse_experiment(_experiment_dict(spec, c), where=f"candidate {c.name}")
-            if ctx is None:
-                ctx = _Context(spec, c.experiment)
             _check_fits(ctx, c)
+            _theory(ctx, c)
         except GreensimError as exc:
             c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
     alive = [c for c in cands if c.experiment is not None]
-    for c in alive:
-        _theory(ctx, c)
 
     bar = None
     if progress:
