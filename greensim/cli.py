@@ -44,6 +44,15 @@ def _add_sweep_command() -> None:
 _add_sweep_command()
 
 
+def _add_plan_command() -> None:
+    """`greensim plan` lives in cli_plan.py (issue 8), registered here."""
+    from .cli_plan import plan_cmd
+    main.add_command(plan_cmd)
+
+
+_add_plan_command()
+
+
 @main.command("run")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
