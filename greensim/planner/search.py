@@ -23,7 +23,6 @@ none does). The search is staged:
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -458,31 +457,6 @@ def _simulate(exp: Experiment) -> Dict[str, Any]:
     return dict(run(exp, write=False, progress=False).summary)
 
 
-@contextlib.contextmanager
-def _catalogue_read_once():
-    """Within a plan, every candidate reads the same catalogue files: parse them once.
-
-    ``runner.prepare`` loads the catalogue per run, and YAML parsing was ~40 % of a pruned
-    search's time (cProfile on experiments/plans/chat_a100_v100.yaml). The runner's module
-    global is swapped for a memoised loader for the duration of the search and restored after.
-    """
-    from .. import runner
-    original = runner.load_catalog
-    memo: Dict[Any, Any] = {}
-
-    def load(extra_gpu_dirs=(), extra_model_dirs=()):
-        key = (tuple(map(str, extra_gpu_dirs)), tuple(map(str, extra_model_dirs)))
-        if key not in memo:
-            memo[key] = original(extra_gpu_dirs, extra_model_dirs)
-        return memo[key]
-
-    runner.load_catalog = load
-    try:
-        yield
-    finally:
-        runner.load_catalog = original
-
-
 def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True,
          prune: bool = True) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
@@ -496,8 +470,7 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
         short simulations only.
     prune : False = brute force: a full simulation of every buildable candidate.
     """
-    with _catalogue_read_once():
-        return _plan(spec, overrides, progress, confirm, prune)
+    return _plan(spec, overrides, progress, confirm, prune)
 
 
 def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool) -> PlanResult:
