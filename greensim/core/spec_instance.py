@@ -27,10 +27,10 @@ of the two caches (counted in tokens, the same on both sides). Colocated mode ru
 draft on the target's GPU (one ledger, weights and KV of both models in its memory).
 
 Accepted counts come from a ``numpy.random.Generator`` owned by the instance (spawned
-from the experiment seed, so it does not shift the arrival stream). Each request draws
-its ``G`` values for all its iterations when it first joins the batch (``n_out -
-generated`` of them, a bound on its iterations), and its ``k``-th speculative iteration
-uses the ``k``-th: the same i.i.d. per-iteration law as one draw per iteration.
+from the experiment seed, so it does not shift the arrival stream). The instance draws
+``G`` in chunks; each time a request joins the batch it takes the next ``N`` of them, ``N``
+the iterations it needs to finish if not preempted, and its ``k``-th iteration in the
+batch uses the ``k``-th: i.i.d. draws, the same law as one draw per request per iteration.
 
 Two paths compute the same iterations. With a constant gamma (no policy, or one with
 ``always_gamma_max``) and a target performance model whose verify time depends only on
@@ -184,6 +184,7 @@ class SpecInstance:
         # G, and the cumulative tokens C[i] = sum_{j<i} (min(G_j, gamma_max) + 1)
         self._pool_G = np.zeros(0, dtype=np.int64)
         self._pool_C = np.zeros(1, dtype=np.int64)
+        self._pool_c = np.zeros(0, dtype=np.int64)
         self._pool_p = 0
         pol = setup.gamma_policy
         self._planned = (self.plan_runs and (pol is None or getattr(pol, "always_gamma_max", False))
@@ -244,12 +245,15 @@ class SpecInstance:
         """Blocks for a (re)prefill of ``r`` plus its next iteration's lookahead."""
         return self._blocks(min(r.n_in + r.generated + self._la, r.n_in + r.n_out - 1))
 
-    def _take_draws(self, r: Request, m: int) -> None:
-        """Give ``r`` the next ``m`` acceptance draws ``G`` (leading accepted draft tokens
-        out of gamma_max): ``r.spec_draws`` = (G, C, first index)."""
+    def _take_draws(self, r: Request) -> tuple:
+        """Hand ``r`` the acceptance draws ``G`` (leading accepted draft tokens out of
+        gamma_max) for its run from now to completion if not preempted: the next ``N`` of
+        the instance's pool, ``N`` the number of iterations to emit its remaining ``m``
+        tokens. Sets ``r.spec_draws = (G, C, first index)``; returns (first, N, C[first])."""
+        m = r.n_out - r.generated
         p = self._pool_p
         G, C = self._pool_G, self._pool_C
-        if p + m > len(G):
+        if p + m > len(G):                     # a run takes at most m draws
             s = self.setup
             k = max(4096, m)
             if s.alpha_by_position is not None:
@@ -263,12 +267,16 @@ class SpecInstance:
             else:
                 new = np.zeros(k, dtype=np.int64)
             G = np.concatenate((G[p:], new))      # segments handed out keep the old arrays
+            self._pool_c = np.minimum(G, self._g) + 1
             C = np.zeros(len(G) + 1, dtype=np.int64)
-            np.cumsum(np.minimum(G, self._g) + 1, out=C[1:])
+            np.cumsum(self._pool_c, out=C[1:])
             self._pool_G, self._pool_C, p = G, C, 0
+        base = int(C[p])
+        e = int(C.searchsorted(base + m))     # first e with C[e] - C[p] >= m
         r.spec_draws = (G, C, p)
         r.spec_k = 0
-        self._pool_p = p + m
+        self._pool_p = e
+        return p, e - p, base
 
     # ----------------------------------------------------------------- events
     def enqueue(self, r: Request) -> None:
@@ -364,8 +372,6 @@ class SpecInstance:
                 r.blocks = 0
                 self.sim.on_complete(r, now)
             else:
-                if r.generated == 1:
-                    self._take_draws(r, r.n_out - 1)    # at most n_out - 1 iterations
                 join(r)
         self.n_iterations += 1
 
@@ -375,16 +381,14 @@ class SpecInstance:
         instance's totals, its completion and short iterations under their indices."""
         t0, g = self._t, self._g
         m = r.n_out - r.generated                       # tokens left
-        G, C, a0 = r.spec_draws
-        a = a0 + r.spec_k
-        base = int(C[a])
-        e = int(C.searchsorted(base + m))               # C[e] - base >= m first at e
-        N = e - a                                       # iterations until m tokens
+        a, N, base = self._take_draws(r)
+        C = self._pool_C
+        e = a + N
         end = t0 + N
         if end > len(self._tok):
             self._tok = np.concatenate((self._tok, np.zeros(max(len(self._tok), end), dtype=np.int64)))
         tok = self._tok
-        tok[t0:end] += C[a + 1:e + 1] - C[a:e]
+        tok[t0:end] += self._pool_c[a:e]
         tok[end - 1] -= int(C[e]) - base - m            # the last iteration emits what is left
         # iterations in which r drafts fewer than g tokens (remaining - 1 < g): the last few
         lo = max(a, e - g - 1)
@@ -555,7 +559,6 @@ class SpecInstance:
         self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
         self._sum_ctx -= r.n_in + gen - 1
         r.generated = gen
-        r.spec_k += j
         r.spec_traj = None
         self.waiting.appendleft(r)
         self.n_preemptions += 1
@@ -566,6 +569,7 @@ class SpecInstance:
     # speculative iteration costs a fixed number of numpy operations, not a Python loop
     # per request.
     def _join(self, r: Request) -> None:
+        self._take_draws(r)
         i = len(self.running)
         self.running.append(r)
         self._slots[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks,
