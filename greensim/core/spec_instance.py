@@ -388,11 +388,11 @@ class SpecInstance:
         if end > len(self._tok):
             self._tok = np.concatenate((self._tok, np.zeros(max(len(self._tok), end), dtype=np.int64)))
         tok = self._tok
-        tok[t0:end] += self._pool_c[a:e]
-        tok[end - 1] -= int(C[e]) - base - m            # the last iteration emits what is left
         # iterations in which r drafts fewer than g tokens (remaining - 1 < g): the last few
         lo = max(a, e - g - 1)
         tail = C[lo:e + 1].tolist()                     # tail[i] = C[lo + i]
+        tok[t0:end] += self._pool_c[a:e]
+        tok[end - 1] -= tail[-1] - base - m             # the last iteration emits what is left
         ctx0 = r.n_in + r.generated - 1
         short = self._short
         j = N - 1
@@ -487,9 +487,10 @@ class SpecInstance:
         if s.split and steps:
             t_l = n_draft * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
         gs = _PlannedGammas(self, g) if ns else None
-        self._plan = ("spec", self.sim.env.now, gs, ent, t_d, t_l, t_v, steps, g, n_draft, ns)
+        now = self.sim.env.now
+        self._plan = ("spec", now, gs, ent, t_d, t_l, t_v, steps, g, n_draft, ns)
         self.busy = True
-        self.ledger.sample(self.sim.env.now, len(self.waiting), n)
+        self.ledger.sample(now, len(self.waiting), n)
         self._arm(t_d + t_l + t_v)
         return True
 
@@ -501,7 +502,14 @@ class SpecInstance:
         n_ver = n_draft + n
         e_v = t_v * self.perf.power_w(n_ver, 0)
         e_d = t_d * s.draft_perf.decode_power_w
-        self._book(start, t_v, e_v, t_d, e_d, t_l)
+        if self.draft is not None:            # as _book: draft, link, then target
+            if t_d > 0:
+                self.draft.ledger.busy(start, t_d, e_d)
+            self.ledger.busy(start + t_d + t_l, t_v, e_v)
+        else:
+            if t_d > 0:
+                self.ledger.busy(start, t_d, e_d)
+            self.ledger.busy(start + t_d, t_v, e_v)
         x, y = t_v / n_ver, e_v / n_ver       # per verified position
         a = self._acc
         a[0] += x
