@@ -58,6 +58,15 @@ class BoundPerformance(ABC):
         models linear in per-request context, such as the roofline)."""
         return self.verify_time_s([new_tokens] * n, [ctx_sum / n] * n)
 
+    #: True where :meth:`verify_sums_time_s` is implemented (models linear in the chunk sums)
+    verify_from_sums: bool = False
+
+    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int) -> float:
+        """:meth:`verify_time_s` from sums over the requests: ``p_tok = sum q_i``,
+        ``ctx_sum = sum c_i``, ``s_qc = sum q_i c_i``, ``s_qq = sum q_i (q_i + 1)`` [s].
+        Only for models with ``verify_from_sums`` (the time depends on these sums alone)."""
+        raise NotImplementedError(f"{type(self).__name__} has no verify_sums_time_s")
+
     def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
         """Smallest k in [1, kmax] whose run of k iterations ends at or after ``dt_s``."""
         lo, hi = 1, kmax

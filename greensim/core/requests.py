@@ -76,7 +76,10 @@ class Request:
 
     __slots__ = ("id", "n_in", "n_out", "generated", "kv_len", "prefilled", "blocks",
                  "step_base", "kv_base", "finish_step", "share_base_s", "share_base_j",
-                 "busy_s", "energy_j", "admitted", "seq")
+                 "busy_s", "energy_j", "admitted", "seq",
+                 # speculative decoding only (set at batch entry): acceptance-draw segment,
+                 # draws used (slot path), planned run and share accumulators (planned path)
+                 "spec_draws", "spec_k", "spec_traj", "spec_base")
 
     def __init__(self, rid: int, n_in: int, n_out: int):
         self.id = rid

@@ -27,7 +27,22 @@ of the two caches (counted in tokens, the same on both sides). Colocated mode ru
 draft on the target's GPU (one ledger, weights and KV of both models in its memory).
 
 Accepted counts come from a ``numpy.random.Generator`` owned by the instance (spawned
-from the experiment seed, so it does not shift the arrival stream).
+from the experiment seed, so it does not shift the arrival stream). The instance draws
+``G`` in chunks; each time a request joins the batch it takes the next ``N`` of them, ``N``
+the iterations it needs to finish if not preempted, and its ``k``-th iteration in the
+batch uses the ``k``-th: i.i.d. draws, the same law as one draw per request per iteration.
+
+Two paths compute the same iterations. With a constant gamma (no policy, or one with
+``always_gamma_max``) and a target performance model whose verify time depends only on
+sums over the batch (``verify_from_sums``, the roofline), a request's whole run is known
+when it joins: its tokens and KV blocks per iteration are added to per-iteration totals
+of the instance, its completion and its last few iterations (those drafting fewer than
+gamma tokens) are filed under their iteration numbers, and its time and energy shares are
+differences of running per-iteration accumulators. An iteration then costs O(1) plus its
+short and completing requests, whatever the batch size. Otherwise (gamma policies such
+as goodput, other performance models) the batch lives in slot arrays and each iteration
+runs numpy over them. ``tests/property/test_dsd_invariants.py`` checks that both give the
+same results.
 """
 from __future__ import annotations
 
@@ -70,7 +85,10 @@ class GammaPolicy(Protocol):
     def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
                iteration_time_s: Callable[[int], float]) -> int:
         """Return g in [0, gamma_max]; ``expected_tokens(g)`` is the mean tokens a request
-        emits per iteration, ``iteration_time_s(g)`` the engine's estimate of its time [s]."""
+        emits per iteration, ``iteration_time_s(g)`` the engine's estimate of its time [s].
+
+        A policy whose choice is always ``gamma_max`` may say so with a class attribute
+        ``always_gamma_max = True``: the engine then plans each request's run ahead."""
         ...
 
 
@@ -134,6 +152,9 @@ class DraftSide:
 class SpecInstance:
     """A target model instance that decodes speculatively (see the module docstring)."""
 
+    #: allow the planned-run path where it applies (tests switch it off to compare)
+    plan_runs = True
+
     def __init__(self, sim: "Simulation", index: int, cfg: InstanceConfig, perf: BoundPerformance,
                  ledger: Ledger, setup: SpecSetup):
         if cfg.chunked_prefill:
@@ -143,7 +164,9 @@ class SpecInstance:
         self.total_kv_blocks = cfg.kv_blocks
         self.waiting: Deque[Request] = deque()
         self.running: List[Request] = []
-        self._used = 0                 # KV blocks held by running requests (each side)
+        # KV blocks held (each side): all of them on the slot path; on the planned path
+        # those of prompts in prefill, the running batch's being counted when asked
+        self._held = 0
         self._seq = 0
         self.busy = False
         self.handoff = None
@@ -156,12 +179,32 @@ class SpecInstance:
         self.n_full_tokens = 0         # tokens those emitted
         self._plan: tuple = ()
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
-        # slot arrays of the running batch: columns n_in, n_out, generated, seq, blocks,
-        # n_in - 1 + lookahead, n_in + n_out - 1 (the KV-token cap) ...
-        self._I = np.zeros((cfg.max_batch_size, 7), dtype=np.int64)
-        # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
-        self._F = np.zeros((cfg.max_batch_size, 4))
         self._sum_ctx = 0              # sum over running requests of n_in + generated - 1
+        self._g = setup.gamma_max
+        # acceptance draws, drawn in chunks and handed out in consecutive segments:
+        # G, and the cumulative tokens C[i] = sum_{j<i} (min(G_j, gamma_max) + 1)
+        self._pool_G = np.zeros(0, dtype=np.int64)
+        self._pool_C = np.zeros(1, dtype=np.int64)
+        self._pool_c = np.zeros(0, dtype=np.int64)
+        self._pool_p = 0
+        pol = setup.gamma_policy
+        self._planned = (self.plan_runs and (pol is None or getattr(pol, "always_gamma_max", False))
+                         and getattr(perf, "verify_from_sums", False))
+        if self._planned:
+            self._t = 0                                    # index of the next speculative iteration
+            self._tok = np.zeros(1024, dtype=np.int64)     # tokens emitted by iteration t
+            self._short: dict = {}     # t -> [(request, g_i < g, context, tokens)]
+            self._done: dict = {}      # t -> requests completing in iteration t
+            self._cap_blocks = 0       # running batch: sum of blocks at each one's KV cap
+            # running sums of per-request shares: target time and energy per verified
+            # position, draft time and energy per request
+            self._acc = [0.0, 0.0, 0.0, 0.0]
+        else:
+            # slot arrays of the running batch: columns n_in, n_out, generated, seq, blocks,
+            # n_in - 1 + lookahead, n_in + n_out - 1 (the KV-token cap) ...
+            self._slots = np.zeros((cfg.max_batch_size, 7), dtype=np.int64)
+            # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
+            self._F = np.zeros((cfg.max_batch_size, 4))
 
     # ----------------------------------------------------------------- views
     @property
@@ -174,8 +217,28 @@ class SpecInstance:
         return len(self.running)
 
     @property
+    def _used(self) -> int:
+        """KV blocks held by admitted requests (each side)."""
+        if not self._planned:
+            return self._held
+        return self._held + self._running_blocks()
+
+    @property
     def free_kv_blocks(self) -> int:
         return self.total_kv_blocks - self._used
+
+    @property
+    def _I(self) -> np.ndarray:
+        """Running batch, one row per request in ``running`` order: n_in, n_out, generated,
+        seq, blocks, n_in - 1 + lookahead, n_in + n_out - 1 (a copy on the planned path)."""
+        if not self._planned:
+            return self._slots
+        rows = []
+        for r in self.running:
+            gen = self._generated_now(r)
+            rows.append((r.n_in, r.n_out, gen, r.seq, self._run_blocks(r, gen), r.n_in - 1 + self._la,
+                         r.n_in + r.n_out - 1))
+        return np.array(rows, dtype=np.int64).reshape(-1, 7)
 
     def _blocks(self, tokens: int) -> int:
         return -(-tokens // self.B)
@@ -183,6 +246,39 @@ class SpecInstance:
     def _need(self, r: Request) -> int:
         """Blocks for a (re)prefill of ``r`` plus its next iteration's lookahead."""
         return self._blocks(min(r.n_in + r.generated + self._la, r.n_in + r.n_out - 1))
+
+    def _take_draws(self, r: Request) -> tuple:
+        """Hand ``r`` the acceptance draws ``G`` (leading accepted draft tokens out of
+        gamma_max) for its run from now to completion if not preempted: the next ``N`` of
+        the instance's pool, ``N`` the number of iterations to emit its remaining ``m``
+        tokens. Sets ``r.spec_draws = (G, C, first index)``; returns (first, N, C[first])."""
+        m = r.n_out - r.generated
+        p = self._pool_p
+        G, C = self._pool_G, self._pool_C
+        if p + m > len(G):                     # a run takes at most m draws
+            s = self.setup
+            k = max(4096, m)
+            if s.alpha_by_position is not None:
+                if s.gamma_max == 0:
+                    new = np.zeros(k, dtype=np.int64)
+                else:
+                    ok = s.rng.random((k, s.gamma_max)) < np.asarray(s.alpha_by_position[:s.gamma_max])
+                    new = ok.cumprod(axis=1).sum(axis=1)
+            elif s.alpha > 0:
+                new = s.rng.geometric(1.0 - s.alpha, size=k) - 1
+            else:
+                new = np.zeros(k, dtype=np.int64)
+            G = np.concatenate((G[p:], new))      # segments handed out keep the old arrays
+            self._pool_c = np.minimum(G, self._g) + 1
+            C = np.zeros(len(G) + 1, dtype=np.int64)
+            np.cumsum(self._pool_c, out=C[1:])
+            self._pool_G, self._pool_C, p = G, C, 0
+        base = int(C[p])
+        e = int(C.searchsorted(base + m))     # first e with C[e] - C[p] >= m
+        r.spec_draws = (G, C, p)
+        r.spec_k = 0
+        self._pool_p = e
+        return p, e - p, base
 
     # ----------------------------------------------------------------- events
     def enqueue(self, r: Request) -> None:
@@ -199,6 +295,8 @@ class SpecInstance:
         kind = self._plan[0]
         if kind == "prefill":
             self._finish_prefill()
+        elif self._planned:
+            self._finish_planned()
         else:
             self._finish_spec()
         self._schedule()
@@ -206,7 +304,7 @@ class SpecInstance:
     def _schedule(self) -> None:
         if self.waiting and self._start_prefill():
             return
-        if self.running and self._start_spec():
+        if self.running and (self._start_planned() if self._planned else self._start_spec()):
             return
         self.busy = False
         self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
@@ -215,19 +313,29 @@ class SpecInstance:
     def _start_prefill(self) -> bool:
         cfg = self.cfg
         budget = cfg.max_batched_tokens
-        free = self.free_kv_blocks - cfg.watermark_blocks
+        if self._planned:   # a lower bound first: each running request at its KV cap
+            free, exact = self.total_kv_blocks - self._held - self._cap_blocks - cfg.watermark_blocks, False
+        else:
+            free, exact = self.total_kv_blocks - self._held - cfg.watermark_blocks, True
         chunks = []
         while self.waiting and len(self.running) + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             q = r.n_in + r.generated
             nb = self._need(r)
-            if q > budget or nb > free:
+            if q > budget:
                 break
+            if nb > free:
+                if exact:
+                    break
+                free += self._cap_blocks - self._running_blocks()
+                exact = True
+                if nb > free:
+                    break
             self.waiting.popleft()
             free -= nb
             budget -= q
             r.blocks = nb
-            self._used += nb
+            self._held += nb
             self._seq += 1
             r.seq = self._seq
             if not r.admitted:
@@ -254,6 +362,7 @@ class SpecInstance:
         e_t = t_t * self.perf.power_w(p_tok, 0)
         e_d = t_d * s.draft_perf.power_w(p_tok, 0)
         self._book(start, t_t, e_t, t_d, e_d, 0.0)
+        join = self._join_planned if self._planned else self._join
         for r, q in chunks:
             w = q / p_tok
             self._share(r, t_t * w, e_t * w, t_d * w, e_d * w)
@@ -261,28 +370,227 @@ class SpecInstance:
             if r.generated == 1:
                 self.sim.on_first_token(r, now)
             if r.generated >= r.n_out:
-                self._used -= r.blocks
+                self._held -= r.blocks
                 r.blocks = 0
                 self.sim.on_complete(r, now)
             else:
-                self._join(r)
+                join(r)
         self.n_iterations += 1
 
+    # ----------------------------------------------------------------- planned runs (constant gamma)
+    def _join_planned(self, r: Request) -> None:
+        """Plan ``r``'s run from now to completion: its tokens per iteration go into the
+        instance's totals, its completion and short iterations under their indices."""
+        t0, g = self._t, self._g
+        m = r.n_out - r.generated                       # tokens left
+        a, N, base = self._take_draws(r)
+        C = self._pool_C
+        e = a + N
+        end = t0 + N
+        if end > len(self._tok):
+            self._tok = np.concatenate((self._tok, np.zeros(max(len(self._tok), end), dtype=np.int64)))
+        tok = self._tok
+        # iterations in which r drafts fewer than g tokens (remaining - 1 < g): the last few
+        lo = max(a, e - g - 1)
+        tail = C[lo:e + 1].tolist()                     # tail[i] = C[lo + i]
+        tok[t0:end] += self._pool_c[a:e]
+        tok[end - 1] -= tail[-1] - base - m             # the last iteration emits what is left
+        ctx0 = r.n_in + r.generated - 1
+        short = self._short
+        j = N - 1
+        while j >= 0:
+            prev = tail[a + j - lo] - base              # tokens emitted before iteration j
+            rem = m - prev
+            if rem > g:
+                break
+            ent = (r, rem - 1, ctx0 + prev, min(tail[a + j + 1 - lo] - base, m) - prev)
+            lst = short.get(t0 + j)
+            if lst is None:
+                short[t0 + j] = [ent]
+            else:
+                lst.append(ent)
+            j -= 1
+        lst = self._done.get(end - 1)
+        if lst is None:
+            self._done[end - 1] = [r]
+        else:
+            lst.append(r)
+        r.spec_traj = (t0, r.generated, C, a, N)
+        acc = self._acc
+        r.spec_base = (acc[0], acc[1], acc[2], acc[3])
+        self.running.append(r)
+        self._held -= r.blocks                          # now counted from its generated tokens
+        r.blocks = 0
+        self._cap_blocks += self._blocks(r.n_in + r.n_out - 1)
+        self._sum_ctx += ctx0
+
+    def _generated_now(self, r: Request) -> int:
+        """Tokens generated by a running request on the planned path, now."""
+        t0, gen0, C, a, _ = r.spec_traj
+        return gen0 + int(C[a + self._t - t0]) - int(C[a])
+
+    def _run_blocks(self, r: Request, gen: int) -> int:
+        return self._blocks(min(r.n_in - 1 + self._la + gen, r.n_in + r.n_out - 1))
+
+    def _running_blocks(self) -> int:
+        return sum(self._run_blocks(r, self._generated_now(r)) for r in self.running)
+
+    def _settle_planned(self, r: Request) -> None:
+        """Move the shares accumulated since ``r`` joined onto it."""
+        a, b = self._acc, r.spec_base
+        q = self._g + 1
+        r.busy_s += q * (a[0] - b[0])
+        r.energy_j += q * (a[1] - b[1])
+        if self.draft is not None:
+            self.sim.dsd_draft_busy_s[r.id] += a[2] - b[2]
+            self.sim.dsd_draft_energy_j[r.id] += a[3] - b[3]
+        else:
+            r.busy_s += a[2] - b[2]
+            r.energy_j += a[3] - b[3]
+
+    def _start_planned(self) -> bool:
+        g = self._g
+        t = self._t
+        if self._held + self._cap_blocks > self.total_kv_blocks:
+            # Reserved blocks (lookahead included) cover every peak unless they exceed the cache.
+            while self._used > self.total_kv_blocks:
+                peak = 0
+                for r in self.running:
+                    gen = self._generated_now(r)
+                    peak += self._blocks(r.n_in + gen + min(g, r.n_out - gen - 1))
+                if peak <= self.total_kv_blocks:
+                    break
+                self._preempt_planned()
+                if not self.running:
+                    return False
+        n = len(self.running)
+        ctx_sum = self._sum_ctx
+        q = g + 1
+        p_tok, s_qc, s_qq = n * q, q * ctx_sum, n * q * (q + 1)
+        ent = self._short.get(t)
+        ns = 0
+        steps = g
+        if ent:
+            ns = len(ent)
+            gmax = 0
+            for _, gi, ctx, _ in ent:
+                p_tok += gi - g
+                s_qc += (gi - g) * ctx
+                s_qq += (gi + 1) * (gi + 2) - q * (q + 1)
+                if gi > gmax:
+                    gmax = gi
+            if ns == n:
+                steps = gmax
+        n_draft = p_tok - n
+        s = self.setup
+        t_v = self.perf.verify_sums_time_s(p_tok, ctx_sum, s_qc, s_qq)
+        t_d = s.draft_perf.decode_run_time_s(n, ctx_sum + n, steps) if steps else 0.0
+        t_l = 0.0
+        if s.split and steps:
+            t_l = n_draft * s.bytes_per_draft_token / s.bandwidth_bps + 2.0 * s.latency_s
+        gs = _PlannedGammas(self, g) if ns else None
+        now = self.sim.env.now
+        self._plan = ("spec", now, gs, ent, t_d, t_l, t_v, steps, g, n_draft, ns)
+        self.busy = True
+        self.ledger.sample(now, len(self.waiting), n)
+        self._arm(t_d + t_l + t_v)
+        return True
+
+    def _finish_planned(self) -> None:
+        _, start, _, ent, t_d, t_l, t_v, steps, g, n_draft, ns = self._plan
+        now = self.sim.env.now
+        s = self.setup
+        n = len(self.running)
+        n_ver = n_draft + n
+        e_v = t_v * self.perf.power_w(n_ver, 0)
+        e_d = t_d * s.draft_perf.decode_power_w
+        if self.draft is not None:            # as _book: draft, link, then target
+            if t_d > 0:
+                self.draft.ledger.busy(start, t_d, e_d)
+            self.ledger.busy(start + t_d + t_l, t_v, e_v)
+        else:
+            if t_d > 0:
+                self.ledger.busy(start, t_d, e_d)
+            self.ledger.busy(start + t_d, t_v, e_v)
+        x, y = t_v / n_ver, e_v / n_ver       # per verified position
+        a = self._acc
+        a[0] += x
+        a[1] += y
+        a[2] += t_d / n
+        a[3] += e_d / n
+        t = self._t
+        tok = int(self._tok[t])
+        full_tok = tok
+        if ent:
+            for r, gi, _, tk in ent:
+                d = gi - g
+                r.busy_s += d * x
+                r.energy_j += d * y
+                full_tok -= tk
+            del self._short[t]
+        self.n_full_draws += n - ns
+        self.n_full_tokens += full_tok
+        self._sum_ctx += tok
+        self._t = t + 1
+        self.n_iterations += 1
+        self.n_spec_iterations += 1
+        if self.draft is not None and steps:
+            self.draft.n_iterations += steps
+        done = self._done.pop(t, None)
+        if done:
+            for r in done:
+                self._settle_planned(r)
+                self.running.remove(r)
+                r.generated = r.n_out
+                r.spec_traj = None
+                self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
+                self._sum_ctx -= r.n_in + r.n_out - 1
+                self.sim.on_complete(r, now)
+
+    def _preempt_planned(self) -> None:
+        r = max(self.running, key=lambda x: x.seq)
+        gen = self._generated_now(r)
+        t = self._t
+        t0, _, C, a, N = r.spec_traj
+        j, end = t - t0, t0 + N
+        self._tok[t:end] -= C[a + j + 1:a + N + 1] - C[a + j:a + N]     # unplan the rest of its run
+        self._tok[end - 1] += int(C[a + N]) - int(C[a]) - (r.n_out - r.spec_traj[1])
+        for u in range(max(t, end - self._g - 1), end):
+            lst = self._short.get(u)
+            if lst:
+                lst[:] = [e for e in lst if e[0] is not r]
+                if not lst:
+                    del self._short[u]
+        self._done[end - 1].remove(r)
+        if not self._done[end - 1]:
+            del self._done[end - 1]
+        self._settle_planned(r)
+        self.running.remove(r)
+        self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
+        self._sum_ctx -= r.n_in + gen - 1
+        r.generated = gen
+        r.spec_traj = None
+        self.waiting.appendleft(r)
+        self.n_preemptions += 1
+        self.sim.on_preempted(r)
+
     # ----------------------------------------------------------------- running batch (slots)
-    # The running batch lives in slot arrays (one row per request) so that a speculative
-    # iteration costs a fixed number of numpy operations, not a Python loop per request.
+    # Otherwise the running batch lives in slot arrays (one row per request) so that a
+    # speculative iteration costs a fixed number of numpy operations, not a Python loop
+    # per request.
     def _join(self, r: Request) -> None:
+        self._take_draws(r)
         i = len(self.running)
         self.running.append(r)
-        self._I[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks,
-                      r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
+        self._slots[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks,
+                          r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
         self._F[i] = 0.0
         self._sum_ctx += r.n_in + r.generated - 1
 
     def _leave(self, i: int) -> Request:
         """Take slot ``i`` out of the batch, moving its shares and tokens onto the request."""
         r = self.running[i]
-        I, F = self._I, self._F
+        I, F = self._slots, self._F
         r.generated = int(I[i, 2])
         self._sum_ctx -= r.n_in + r.generated - 1
         r.busy_s += float(F[i, 0])
@@ -293,7 +601,7 @@ class SpecInstance:
         else:
             r.busy_s += float(F[i, 2])
             r.energy_j += float(F[i, 3])
-        self._used -= int(I[i, 4])
+        self._held -= int(I[i, 4])
         r.blocks = 0
         last = len(self.running) - 1
         if i != last:
@@ -307,7 +615,7 @@ class SpecInstance:
     def _gammas(self, g: int) -> Optional[np.ndarray]:
         """Draft tokens per request, ``min(g, remaining - 1)``; None when all equal ``g``."""
         n = len(self.running)
-        I = self._I
+        I = self._slots
         rem = I[:n, 1] - I[:n, 2]
         if int(rem.min()) > g:
             return None
@@ -322,7 +630,7 @@ class SpecInstance:
             t_v = self.perf.verify_uniform_time_s(n, g + 1, ctx_sum)
         else:
             steps, n_draft = int(gs.max()), int(gs.sum())
-            I = self._I
+            I = self._slots
             t_v = self.perf.verify_time_s(gs + 1, I[:n, 0] + I[:n, 2] - 1)
         t_d = s.draft_perf.decode_run_time_s(n, ctx_sum + n, steps) if steps else 0.0
         t_l = 0.0
@@ -340,9 +648,9 @@ class SpecInstance:
                 raise SimulationInvariantError(f"gamma policy returned {g}; valid 0..{s.gamma_max}")
         gs = self._gammas(g)
         # Reserved blocks (lookahead included) cover every peak unless they exceed the cache.
-        while self._used > self.total_kv_blocks:
+        while self._held > self.total_kv_blocks:
             n = len(self.running)
-            I = self._I
+            I = self._slots
             peak = I[:n, 0] + I[:n, 2] + (g if gs is None else gs)
             if int((-(-peak // self.B)).sum()) <= self.total_kv_blocks:
                 break
@@ -352,16 +660,10 @@ class SpecInstance:
             gs = self._gammas(g)
         t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
         n = len(self.running)
-        if s.alpha_by_position is not None:
-            if g:
-                ok = s.rng.random((n, g)) < np.asarray(s.alpha_by_position[:g])
-                drawn = ok.cumprod(axis=1).sum(axis=1)     # leading acceptances
-            else:
-                drawn = np.zeros(n, dtype=np.int64)
-        elif s.alpha > 0:
-            drawn = s.rng.geometric(1.0 - s.alpha, size=n) - 1
-        else:
-            drawn = np.zeros(n, dtype=np.int64)
+        drawn = np.empty(n, dtype=np.int64)
+        for i, r in enumerate(self.running):           # each request's next draw
+            drawn[i] = r.spec_draws[0][r.spec_draws[2] + r.spec_k]
+            r.spec_k += 1
         self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g, n_draft)
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), n)
@@ -377,7 +679,7 @@ class SpecInstance:
         e_v = t_v * self.perf.power_w(n_ver, 0)
         e_d = t_d * s.draft_perf.decode_power_w
         self._book(start, t_v, e_v, t_d, e_d, t_l)
-        I, F = self._I, self._F
+        I, F = self._slots, self._F
         if gs is None:                          # every request verified g + 1 positions
             F[:n] += (t_v / n, e_v / n, t_d / n, e_d / n)
             tok = np.minimum(drawn, g) + 1
@@ -398,7 +700,7 @@ class SpecInstance:
         self._sum_ctx += n_tok
         gen = I[:n, 2]
         blk = (np.minimum(I[:n, 5] + gen, I[:n, 6]) + (self.B - 1)) // self.B
-        self._used += int(blk.sum()) - int(I[:n, 4].sum())
+        self._held += int(blk.sum()) - int(I[:n, 4].sum())
         I[:n, 4] = blk
         for i in np.flatnonzero(gen >= I[:n, 1])[::-1].tolist():
             r = self._leave(i)
@@ -410,7 +712,7 @@ class SpecInstance:
 
     def _preempt(self) -> None:
         n = len(self.running)
-        r = self._leave(int(np.argmax(self._I[:n, 3])))
+        r = self._leave(int(np.argmax(self._slots[:n, 3])))
         self.waiting.appendleft(r)
         self.n_preemptions += 1
         self.sim.on_preempted(r)
@@ -447,3 +749,21 @@ class SpecInstance:
                 f"{len(self.running)} running")
         if self._used != 0:
             raise SimulationInvariantError(f"instance {self.index} ended with {self._used} KV blocks held")
+        if self._planned and (self._short or self._done or self._sum_ctx):
+            raise SimulationInvariantError(f"instance {self.index} ended with planned iterations left")
+
+
+class _PlannedGammas:
+    """Draft tokens per running request this iteration, built only when read (as an array)."""
+
+    __slots__ = ("inst", "g")
+
+    def __init__(self, inst: SpecInstance, g: int):
+        self.inst, self.g = inst, g
+
+    def __array__(self, dtype=None, copy=None):
+        out = []
+        for r in self.inst.running:
+            gen = self.inst._generated_now(r)
+            out.append(min(self.g, r.n_out - gen - 1))
+        return np.array(out, dtype=dtype or np.int64)

@@ -93,6 +93,17 @@ class BoundRoofline(BoundPerformance):
         tc, tm = f / self._flops, m / self._bw
         return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
 
+    verify_from_sums = True
+
+    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int) -> float:
+        # pairs = sum q_i c_i + sum q_i (q_i + 1) / 2, from the exact integer sums
+        if p_tok == 0:
+            return 0.0
+        f = p_tok * self._f_mm + self._f_attn * (float(s_qc) + float(s_qq) * 0.5)
+        m = self._w + self._kv * (ctx_sum + p_tok)
+        tc, tm = f / self._flops, m / self._bw
+        return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
+
     def verify_uniform_time_s(self, n: int, new_tokens: int, ctx_sum: int) -> float:
         q = new_tokens
         p_tok = n * q

@@ -16,6 +16,9 @@ __all__ = ["FixedGamma", "GoodputGamma"]
 class FixedGamma:
     """Always ``gamma_max`` (the experiment's ``gamma``)."""
 
+    #: choose() always returns gamma_max: the engine may plan each request's run ahead
+    always_gamma_max = True
+
     def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
                iteration_time_s: Callable[[int], float]) -> int:
         return gamma_max
