@@ -194,15 +194,29 @@ def _cand(c: Any, prefix: str) -> Dict[str, Any]:
 
 
 def run_scenario(spec: PaperSpec, base_dir: Path, scn: Scenario, plan: Callable[..., Any] | None = None,
-                 plan_kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """One summary row: the scenario, the new-only baseline, GreenLLM's choice and the reduction."""
+                 plan_kwargs: Optional[Dict[str, Any]] = None,
+                 extra_overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One summary row: the scenario, the new-only baseline, GreenLLM's choice and the reduction.
+
+    ``extra_overrides`` (dotted keys of the plan file, e.g. ``workload.n_requests``) apply
+    after the scenario's own; ``plan_kwargs`` go to :func:`greensim.planner.plan`.
+    """
     plan = plan or _plan_fn()
     path = base_dir / spec.apps[scn.app]
     data = load_yaml(path)
-    ov = scenario_overrides(spec, scn, data)
+    ov = {**scenario_overrides(spec, scn, data), **(extra_overrides or {})}
     kw = dict(progress=False, **(plan_kwargs or {}))
-    base_res = plan(path, overrides={**ov, "search.modes": ["colocated"]}, **kw)
-    green_res = plan(path, overrides=ov, **kw)
+
+    def search(overrides):
+        res = plan(path, overrides=overrides, **kw)
+        if res.best is None:
+            # Every candidate was pruned because even its attainment upper bound misses the
+            # target: GreenLLM then takes the highest attainment (paper.md section 7), which
+            # needs simulations, so search again without pruning.
+            res = plan(path, overrides=overrides, **{**kw, "prune": False})
+        return res
+    base_res = search({**ov, "search.modes": ["colocated"]})
+    green_res = search(ov)
     base, green = base_res.best, green_res.best
     if base is None or green is None:
         raise ConfigError(f"scenario {scn.label}: the planner found no configuration that can run "
@@ -230,14 +244,16 @@ def run_scenario(spec: PaperSpec, base_dir: Path, scn: Scenario, plan: Callable[
 
 def run_paper(spec_path: str | Path | None = None, quick: bool = False, progress: bool = True,
               plan: Callable[..., Any] | None = None, only: Optional[List[Scenario]] = None,
-              plan_kwargs: Optional[Dict[str, Any]] = None) -> pd.DataFrame:
+              plan_kwargs: Optional[Dict[str, Any]] = None,
+              extra_overrides: Optional[Dict[str, Any]] = None) -> pd.DataFrame:
     """Run every scenario (or ``only`` these); one row per scenario (see :func:`run_scenario`)."""
     spec, base_dir = load_paper_spec(spec_path)
     todo = only if only is not None else scenarios(spec, quick)
     from tqdm import tqdm
     rows = []
     for scn in tqdm(todo, unit="scenario", desc="paper", disable=not progress):
-        rows.append(run_scenario(spec, base_dir, scn, plan=plan, plan_kwargs=plan_kwargs))
+        rows.append(run_scenario(spec, base_dir, scn, plan=plan, plan_kwargs=plan_kwargs,
+                                 extra_overrides=extra_overrides))
     df = pd.DataFrame(rows)
     df.attrs["attainment_target"] = spec.attainment_target
     return df
