@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import apply_overrides, load_yaml
+from .config import load_yaml
 from .errors import ConfigError
 
 __all__ = ["PaperSpec", "Scenario", "load_paper_spec", "scenarios", "scenario_overrides", "run_paper",
@@ -292,12 +292,14 @@ def headline(df: pd.DataFrame) -> Dict[str, Any]:
 
 
 # ------------------------------------------------------------------ figures
-def _heat(ax, table: pd.DataFrame, title: str, fmt: str, cmap: str, vmin=None, vmax=None) -> None:
+def _heat(ax, table: pd.DataFrame, title: str, fmt: str, cmap: str, vmin=None, vmax=None,
+          star: Optional[pd.DataFrame] = None) -> None:
     im = ax.imshow(table.values.astype(float), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
     ax.set_yticks(range(table.shape[0]), [str(r) for r in table.index])
     for (r, c), v in pd.DataFrame(table.values).stack().items():
-        ax.text(c, r, format(float(v), fmt), ha="center", va="center", fontsize=8)
+        mark = "*" if star is not None and bool(star.values[r, c]) else ""
+        ax.text(c, r, format(float(v), fmt) + mark, ha="center", va="center", fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
 
@@ -318,7 +320,11 @@ def plot_paper(df: pd.DataFrame, folder: Path, spec: PaperSpec) -> List[Path]:
         for ax, s in zip(axes[0], scales):
             d = df[(df["lifetime"] == lt0) & (df["slo_scale"] == s)]
             t = d.pivot_table(index="app", columns="grid", values="reduction_pct").reindex(columns=grids)
-            _heat(ax, t, f"carbon reduction % vs new-only\nSLO x{s:g}, {lt0}", ".1f", "RdYlGn", -50, 50)
+            miss = (~d["greenllm_meets_target"].astype(bool)).astype(float)
+            star = d.assign(m=miss).pivot_table(index="app", columns="grid", values="m").reindex(
+                index=t.index, columns=grids) > 0
+            _heat(ax, t, f"carbon reduction % vs new-only\nSLO x{s:g}, {lt0}\n* = target not met by any config",
+                  ".1f", "RdYlGn", -50, 50, star=star)
         fig.tight_layout()
         out.append(folder / "reduction_app_grid.png")
         fig.savefig(out[-1], dpi=110)
