@@ -52,8 +52,9 @@ def plot_frontier(res: PlanResult, path: Path) -> None:
         full = g[g["stage"] == "full_sim"]
         short = g[g["stage"] != "full_sim"]
         col = _COLORS.get(mode, "gray")
-        ax.scatter(100 * full["slo_attainment_frac"], full["carbon_g_per_request"], c=col, label=f"{mode} (full)",
-                   s=36, zorder=3)
+        if len(full):
+            ax.scatter(100 * full["slo_attainment_frac"], full["carbon_g_per_request"], c=col,
+                       label=f"{mode} (full)", s=36, zorder=3)
         if len(short):
             ax.scatter(100 * short["slo_attainment_frac"], short["carbon_g_per_request"], facecolors="none",
                        edgecolors=col, label=f"{mode} (short)", s=36, zorder=2)

@@ -23,6 +23,7 @@ none does). The search is staged:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -274,11 +275,11 @@ class _Context:
         self._bound: Dict[Any, Any] = {}
         self._memo: Dict[Any, np.ndarray] = {}
 
-    def bound(self, gpu: str, model, tp: int):
+    def bound(self, gpu: str, model, tp: int, max_batch: Optional[int] = None):
         key = (gpu, model.name, tp)
         if key not in self._bound:
             self._bound[key] = self.perf.bind(self.cat.gpu(gpu, "gpu"), model, tp)
-        return self._bound[key]
+        return self._bound[key] if max_batch is None else _BatchCapped(self._bound[key], max_batch)
 
     def per_input(self, key, f) -> np.ndarray:
         """f(n_in) for every request (evaluated once per distinct prompt length)."""
@@ -306,6 +307,30 @@ class _Context:
         return self.cat.gpu(gpu, "gpu").idle_w
 
 
+class _Overloaded(ConfigError):
+    """The theory's mean batch exceeds the candidate's batch cap: it cannot keep up."""
+
+
+class _BatchCapped:
+    """A bound performance model that refuses batches beyond ``max_batch + 1`` requests.
+
+    The theory's batch fixed point grows without bound when a candidate cannot keep up; a
+    mean batch above the cap means the queue grows (overloaded), and it stops the search
+    before iterations over huge batches get slow.
+    """
+
+    def __init__(self, perf, max_batch: int):
+        self._perf, self._cap = perf, max_batch + 1
+
+    def iteration_time_s(self, chunks, n_decode, decode_ctx_tokens):
+        if len(chunks) > self._cap or n_decode > self._cap:
+            raise _Overloaded(f"theory: the mean batch would exceed max_batch_size {self._cap - 1}")
+        return self._perf.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
+
+    def __getattr__(self, name):
+        return getattr(self._perf, name)
+
+
 def _link_bps(spec: PlanSpec) -> float:
     from ..core.link import link_bandwidth_bps
     lk = spec.link
@@ -318,7 +343,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
     spec = ctx.spec
     m = ctx.model
     nw = _item(spec, c.new_gpu, "new")
-    p_new = ctx.bound(nw.gpu, m, nw.tp)
+    p_new = ctx.bound(nw.gpu, m, nw.tp, c.max_batch_size)
     n_in = max(1, int(round(ctx.n_in.mean())))
     n_out = max(2, int(round(ctx.n_out.mean())))
     new = (nw.tp, *ctx.embodied(nw.gpu, nw.age_years))
@@ -335,7 +360,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             mode = th.colocated(p_new, n_in, n_out, ctx.rate / c.n_new, *new)
         elif c.mode == "dpd":
             od = _item(spec, c.old_gpu, "old")
-            p_old = ctx.bound(od.gpu, m, od.tp)
+            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             bw = _link_bps(spec)
             kvb = m.kv_bytes_per_token
@@ -351,14 +376,14 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             g = c.gamma
             if c.mode == "dsd":
                 od = _item(spec, c.old_gpu, "old")
-                p_draft = ctx.bound(od.gpu, ctx.draft, 1)
+                p_draft = ctx.bound(od.gpu, ctx.draft, 1, c.max_batch_size)
                 bw = _link_bps(spec)
                 per_tok = 4 + (ctx.draft.vocab_size if d.probabilities == "full_vocab"
                                else d.top_k * (1 + 4 / ctx.draft.dtype_bytes)) * ctx.draft.dtype_bytes
                 link_s = g * per_tok / bw + 2 * spec.link.latency_s
                 dkey = ("dec", od.gpu, "draft")
             else:
-                p_draft = ctx.bound(nw.gpu, ctx.draft, nw.tp)
+                p_draft = ctx.bound(nw.gpu, ctx.draft, nw.tp, c.max_batch_size)
                 link_s = 0.0
                 dkey = ("dec", nw.gpu, "draft")
             t_d = ctx.per_input(dkey, lambda x: p_draft.iteration_time_s((), 1, x))
@@ -433,6 +458,31 @@ def _simulate(exp: Experiment) -> Dict[str, Any]:
     return dict(run(exp, write=False, progress=False).summary)
 
 
+@contextlib.contextmanager
+def _catalogue_read_once():
+    """Within a plan, every candidate reads the same catalogue files: parse them once.
+
+    ``runner.prepare`` loads the catalogue per run, and YAML parsing was ~40 % of a pruned
+    search's time (cProfile on experiments/plans/chat_a100_v100.yaml). The runner's module
+    global is swapped for a memoised loader for the duration of the search and restored after.
+    """
+    from .. import runner
+    original = runner.load_catalog
+    memo: Dict[Any, Any] = {}
+
+    def load(extra_gpu_dirs=(), extra_model_dirs=()):
+        key = (tuple(map(str, extra_gpu_dirs)), tuple(map(str, extra_model_dirs)))
+        if key not in memo:
+            memo[key] = original(extra_gpu_dirs, extra_model_dirs)
+        return memo[key]
+
+    runner.load_catalog = load
+    try:
+        yield
+    finally:
+        runner.load_catalog = original
+
+
 def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True,
          prune: bool = True) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
@@ -446,22 +496,27 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
         short simulations only.
     prune : False = brute force: a full simulation of every buildable candidate.
     """
+    with _catalogue_read_once():
+        return _plan(spec, overrides, progress, confirm, prune)
+
+
+def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool) -> PlanResult:
     t0 = time.perf_counter()
     spec = load_plan_spec(spec, overrides)
     target = spec.attainment_target
     cands = enumerate_candidates(spec)
-    ctx = None
+    # workload statistics from the plan itself: a bad workload is the plan's error, not a candidate's
+    nw = next(i for i in spec.inventory if i.role == "new")
+    probe = Candidate("probe", "colocated", nw.gpu, 1, None, 0, None, spec.search.max_batch_sizes[0])
+    ctx = _Context(spec, parse_experiment(_experiment_dict(spec, probe), where=spec.name))
     for c in cands:
         try:
             c.experiment = parse_experiment(_experiment_dict(spec, c), where=f"candidate {c.name}")
-            if ctx is None:
-                ctx = _Context(spec, c.experiment)
             _check_fits(ctx, c)
+            _theory(ctx, c)
         except GreensimError as exc:
             c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
     alive = [c for c in cands if c.experiment is not None]
-    for c in alive:
-        _theory(ctx, c)
 
     bar = None
     if progress:
@@ -503,6 +558,10 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
     def short_ok(c):
         return c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target
 
+    def short_promising(c):
+        return (c.short_summary is not None
+                and c.short_summary["slo_attainment_frac"] >= target - spec.search.short_slack)
+
     def full_ok(c):
         return c.summary is not None and c.summary["slo_attainment_frac"] >= target
 
@@ -530,21 +589,31 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
                 c.reason = (f"theory: predicted carbon more than {margin:.0%} above a candidate that met "
                             f"the target in its short simulation")
             if confirm:
-                found = _confirm(alive, run_full, short_ok, full_ok, short_carbon, spec.search.top_k, None)
+                found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, None)
                 if not found and skipped:       # the bar's candidates failed: reopen the skipped ones
                     for c in skipped:
                         c.reason = ""
                         run_short(c)
-                    found = _confirm(alive, run_full, short_ok, full_ok, short_carbon, spec.search.top_k, None)
+                    found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, None)
                 if not found:                   # nothing confirmed: the most promising by attainment
                     for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
                                     key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c))):
                         run_full(c)
                         if full_ok(c):
                             break
+                if not found and not any(c.summary is not None for c in alive):
+                    # nothing survived the theory: simulate the top_k by attainment upper bound, so that
+                    # the answer is still the highest-attainment candidate the planner saw
+                    for c in sorted(alive, key=lambda c: (-c.attainment_upper_bound_frac,
+                                                          c.predicted_utilization_frac, c.name))[:spec.search.top_k]:
+                        run_full(c)
                 # the new-GPU colocated baseline, confirmed the same way
                 if not any(full_ok(c) for c in alive if c.mode == "colocated"):
-                    _confirm([c for c in alive if c.mode == "colocated"], run_full, short_ok, full_ok, short_carbon,
+                    for c in skipped:
+                        if c.mode == "colocated" and c.short_summary is None:
+                            c.reason = ""
+                            run_short(c)
+                    _confirm([c for c in alive if c.mode == "colocated"], run_full, short_promising, full_ok, short_carbon,
                              spec.search.top_k, None)
     finally:
         if bar is not None:

@@ -81,11 +81,17 @@ class SearchSpec(_Base):
     decode_router: str = Field("kv_capacity_aware", description="DPD decode router "
                                "(cluster.disaggregation.decode_router)")
     short_requests: int = Field(300, ge=10, description="requests per short simulation (the first N of the "
-                                "workload); chosen here as a speed/accuracy trade-off, see README 'Planner'")
-    prune_margin: float = Field(0.25, ge=0, description="a candidate whose theory-predicted carbon per request "
+                                "workload); default 300: a speed/accuracy choice, its attainment error is measured "
+                                "by benchmarks/bench_planner.py (short_slack covers it)")
+    prune_margin: float = Field(0.3, ge=0, description="a candidate whose theory-predicted carbon per request "
                                 "exceeds (1 + prune_margin) x the predicted carbon of a candidate already found "
-                                "feasible is discarded without simulation; 0.25 covers the theory-vs-simulator "
-                                "gaps measured with benchmarks/bench_planner.py (README 'Planner')")
+                                "feasible (short simulation) is skipped; default 0.3: the theory fell 1-23 % below "
+                                "the full simulations (benchmarks/bench_planner.py on experiments/plans at 4 and 8 "
+                                "req/s), so two candidates' predictions can be off by up to (1-0.03)/(1-0.23) = 1.26x")
+    short_slack: float = Field(0.15, ge=0, le=1, description="a short simulation whose attainment is at least "
+                               "attainment_target - short_slack makes its candidate eligible for a full simulation; "
+                               "default 0.15: short (300-request) runs fell up to 0.096 below the full (1,500) "
+                               "ones near the target (benchmarks/bench_planner.py), 0.15 leaves 1.5x that")
     top_k: int = Field(3, ge=1, description="candidates (lowest short-simulation carbon among those meeting the "
                        "target) confirmed by a full simulation")
     charge_unused: bool = Field(False, description="also charge inventory GPUs a candidate leaves unused (their idle "
