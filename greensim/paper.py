@@ -209,10 +209,11 @@ def run_scenario(spec: PaperSpec, base_dir: Path, scn: Scenario, plan: Callable[
 
     def search(overrides):
         res = plan(path, overrides=overrides, **kw)
-        if res.best is None:
-            # Every candidate was pruned because even its attainment upper bound misses the
-            # target: GreenLLM then takes the highest attainment (paper.md section 7), which
-            # needs simulations, so search again without pruning.
+        if res.best is None or not res.feasible:
+            # Nothing meets the target: GreenLLM then takes the highest attainment (paper.md
+            # section 7), but a pruned search only ranks the candidates it kept (those whose
+            # attainment upper bound misses the target are dropped unsimulated), so search
+            # again without pruning.
             res = plan(path, overrides=overrides, **{**kw, "prune": False})
         return res
     base_res = search({**ov, "search.modes": ["colocated"]})
