@@ -155,8 +155,9 @@ def _format_plan_errors(exc: ValidationError, where: str) -> str:
             lines.append(f"{path}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
         elif e["type"] == "missing":
             lines.append(f"{path}: required field is missing. Add it.")
-        elif e["type"] == "value_error":
-            lines.append(f"{path}: {e['msg'].removeprefix('Value error, ')}.")
+        elif e["type"] == "value_error":     # plan-level checks name their own fields
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{msg}." if not loc else f"{path}: {msg}.")
         else:
             lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
     n = len(lines)

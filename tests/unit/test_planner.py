@@ -211,3 +211,12 @@ def test_plan_file_defaults_and_example_loads():
     assert spec.search.gammas == [2, 4, 6] and spec.search.max_batch_sizes == [256]
     assert spec.search.modes == ["colocated", "dpd", "dsd", "spec"]
     assert spec.search.charge_unused is False
+
+
+def test_nothing_buildable_gives_no_winner_but_a_full_frontier():
+    # the A10G has no sourced TDP in the catalogue: no candidate on it can be priced
+    res = plan(problem(**{"inventory.0.gpu": "A10G", "workload.n_requests": 40}))
+    assert res.best is None and not res.feasible and res.saving_frac is None
+    df = res.frontier
+    assert len(df) == 18 and (df["stage"] == "error").all()
+    assert df["reason"].str.contains("tdp_w").all()
