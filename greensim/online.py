@@ -8,7 +8,9 @@ at the arrival rate and mean lengths **observed in the previous window** and the
 **forecast for the coming window** (``carbon.forecast``: mean of the forecast over the
 window; without it, the intensity in force at the boundary), and keeps or switches the
 deployment as the per-request scheduler does (lowest-carbon feasible, ``hysteresis_frac``,
-``min_dwell_s``). The first window runs ``reconfigure.initial``.
+``min_dwell_s``). The first window runs ``reconfigure.initial``. With ``reconfigure.predictor:
+simulate`` a deployment is scored instead by a short simulation of the previous window's requests
+(:class:`SimulationPredictor`), feasible if its SLO attainment meets ``attainment_target``.
 
 Each window is simulated by greensim's runner on that window's requests (times relative to
 the window start, the intensity source shifted to it). A switch takes ``switch_s``: requests
@@ -48,7 +50,7 @@ from .errors import ConfigError
 from .policies.scheduler import PlanScore, _better, build_modes, decide, predict
 from .units import J_PER_KWH
 
-__all__ = ["WindowsResult", "run_windows", "plot_plan", "plot_class_plan"]
+__all__ = ["WindowsResult", "SimulationPredictor", "run_windows", "plot_plan", "plot_class_plan"]
 
 
 class ShiftedIntensity(CarbonIntensity):
