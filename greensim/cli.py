@@ -129,6 +129,10 @@ def replan_cmd(experiment, overrides, out_dir, no_plots):
     except GreensimError as exc:
         _fail(exc)
     click.echo(res.comparison.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    pr = res.prediction
+    extra = (f", {pr['n_simulations']} short simulations, {pr['n_cache_hits']} cache hits"
+             if "n_simulations" in pr else "")
+    click.echo(f"predictor {pr['predictor']}: {pr['wall_s']:.2f} s{extra}; total wall {res.wall_s:.1f} s")
     click.echo(f"results: {res.folder}")
 
 

@@ -576,6 +576,20 @@ class Reconfigure(_Base):
                                      "within this fraction of the SLO [-]")
     max_utilization_frac: float = Field(1.0, gt=0, le=1, description="feasible only below this predicted busy "
                                         "fraction of every GPU role [-]")
+    predictor: Literal["theory", "simulate"] = Field(
+        "theory", description="how each deployment is scored at a boundary: 'theory' (greensim.theory closed forms "
+        "at the observed rate and mean lengths; feasible by slo_headroom_frac / max_utilization_frac) or 'simulate' "
+        "(a short simulation of predictor_requests requests resampled from the previous window at its rate; feasible "
+        "if its SLO attainment >= attainment_target)")
+    predictor_requests: int = Field(300, ge=1, description="requests per short simulation of predictor 'simulate' "
+                                    "(default: the planner's search.short_requests)")
+    attainment_target: float = Field(0.9, gt=0, le=1, description="predictor 'simulate': feasible if the predicted "
+                                     "fraction of requests meeting both SLOs is at least this (paper.md section 3: "
+                                     "90 % attainment)")
+    predictor_round_frac: float = Field(0.05, ge=0, lt=1, description="predictor 'simulate': rate and intensity are "
+                                        "rounded to a geometric grid of this relative step and simulated at the grid "
+                                        "value, scores cached per (deployment, rate, intensity); 0: no rounding. A "
+                                        "cache granularity, not a measurement")
 
     @model_validator(mode="after")
     def _initial(self):

@@ -8,7 +8,9 @@ at the arrival rate and mean lengths **observed in the previous window** and the
 **forecast for the coming window** (``carbon.forecast``: mean of the forecast over the
 window; without it, the intensity in force at the boundary), and keeps or switches the
 deployment as the per-request scheduler does (lowest-carbon feasible, ``hysteresis_frac``,
-``min_dwell_s``). The first window runs ``reconfigure.initial``.
+``min_dwell_s``). The first window runs ``reconfigure.initial``. With ``reconfigure.predictor:
+simulate`` a deployment is scored instead by a short simulation of the previous window's requests
+(:class:`SimulationPredictor`), feasible if its SLO attainment meets ``attainment_target``.
 
 Each window is simulated by greensim's runner on that window's requests (times relative to
 the window start, the intensity source shifted to it). A switch takes ``switch_s``: requests
@@ -48,7 +50,7 @@ from .errors import ConfigError
 from .policies.scheduler import PlanScore, _better, build_modes, decide, predict
 from .units import J_PER_KWH
 
-__all__ = ["WindowsResult", "run_windows", "plot_plan", "plot_class_plan"]
+__all__ = ["WindowsResult", "SimulationPredictor", "run_windows", "plot_plan", "plot_class_plan"]
 
 
 class ShiftedIntensity(CarbonIntensity):
@@ -77,12 +79,15 @@ class WindowsResult:
     static : one row per (deployment, window) of the static baselines.
     comparison : one row per strategy (online, static:<name>): total carbon, gCO2e/request, SLO
         attainment, switches, energy, tail share.
+    prediction : the predictor's cost: predictor, wall_s (time spent scoring deployments), and for
+        'simulate' n_simulations, n_cache_hits, predictor_requests.
     """
     windows: pd.DataFrame
     static: pd.DataFrame
     comparison: pd.DataFrame
     folder: Optional[Path]
     wall_s: float
+    prediction: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _window_table(table: RequestTable, idx: np.ndarray, t0: float, hold_until: float) -> Tuple[RequestTable, np.ndarray]:
@@ -95,6 +100,19 @@ def _window_table(table: RequestTable, idx: np.ndarray, t0: float, hold_until: f
 def _idle_rate(mode, ci: float) -> float:
     """Carbon rate of a deployment serving nothing [gCO2e/s]."""
     return predict(mode, 0.0, 0, 0, ci).carbon_gps
+
+
+def _carbon_after(t, mode, cut_s: float, bin_s: float) -> float:
+    """Carbon a simulation's tables charge from ``cut_s`` to its end (timeline bins starting at or after
+    ``cut_s``, plus the deployment's embodied rate) [gCO2e]."""
+    h = float(t.summary["duration_s"])
+    tl = t.timeline
+    edges = np.sort(tl["t_s"].unique())
+    width = np.diff(np.append(edges, max(h, edges[-1] + bin_s)))
+    wmap = dict(zip(edges, width))
+    after = tl[tl["t_s"] >= cut_s]
+    tail = float((after["carbon_gco2_per_s"] * after["t_s"].map(wmap)).sum())
+    return tail + sum(r.n * r.emb_gps for r in mode.roles) * max(0.0, h - cut_s)
 
 
 def _simulate_window(prep, mode, base, idx: np.ndarray, t0: float, w: float, hold_s: float) -> Dict[str, Any]:
@@ -120,19 +138,68 @@ def _simulate_window(prep, mode, base, idx: np.ndarray, t0: float, w: float, hol
     if h < w:                               # the deployment stays provisioned until the window ends
         ci_gap = float(base.intensity.mean_over(np.asarray([t0 + h]), np.asarray([t0 + w]))[0])
         gap = _idle_rate(mode, ci_gap) * (w - h)
-    tail = 0.0
-    if h > w:
-        tl = t.timeline
-        edges = np.sort(tl["t_s"].unique())
-        width = np.diff(np.append(edges, max(h, edges[-1] + p.bin_s)))
-        wmap = dict(zip(edges, width))
-        after = tl[tl["t_s"] >= w]
-        tail = float((after["carbon_gco2_per_s"] * after["t_s"].map(wmap)).sum())
-        tail += sum(r.n * r.emb_gps for r in mode.roles) * (h - w)
+    tail = _carbon_after(t, mode, w, p.bin_s) if h > w else 0.0
     return {"n": int(len(q)), "n_met": int(met.sum()), "carbon_gco2": carbon + gap,
             "energy_kwh": float(s["energy_kwh"]), "tail_s": max(0.0, h - w), "tail_gco2": tail, "gap_gco2": gap,
             "held": int((delay > 0).sum()), "ci_actual": ci_mean,
             "mean_n_in": float(sub.n_input_tokens.mean()), "mean_n_out": float(sub.n_output_tokens.mean())}
+
+
+def _grid(x: float, step: float) -> float:
+    """``x`` rounded to the geometric grid ``(1 + step)**i`` (unchanged if ``step`` is 0 or ``x <= 0``)."""
+    if step <= 0 or x <= 0:
+        return float(x)
+    g = math.log1p(step)
+    return float(math.exp(round(math.log(x) / g) * g))
+
+
+class SimulationPredictor:
+    """Predictor ``simulate`` of :func:`run_windows`: scores a deployment by a short simulation.
+
+    ``score(d, k, idx, rate, ci)`` simulates ``n_requests`` requests resampled (with replacement) from the
+    requests ``idx`` of the previous window, arriving as a Poisson process at ``rate`` (rounded to the
+    ``round_frac`` grid), at the constant intensity ``ci`` (rounded likewise), on deployment ``d`` with the
+    runner (:func:`greensim.runner.simulate` on the deployment's prepared experiment). The resampling and
+    arrival stream of window ``k`` is seeded by (experiment seed, ``k``). Returns (carbon [gCO2e/s] over
+    [0, last arrival], SLO attainment). Scores are cached per (deployment, rounded rate, rounded intensity):
+    ``n_simulations``, ``n_cache_hits`` and ``wall_s`` count the work.
+    """
+
+    def __init__(self, preps: Dict[str, Any], modes: Dict[str, Any], base, seed: int, n_requests: int,
+                 round_frac: float):
+        self.preps, self.modes, self.base = preps, modes, base
+        self.seed, self.n, self.step = int(seed), int(n_requests), float(round_frac)
+        self.cache: Dict[Tuple[str, float, float], Tuple[float, float]] = {}
+        self.n_simulations = self.n_cache_hits = 0
+        self.wall_s = 0.0
+
+    def score(self, d: str, k: int, idx: np.ndarray, rate: float, ci: float) -> Tuple[float, float]:
+        key = (d, _grid(rate, self.step), _grid(ci, self.step))
+        if key in self.cache:
+            self.n_cache_hits += 1
+            return self.cache[key]
+        t_wall = time.perf_counter()
+        self.cache[key] = self._simulate(d, k, idx, key[1], key[2])
+        self.n_simulations += 1
+        self.wall_s += time.perf_counter() - t_wall
+        return self.cache[key]
+
+    def _simulate(self, d: str, k: int, idx: np.ndarray, rate: float, ci: float) -> Tuple[float, float]:
+        from .carbon.intensity import ConstantIntensitySource
+        from .runner import simulate
+        b = self.base
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x5052, k)))
+        draw = np.sort(rng.choice(idx, size=self.n, replace=True))
+        arr = np.cumsum(rng.exponential(1.0 / rate, size=self.n))
+        sc = b.table.slo_class[draw] if b.table.slo_class is not None else None
+        tab = RequestTable(arr, b.table.n_input_tokens[draw], b.table.n_output_tokens[draw], sc)
+        last = float(arr[-1])
+        bin_s = last / 256                  # a power of two: the last arrival is a bin edge exactly
+        p = dataclasses.replace(self.preps[d], table=tab, bin_s=bin_s, ttft_slo_s=b.ttft_slo_s[draw],
+                                tpot_slo_s=b.tpot_slo_s[draw], intensity=ConstantIntensitySource(ci), forecast=None)
+        t = simulate(p)
+        carbon = float(t.summary["carbon_gco2"]) - _carbon_after(t, self.modes[d], last, bin_s)
+        return carbon / last, float(t.requests["slo_met"].mean())
 
 
 def _predicted_intensity(base, t0: float, w: float) -> float:
@@ -177,6 +244,9 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
     n_win = int(math.floor(float(arr[-1]) / w)) + 1
     bounds = np.searchsorted(arr, np.arange(n_win + 1) * w, side="left")
     cache: Dict[Tuple[str, int, bool], Dict[str, Any]] = {}
+    simp = (SimulationPredictor(preps, modes, base, exp.seed, rc.predictor_requests, rc.predictor_round_frac)
+            if rc.predictor == "simulate" else None)
+    t_predict = 0.0
 
     def sim(d: str, k: int, held: bool) -> Dict[str, Any]:
         key = (d, k, held)
@@ -196,19 +266,27 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
     for k in range(n_win):
         t0 = k * w
         ci_pred = _predicted_intensity(base, t0, w)
-        pred, scores = {}, {}
+        pred, att, scores = {}, {}, {}
         if k == 0:
             switch, why, best = False, "initial", cur
             rate = float("nan")
         else:
             rate, n_in, n_out = prev_stats
+            t_p = time.perf_counter()
             for d in names:
-                p = predict(modes[d], rate, n_in, n_out, ci_pred)
-                viol = 0.0 if rate <= 0 else (math.inf if not p.stable else
-                                               max(p.util / mu, p.ttft_s / (h * ttft), p.tpot_s / (h * tpot)))
-                per_req = p.carbon_gps / rate if rate > 0 else p.carbon_gps
-                scores[d] = PlanScore((d,), p.carbon_gps, viol, per_req)
+                if simp is not None and rate > 0:
+                    gps, att[d] = simp.score(d, k, np.arange(bounds[k - 1], bounds[k]), rate, ci_pred)
+                    viol = rc.attainment_target / att[d] if att[d] > 0 else math.inf
+                else:
+                    p = predict(modes[d], rate, n_in, n_out, ci_pred)
+                    gps = p.carbon_gps
+                    viol = 0.0 if rate <= 0 else (math.inf if not p.stable else
+                                                   max(p.util / mu, p.ttft_s / (h * ttft), p.tpot_s / (h * tpot)))
+                r_sim = _grid(rate, rc.predictor_round_frac) if simp is not None else rate   # rate simulated
+                per_req = gps / r_sim if r_sim > 0 else gps
+                scores[d] = PlanScore((d,), gps, viol, per_req)
                 pred[d] = per_req
+            t_predict += time.perf_counter() - t_p
             best = cur
             for d in names:
                 if _better(scores[d], scores[best]):
@@ -227,6 +305,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
         rows.append({"window": k, "start_s": t0, "deployment": cur, "best": best, "switched": switch,
                      "reason": why, "observed_rate_rps": rate, "intensity_predicted_gco2_per_kwh": ci_pred,
                      **{f"predicted_gco2_per_request_{d}": pred.get(d, float("nan")) for d in names},
+                     **({f"predicted_attainment_{d}": att.get(d, float("nan")) for d in names} if simp else {}),
                      "intensity_actual_gco2_per_kwh": out["ci_actual"], "n_requests": out["n"],
                      "n_slo_met": out["n_met"], "n_held": out["held"], "carbon_gco2": out["carbon_gco2"],
                      "tail_s": out["tail_s"], "tail_gco2": out["tail_gco2"], "gap_gco2": out["gap_gco2"]})
@@ -249,6 +328,10 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
     comp = [summarise("online", windows, n_switches)]
     comp += [summarise(f"static:{d}", static[static["deployment"] == d], 0) for d in names]
     comparison = pd.DataFrame(comp)
+    prediction: Dict[str, Any] = {"predictor": rc.predictor, "wall_s": t_predict}
+    if simp is not None:
+        prediction.update({"n_simulations": simp.n_simulations, "n_cache_hits": simp.n_cache_hits,
+                           "predictor_requests": rc.predictor_requests, "simulation_wall_s": simp.wall_s})
     wall = time.perf_counter() - t_wall
     folder = None
     if write:
@@ -263,13 +346,14 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
             static.to_csv(tmp / "static.csv", index=False)
             comparison.to_csv(tmp / "comparison.csv", index=False)
             _write_text(tmp / "summary.json", json.dumps(to_jsonable(
-                {"comparison": comparison.to_dict(orient="records"), "n_windows": n_win, "window_s": w}), indent=2))
+                {"comparison": comparison.to_dict(orient="records"), "n_windows": n_win, "window_s": w,
+                 "prediction": prediction}), indent=2))
             if exp.output.plots:
                 plot_plan(windows, comparison, tmp / "plan.png", exp.name)
         manifest = {"greensim_version": _version(), "config_sha256": hsh, "seed": exp.seed, "wall_s": wall,
                     "n_requests": int(len(arr)), "n_windows": n_win}
         folder = write_folder_atomically(base_dir / exp.name / f"replan-{hsh[:8]}", fill, manifest)
-    return WindowsResult(windows, static, comparison, folder, wall)
+    return WindowsResult(windows, static, comparison, folder, wall, prediction)
 
 
 def plot_plan(windows: pd.DataFrame, comparison: pd.DataFrame, path, title: str = "") -> None:
