@@ -90,6 +90,7 @@ class DegradedPerformance(BoundPerformance):
         self.inner, self.tf, self.pf = inner, float(time_factor), float(power_factor)
         self.idle_power_w = inner.idle_power_w * self.pf
         self.decode_power_w = inner.decode_power_w * self.pf
+        self.power_varies = inner.power_varies
 
     def iteration_time_s(self, chunks, n_decode, decode_ctx_tokens):
         return self.inner.iteration_time_s(chunks, n_decode, decode_ctx_tokens) * self.tf
@@ -99,6 +100,12 @@ class DegradedPerformance(BoundPerformance):
 
     def decode_run_time_s(self, n, ctx0, k):
         return self.inner.decode_run_time_s(n, ctx0, k) * self.tf
+
+    def iteration_power_w(self, chunks, n_decode, decode_ctx_tokens, time_s):
+        return self.inner.iteration_power_w(chunks, n_decode, decode_ctx_tokens, time_s / self.tf) * self.pf
+
+    def decode_run_energy_j(self, n, ctx0, k):
+        return self.inner.decode_run_energy_j(n, ctx0, k) * self.tf * self.pf
 
     def decode_iterations_until(self, n, ctx0, kmax, dt_s):
         return self.inner.decode_iterations_until(n, ctx0, kmax, dt_s / self.tf)

@@ -542,6 +542,12 @@ class Performance(_Base):
         "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml")
     profile_dirs: List[str] = Field(default_factory=list,
                                     description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)")
+    decode_power: Literal["constant", "utilization"] = Field(
+        "constant", description="decode power of the roofline: constant (gpus.yaml decode_power_frac x TDP, "
+        "splitwise-sim; the default) or utilization (idle + (TDP - idle) x (a + b u_mem + c u_compute) of the "
+        "iteration's achieved bandwidth and FLOP utilisation, profiles/decode_power.yaml fitted on our H100/H200 "
+        "decode measurements; an extrapolation of that shape on other GPUs). Colocated instances only; measured "
+        "profiles (model: profiled) keep their measured power")
 
 
 class Output(_Base):

@@ -150,7 +150,8 @@ def prepare(exp: Experiment) -> Prepared:
     perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
     perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
                     iteration_overhead_s=exp.performance.iteration_overhead_s,
-                    band=exp.performance.band, profile_dirs=exp.performance.profile_dirs)
+                    band=exp.performance.band, profile_dirs=exp.performance.profile_dirs,
+                    decode_power=exp.performance.decode_power)
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"

@@ -1,6 +1,6 @@
 """Run the GreenLLM reproduction: every scenario of scenarios.yaml, one command.
 
-    python experiments/paper/run_all.py [--quick] [--out DIR] [--spec scenarios.yaml]
+    python experiments/paper/run_all.py [--quick] [--out DIR] [--spec scenarios.yaml] [--set KEY=VALUE ...]
 
 For each scenario (application x SLO scale x grid intensity x lifetime accounting) the
 planner picks GreenLLM's configuration (colocated / DPD / DSD) and the new-only baseline
@@ -27,11 +27,21 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="the small subset of scenarios.yaml's 'quick' block")
     ap.add_argument("--out", default=None, help="results folder (default results/paper or results/paper-quick)")
     ap.add_argument("--spec", default=str(HERE / "scenarios.yaml"), help="scenario file")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra dotted override of every scenario's plan, e.g. performance.decode_power=utilization")
     a = ap.parse_args(argv)
+    import yaml
+    extra = {}
+    for kv in a.set:
+        if "=" not in kv:
+            print(f"error: --set {kv!r}: expected KEY=VALUE, e.g. performance.decode_power=utilization", file=sys.stderr)
+            return 2
+        k, v = kv.split("=", 1)
+        extra[k.strip()] = yaml.safe_load(v)
     out = Path(a.out or ("results/paper-quick" if a.quick else "results/paper"))
     t0 = time.perf_counter()
     try:
-        df = run_paper(a.spec, quick=a.quick)
+        df = run_paper(a.spec, quick=a.quick, extra_overrides=extra or None)
         folder = write_paper_folder(df, out, a.spec, quick=a.quick, wall_s=time.perf_counter() - t0)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -304,7 +304,10 @@ class Instance:
         pc = [(q, r.prefilled) for r, q in chunks]
         t = self.perf.iteration_time_s(pc, n_dec, ctx)
         p_tok = sum(q for _, q in chunks)
-        power = self.perf.power_w(p_tok, n_dec)
+        if self.perf.power_varies:
+            power = self.perf.iteration_power_w(pc, n_dec, ctx, t)
+        else:
+            power = self.perf.power_w(p_tok, n_dec)
         self._batch = chunks
         self._iter_decode = n_dec > 0
         self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
@@ -348,7 +351,10 @@ class Instance:
         if self._run is not None:
             start, n, ctx0, k = self._run
             dt = now - start
-            energy = self.perf.decode_power_w * dt
+            if self.perf.power_varies:
+                energy = self.perf.decode_run_energy_j(n, ctx0, k)
+            else:
+                energy = self.perf.decode_power_w * dt
             self._acc_s += dt / n
             self._acc_j += energy / n
             self._advance_steps(k)

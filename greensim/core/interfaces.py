@@ -36,6 +36,20 @@ class BoundPerformance(ABC):
     def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
         """Average instance power during an iteration of that composition [W]."""
 
+    #: True where the power of an iteration depends on more than its composition (batch
+    #: context, time): callers then use :meth:`iteration_power_w` and :meth:`decode_run_energy_j`.
+    power_varies: bool = False
+
+    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int,
+                          time_s: float) -> float:
+        """Average instance power during one iteration (arguments of :meth:`iteration_time_s`,
+        and its duration ``time_s``) [W]. The default ignores context and time."""
+        return self.power_w(sum(q for q, _ in chunks), n_decode)
+
+    def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
+        """Energy of the run of :meth:`decode_run_time_s` [J]. The default: constant decode power."""
+        return self.decode_power_w * self.decode_run_time_s(n, ctx0, k)
+
     def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
         """Total time of ``k`` consecutive decode-only iterations of ``n`` requests [s].
 

@@ -199,6 +199,7 @@ class BandedBound(BoundPerformance):
         self.inner, self.kt, self.kp = inner, kt, kp
         self.idle_power_w = inner.idle_power_w * kp
         self.decode_power_w = inner.decode_power_w * kp
+        self.power_varies = inner.power_varies
 
     def iteration_time_s(self, chunks, n_decode, decode_ctx_tokens):
         return self.kt * self.inner.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
@@ -208,6 +209,12 @@ class BandedBound(BoundPerformance):
 
     def decode_run_time_s(self, n, ctx0, k):
         return self.kt * self.inner.decode_run_time_s(n, ctx0, k)
+
+    def iteration_power_w(self, chunks, n_decode, decode_ctx_tokens, time_s):
+        return self.kp * self.inner.iteration_power_w(chunks, n_decode, decode_ctx_tokens, time_s / self.kt)
+
+    def decode_run_energy_j(self, n, ctx0, k):
+        return self.kt * self.kp * self.inner.decode_run_energy_j(n, ctx0, k)
 
 
 def _bracket(xs: Sequence[float], x: float) -> Optional[Tuple[int, float]]:

@@ -15,15 +15,26 @@ summed decode context, ``W`` weight bytes and ``kv_b`` KV bytes per token. The
 efficiencies ``eta_c``, ``eta_m`` (per GPU) and the per-iteration overhead ``t_fixed``
 come from ``profiles/roofline.yaml``, fitted to measured data (see that file).
 
-Power (splitwise-sim's constant phase model): an iteration with prefill tokens draws
-``P_dec + (P_pre - P_dec) * P_tokens / T`` per GPU, a decode-only one ``P_dec``; an idle
-GPU ``P_idle``.
+Power (``performance.decode_power: constant``, the default; splitwise-sim's constant phase
+model): an iteration with prefill tokens draws ``P_dec + (P_pre - P_dec) * P_tokens / T`` per
+GPU, a decode-only one ``P_dec``; an idle GPU ``P_idle``.
+
+``performance.decode_power: utilization`` replaces the constant ``P_dec`` by a curve of the
+iteration's achieved utilisations (``profiles/decode_power.yaml``, fitted on our H100/H200
+decode measurements by ``python -m greensim.perf.power_fit``)::
+
+    P_dec = P_idle + (P_tdp - P_idle) * clip(a + b * M / (t * BW) + c * F / (t * F_peak), 0, 1)
+
+with ``M``, ``F`` and ``t`` the iteration's bytes, FLOPs and time and ``BW``, ``F_peak`` the
+instance's peak bandwidth and FLOP/s. Decode-run energy stays closed form: ``P_dec * t`` is
+affine in ``t``, ``M`` and ``F``, each summed exactly (iteration by iteration only where the
+clip binds inside the run).
 """
 from __future__ import annotations
 
 import math
 from importlib import resources
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -32,7 +43,10 @@ from ..core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from ..errors import ProfileError
 from . import PERFORMANCE_MODELS
 
-__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params"]
+__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params", "load_decode_power_params",
+           "DECODE_POWER_MODES"]
+
+DECODE_POWER_MODES = ("constant", "utilization")
 
 
 def load_roofline_params() -> Dict[str, Any]:
@@ -41,12 +55,21 @@ def load_roofline_params() -> Dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def load_decode_power_params() -> Tuple[float, float, float]:
+    """(a, b, c) of the utilisation decode power curve, ``profiles/decode_power.yaml``."""
+    d = yaml.safe_load((resources.files("greensim._profiles") / "decode_power.yaml").read_text())
+    return float(d["a"]), float(d["b"]), float(d["c"])
+
+
 class BoundRoofline(BoundPerformance):
     """Roofline of one instance. Decode runs are summed in closed form."""
 
+    power_varies = False
+
     def __init__(self, gpu: GPUSpec, model: ModelSpec, tp: int, eta_compute: float,
                  eta_memory: float, t_fixed_s: float, allreduce_latency_s: float,
-                 allreduce_bandwidth_bps: float):
+                 allreduce_bandwidth_bps: float,
+                 decode_power: Optional[Tuple[float, float, float]] = None):
         self.gpu, self.model, self.tp = gpu, model, tp
         self._flops = tp * eta_compute * gpu.peak_flops          # effective FLOP/s
         self._bw = tp * eta_memory * gpu.mem_bandwidth_bps       # effective bytes/s
@@ -63,6 +86,18 @@ class BoundRoofline(BoundPerformance):
         self.idle_power_w = tp * gpu.idle_w
         self.decode_power_w = tp * gpu.decode_power_w
         self._prefill_power_w = tp * gpu.prefill_power_w
+        if decode_power is not None:
+            a, b, c = decode_power
+            if a < 0 or b < 0 or c < 0:
+                raise ProfileError(f"profiles/decode_power.yaml: a, b, c must be >= 0 (monotone curve), "
+                                   f"got {decode_power}; regenerate it with `python -m greensim.perf.power_fit`.")
+            span = tp * (gpu.tdp_w - gpu.idle_w)
+            # P * t = p0 * t + kb * M + kc * F (unclipped)
+            self._p0 = self.idle_power_w + span * a
+            self._kb = span * b / (tp * gpu.mem_bandwidth_bps)
+            self._kc = span * c / (tp * gpu.peak_flops)
+            self._a, self._span = a, span
+            self.power_varies = True
 
     def iteration_time_s(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int) -> float:
         p_tok = 0
@@ -114,11 +149,67 @@ class BoundRoofline(BoundPerformance):
         tc, tm = f / self._flops, m / self._bw
         return (tc if tc > tm else tm) + self._t_fixed + self._comm_a + self._comm_b * p_tok
 
+    def decode_bytes_flops(self, n: int, ctx: int):
+        """(bytes, FLOPs) of one decode-only iteration of ``n`` requests over ``ctx`` summed context."""
+        return self._w + self._kv * (ctx + n), n * self._f_mm + self._f_attn * ctx
+
     def power_w(self, n_prefill_tokens: int, n_decode: int) -> float:
         if n_prefill_tokens <= 0:
             return self.decode_power_w
         share = n_prefill_tokens / (n_prefill_tokens + n_decode)
         return self.decode_power_w + (self._prefill_power_w - self.decode_power_w) * share
+
+    def _curve_w(self, m: float, f: float, t: float) -> float:
+        """Utilisation decode power of an iteration moving ``m`` bytes and ``f`` FLOPs in ``t`` s."""
+        if t <= 0.0:
+            return self.idle_power_w
+        p = self._p0 + (self._kb * m + self._kc * f) / t
+        hi = self.idle_power_w + self._span
+        return hi if p > hi else p
+
+    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int,
+                          time_s: float) -> float:
+        if not self.power_varies:
+            return self.power_w(sum(q for q, _ in chunks), n_decode)
+        p_tok = 0
+        pairs = 0.0
+        reread = 0
+        for q, c in chunks:
+            p_tok += q
+            pairs += q * c + q * (q + 1) * 0.5
+            reread += c
+        tokens = p_tok + n_decode
+        f = tokens * self._f_mm + self._f_attn * (pairs + decode_ctx_tokens)
+        m = self._w + self._kv * (reread + decode_ctx_tokens + tokens)
+        p_dec = self._curve_w(m, f, time_s)
+        if p_tok <= 0:
+            return p_dec
+        return p_dec + (self._prefill_power_w - p_dec) * (p_tok / tokens)
+
+    def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
+        if not self.power_varies:
+            return self.decode_power_w * self.decode_run_time_s(n, ctx0, k)
+        if k <= 0:
+            return 0.0
+        # M_j and F_j are affine in j; the fraction (kb M_j + kc F_j) / t_j is monotone on each
+        # affine piece of t_j, so its maximum is at a piece's end: check those for the clip.
+        hi = self.idle_power_w + self._span
+        js = {0, k - 1}
+        ac = (n * self._f_mm + self._f_attn * ctx0) / self._flops
+        am = (self._w + self._kv * (ctx0 + n)) / self._bw
+        dd = self._f_attn * n / self._flops - self._kv * n / self._bw
+        if dd != 0.0:
+            jx = (am - ac) / dd
+            if 0.0 <= jx < k:
+                js.update((min(k - 1, math.floor(jx)), min(k - 1, math.floor(jx) + 1)))
+        if any(self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j),
+                             self.iteration_time_s((), n, ctx0 + n * j)) >= hi for j in js):
+            return sum(self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j), t) * t
+                       for j in range(k) for t in (self.iteration_time_s((), n, ctx0 + n * j),))
+        tri = k * (k - 1) * 0.5
+        m_sum = k * (self._w + self._kv * (ctx0 + n)) + self._kv * n * tri
+        f_sum = k * (n * self._f_mm + self._f_attn * ctx0) + self._f_attn * n * tri
+        return self._p0 * self.decode_run_time_s(n, ctx0, k) + self._kb * m_sum + self._kc * f_sum
 
     def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
         # Iteration j: tc = ac + bc*j, tm = am + bm*j; sum max() exactly by splitting at
@@ -158,6 +249,10 @@ class RooflineModel(PerformanceModel):
     def __init__(self, params: Mapping[str, Any] | None = None, **overrides: Any):
         self.params = dict(params or load_roofline_params())
         self.overrides = overrides
+        mode = overrides.get("decode_power") or "constant"
+        if mode not in DECODE_POWER_MODES:
+            raise ProfileError(f"performance.decode_power: {mode!r} is not one of {list(DECODE_POWER_MODES)}.")
+        self._curve = load_decode_power_params() if mode == "utilization" else None
 
     def _eff(self, gpu: GPUSpec) -> Mapping[str, Any]:
         table = self.params.get("gpus", {})
@@ -196,4 +291,5 @@ class RooflineModel(PerformanceModel):
                             else eng["iteration_overhead_s"]),
             allreduce_latency_s=float(e.get("allreduce_latency_s", eng["allreduce_latency_s"])),
             allreduce_bandwidth_bps=float(e.get("allreduce_bandwidth_gbs", eng["allreduce_bandwidth_gbs"])) * 1e9,
+            decode_power=self._curve,
         )

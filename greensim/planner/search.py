@@ -258,7 +258,7 @@ class _Context:
         p = spec.performance
         self.perf = PERFORMANCE_MODELS.get(p.model, field="performance.model")(
             eta_compute=p.eta_compute, eta_memory=p.eta_memory, iteration_overhead_s=p.iteration_overhead_s,
-            band=p.band, profile_dirs=p.profile_dirs)
+            band=p.band, profile_dirs=p.profile_dirs, decode_power=p.decode_power)
         table = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])
         self.n_in = np.asarray(table.n_input_tokens, dtype=np.int64)
         self.n_out = np.asarray(table.n_output_tokens, dtype=np.int64)
