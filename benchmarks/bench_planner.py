@@ -62,7 +62,7 @@ def main() -> None:
         r = np.array(sc)
         print(f"short / full carbon per request: plain {r[:, 0].min():.3f}-{r[:, 0].max():.3f} "
               f"(spread {r[:, 0].max() / r[:, 0].min():.3f}x), arrival-window score {r[:, 1].min():.3f}-"
-              f"{r[:, 1].max():.3f} (spread {r[:, 1].max() / r[:, 1].min():.3f}x; search.confirm_margin covers it)")
+              f"{r[:, 1].max():.3f} (spread {r[:, 1].max() / r[:, 1].min():.3f}x)")
         d = np.array([s - f for f, s in att])
         near = np.array([f >= target - 0.15 for f, _ in att])
         if near.any():

@@ -94,10 +94,10 @@ class SearchSpec(_Base):
                                "ones near the target (benchmarks/bench_planner.py), 0.15 leaves 1.5x that")
     confirm_margin: float = Field(0.15, ge=0, description="once a candidate is confirmed feasible, every "
                                   "short-promising candidate whose short score is at most (1 + confirm_margin) x "
-                                  "that candidate's short score is also confirmed; default 0.15: the short runs' "
-                                  "arrival-window score / full-run carbon ranged 0.93-1.04 over the candidates of "
-                                  "the paper's chat plan (SLO x2, FR grid, 3-year A100s), a 1.12x spread between two "
-                                  "candidates (README Planner)")
+                                  "that candidate's short score is also confirmed; default 0.15: among candidates "
+                                  "within 0.15 of the target, short-run score / full-run carbon spread 1.06-1.13x "
+                                  "(max / min) over experiments/plans at 4 and 8 req/s and the paper's chat plan at "
+                                  "SLO x2, FR grid, 3-year A100s (benchmarks/bench_planner.py, README Planner)")
     top_k: int = Field(3, ge=1, description="candidates (lowest short-simulation carbon among those meeting the "
                        "target) confirmed by a full simulation")
     charge_unused: bool = Field(False, description="also charge inventory GPUs a candidate leaves unused (their idle "
