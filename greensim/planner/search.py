@@ -15,9 +15,15 @@ none does). The search is staged:
 2. **short simulations** (the first ``search.short_requests`` requests) in ascending
    predicted carbon; once one meets the target, candidates predicted more than
    ``prune_margin`` above it are skipped;
-3. **full simulations** of the ``top_k`` lowest-carbon short-feasible candidates, repeated
-   down the list until one is confirmed; if none is, every short-simulated candidate is
-   confirmed in descending attainment until one meets the target.
+3. **full simulations** of the ``top_k`` short-promising candidates with the lowest short
+   score (carbon over the arrival window, :func:`steady_state`), repeated down the list until
+   one is confirmed, then of those scored within ``confirm_margin`` of it; if none is, every
+   short-simulated candidate is confirmed in descending attainment until one meets the
+   target; if still none does, the theory-pruned ones are simulated too, so that the answer
+   is the highest attainment over the whole search space.
+
+With ``carbon.forecast`` every candidate is scored at the mean forecast intensity over the
+plan's window (:func:`_planning_intensity`).
 
 ``prune=False`` is brute force: every buildable candidate gets a full simulation.
 """
