@@ -40,6 +40,9 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
     click.echo(f"\n{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
                f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
                f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}")
+    if "planning_intensity_gco2_per_kwh" in st:
+        click.echo(f"scored at {st['planning_intensity_gco2_per_kwh']:.1f} gCO2e/kWh: mean {st['planning_forecast']} "
+                   f"forecast over hours {st['plan_start_h']:g}-{st['plan_start_h'] + st['plan_horizon_h']:g}")
     b = res.best
     if b is None:
         click.echo("no candidate could be simulated (see the reason column)")

@@ -15,9 +15,15 @@ none does). The search is staged:
 2. **short simulations** (the first ``search.short_requests`` requests) in ascending
    predicted carbon; once one meets the target, candidates predicted more than
    ``prune_margin`` above it are skipped;
-3. **full simulations** of the ``top_k`` lowest-carbon short-feasible candidates, repeated
-   down the list until one is confirmed; if none is, every short-simulated candidate is
-   confirmed in descending attainment until one meets the target.
+3. **full simulations** of the ``top_k`` short-promising candidates with the lowest short
+   score (carbon over the arrival window, :func:`steady_state`), repeated down the list until
+   one is confirmed, then of those scored within ``confirm_margin`` of it; if none is, every
+   short-simulated candidate is confirmed in descending attainment until one meets the
+   target; if still none does, the theory-pruned ones are simulated too, so that the answer
+   is the highest attainment over the whole search space.
+
+With ``carbon.forecast`` every candidate is scored at the mean forecast intensity over the
+plan's window (:func:`_planning_intensity`).
 
 ``prune=False`` is brute force: every buildable candidate gets a full simulation.
 """
@@ -135,6 +141,7 @@ class PlanResult:
                 "n_requests_simulated": n or None,
                 "short_carbon_g_per_request": (self._short(c, "carbon_gco2_per_request")),
                 "short_slo_attainment_frac": (self._short(c, "slo_attainment_frac")),
+                "short_score_g_per_request": (self._short(c, "steady_carbon_gco2_per_request")),
                 "winner": self.best is not None and c.name == self.best.name,
                 "baseline": self.baseline is not None and c.name == self.baseline.name,
                 "wall_s": c.wall_s, "reason": c.reason,
@@ -453,8 +460,53 @@ def _unused_gco2_per_request(ctx: _Context, c: Candidate, duration_s: float, n: 
 
 # ------------------------------------------------------------------ simulation stages
 def _simulate(exp: Experiment) -> Dict[str, Any]:
+    """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`."""
     from ..runner import run
-    return dict(run(exp, write=False, progress=False).summary)
+    r = run(exp, write=False, progress=False)
+    return {**r.summary, **steady_state(r)}
+
+
+def steady_state(result: Any) -> Dict[str, float]:
+    """Carbon per request over the arrival window, free of the drain tail.
+
+    A run ends when its last request finishes, so after the last arrival the cluster only
+    drains: every GPU stays provisioned (idle power, embodied carbon) while few requests
+    finish, and a short run charges that tail to few requests. The share differs per
+    deployment (a slow decode GPU drains longest), which biases the ranking of short runs.
+    Over the window ``[0, T]``, ``T`` = the last arrival, this estimate divides the carbon
+    emitted in the window (operational from the timeline bins, the last one pro rata;
+    embodied ``x T / duration``, linear amortisation) by the requests' work done in it:
+    a completed request counts 1, one in flight at ``T`` the fraction of its tokens out by
+    ``T`` (its first token at the first-token time, the rest evenly until it finishes), one
+    without a first token 0. Under a steady load that work equals the arrivals minus the
+    backlog at ``T``, so the ratio is the steady-state carbon per request.
+
+    Returns ``steady_window_s`` (T), ``steady_work_requests`` and
+    ``steady_carbon_gco2_per_request`` (NaN with no work in the window).
+    """
+    req, tl, s = result.requests, result.timeline, result.summary
+    H = float(s["duration_s"])
+    arr = req["arrival_s"].to_numpy(dtype=float)
+    T = float(arr.max()) if len(arr) else 0.0
+    if not (T > 0) or not (H > 0):
+        return {"steady_window_s": T, "steady_work_requests": float("nan"),
+                "steady_carbon_gco2_per_request": float(s["carbon_gco2_per_request"])}
+    edges = np.unique(tl["t_s"].to_numpy(dtype=float))
+    width = np.diff(np.append(edges, H))
+    frac = np.clip((T - edges) / np.where(width > 0, width, 1.0), 0.0, 1.0)
+    bin_of = np.searchsorted(edges, tl["t_s"].to_numpy(dtype=float))
+    op = float(np.sum(tl["operational_gco2"].to_numpy(dtype=float) * frac[bin_of]))
+    emb = float(s["embodied_gco2"]) * min(T / H, 1.0)
+    first = arr + req["ttft_s"].to_numpy(dtype=float)
+    done = arr + req["e2e_s"].to_numpy(dtype=float)
+    n_out = np.maximum(req["n_output_tokens"].to_numpy(dtype=float), 1.0)
+    ok = ~req["rejected"].to_numpy(dtype=bool) & np.isfinite(first) & np.isfinite(done)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        part = (1.0 + (n_out - 1.0) * np.clip((T - first) / (done - first), 0.0, 1.0)) / n_out
+    phi = np.where(ok & (done <= T), 1.0, np.where(ok & (first <= T), np.nan_to_num(part, nan=1.0), 0.0))
+    work = float(phi.sum())
+    return {"steady_window_s": T, "steady_work_requests": work,
+            "steady_carbon_gco2_per_request": (op + emb) / work if work > 0 else float("nan")}
 
 
 def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True,
@@ -476,6 +528,7 @@ def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool
 def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool) -> PlanResult:
     t0 = time.perf_counter()
     spec = load_plan_spec(spec, overrides)
+    spec, planning = _planning_intensity(spec)
     target = spec.attainment_target
     cands = enumerate_candidates(spec)
     # workload statistics from the plan itself: a bad workload is the plan's error, not a candidate's
@@ -538,8 +591,13 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     def full_ok(c):
         return c.summary is not None and c.summary["slo_attainment_frac"] >= target
 
-    def short_carbon(c):
-        return c.short_summary["carbon_gco2_per_request"] + c.unused_gco2_per_request
+    def short_carbon(c):      # arrival-window score (steady_state): no drain-tail bias between candidates
+        s = c.short_summary
+        work = s.get("steady_work_requests")
+        if not (work and work > 0):
+            return s["carbon_gco2_per_request"] + c.unused_gco2_per_request
+        return s["steady_carbon_gco2_per_request"] + _unused_gco2_per_request(
+            ctx, c, s["steady_window_s"], work, s["intensity_mean_gco2_per_kwh"])
 
     try:
         if not prune:
@@ -562,24 +620,32 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                 c.reason = (f"theory: predicted carbon more than {margin:.0%} above a candidate that met "
                             f"the target in its short simulation")
             if confirm:
-                found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, None)
+                found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
                 if not found and skipped:       # the bar's candidates failed: reopen the skipped ones
                     for c in skipped:
                         c.reason = ""
                         run_short(c)
-                    found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, None)
+                    found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
                 if not found:                   # nothing confirmed: the most promising by attainment
                     for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
                                     key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c))):
                         run_full(c)
                         if full_ok(c):
                             break
-                if not found and not any(c.summary is not None for c in alive):
-                    # nothing survived the theory: simulate the top_k by attainment upper bound, so that
-                    # the answer is still the highest-attainment candidate the planner saw
-                    for c in sorted(alive, key=lambda c: (-c.attainment_upper_bound_frac,
-                                                          c.predicted_utilization_frac, c.name))[:spec.search.top_k]:
-                        run_full(c)
+                if not found and not any(full_ok(c) for c in alive):
+                    # nothing meets the target: the answer is the highest attainment over the whole search
+                    # space, so the theory-pruned candidates are simulated too (short, then full for every
+                    # one whose short attainment is within short_slack of the best full attainment)
+                    for c in alive:
+                        if c.short_summary is None and c.summary is None:
+                            c.reason = f"simulated as nothing met the target (was {c.reason or 'not screened'})"
+                            run_short(c)
+                    for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
+                                    key=lambda c: (-c.short_summary["slo_attainment_frac"], c.name)):
+                        top = max((x.summary["slo_attainment_frac"] for x in alive if x.summary is not None),
+                                  default=-math.inf)
+                        if c.short_summary["slo_attainment_frac"] >= top - spec.search.short_slack:
+                            run_full(c)
                 # the new-GPU colocated baseline, confirmed the same way
                 if not any(full_ok(c) for c in alive if c.mode == "colocated"):
                     for c in skipped:
@@ -587,7 +653,7 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                             c.reason = ""
                             run_short(c)
                     _confirm([c for c in alive if c.mode == "colocated"], run_full, short_promising, full_ok, short_carbon,
-                             spec.search.top_k, None)
+                             spec.search.top_k, spec.search.confirm_margin)
     finally:
         if bar is not None:
             bar.close()
@@ -609,13 +675,44 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     baseline = min(base_feas, key=lambda c: (c.carbon_g_per_request, c.name)) if base_feas else None
     stages = pd.Series([c.stage for c in cands]).value_counts().to_dict()
     stats = {"n_candidates": len(cands), "n_short_simulations": n_short, "n_full_simulations": n_full,
-             "stages": stages, "prune": prune, "confirm": confirm}
+             "stages": stages, "prune": prune, "confirm": confirm, **planning}
     return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
 
 
-def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, _unused) -> bool:
-    """Full-simulate short-feasible candidates, lowest short carbon first, top_k at a time,
-    until one is confirmed feasible; True if one is."""
+def _planning_intensity(spec: PlanSpec):
+    """With ``carbon.forecast``: the plan with ``carbon.intensity`` replaced by a constant, the
+    mean forecast over ``[plan_start_h, plan_start_h + plan_horizon_h)`` (history before the
+    start only, unless ``carbon.forecast.oracle``); and what was used, for the stats."""
+    fo = spec.carbon.forecast
+    if fo is None:
+        return spec, {}
+    from ..carbon import INTENSITY_SOURCES
+    from ..carbon.forecast import ForecastView, make_forecaster
+    from ..config import ConstantIntensity
+    ic = spec.carbon.intensity
+    src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
+        **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    horizon_h = spec.plan_horizon_h if spec.plan_horizon_h is not None else fo.horizon_h
+    n = max(1, int(math.ceil(horizon_h * 3600.0 / src.series.step_s)))
+    view = ForecastView(src, make_forecaster(fo.kind, **({"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {})),
+                        oracle=fo.oracle)
+    try:
+        values = np.asarray(view.at(spec.plan_start_h * 3600.0, n), dtype=float)
+    except ConfigError as exc:
+        raise ConfigError(f"plan_start_h / carbon.forecast: {exc}") from None
+    mean = float(values.mean())
+    carbon = spec.carbon.model_copy(update={"intensity": ConstantIntensity(kind="constant", gco2_per_kwh=mean),
+                                            "forecast": None})
+    info = {"planning_intensity_gco2_per_kwh": mean, "planning_forecast": fo.kind + (" (oracle)" if fo.oracle else ""),
+            "plan_start_h": spec.plan_start_h, "plan_horizon_h": horizon_h}
+    return spec.model_copy(update={"carbon": carbon}), info
+
+
+def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, margin: float) -> bool:
+    """Full-simulate short-promising candidates, lowest short score first, top_k at a time,
+    until one is confirmed feasible; then also those whose short score is within ``margin``
+    of the lowest short score among the confirmed ones (short runs rank close candidates
+    imperfectly). True if one is confirmed."""
     queue = sorted([c for c in cands if short_ok(c)], key=lambda c: (short_carbon(c), c.name))
     while queue:
         batch, queue = queue[:top_k], queue[top_k:]
@@ -623,7 +720,13 @@ def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, _unus
             if c.summary is None:
                 run_full(c)
         if any(full_ok(c) for c in cands):
-            return True
+            break
+    ok = [c for c in cands if full_ok(c) and c.short_summary is not None]
+    if ok:
+        bar = (1 + margin) * min(short_carbon(c) for c in ok)
+        for c in queue:
+            if c.summary is None and short_carbon(c) <= bar:
+                run_full(c)
     return any(full_ok(c) for c in cands)
 
 

@@ -92,6 +92,12 @@ class SearchSpec(_Base):
                                "attainment_target - short_slack makes its candidate eligible for a full simulation; "
                                "default 0.15: short (300-request) runs fell up to 0.096 below the full (1,500) "
                                "ones near the target (benchmarks/bench_planner.py), 0.15 leaves 1.5x that")
+    confirm_margin: float = Field(0.15, ge=0, description="once a candidate is confirmed feasible, every "
+                                  "short-promising candidate whose short score is at most (1 + confirm_margin) x "
+                                  "that candidate's short score is also confirmed; default 0.15: among candidates "
+                                  "within 0.15 of the target, short-run score / full-run carbon spread 1.06-1.13x "
+                                  "(max / min) over experiments/plans at 4 and 8 req/s and the paper's chat plan at "
+                                  "SLO x2, FR grid, 3-year A100s (benchmarks/bench_planner.py, README Planner)")
     top_k: int = Field(3, ge=1, description="candidates (lowest short-simulation carbon among those meeting the "
                        "target) confirmed by a full simulation")
     charge_unused: bool = Field(False, description="also charge inventory GPUs a candidate leaves unused (their idle "
@@ -117,6 +123,12 @@ class PlanSpec(_Base):
     link: Optional[LinkConfig] = Field(None, description="link between old and new GPUs (DPD KV transfers, DSD "
                                        "draft tokens); required when old GPUs and mode dpd or dsd are present")
     search: SearchSpec = Field(default_factory=SearchSpec)
+    plan_start_h: float = Field(0.0, ge=0, description="with carbon.forecast: the planning origin, hours after "
+                                "simulated t = 0 of carbon.intensity (a series); the forecast uses only values "
+                                "before it")
+    plan_horizon_h: Optional[int] = Field(None, ge=1, description="with carbon.forecast: hours the plan is for; "
+                                          "candidates are scored at the mean forecast intensity over them; default "
+                                          "carbon.forecast.horizon_h")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -131,6 +143,13 @@ class PlanSpec(_Base):
         if has_old and modes & {"dpd", "dsd"} and self.link is None:
             raise ValueError("link is required with old GPUs and modes dpd/dsd: add link {kind or bandwidth_gbs, "
                              "latency_s}")
+        if self.carbon.forecast is not None and self.carbon.intensity.kind != "series":
+            raise ValueError(f"carbon.forecast: planning against a forecast needs a history, i.e. "
+                             f"carbon.intensity.kind 'series' (got '{self.carbon.intensity.kind}'). Use a series "
+                             "or drop carbon.forecast")
+        if self.carbon.forecast is None and (self.plan_horizon_h is not None or self.plan_start_h):
+            raise ValueError("plan_start_h / plan_horizon_h: they only apply with carbon.forecast. Add "
+                             "carbon.forecast {kind: ...} or drop them")
         d = self.search.draft
         if d is not None and d.alpha_by_position is not None and len(d.alpha_by_position) < max(self.search.gammas):
             raise ValueError(f"search.draft.alpha_by_position has {len(d.alpha_by_position)} entries but "

@@ -64,7 +64,10 @@ def test_planner_matches_brute_force(case):
     brute = solved(case, False, **CASES[case])
     fast = solved(case, True, **CASES[case])
     assert brute.stats["n_full_simulations"] == sum(c.experiment is not None for c in brute.candidates)
-    assert fast.stats["n_full_simulations"] < brute.stats["n_full_simulations"]
+    if brute.feasible:
+        assert fast.stats["n_full_simulations"] < brute.stats["n_full_simulations"]
+    else:       # nothing meets the target: the argmax attainment over the whole space may need them all
+        assert fast.stats["n_full_simulations"] <= brute.stats["n_full_simulations"]
     if brute.feasible:
         assert fast.feasible
         assert fast.best.slo_attainment_frac >= 0.9
@@ -72,9 +75,8 @@ def test_planner_matches_brute_force(case):
         assert fast.best.carbon_g_per_request == brute.best.carbon_g_per_request
     else:
         assert not fast.feasible and fast.best is not None
-        # argmax attainment among what the planner simulated (paper.md section 7)
-        sims = [c for c in fast.candidates if c.summary is not None]
-        assert fast.best.slo_attainment_frac == max(c.slo_attainment_frac for c in sims)
+        # argmax attainment over the whole search space (paper.md section 7), as brute force
+        assert fast.best.name == brute.best.name
         assert fast.baseline is None and fast.saving_frac is None
 
 
