@@ -58,6 +58,7 @@ class Instance:
     def __init__(self, sim: "Simulation", index: int, cfg: InstanceConfig, perf: BoundPerformance,
                  ledger: Ledger):
         self.sim, self.index, self.cfg, self.perf, self.ledger = sim, index, cfg, perf, ledger
+        self._power_varies = perf.power_varies     # utilisation-dependent decode power
         self.B = cfg.block_tokens
         self.total_kv_blocks = cfg.kv_blocks
         self.waiting: Deque[Request] = deque()
@@ -304,7 +305,7 @@ class Instance:
         pc = [(q, r.prefilled) for r, q in chunks]
         t = self.perf.iteration_time_s(pc, n_dec, ctx)
         p_tok = sum(q for _, q in chunks)
-        if self.perf.power_varies:
+        if self._power_varies:
             power = self.perf.iteration_power_w(pc, n_dec, ctx, t)
         else:
             power = self.perf.power_w(p_tok, n_dec)
@@ -351,7 +352,7 @@ class Instance:
         if self._run is not None:
             start, n, ctx0, k = self._run
             dt = now - start
-            if self.perf.power_varies:
+            if self._power_varies:
                 energy = self.perf.decode_run_energy_j(n, ctx0, k)
             else:
                 energy = self.perf.decode_power_w * dt

@@ -100,6 +100,8 @@ class Simulation:
                                                "(the config layer rejects this)")
             self.network_delay_s = np.zeros(len(table))
             self.record.extra["network_delay_s"] = self.network_delay_s   # round trip paid [s]
+            # instances call these hooks: the no-network path keeps the plain ones
+            self.on_first_token, self.on_complete = self._on_first_token_net, self._on_complete_net
         bind = getattr(router, "bind", None)
         if bind is not None:
             bind(RouterContext(self.env, router_extras))
@@ -135,14 +137,21 @@ class Simulation:
         self.record.first_scheduled_s[r.id] = now
 
     def on_first_token(self, r: Request, now: float) -> None:
+        self.record.first_token_s[r.id] = now
+
+    def _on_first_token_net(self, r: Request, now: float) -> None:
         self.record.first_token_s[r.id] = now + self._net[r.id]    # reaches the user one way later
 
     def on_preempted(self, r: Request) -> None:
         self.record.n_preemptions[r.id] += 1
 
+    def _on_complete_net(self, r: Request, now: float) -> None:
+        Simulation.on_complete(self, r, now)
+        self.record.done_s[r.id] = now + self._net[r.id]            # reaches the user one way later
+
     def on_complete(self, r: Request, now: float) -> None:
         rec = self.record
-        rec.done_s[r.id] = now + self._net[r.id]
+        rec.done_s[r.id] = now
         rec.n_generated[r.id] = r.generated
         self.n_done += 1
         if self._dpd is not None and self._dpd.on_complete(r):
@@ -199,8 +208,8 @@ class Simulation:
             self._progress(self.env.now)
         if self._draft_of is not None and k in self._draft_of:
             self.dsd_draft_instance[i] = self._draft_of[k]
-        d = (cfg.network_delay_s or 0.0) if self._has_net else 0.0
-        if d > 0:
+        if self._has_net and cfg.network_delay_s:
+            d = cfg.network_delay_s
             self._net[i] = d
             self.network_delay_s[i] = 2 * d
             inst.n_in_transit += 1
