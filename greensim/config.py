@@ -680,7 +680,12 @@ _TAGS = ("constant", "uniform", "lognormal", "empirical", "poisson", "trace",
          "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent", "series")
 
 
-def _format_errors(exc: ValidationError, where: str) -> str:
+def _format_errors(exc: ValidationError, where: str, root: Optional[type] = None, noun: str = "experiment",
+                   plain_value_errors: bool = False) -> str:
+    """One line per validation error: dotted path, what is wrong, the fix. ``root`` is the
+    validated model (default :class:`Experiment`), for the valid keys of an unknown one;
+    with ``plain_value_errors`` a model validator's message stands alone (it names its fields)."""
+    root = root or Experiment
     lines = []
     for e in exc.errors():
         loc = tuple(e["loc"])
@@ -693,7 +698,7 @@ def _format_errors(exc: ValidationError, where: str) -> str:
         if len(sval) > 60:
             sval = sval[:57] + "..."
         if e["type"] == "extra_forbidden":
-            parent = _model_at(Experiment, loc[:-1])
+            parent = _model_at(root, loc[:-1])
             valid = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -704,9 +709,12 @@ def _format_errors(exc: ValidationError, where: str) -> str:
             lines.append(f"{path}: {e['msg']}. Set one of the listed kinds.")
         elif e["type"] == "union_tag_not_found":
             lines.append(f"{path}: {e['msg']}.")
+        elif e["type"] == "value_error" and plain_value_errors:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{msg}." if not loc else f"{path}: {msg}.")
         else:
             lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
-    return f"{where}: invalid experiment ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines)
+    return f"{where}: invalid {noun} ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines)
 
 
 # ------------------------------------------------------------------ loading

@@ -7,7 +7,6 @@ A plan file holds the base experiment sections (``name``, ``seed``, ``model``, `
 """
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Annotated
 
 from ..config import (DEFAULT_SITE, SLO, Carbon, CatalogDirs, LinkConfig, Output, Performance, SimulationOpts,
-                      Workload, _model_at, _resolve_paths, apply_overrides, load_yaml)
+                      Workload, _format_errors, _resolve_paths, apply_overrides, load_yaml)
 from ..errors import ConfigError
 
 __all__ = ["PlanSpec", "InventoryItem", "DraftSpec", "SearchSpec", "MODES", "load_plan_spec", "parse_plan_spec"]
@@ -157,32 +156,6 @@ class PlanSpec(_Base):
         return self
 
 
-def _format_plan_errors(exc: ValidationError, where: str) -> str:
-    lines = []
-    for e in exc.errors():
-        loc = tuple(e["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        val = e.get("input")
-        sval = repr(val) if not isinstance(val, dict) else "{...}"
-        if len(sval) > 60:
-            sval = sval[:57] + "..."
-        if e["type"] == "extra_forbidden":
-            parent = _model_at(PlanSpec, loc[:-1])
-            valid = sorted(parent.model_fields) if parent else []
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            lines.append(f"{path}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
-        elif e["type"] == "missing":
-            lines.append(f"{path}: required field is missing. Add it.")
-        elif e["type"] == "value_error":     # plan-level checks name their own fields
-            msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{msg}." if not loc else f"{path}: {msg}.")
-        else:
-            lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
-    n = len(lines)
-    return f"{where}: invalid plan ({n} problem{'s' if n > 1 else ''}):\n  - " + "\n  - ".join(lines)
-
-
 def parse_plan_spec(data: Any, where: str = "plan", base_dir: Optional[Path] = None) -> PlanSpec:
     """Validate a dict into a :class:`PlanSpec`; GPU and model names are checked against the catalogue."""
     if not isinstance(data, dict):
@@ -190,7 +163,7 @@ def parse_plan_spec(data: Any, where: str = "plan", base_dir: Optional[Path] = N
     try:
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_plan_errors(exc, where)) from None
+        raise ConfigError(_format_errors(exc, where, root=PlanSpec, noun="plan", plain_value_errors=True)) from None
     if DEFAULT_SITE in spec.carbon.sites:
         raise ConfigError(f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved (groups "
                           f"without a site use carbon.pue). Rename the site or set carbon.pue.")
