@@ -122,8 +122,8 @@ class CarbonAware:
 
     # ---------------------------------------------------------------- estimates
     def _groups_of(self, instances: Sequence[InstanceView]) -> Dict[str, List[int]]:
-        key = (id(instances), len(instances))
-        if self._groups is None or self._groups[0] != key:
+        # identity, not id(): a list freed on the failure path could hand its id to another
+        if self._groups is None or self._groups[0] is not instances:
             g: Dict[str, List[int]] = {}
             for j, inst in enumerate(instances):
                 g.setdefault(inst.cfg.site, []).append(j)
@@ -131,7 +131,7 @@ class CarbonAware:
                 if s not in self.sites or self.sites[s].rtt_s is None:
                     raise ConfigError(f"carbon.sites.{s}.rtt_s: router carbon_aware needs the round trip of "
                                       f"site '{s}'. Add rtt_s [s].")
-            self._groups = (key, dict(sorted(g.items())))
+            self._groups = (instances, dict(sorted(g.items())))
         return self._groups[1]
 
     def intensity_now(self, site: str, now: float) -> float:

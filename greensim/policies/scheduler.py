@@ -440,6 +440,8 @@ class GreenLLM:
         self.next_replan = 0.0
         self.rows: List[dict] = []
         self.req_class: List[Tuple[int, int, str]] = []
+        self._idx_of: Any = None                        # instance list the mode indices refer to
+        self._mode_idx: Dict[str, List[int]] = {}
         self.n_switches = 0
 
     # ---------------------------------------------------------------- planning
@@ -506,7 +508,11 @@ class GreenLLM:
             if self.serving[i] != m and self.warm_until[m] <= now:
                 self.serving[i] = m
         m = self.serving[c]
-        idx = [j for j, v in enumerate(instances) if self.group_mode.get(v.cfg.group) == m]
+        if instances is not self._idx_of:               # the simulation passes one list per arrival path
+            self._idx_of, self._mode_idx = instances, {}
+        idx = self._mode_idx.get(m)
+        if idx is None:
+            idx = self._mode_idx[m] = [j for j, v in enumerate(instances) if self.group_mode.get(v.cfg.group) == m]
         if not idx:
             raise ConfigError(f"cluster.scheduler: mode '{m}' has no instance available to the router.")
         k = self.inner[m].choose(request_id, n_input_tokens, [instances[j] for j in idx])
