@@ -22,10 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.core.simulation import Simulation
 from greensim.results import build_tables
-from greensim.runner import make_router, prepare, simulate
+from greensim.assembly.prepare import make_router, prepare
+from greensim.assembly.simulate import simulate
 
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 

@@ -29,8 +29,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     a = ap.parse_args()
-    from greensim.planner import plan
-    from greensim.planner.search import _shorten, _simulate
+    from greensim.planning import plan
+    from greensim.planning.search import _shorten, _simulate
     for path in a.plans:
         tp, tb = [], []
         for _ in range(a.repeats):          # alternate A/B: the machine is shared and noisy

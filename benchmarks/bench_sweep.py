@@ -26,7 +26,7 @@ import time
 import pandas as pd
 
 import greensim
-from greensim.runner import default_experiment_path
+from greensim.api.run import default_experiment_path
 
 
 def grid_for(runs: int):

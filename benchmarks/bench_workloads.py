@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.workloads import build_workload
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared/data/traces"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=40
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+# experiments/paper/paper.py is an experiment script, not part of the package: tests import it as `paper`
+sys.path.insert(0, str(ROOT / "experiments" / "paper"))
 
 BASE = {
     "name": "t",
@@ -30,8 +34,8 @@ BASE = {
 
 
 def make_experiment(**updates):
-    """BASE with dotted-path updates applied (as greensim.config.apply_overrides)."""
-    from greensim.config import apply_overrides
+    """BASE with dotted-path updates applied (as greensim.experiment.overrides.apply_overrides)."""
+    from greensim.experiment.overrides import apply_overrides
     return apply_overrides(copy.deepcopy(BASE), updates)
 
 

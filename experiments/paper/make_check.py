@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from greensim.config import load_yaml
-from greensim.paper import Scenario, load_paper_spec, scenario_overrides
-from greensim.planner import plan
+from greensim.experiment.load import load_yaml
+from paper import Scenario, load_paper_spec, scenario_overrides
+from greensim.planning import plan
 
 HERE = Path(__file__).resolve().parent
 SCENARIO = Scenario(app="chat", slo_scale=2, grid="medium", lifetime="new5_old_sunk")

@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    from greensim.errors import ConfigError
-    from greensim.paper import run_paper, write_paper_folder
+    from greensim.base.errors import ConfigError
+    from paper import run_paper, write_paper_folder
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the small subset of scenarios.yaml's 'quick' block")
     ap.add_argument("--out", default=None, help="results folder (default results/paper or results/paper-quick)")

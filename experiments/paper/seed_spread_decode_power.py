@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from greensim.config import parse_experiment
-from greensim.runner import prepare, simulate
+from greensim.experiment.load import parse_experiment
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 
 CHECK = Path(__file__).resolve().parents[1] / "check"
 

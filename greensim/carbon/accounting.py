@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..units import G_PER_KG, J_PER_KWH, S_PER_YEAR
-from .intensity import CarbonIntensity
+from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
+from greensim.carbon.intensity import CarbonIntensity
 
 __all__ = ["operational_gco2", "embodied_gco2"]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional
 
-from ..errors import ConfigError
-from ..units import G_PER_KG, S_PER_YEAR
+from greensim.base.errors import ConfigError
+from greensim.base.units import G_PER_KG, S_PER_YEAR
 
 __all__ = ["SCHEMES", "embodied_charge_gco2", "embodied_by_scheme"]
 

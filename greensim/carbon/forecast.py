@@ -19,14 +19,14 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
-from ..registry import Registry
-from .series import IntensitySeries, SeriesIntensitySource
+from greensim.base.errors import ConfigError
+from greensim.base.registry import Registry
+from greensim.carbon.series import IntensitySeries, SeriesIntensitySource
 
 __all__ = ["FORECASTERS", "Forecaster", "Persistence", "SeasonalNaive", "HoltWintersETS", "ForecastView",
            "make_forecaster", "backtest", "mape_by_horizon"]
 
-FORECASTERS: Registry = Registry("carbon-intensity forecaster")
+FORECASTERS: Registry = Registry("carbon-intensity forecaster", entry_point_group="greensim.forecasters")
 
 
 class Forecaster(ABC):

@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from . import INTENSITY_SOURCES
+from greensim.carbon.registry import INTENSITY_SOURCES
 
 __all__ = ["CarbonIntensity", "ConstantIntensitySource"]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..units import J_PER_KWH
-from .series import SeriesIntensitySource
+from greensim.base.units import J_PER_KWH
+from greensim.carbon.series import SeriesIntensitySource
 
 __all__ = ["add_region_totals"]
 

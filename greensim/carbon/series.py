@@ -22,10 +22,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
-from ..units import S_PER_HOUR
-from . import INTENSITY_SOURCES
-from .intensity import CarbonIntensity
+from greensim.base.errors import ConfigError
+from greensim.base.units import S_PER_HOUR
+from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.carbon.intensity import CarbonIntensity
 
 __all__ = ["IntensitySeries", "SeriesIntensitySource", "DiurnalIntensitySource", "load_region_series",
            "shared_carbon_files", "list_regions", "BASIS_COLUMNS"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ..errors import ConfigError
-from . import INTENSITY_SOURCES
-from .intensity import CarbonIntensity
+from greensim.base.errors import ConfigError
+from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.carbon.intensity import CarbonIntensity
 
 __all__ = ["SiteInfo", "build_site_sources", "site_infos"]
 
@@ -42,7 +42,7 @@ def build_site_sources(exp, default: CarbonIntensity) -> Dict[str, CarbonIntensi
     Raises :class:`ConfigError` naming ``carbon.sites.NAME.region`` / ``.intensity`` for an
     unknown zone, a start outside its series, or ``region`` without a series carbon.intensity.
     """
-    from ..config import DEFAULT_SITE
+    from greensim.experiment.carbon import DEFAULT_SITE
     ic = exp.carbon.intensity
     out: Dict[str, CarbonIntensity] = {DEFAULT_SITE: default}
     for name, site in sorted(exp.carbon.sites.items()):
@@ -53,7 +53,7 @@ def build_site_sources(exp, default: CarbonIntensity) -> Dict[str, CarbonIntensi
                                   f"so carbon.intensity must be kind 'series' (got '{ic.kind}'). Make "
                                   f"carbon.intensity a series, or give the site intensity: {{kind: series, region: "
                                   f"{site.region}, start: ..., timezone: ...}}.")
-            from .series import SeriesIntensitySource
+            from greensim.carbon.series import SeriesIntensitySource
             out[name] = SeriesIntensitySource(region=site.region, start=ic.start, timezone=ic.timezone, path=ic.path,
                                               basis=ic.basis, gap_fill=ic.gap_fill, where=where)
         elif site.intensity is not None:
@@ -74,13 +74,13 @@ def build_site_sources(exp, default: CarbonIntensity) -> Dict[str, CarbonIntensi
 
 def site_infos(exp, sources: Dict[str, CarbonIntensity], forecaster=None) -> Dict[str, SiteInfo]:
     """A :class:`SiteInfo` per site (and ``default``), with a forecast view per series site."""
-    from ..config import DEFAULT_SITE
+    from greensim.experiment.carbon import DEFAULT_SITE
     out: Dict[str, SiteInfo] = {}
     for name, src in sources.items():
         site = exp.carbon.sites.get(name)
         fc = None
         if forecaster is not None and hasattr(src, "series"):
-            from .forecast import ForecastView
+            from greensim.carbon.forecast import ForecastView
             fc = ForecastView(src, forecaster, oracle=exp.carbon.forecast.oracle)
         out[name] = SiteInfo(name, src, fc, site.pue if site is not None else exp.carbon.pue,
                              site.rtt_s if site is not None else None)

@@ -11,7 +11,7 @@ instance's batch at its next iteration boundary, without a prefill.
 
 KV bytes sent per request = ``kv_bytes_per_token * n_input_tokens`` with
 ``kv_bytes_per_token = 2 x layers x KV heads x head_dim x bytes per element``
-(:attr:`greensim.catalog.ModelSpec.kv_bytes_per_token`).
+(:attr:`greensim.hardware.catalog.ModelSpec.kv_bytes_per_token`).
 
 Transfer energy is not added: the GPUs' power during the transfer is already counted
 (the prefill GPU draws idle or busy power for the whole experiment), and the NIC/switch
@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING, Deque, Dict, List, Protocol, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import SimulationInvariantError
-from .interfaces import InstanceView
-from .link import Link
-from .requests import Request
+from greensim.base.errors import SimulationInvariantError
+from greensim.core.interfaces import EngineHost, InstanceView
+from greensim.core.link import Link
+from greensim.core.requests import Request
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .instance import Instance
-    from .simulation import Simulation
+    from greensim.core.instance import Instance
 
 __all__ = ["DecodeRouter", "DisaggregationSpec", "KVHandoff", "LINK_SCOPES"]
 
@@ -88,7 +87,7 @@ class KVHandoff:
     ``kv_transfer_s`` then runs from the prefill start.
     """
 
-    def __init__(self, sim: "Simulation", spec: DisaggregationSpec):
+    def __init__(self, sim: "EngineHost", spec: DisaggregationSpec):
         self.sim, self.spec = sim, spec
         insts = sim.instances
         self.decode: List["Instance"] = [insts[i] for i, r in enumerate(spec.roles) if r == "decode"]

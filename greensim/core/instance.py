@@ -17,13 +17,10 @@ import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Tuple
 
-from ..errors import SimulationInvariantError
-from .interfaces import BoundPerformance
-from .ledger import Ledger
-from .requests import Request
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .simulation import Simulation
+from greensim.base.errors import SimulationInvariantError
+from greensim.core.interfaces import EngineHost, BoundPerformance
+from greensim.core.ledger import Ledger
+from greensim.core.requests import Request
 
 __all__ = ["Instance", "InstanceConfig"]
 
@@ -55,7 +52,7 @@ class InstanceConfig:
 class Instance:
     """A GPU group serving one model. Driven by the simulation's SimPy environment."""
 
-    def __init__(self, sim: "Simulation", index: int, cfg: InstanceConfig, perf: BoundPerformance,
+    def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance,
                  ledger: Ledger):
         self.sim, self.index, self.cfg, self.perf, self.ledger = sim, index, cfg, perf, ledger
         self._power_varies = perf.power_varies     # utilisation-dependent decode power

@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
 
-__all__ = ["BoundPerformance", "PerformanceModel", "InstanceView", "Router", "RouterContext", "FailureModel"]
+__all__ = ["EngineHost", "BoundPerformance", "PerformanceModel", "InstanceView", "Router", "RouterContext", "FailureModel"]
 
 #: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
 Chunk = Tuple[int, int]
@@ -164,3 +164,36 @@ class FailureModel(Protocol):
     def on_repaired(self, instance_index: int, now_s: float) -> None:
         """The instance is back up (a renewal model resets its age here)."""
         ...
+
+
+class EngineHost(Protocol):
+    """What an instance (and the DPD hand-off) may see of the engine that drives it.
+
+    The narrow interface between :class:`~greensim.core.simulation.Simulation` and the
+    instances it owns: the SimPy environment, the per-request record, and four callbacks
+    as a request moves through its life. Instances never import the simulation.
+    """
+    env: Any                      # simpy.Environment
+    max_run_iterations: Optional[int]
+    table: Any                    # RequestTable: the workload
+    record: Any                   # RequestRecord: per-request outcome arrays
+    instances: Sequence[Any]      # the engine's instances, by index
+    dsd_draft_busy_s: Any         # per-request draft-GPU busy time [s] (DSD only)
+    dsd_draft_energy_j: Any       # per-request draft-GPU energy [J] (DSD only)
+
+    def on_first_scheduled(self, r: Any, now: float) -> None:
+        """``r`` entered a batch for the first time."""
+        ...
+
+    def on_first_token(self, r: Any, now: float) -> None:
+        """``r`` produced its first output token."""
+        ...
+
+    def on_complete(self, r: Any, now: float) -> None:
+        """``r`` produced its last token."""
+        ...
+
+    def on_preempted(self, r: Any) -> None:
+        """``r`` was evicted from its batch (it will be re-prefilled)."""
+        ...
+

@@ -1,8 +1,8 @@
 """Paged KV-cache capacity (vLLM-style blocks)."""
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..units import BYTES_PER_GIB
+from greensim.base.errors import ConfigError
+from greensim.base.units import BYTES_PER_GIB
 
 __all__ = ["kv_capacity_blocks"]
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import TraceError
+from greensim.base.errors import TraceError
 
 __all__ = ["RequestTable", "Request", "RequestRecord"]
 

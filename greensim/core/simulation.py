@@ -8,13 +8,13 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import simpy
 
-from ..errors import SimulationInvariantError
-from .disagg import DisaggregationSpec, KVHandoff
-from .instance import Instance, InstanceConfig
-from .interfaces import BoundPerformance, FailureModel, Router, RouterContext
-from .spec_instance import DraftSide, SpecInstance, SpecSetup
-from .ledger import Ledger
-from .requests import Request, RequestRecord, RequestTable
+from greensim.base.errors import SimulationInvariantError
+from greensim.core.disagg import DisaggregationSpec, KVHandoff
+from greensim.core.instance import Instance, InstanceConfig
+from greensim.core.interfaces import BoundPerformance, FailureModel, Router, RouterContext
+from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
+from greensim.core.ledger import Ledger
+from greensim.core.requests import Request, RequestRecord, RequestTable
 
 __all__ = ["Simulation", "SimOutput"]
 

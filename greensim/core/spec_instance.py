@@ -52,14 +52,11 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Protocol
 
 import numpy as np
 
-from ..errors import SimulationInvariantError
-from .instance import InstanceConfig
-from .interfaces import BoundPerformance
-from .ledger import Ledger
-from .requests import Request
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .simulation import Simulation
+from greensim.base.errors import SimulationInvariantError
+from greensim.core.instance import InstanceConfig
+from greensim.core.interfaces import EngineHost, BoundPerformance
+from greensim.core.ledger import Ledger
+from greensim.core.requests import Request
 
 __all__ = ["GammaPolicy", "SpecSetup", "SpecInstance", "DraftSide", "expected_tokens_per_iteration"]
 
@@ -155,7 +152,7 @@ class SpecInstance:
     #: allow the planned-run path where it applies (tests switch it off to compare)
     plan_runs = True
 
-    def __init__(self, sim: "Simulation", index: int, cfg: InstanceConfig, perf: BoundPerformance,
+    def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance,
                  ledger: Ledger, setup: SpecSetup):
         if cfg.chunked_prefill:
             raise SimulationInvariantError("speculative instances do not support chunked prefill")

@@ -1,14 +1,14 @@
-"""Policies (routers for now), registered by name."""
-from ..registry import Registry
+"""In-loop policies: what the engine asks while it runs (which instance gets a request,
+which decode instance takes a prefilled request, how many tokens to draft), each family
+a registry of named plug-ins.
 
-ROUTERS: Registry = Registry("router")
-DECODE_ROUTERS: Registry = Registry("decode router")
-GAMMA_POLICIES: Registry = Registry("gamma policy")
-
-from . import routers  # noqa: E402,F401  (registers the built-in routers)
-from . import scheduler  # noqa: E402,F401  (registers the greenllm scheduler router)
-from . import disaggregation  # noqa: E402,F401  (registers the DPD decode routers)
-from . import speculation  # noqa: E402,F401  (registers the speculative-decoding gamma policies)
-from . import carbon_aware  # noqa: E402,F401  (registers the cross-site carbon-aware router)
+Importing the package registers the built-ins: routers (:mod:`.routers`), the greenllm
+SLO-aware scheduler (:mod:`.scheduler`), DPD decode routers (:mod:`.disaggregation`),
+gamma policies (:mod:`.speculation`) and the cross-site carbon-aware router
+(:mod:`.carbon_aware`). Other packages add their own through entry points
+(see :class:`greensim.base.registry.Registry`).
+"""
+from greensim.policies import carbon_aware, disaggregation, routers, scheduler, speculation  # noqa: F401  (built-ins)
+from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 
 __all__ = ["ROUTERS", "DECODE_ROUTERS", "GAMMA_POLICIES"]

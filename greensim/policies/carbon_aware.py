@@ -40,10 +40,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..core.interfaces import InstanceView, RouterContext
-from ..errors import ConfigError
-from ..units import J_PER_KWH
-from . import ROUTERS
+from greensim.core.interfaces import InstanceView, RouterContext
+from greensim.base.errors import ConfigError
+from greensim.base.units import J_PER_KWH
+from greensim.policies.registry import ROUTERS
 
 __all__ = ["CarbonAware"]
 
@@ -110,7 +110,7 @@ class CarbonAware:
         if missing:
             raise ConfigError("cluster.router: carbon_aware needs " + "; ".join(f"'{k}' ({_NEEDED[k]})"
                               for k in missing) + " in the router extras. Build the simulation with "
-                              "greensim.runner.router_extras(prepare(experiment)), which fills them from the "
+                              "greensim.assembly.prepare.router_extras(prepare(experiment)), which fills them from the "
                               "experiment's slo and carbon.sites.")
         self.ctx = ctx
         self.sites = ctx.extras["sites"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..core.interfaces import InstanceView
-from . import DECODE_ROUTERS
+from greensim.core.interfaces import InstanceView
+from greensim.policies.registry import DECODE_ROUTERS
 
 __all__ = ["DecodeRoundRobin", "DecodeLeastLoaded", "DecodeKVCapacityAware"]
 

@@ -5,8 +5,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..core.interfaces import InstanceView
-from . import ROUTERS
+from greensim.core.interfaces import InstanceView
+from greensim.policies.registry import ROUTERS
 
 __all__ = ["RoundRobin", "JoinShortestQueue", "LeastKVUse", "PowerOfTwoChoices"]
 

@@ -10,7 +10,7 @@ Every ``replan_interval_s`` the plan is re-made from the arrival rate and mean l
 class seen over the last ``window_s`` and the grid intensity (the carbon forecast of the
 hour in progress with ``carbon.forecast``, else the current value): for every assignment
 of classes to modes, each mode's carbon rate and latencies are **predicted from the closed
-forms of** :mod:`greensim.theory` with the groups' bound performance models, and the
+forms of** :mod:`greensim.carbon.theory` with the groups' bound performance models, and the
 lowest-carbon plan whose modes are all predicted feasible is chosen (none feasible: the
 plan closest to feasible). Why the theory and not an online estimate of each mode's energy
 per token: a mode without traffic has no measurement, yet deciding when to send traffic
@@ -34,7 +34,7 @@ modes alike); it changes with the rate (batching) and SLO feasibility. Objective
 ``attributed`` charges only modes with traffic, each its GPUs' whole carbon over their
 utilisation (as per-mode profiles do, GPUs without traffic being released to other
 work): then the embodied/operational trade-off, hence the break-even intensity of
-:func:`greensim.theory.break_even_intensity`, decides.
+:func:`greensim.carbon.theory.break_even_intensity`, decides.
 
 Hysteresis: the plan changes only if the predicted saving exceeds ``hysteresis_frac`` of
 the current plan's carbon (or the current plan is predicted infeasible), and only once the
@@ -53,11 +53,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .. import theory
-from ..carbon.embodied import embodied_charge_gco2
-from ..errors import ConfigError
-from ..units import J_PER_KWH
-from . import ROUTERS
+from greensim.carbon import theory
+from greensim.carbon.embodied import embodied_charge_gco2
+from greensim.base.errors import ConfigError
+from greensim.base.units import J_PER_KWH
+from greensim.policies.registry import ROUTERS
 
 __all__ = ["Role", "ModeModel", "Prediction", "build_modes", "predict", "Planner", "GreenLLM"]
 
@@ -120,7 +120,7 @@ def _same(gis, what: str, key, mode: str, where: str) -> None:
 
 def build_modes(groups: Sequence[Any], pue: float, modes: Optional[Dict[str, List[int]]] = None,
                 where: str = "cluster.scheduler.modes") -> Dict[str, ModeModel]:
-    """Modes from the runner's instance groups (:class:`greensim.runner.GroupInfo`).
+    """Modes from the runner's instance groups (:class:`greensim.assembly.prepare.GroupInfo`).
 
     Parameters
     ----------
@@ -248,7 +248,7 @@ def predict(mode: ModeModel, rate_rps: float, n_in: float, n_out: float, intensi
     """Predicted carbon rate and latencies of ``mode`` at ``rate_rps`` with mean lengths.
 
     carbon = sum over roles of CI x PUE x (rate x busy_j + (n - rate x busy_s) x P_idle) / 3.6e6
-    + n x embodied rate (the simulator's accounting; :mod:`greensim.theory`).
+    + n x embodied rate (the simulator's accounting; :mod:`greensim.carbon.theory`).
     """
     idle = sum(r.n * (intensity * r.pue * r.idle_w / J_PER_KWH + r.emb_gps) for r in mode.roles)
     if rate_rps <= 0:
@@ -340,12 +340,12 @@ class Planner:
         best = cur
         for a in itertools.product(self.names, repeat=len(stats)):
             s = self.score(a, stats, ci, memo)
-            if best is None or _better(s, best):
+            if best is None or better(s, best):
                 best = s
         return best, cur
 
 
-def _better(a: PlanScore, b: PlanScore) -> bool:
+def better(a: PlanScore, b: PlanScore) -> bool:
     if a.feasible != b.feasible:
         return a.feasible
     if not a.feasible:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import GAMMA_POLICIES
+from greensim.policies.registry import GAMMA_POLICIES
 
 __all__ = ["FixedGamma", "GoodputGamma"]
 

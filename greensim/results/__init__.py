@@ -1,5 +1,5 @@
 """Results: tables, summary, atomic run folders and plots."""
-from .metrics import InstanceCarbonSpec, Tables, build_tables
-from .writer import write_run
+from greensim.results.metrics import InstanceCarbonSpec, Tables, build_tables
+from greensim.results.writer import write_run
 
 __all__ = ["InstanceCarbonSpec", "Tables", "build_tables", "write_run"]

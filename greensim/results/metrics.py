@@ -13,11 +13,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..carbon import embodied_gco2, operational_gco2  # noqa: F401 (public re-exports)
-from ..carbon.embodied import embodied_by_scheme, embodied_charge_gco2
-from ..carbon.intensity import CarbonIntensity
-from ..core.simulation import SimOutput
-from ..units import J_PER_KWH
+from greensim.carbon import embodied_gco2, operational_gco2  # noqa: F401 (public re-exports)
+from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
+from greensim.carbon.intensity import CarbonIntensity
+from greensim.core.simulation import SimOutput
+from greensim.base.units import J_PER_KWH
 
 __all__ = ["InstanceCarbonSpec", "Tables", "build_tables"]
 

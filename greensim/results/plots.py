@@ -76,5 +76,5 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     fig.savefig(folder / "timeline.png", dpi=100)
     plt.close(fig)
 
-    from .carbon_plots import plot_carbon_timeline
+    from greensim.results.carbon_plots import plot_carbon_timeline
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)

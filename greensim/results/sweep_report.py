@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from .writer import _write_text, to_jsonable, write_folder_atomically  # noqa: E402
+from greensim.results.writer import write_text, to_jsonable, write_folder_atomically  # noqa: E402
 
 __all__ = ["write_sweep", "plot_carbon_vs_slo", "plot_heatmaps", "swept_axes"]
 
@@ -87,7 +87,7 @@ def write_sweep(target_parent: Path, name: str, df: pd.DataFrame, description: D
     target = Path(target_parent) / name / f"sweep-{h[:8]}"
 
     def fill(tmp: Path) -> None:
-        _write_text(tmp / "sweep.yaml", yaml.safe_dump(to_jsonable(description), sort_keys=False))
+        write_text(tmp / "sweep.yaml", yaml.safe_dump(to_jsonable(description), sort_keys=False))
         df.to_parquet(tmp / "sweep.parquet", index=False)
         if plots:
             axes = list(description.get("axes", []))

@@ -31,7 +31,7 @@ def to_jsonable(x: Any) -> Any:
     return x
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
         f.flush()
@@ -50,7 +50,7 @@ def write_folder_atomically(target: Path, fill: Callable[[Path], None], manifest
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         fill(tmp)
-        _write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
+        write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
         if target.exists():
             trash = target.parent / f".{target.name}.old-{os.getpid()}"
             os.replace(target, trash)
@@ -68,7 +68,7 @@ def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[s
               table_format: str = "parquet", plot: Callable[[Path], None] | None = None) -> Path:
     """Write the run folder at ``target`` atomically and return its path."""
     def fill(tmp: Path) -> None:
-        _write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
+        write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
         for name, df in (("requests", tables.requests), ("instances", tables.instances),
                          ("timeline", tables.timeline)):
             if table_format == "parquet":
@@ -82,7 +82,7 @@ def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[s
                 df.to_csv(tmp / f"{name}.csv", index=False)
         if getattr(tables, "regions", None) is not None:     # carbon.compare_regions: per-region totals
             tables.regions.to_csv(tmp / "regions.csv", index=False)
-        _write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
+        write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
         if plot is not None:
             plot(tmp)
     return write_folder_atomically(target, fill, manifest)

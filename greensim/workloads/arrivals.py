@@ -20,14 +20,13 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ..config import (DiurnalArrivals, FittedArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals,
-                      ServeGenArrivals)
-from ..errors import ConfigError, TraceError
-from ..registry import Registry
+from greensim.experiment.workload import (DiurnalArrivals, FittedArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals, ServeGenArrivals)
+from greensim.base.errors import ConfigError, TraceError
+from greensim.base.registry import Registry
 
 __all__ = ["ARRIVALS", "arrival_times", "renewal_unit", "PiecewiseRate", "servegen_rates"]
 
-ARRIVALS: Registry = Registry("arrival process")
+ARRIVALS: Registry = Registry("arrival process", entry_point_group="greensim.arrivals")
 
 
 def _check_stop(n: Optional[int], duration_s: Optional[float], where: str) -> None:
@@ -167,8 +166,8 @@ def _rate_series(cfg: RateSeriesArrivals, rng, n, duration_s, where):
 
 def servegen_rates(cfg: ServeGenArrivals, data_dir: Optional[str] = None, where: str = "arrivals"):
     """(rates [req/s] per window, window length [s]) of one ServeGen model, before scaling."""
-    from .named import find_named_trace
-    from .traces import read_trace_frame
+    from greensim.workloads.named import find_named_trace
+    from greensim.workloads.traces import read_trace_frame
     if cfg.path:
         path = cfg.path
     else:
@@ -200,7 +199,7 @@ def _servegen(cfg: ServeGenArrivals, rng, n, duration_s, where, data_dir: Option
 
 @ARRIVALS.register("fitted")
 def _fitted(cfg: FittedArrivals, rng, n, duration_s, where):
-    from .fitted import load_fit
+    from greensim.workloads.fitted import load_fit
     fit = load_fit(cfg.trace, f"{where}.trace")
     arr = fit.get("arrivals")
     if not arr:

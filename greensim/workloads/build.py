@@ -27,16 +27,16 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from ..config import FittedLengths, IndependentLengths, PoissonWorkload, SyntheticWorkload, TraceWorkload
-from ..core.requests import RequestTable
-from ..errors import ConfigError, TraceError
-from . import WORKLOADS
-from .arrivals import arrival_times
-from .clean import clean_frame
-from .named import find_named_trace
-from .readers import ReadOptions, notes_of
-from .synthetic import poisson_table, sample_lengths
-from .traces import frame_to_table, read_trace_frame
+from greensim.experiment.workload import (FittedLengths, IndependentLengths, PoissonWorkload, SyntheticWorkload, TraceWorkload)
+from greensim.core.requests import RequestTable
+from greensim.base.errors import ConfigError, TraceError
+from greensim.workloads.registry import WORKLOADS
+from greensim.workloads.arrivals import arrival_times
+from greensim.workloads.clean import clean_frame
+from greensim.workloads.named import find_named_trace
+from greensim.workloads.readers import ReadOptions, notes_of
+from greensim.workloads.synthetic import poisson_table, sample_lengths
+from greensim.workloads.traces import frame_to_table, read_trace_frame
 
 __all__ = ["build_workload", "load_trace"]
 
@@ -171,7 +171,7 @@ def _trace(cfg: TraceWorkload, seeds: np.random.SeedSequence) -> RequestTable:
 
 def _lengths(cfg, n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     if isinstance(cfg, FittedLengths):
-        from .fitted import load_length_model
+        from greensim.workloads.fitted import load_length_model
         return load_length_model(cfg.trace, "workload.lengths.trace").sample(n, rng)
     assert isinstance(cfg, IndependentLengths)
     return (sample_lengths(cfg.input_tokens, n, rng, "workload.lengths.input_tokens"),

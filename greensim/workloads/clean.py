@@ -1,6 +1,6 @@
 """Validation of a trace's values: every problem names the file, the row and the column.
 
-Without ``drop_invalid`` the first bad value raises :class:`~greensim.errors.TraceError`;
+Without ``drop_invalid`` the first bad value raises :class:`~greensim.base.errors.TraceError`;
 with it, bad rows are dropped and counted by reason (the caller reports the counts).
 Rows are numbered as in the file from 0, header not counted (row r is line r + 2 of a CSV).
 """
@@ -11,7 +11,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
-from ..errors import TraceError
+from greensim.base.errors import TraceError
 
 __all__ = ["clean_frame", "REQUIRED_LENGTH_COLUMNS"]
 

@@ -31,7 +31,8 @@ from typing import Any, Dict
 import numpy as np
 import yaml
 
-from ..errors import ConfigError, TraceError
+from greensim.base.errors import ConfigError, TraceError
+from greensim.base.paths import bundled
 
 __all__ = ["JointLengthModel", "fit_lengths", "fit_arrivals", "load_fit", "fitted_names", "fit_document",
            "FIT_LEVELS", "FIT_GRID"]
@@ -145,8 +146,8 @@ def _sha256(path: Path) -> str:
 def fit_document(name: str, path: Path, frame, source: str = "", license: str = "",
                  command: str = "") -> Dict[str, Any]:
     """The YAML document of a fit: provenance, arrival fit (if times), length model, summary."""
-    from .stats import trace_stats
-    from .. import __version__
+    from greensim.workloads.stats import trace_stats
+    from greensim.base.version import __version__
     arr = frame["arrival_time_s"].to_numpy() if "arrival_time_s" in frame.columns else None
     inp = frame["input_tokens"].to_numpy()
     out = frame["output_tokens"].to_numpy()
@@ -170,7 +171,7 @@ def fit_document(name: str, path: Path, frame, source: str = "", license: str = 
 
 
 def _fits_dir():
-    return resources.files("greensim._traces") / "fitted"
+    return bundled("traces") / "fitted"
 
 
 def fitted_names() -> list[str]:

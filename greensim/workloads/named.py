@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import TraceError
-from ..registry import Registry
+from greensim.base.errors import TraceError
+from greensim.base.registry import Registry
 
 __all__ = ["NamedTrace", "TRACES", "trace_dirs", "find_named_trace", "resolve_trace_source"]
 

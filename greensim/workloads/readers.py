@@ -1,6 +1,6 @@
 """Trace file formats: each reader turns one file format into greensim's columns.
 
-A reader is registered in :data:`greensim.workloads.TRACE_READERS` and called as
+A reader is registered in :data:`greensim.workloads.registry.TRACE_READERS` and called as
 ``reader(path, opts)``; it returns a :class:`pandas.DataFrame` with the columns
 ``arrival_time_s`` (seconds from the first request; absent for length-only files),
 ``input_tokens``, ``output_tokens`` and optional extras (``model``, ``session_id``,
@@ -20,8 +20,8 @@ from typing import List, Mapping
 import numpy as np
 import pandas as pd
 
-from ..errors import TraceError
-from . import TRACE_READERS
+from greensim.base.errors import TraceError
+from greensim.workloads.registry import TRACE_READERS
 
 __all__ = ["ReadOptions", "TIME_UNITS_S", "notes_of"]
 

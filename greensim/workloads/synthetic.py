@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ConstantLength, EmpiricalLength, LognormalLength, UniformLength
-from ..core.requests import RequestTable
-from ..errors import TraceError
-from .traces import read_trace_frame
+from greensim.experiment.workload import ConstantLength, EmpiricalLength, LognormalLength, UniformLength
+from greensim.core.requests import RequestTable
+from greensim.base.errors import TraceError
+from greensim.workloads.traces import read_trace_frame
 
 __all__ = ["sample_lengths", "poisson_table"]
 

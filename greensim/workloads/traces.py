@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.requests import RequestTable
-from ..errors import TraceError
-from . import TRACE_READERS
-from .clean import clean_frame
-from .readers import ReadOptions
+from greensim.core.requests import RequestTable
+from greensim.base.errors import TraceError
+from greensim.workloads.registry import TRACE_READERS
+from greensim.workloads.clean import clean_frame
+from greensim.workloads.readers import ReadOptions
 
 __all__ = ["read_trace_frame", "table_from_frame", "REQUIRED_COLUMNS", "format_from_suffix"]
 

@@ -57,7 +57,7 @@ def test_crash_while_writing_leaves_no_complete_looking_folder(tmp_path, monkeyp
     import greensim.results.writer as w
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(w, "_write_text", boom)
+    monkeypatch.setattr(w, "write_text", boom)
     p = write(tmp_path, make_experiment())
     with pytest.raises(RuntimeError):
         CliRunner().invoke(main, ["run", str(p), "--out", str(tmp_path / "out")], catch_exceptions=False)

@@ -83,9 +83,9 @@ def test_run_day_long_servegen_with_fitted_lengths(tmp_path, shared_data):
 
 
 def test_shipped_example_experiments_validate(shared_data, monkeypatch):
-    from importlib import resources
+    from greensim.base.paths import bundled
     monkeypatch.setenv("GREENSIM_TRACE_DIR", str(shared_data / "traces"))
-    for f in resources.files("greensim._experiments").iterdir():
+    for f in bundled("experiments").iterdir():
         if f.name.endswith(".yaml"):
             res = invoke("validate", str(f))
             assert res.exit_code == 0, (f.name, res.output)
@@ -102,7 +102,7 @@ def test_trace_stats_of_an_experiment_shows_its_generated_workload(tmp_path):
     st = json.loads(res.output)
     assert st["n_requests"] == 20_000
     assert st["mean_rate_rps"] == pytest.approx(8.0, rel=0.05) and st["iat_cv"] == pytest.approx(2.0, rel=0.1)
-    from greensim.runner import prepare
-    from greensim.config import load_experiment
+    from greensim.assembly.prepare import prepare
+    from greensim.experiment.load import load_experiment
     t = prepare(load_experiment(p)).table                  # the same requests a run would simulate
     assert st["input_tokens_max"] == t.n_input_tokens.max()

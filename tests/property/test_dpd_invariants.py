@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.core.instance import Instance
-from greensim.runner import prepare, simulate
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 

@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.core.simulation import Simulation
 from greensim.core.spec_instance import SpecInstance, expected_tokens_per_iteration
-from greensim.runner import prepare, simulate
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.core.simulation import Simulation
 from greensim.core.spec_instance import SpecInstance
-from greensim.runner import prepare, simulate
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 from test_dsd_invariants import dsd_experiments, spec_group
 

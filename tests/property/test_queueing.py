@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.runner import prepare, simulate
+from greensim.experiment.load import parse_experiment
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.workloads import build_workload
 from conftest import make_experiment
 

@@ -4,7 +4,7 @@ import shutil
 import yaml
 from click.testing import CliRunner
 
-from greensim.check import check_experiments, default_check_dir
+from greensim.api.check import check_experiments, default_check_dir
 from greensim.cli import main
 
 

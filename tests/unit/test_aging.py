@@ -5,10 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensim.aging import WeibullFailureModel, age_sweep
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, simulate
+from greensim.hardware.aging import WeibullFailureModel
+from greensim.api.aging import age_sweep
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 YEAR = 365 * 24 * 3600.0

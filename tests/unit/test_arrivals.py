@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from greensim.config import (DiurnalArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals,
-                             ServeGenArrivals, parse_experiment)
-from greensim.errors import ConfigError
+from greensim.experiment.workload import (DiurnalArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals, ServeGenArrivals)
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
 from greensim.workloads import arrival_times, build_workload
 from greensim.workloads.arrivals import PiecewiseRate, diurnal_rate, servegen_rates
 from conftest import make_experiment

@@ -7,8 +7,8 @@ import time
 import pandas as pd
 import pytest
 
-from greensim.backends import BackendError, DaskBackend, make_backend
-from greensim.sweeps import sweep
+from greensim.api.backends import BackendError, DaskBackend, make_backend
+from greensim.api.sweep import sweep
 from conftest import make_experiment
 
 import distributed

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensim.catalog import load_catalog
-from greensim.perf import calibrate as cal
-from greensim.perf.roofline import RooflineModel, load_roofline_params
+from greensim.hardware.catalog import load_catalog
+from greensim.tools import calibrate as cal
+from greensim.hardware.roofline import RooflineModel, load_roofline_params
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GPUS = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}
@@ -108,7 +108,7 @@ def _numeric_leaves(node, path=""):
 
 
 def test_every_value_has_a_source(params):
-    cmd = "python -m greensim.perf.calibrate --data ../shared/data --out profiles/roofline.yaml"
+    cmd = "python -m greensim.tools.calibrate --data ../shared/data --out profiles/roofline.yaml"
     leaves = [x for s in ("engine", "gpus", "architectures") for x in _numeric_leaves(params[s], s + ".")]
     assert len(leaves) == 3 + 2 * 2 + 5 * 2   # 5 architectures: Volta, Turing, Ampere, Hopper, Ada
     for where, key, node in leaves:

@@ -4,11 +4,12 @@ import pandas as pd
 import pytest
 
 from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
-from greensim.carbon.series import (DiurnalIntensitySource, SeriesIntensitySource, load_region_series,
-                                    validate_series)
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, run, simulate
+from greensim.carbon.series import DiurnalIntensitySource, SeriesIntensitySource, load_region_series, validate_series
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.api.run import run
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 YEAR = 365 * 24 * 3600.0

@@ -1,7 +1,7 @@
 import pytest
 
-from greensim.catalog import load_catalog
-from greensim.errors import ProfileError
+from greensim.hardware.catalog import load_catalog
+from greensim.base.errors import ProfileError
 
 
 def test_model_shapes_give_published_parameter_counts():
@@ -50,8 +50,8 @@ def test_bad_user_catalog_entry_names_the_field(tmp_path):
 
 def test_gpu_without_sourced_power_is_listed_but_cannot_be_simulated(tmp_path):
     """A10G's TDP has no source: the catalogue keeps it empty and a run says how to supply it."""
-    from greensim.config import parse_experiment
-    from greensim.runner import prepare
+    from greensim.experiment.load import parse_experiment
+    from greensim.assembly.prepare import prepare
     from conftest import make_experiment
     cat = load_catalog()
     assert cat.gpu("A10G").memory_bytes == 24e9

@@ -1,7 +1,9 @@
 import pytest
 
-from greensim.config import apply_overrides, json_schema, load_experiment, parse_experiment
-from greensim.errors import ConfigError
+from greensim.experiment.overrides import apply_overrides
+from greensim.experiment.schema import json_schema
+from greensim.experiment.load import load_experiment, parse_experiment
+from greensim.base.errors import ConfigError
 from conftest import make_experiment
 
 

@@ -7,12 +7,13 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from greensim.catalog import load_catalog
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError, ProfileError
-from greensim.perf import power_fit
-from greensim.perf.roofline import RooflineModel, load_decode_power_params
-from greensim.runner import prepare, simulate
+from greensim.hardware.catalog import load_catalog
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError, ProfileError
+from greensim.tools import power_fit
+from greensim.hardware.roofline import RooflineModel, load_decode_power_params
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 CAT = load_catalog()
@@ -97,7 +98,7 @@ def test_closed_form_run_energy_equals_iteration_sum(n, ctx0, k, gpu, tp, curve)
 
 def test_wrappers_forward_varying_power():
     """Uncertainty bands and aging scale the varying power; they do not fall back to the constant."""
-    from greensim.aging import DegradedPerformance
+    from greensim.hardware.aging import DegradedPerformance
     inner = bound()
     for w, scale in ((RooflineModel(decode_power="utilization", band="pessimistic")
                       .bind(CAT.gpu("H100-SXM"), CAT.model("Llama-3.1-8B"), 1), None),

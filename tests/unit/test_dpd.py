@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import simpy
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.core.link import LINK_TYPES, Link
-from greensim.errors import ConfigError, ProfileError
-from greensim.runner import prepare, simulate
+from greensim.base.errors import ConfigError, ProfileError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 

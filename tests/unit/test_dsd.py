@@ -1,9 +1,10 @@
 """Speculative decoding (DSD) on hand-checkable cases and bad input."""
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, simulate
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 
@@ -81,8 +82,8 @@ def test_unknown_gamma_policy_lists_the_valid_ones():
 def test_roofline_verify_forms_equal_the_chunked_iteration():
     """verify_time_s / verify_uniform_time_s = iteration_time_s over the same chunks."""
     import numpy as np
-    from greensim.catalog import load_catalog
-    from greensim.perf.roofline import RooflineModel
+    from greensim.hardware.catalog import load_catalog
+    from greensim.hardware.roofline import RooflineModel
     c = load_catalog()
     b = RooflineModel().bind(c.gpu("A100-80GB"), c.model("Llama-3.1-8B"), 2)
     q, ctx = np.array([5, 5, 3, 1]), np.array([100, 2000, 50, 7])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import ks_2samp
 
-from greensim.config import FittedArrivals
+from greensim.experiment.workload import FittedArrivals
 from greensim.workloads import arrival_times, load_fit, trace_stats
 from greensim.workloads.fitted import JointLengthModel, fit_lengths, fitted_names, load_length_model
 from greensim.workloads.named import find_named_trace

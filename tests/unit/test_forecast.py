@@ -4,13 +4,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from greensim.carbon.forecast import (ForecastView, HoltWintersETS, Persistence, SeasonalNaive, backtest,
-                                      make_forecaster, mape_by_horizon)
+from greensim.carbon.forecast import (ForecastView, HoltWintersETS, Persistence, SeasonalNaive, backtest, make_forecaster, mape_by_horizon)
 from greensim.carbon.series import IntensitySeries, SeriesIntensitySource
 from greensim.cli import main
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
 from conftest import make_experiment
 
 

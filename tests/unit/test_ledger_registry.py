@@ -1,8 +1,8 @@
 import pytest
 
 from greensim.core.ledger import Ledger
-from greensim.errors import ConfigError
-from greensim.registry import Registry
+from greensim.base.errors import ConfigError
+from greensim.base.registry import Registry
 
 
 def test_ledger_splits_intervals_across_bins():

@@ -1,8 +1,8 @@
 import pytest
 
-from greensim.catalog import load_catalog
+from greensim.hardware.catalog import load_catalog
 from greensim.core.memory import kv_capacity_blocks
-from greensim.errors import ConfigError
+from greensim.base.errors import ConfigError
 
 CAT = load_catalog()
 

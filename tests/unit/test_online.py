@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensim import theory
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.online import run_windows
+from greensim.carbon import theory
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.planning.online import run_windows
 from greensim.policies.scheduler import _emb_rate
-from greensim.runner import prepare
-from greensim.units import S_PER_YEAR
+from greensim.assembly.prepare import prepare
+from greensim.base.units import S_PER_YEAR
 
 NEW_ONLY = {"router": "join_shortest_queue", "instances": [{"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384}]}
 DPD = {"router": "round_robin",
@@ -55,7 +55,7 @@ def test_stationary_rate_constant_intensity_matches_best_static(tmp_path):
 
 
 def _break_even(d) -> float:
-    """Break-even intensity of DPD vs new-only at RATE from greensim.theory (per request)."""
+    """Break-even intensity of DPD vs new-only at RATE from greensim.carbon.theory (per request)."""
     pa = prepare(parse_experiment(d))
     pd_ = prepare(parse_experiment({**d, "cluster": copy.deepcopy(DPD)}))
     a = pa.groups[0]

@@ -3,9 +3,9 @@ import pytest
 import yaml
 
 import greensim
-from greensim.config import load_experiment, parse_experiment
-from greensim.errors import ConfigError
-from greensim.overrides import check_override_key
+from greensim.experiment.load import load_experiment, parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.experiment.overrides import check_override_key
 from conftest import make_experiment
 
 
@@ -43,7 +43,7 @@ def test_valid_keys_pass_including_free_dict_keys():
 
 def test_run_rejects_bad_override_before_simulating(monkeypatch):
     """greensim.run with a dict, an Experiment or a path fails before prepare() is called."""
-    import greensim.runner as runner
+    import greensim.api.run as runner
 
     def never(*a, **k):
         raise AssertionError("a run started")

@@ -1,15 +1,19 @@
 """The installed package carries its data (profiles, quickstart) and its console script."""
 import shutil
-from importlib import resources
 
 import yaml
 
 
-def test_shipped_data_files_are_installed():
-    prof = resources.files("greensim._profiles")
-    for name in ["gpus.yaml", "models.yaml", "roofline.yaml"]:
+def test_shipped_data_files_are_found():
+    """Installed (greensim/_profiles...) or run from the checkout (profiles/...), the same files."""
+    from greensim.base.paths import bundled
+    prof = bundled("profiles")
+    for name in ["gpus.yaml", "models.yaml", "roofline.yaml", "uncertainty.yaml", "decode_power.yaml"]:
         assert yaml.safe_load((prof / name).read_text())
-    assert yaml.safe_load((resources.files("greensim._experiments") / "quickstart.yaml").read_text())["name"] == "quickstart"
+    assert list((prof / "measured").glob("*/*.csv"))
+    assert yaml.safe_load((bundled("experiments") / "quickstart.yaml").read_text())["name"] == "quickstart"
+    assert list((bundled("experiments") / "check").glob("*.yaml"))
+    assert list((bundled("traces") / "fitted").glob("*.yaml"))
 
 
 def test_console_script_on_path():
@@ -25,7 +29,8 @@ def test_core_imports_no_plugin_module():
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 mod = ("." * node.level) + node.module
-                for banned in ("policies", "perf", "carbon", "workloads", "results", "cli", "runner"):
+                for banned in ("policies", "hardware", "carbon", "workloads", "results", "cli", "assembly", "api",
+                               "experiment", "planning"):
                     assert banned not in mod.split("."), f"{f.name} imports {mod}"
 
 

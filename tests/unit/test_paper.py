@@ -1,4 +1,4 @@
-"""GreenLLM reproduction (greensim.paper): scenario design, overrides, and an end-to-end run
+"""GreenLLM reproduction (paper): scenario design, overrides, and an end-to-end run
 whose summary must be internally consistent."""
 import json
 from pathlib import Path
@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from greensim.config import load_yaml
-from greensim.errors import ConfigError
-from greensim.paper import (Scenario, headline, load_paper_spec, run_paper, scenario_overrides, scenarios,
-                            write_paper_folder)
-from greensim.planner import load_plan_spec
+from greensim.experiment.load import load_yaml
+from greensim.base.errors import ConfigError
+from paper import Scenario, headline, load_paper_spec, run_paper, scenario_overrides, scenarios, write_paper_folder
+from greensim.planning import load_plan_spec
 
 SPEC, BASE = load_paper_spec()
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from greensim.config import apply_overrides
-from greensim.errors import ConfigError
-from greensim.planner import Candidate, PlanResult, load_plan_spec, plan
-from greensim.planner.search import enumerate_candidates
+from greensim.experiment.overrides import apply_overrides
+from greensim.base.errors import ConfigError
+from greensim.planning import Candidate, PlanResult, load_plan_spec, plan
+from greensim.planning.search import enumerate_candidates
 
 GPUS = str(Path(__file__).parent / "planner_gpus")      # hypothetical OLD-FAST-FREE / OLD-SLOW-FREE
 

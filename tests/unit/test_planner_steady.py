@@ -6,11 +6,12 @@ import copy
 import numpy as np
 import pytest
 
-from greensim.config import apply_overrides, load_yaml
-from greensim.errors import ConfigError
-from greensim.paper import Scenario, load_paper_spec, scenario_overrides
-from greensim.planner import load_plan_spec, plan
-from greensim.planner.search import _shorten, _simulate
+from greensim.experiment.overrides import apply_overrides
+from greensim.experiment.load import load_yaml
+from greensim.base.errors import ConfigError
+from paper import Scenario, load_paper_spec, scenario_overrides
+from greensim.planning import load_plan_spec, plan
+from greensim.planning.search import _shorten, _simulate
 
 from test_planner import BASE, problem
 
@@ -88,7 +89,7 @@ def forecast_problem(**updates):
 def test_forecast_plan_scores_at_the_mean_forecast():
     """Seasonal naive (lag 24 h) over hours 5-11 = yesterday's hours 5-11 of the series; every
     candidate's carbon equals its run at that constant intensity (not the actuals)."""
-    from greensim.carbon import INTENSITY_SOURCES
+    from greensim.carbon.registry import INTENSITY_SOURCES
     src = INTENSITY_SOURCES.get("series")(**{k: v for k, v in SERIES.items() if k != "kind"})
     i0 = int(np.floor(src._offset)) + 5
     expect = float(np.mean(src.series.values[i0 - 24:i0 - 24 + 6]))

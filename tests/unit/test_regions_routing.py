@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, simulate
-from greensim.units import J_PER_KWH
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
+from greensim.base.units import J_PER_KWH
 from conftest import make_experiment
 
 CLEAN, DIRTY = 50.0, 400.0

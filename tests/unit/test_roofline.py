@@ -1,8 +1,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from greensim.catalog import load_catalog
-from greensim.perf.roofline import RooflineModel
+from greensim.hardware.catalog import load_catalog
+from greensim.hardware.roofline import RooflineModel
 
 CAT = load_catalog()
 

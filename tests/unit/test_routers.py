@@ -4,9 +4,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.policies.routers import LeastKVUse, PowerOfTwoChoices
-from greensim.runner import prepare, simulate
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 
@@ -58,7 +59,7 @@ def test_router_bind_sees_the_clock_labels_and_extras():
     """A router with bind() gets the simulated clock and the runner's extras; instances
     carry their group, site and mode labels."""
     from greensim.core.simulation import Simulation
-    from greensim.runner import make_router, router_extras
+    from greensim.assembly.prepare import make_router, router_extras
 
     seen = []
 

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 import greensim
-from greensim import theory
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
+from greensim.carbon import theory
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
 from greensim.policies.scheduler import GreenLLM, build_modes, predict
-from greensim.runner import prepare, router_extras
+from greensim.assembly.prepare import prepare, router_extras
 
 LENGTHS = {"input_tokens": {"dist": "constant", "value": 900}, "output_tokens": {"dist": "constant", "value": 200}}
 DSD = {"draft_model": "Llama-3.2-1B", "draft_gpu": "V100-32GB", "alpha": 0.7, "gamma": 4,
@@ -164,14 +164,14 @@ def test_min_dwell_is_respected():
 
 def test_intensity_below_break_even_switches_to_the_old_gpus():
     """Objective 'attributed': DPD (old V100s, embodied sunk) saves new-GPU embodied carbon but uses more
-    energy, so it wins below the break-even intensity of greensim.theory. The intensity drops from 2x
+    energy, so it wins below the break-even intensity of greensim.carbon.theory. The intensity drops from 2x
     to 0.5x the break-even at t = 600 s: the plan is colocated before and DPD after."""
     p = prepare(parse_experiment(_exp(COLO_DPD, dict(SCHED), router="greenllm")))
     g = p.groups
     rate = 1.0
     spec_a, spec_v = g[0].carbon, g[2].carbon
     from greensim.policies.scheduler import _emb_rate
-    from greensim.units import S_PER_YEAR
+    from greensim.base.units import S_PER_YEAR
     # theory modes: per-instance rates, embodied as kg per GPU over the lifetime (sunk V100: 0)
     emb_a = _emb_rate(spec_a) * spec_a.lifetime_years * S_PER_YEAR / 1000
     base = theory.colocated(g[0].perf, 900, 200, rate / 2, 1, emb_a, spec_a.lifetime_years)
@@ -291,7 +291,7 @@ def test_predicted_carbon_is_the_theory_per_request_carbon(rate):
     m = build_modes(p.groups, 1.1)["colocated"]
     g = p.groups[0]
     from greensim.policies.scheduler import _emb_rate
-    from greensim.units import S_PER_YEAR
+    from greensim.base.units import S_PER_YEAR
     emb_kg = _emb_rate(g.carbon) * g.carbon.lifetime_years * S_PER_YEAR / 1000
     th = theory.colocated(g.perf, 900, 200, rate, 1, emb_kg, g.carbon.lifetime_years)
     for ci in (0.0, 300.0):

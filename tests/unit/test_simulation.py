@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.runner import prepare, simulate
+from greensim.experiment.load import parse_experiment
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 
@@ -99,7 +100,7 @@ def test_slo_classes_from_a_trace_column(tmp_path):
                                                                           "batch": {"ttft_s": 60, "tpot_s": 1}}}})
     r = run_tables(d).requests
     assert r.ttft_slo_s.tolist() == [0.5, 60, 1] and r.slo_class.tolist() == ["chat", "batch", ""]
-    from greensim.errors import ConfigError
+    from greensim.base.errors import ConfigError
     d["slo"]["classes"].pop("batch")
     with pytest.raises(ConfigError, match="SLO class 'batch'.*Add slo.classes.batch"):
         run_tables(d)

@@ -1,10 +1,11 @@
 """PUE per site (issue 7): each instance group's energy is priced at its site's PUE."""
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, simulate
-from greensim.units import J_PER_KWH
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
+from greensim.base.units import J_PER_KWH
 from conftest import make_experiment
 
 CI = 400.0

@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 
 import greensim
-import greensim.sweeps as sw
-from greensim.backends import BackendError, LocalBackend
-from greensim.errors import ConfigError
-from greensim.sweeps import SweepError, derive_seed, expand_grid
+import greensim.base.version
+import greensim.api.sweep as sw
+from greensim.api.backends import BackendError, LocalBackend
+from greensim.base.errors import ConfigError
+from greensim.api.sweep import SweepError, derive_seed, expand_grid
 from conftest import make_experiment
 
 SMALL = {"workload.n_requests": 60}
@@ -115,12 +116,12 @@ def test_cache_hit_skips_runs_and_returns_identical_numbers(tmp_path):
 
 
 def test_cache_key_covers_experiment_and_version(monkeypatch):
-    e = greensim.config.parse_experiment(base())
+    e = greensim.experiment.load.parse_experiment(base())
     k = sw.cache_key(e)
-    assert k == sw.cache_key(greensim.config.parse_experiment(base()))
-    assert k != sw.cache_key(greensim.config.parse_experiment(make_experiment(**SMALL, **{"slo.ttft_s": 2.0})))
-    assert k == sw.cache_key(greensim.config.parse_experiment(make_experiment(**SMALL, **{"output.dir": "x"})))
-    monkeypatch.setattr(greensim, "__version__", "9.9.9")
+    assert k == sw.cache_key(greensim.experiment.load.parse_experiment(base()))
+    assert k != sw.cache_key(greensim.experiment.load.parse_experiment(make_experiment(**SMALL, **{"slo.ttft_s": 2.0})))
+    assert k == sw.cache_key(greensim.experiment.load.parse_experiment(make_experiment(**SMALL, **{"output.dir": "x"})))
+    monkeypatch.setattr(greensim.base.version, "__version__", "9.9.9")
     assert k != sw.cache_key(e)
 
 
@@ -176,7 +177,7 @@ def test_cache_key_changes_when_the_trace_file_changes(tmp_path):
     import os
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,10,5\n")
-    exp = greensim.config.parse_experiment(make_experiment(**{"workload": {"kind": "trace", "path": str(trace)}}))
+    exp = greensim.experiment.load.parse_experiment(make_experiment(**{"workload": {"kind": "trace", "path": str(trace)}}))
     k1 = sw.cache_key(exp)
     trace.write_text("arrival_time_s,input_tokens,output_tokens\n0.0,10,5\n1.0,20,5\n")
     os.utime(trace, ns=(1, 1))

@@ -2,10 +2,12 @@
 import numpy as np
 import pytest
 
-from greensim import theory
-from greensim.config import parse_experiment
-from greensim.errors import ConfigError
-from greensim.runner import prepare, simulate
+from greensim.carbon import theory
+from greensim.results.theory_plots import plot_savings_heatmap
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
 N_IN, N_OUT = 512, 128
@@ -67,7 +69,7 @@ def test_theory_matches_simulator_dpd(rate):
     (theory link_power_w = 0) and at this load the transfer (~0.3 ms for 512 tokens of
     Llama-2-7B KV at 32 GB/s) does not change the decode batch.
     """
-    from greensim.catalog import load_catalog
+    from greensim.hardware.catalog import load_catalog
     kv = load_catalog().model("Llama-2-7B", "model").kv_bytes_per_token
     for ci, lt in GRID:
         d = _constant_lengths(rate, ci, lt, **{
@@ -165,7 +167,7 @@ def test_heatmap_png(tmp_path):
         _modes(draft_model="Llama-2-7B")
     m = _modes(draft_model="Llama-2-7B", gamma=4, alpha=0.6)
     assert set(m) == {"colocated", "DPD", "DSD"}
-    theory.plot_savings_heatmap(m["colocated"], m["DSD"], np.linspace(0, 800, 9), np.linspace(1, 8, 8), "new",
+    plot_savings_heatmap(m["colocated"], m["DSD"], np.linspace(0, 800, 9), np.linspace(1, 8, 8), "new",
                                 tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 10_000
 

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensim.config import parse_experiment
-from greensim.errors import TraceError
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import TraceError
 from greensim.workloads import TRACES, build_workload, load_trace
 from greensim.workloads.named import find_named_trace
 from greensim.workloads.traces import read_trace_frame
@@ -73,7 +73,7 @@ def test_length_only_trace_needs_arrivals(shared_data):
 
 
 def test_unknown_name_lists_valid_and_missing_folder_says_where(tmp_path, monkeypatch):
-    from greensim.errors import ConfigError
+    from greensim.base.errors import ConfigError
     import greensim.workloads.named as named
     with pytest.raises(ConfigError, match=r"unknown named trace 'azure_conv'.*azure_llm_2023_conv"):
         table(name="azure_conv")
@@ -259,7 +259,7 @@ def test_max_requests_after_filters(tmp_path):
 
 
 def test_time_scale_and_rate_scale_are_exclusive(tmp_path):
-    from greensim.errors import ConfigError
+    from greensim.base.errors import ConfigError
     with pytest.raises(ConfigError, match="time_scale or rate_scale"):
         wl(path=_ramp(tmp_path), time_scale=2.0, rate_scale=2.0)
     with pytest.raises(ConfigError, match="exactly one of path"):
@@ -273,7 +273,7 @@ def test_every_named_trace_is_in_provenance(shared_data):
 
 
 def test_format_specific_options_rejected_elsewhere(tmp_path):
-    from greensim.errors import ConfigError
+    from greensim.base.errors import ConfigError
     with pytest.raises(ConfigError, match="apply to format 'columns' only"):
         table(path=_ramp(tmp_path), time_unit="ms")
     with pytest.raises(ConfigError, match="include_failed applies to format 'burstgpt' only"):
@@ -284,7 +284,7 @@ def test_format_specific_options_rejected_elsewhere(tmp_path):
 
 
 def test_config_errors_name_the_field_path():
-    from greensim.errors import ConfigError
+    from greensim.base.errors import ConfigError
     with pytest.raises(ConfigError, match=r"workload\.lengths\.trace: required field is missing"):
         parse_experiment(make_experiment(workload={"kind": "synthetic", "n_requests": 5, "lengths": {"kind": "fitted"},
                                                    "arrivals": {"process": "poisson", "rate_rps": 1}}))

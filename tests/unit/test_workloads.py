@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensim.config import parse_experiment
+from greensim.experiment.load import parse_experiment
 from greensim.workloads import build_workload
 from greensim.workloads.traces import read_trace_frame, table_from_frame
 from conftest import make_experiment

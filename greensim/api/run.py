@@ -1,0 +1,156 @@
+"""``greensim.run``: run one experiment, return its tables and optionally write a results folder."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.hardware.catalog import load_catalog
+from greensim.experiment.carbon import DEFAULT_SITE
+from greensim.experiment.schema import Experiment
+from greensim.experiment.load import load_experiment, parse_experiment
+from greensim.core.disagg import DisaggregationSpec
+from greensim.core.instance import InstanceConfig
+from greensim.core.link import link_bandwidth_bps
+from greensim.core.spec_instance import SpecSetup
+from greensim.core.memory import kv_capacity_blocks
+from greensim.core.requests import RequestTable
+from greensim.core.simulation import Simulation
+from greensim.base.errors import ConfigError, TraceError
+from greensim.hardware.registry import PERFORMANCE_MODELS
+from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
+from greensim.results import InstanceCarbonSpec, Tables, build_tables, write_run
+from greensim.workloads import build_workload
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
+from greensim.base.version import version
+from greensim.base.paths import bundled
+
+__all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
+
+
+@dataclass
+class Result:
+    """Outcome of one run: DataFrames, the summary and the run folder (if written)."""
+    experiment: Experiment
+    requests: pd.DataFrame
+    instances: pd.DataFrame
+    timeline: pd.DataFrame
+    summary: Dict[str, Any]
+    folder: Optional[Path]
+    wall_s: float
+    extra: Optional[Dict[str, pd.DataFrame]] = None   # policy tables (e.g. greenllm's "plans")
+
+    def save_plots(self, folder: str | Path) -> List[Path]:
+        """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
+
+        The same plots as a results folder: latency CDFs with SLO lines, carbon
+        breakdown, queue/batch/power timeline and the carbon timeline. In a notebook,
+        show one with ``IPython.display.Image(path)``.
+        """
+        from greensim.results.plots import plot_run
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        before = set(out.glob("*.png"))
+        tables = SimpleNamespace(requests=self.requests, instances=self.instances,
+                                 timeline=self.timeline, summary=self.summary)
+        plot_run(out, tables, self.experiment.slo.ttft_s, self.experiment.slo.tpot_s, self.experiment.name)
+        return sorted(set(out.glob("*.png")) | before)
+
+
+def default_experiment_path() -> Path:
+    """The bundled quickstart experiment."""
+    return (bundled("experiments") / "quickstart.yaml")
+
+
+def config_hash(exp: Experiment) -> str:
+    blob = json.dumps(exp.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+
+def to_experiment(experiment: Any, overrides) -> Experiment:
+    if isinstance(experiment, Experiment):
+        if overrides:
+            from greensim.experiment.overrides import apply_overrides
+            from greensim.experiment.overrides import check_override_keys
+            data = apply_overrides(experiment.model_dump(mode="json"), overrides)
+            check_override_keys(data, overrides)
+            return parse_experiment(data)
+        return experiment
+    if isinstance(experiment, dict):
+        from greensim.experiment.overrides import apply_overrides
+        from greensim.experiment.overrides import check_override_keys
+        data = apply_overrides(experiment, overrides or {})
+        check_override_keys(data, overrides)
+        return parse_experiment(data)
+    return load_experiment(experiment, overrides)
+
+
+
+def run(experiment: Any = None, overrides: Any = None, write: bool = True,
+        out_dir: str | Path | None = None, progress: Optional[bool] = None) -> Result:
+    """Run one experiment.
+
+    Parameters
+    ----------
+    experiment : path to a YAML file, a dict, or an :class:`Experiment`; default: the
+        bundled quickstart.
+    overrides : ``{"dotted.key": value}`` or ``["dotted.key=value", ...]``.
+    write : write the results folder (``<output.dir>/<name>/<hash8>/``).
+    out_dir : overrides ``output.dir``.
+    progress : show a progress bar (default: ``simulation.progress``).
+    """
+    t_wall = time.perf_counter()
+    exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
+    p = prepare(exp)
+    show = exp.simulation.progress if progress is None else progress
+    bar = cb = None
+    if show:
+        from tqdm import tqdm
+        last = float(p.table.arrival_s[-1])
+        bar = tqdm(total=round(last, 1), unit="sim-s", desc=exp.name, delay=2.0, leave=False)
+
+        def cb(now: float) -> None:
+            bar.update(round(now, 1) - bar.n)
+    try:
+        tables = simulate(p, progress=cb)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t_wall
+    tables.summary["sim_wall_s"] = wall
+    folder = None
+    if write:
+        h = config_hash(exp)
+        base = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
+        manifest = {
+            "greensim_version": version(), "config_sha256": h, "seed": exp.seed,
+            "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+            "wall_s": wall, "n_requests": len(p.table), "workload_notes": list(p.table.notes),
+        }
+        plot = None
+        if exp.output.plots:
+            from greensim.results.plots import plot_run
+
+            def plot(folder: Path) -> None:
+                plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
+                plans = (getattr(tables, "extra", None) or {}).get("plans")
+                if plans is not None and len(plans):        # router greenllm's plan history
+                    from greensim.results.online_plots import plot_class_plan
+                    plot_class_plan(plans, folder / "plan.png", exp.name)
+        folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
+                           exp.output.table_format, plot)
+    return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall,
+                  extra=getattr(tables, "extra", None) or {})

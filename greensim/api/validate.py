@@ -1,0 +1,56 @@
+"""Static checks of an experiment: everything that can fail before simulating."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.hardware.catalog import load_catalog
+from greensim.experiment.workload import EmpiricalLength, SyntheticWorkload, TraceWorkload
+from greensim.experiment.load import load_experiment
+from greensim.core.memory import kv_capacity_blocks
+from greensim.hardware.registry import PERFORMANCE_MODELS
+from greensim.policies.registry import ROUTERS
+from greensim.workloads.traces import read_trace_frame
+
+__all__ = ["validate_experiment"]
+
+
+def validate_experiment(path: str | Path) -> str:
+    """Raise a GreensimError on the first problem; return a one-line OK message."""
+    exp = load_experiment(path)
+    cat = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
+    model = cat.model(exp.model, "model")
+    ROUTERS.get(exp.cluster.router, field="cluster.router")
+    PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
+    INTENSITY_SOURCES.get(exp.carbon.intensity.kind, field="carbon.intensity.kind")
+    perf = PERFORMANCE_MODELS.get(exp.performance.model)()
+    n_gpus = 0
+    for i, g in enumerate(exp.cluster.instances):
+        gpu = cat.gpu(g.gpu, f"cluster.instances.{i}.gpu")
+        gpu.require_power(f"cluster.instances.{i}.gpu")
+        kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
+                           g.block_tokens, g.memory_reserve_frac,
+                           where=f"cluster.instances.{i} ({model.name} on {g.tp}x{gpu.name})")
+        perf.bind(gpu, model, g.tp)
+        n_gpus += g.tp * g.count
+    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
+        cat.gpu(key, "carbon per-GPU override key")
+    ic = exp.carbon.intensity           # build it: checks region, start inside the series, gaps, NaN
+    src = INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    from greensim.carbon.sites import build_site_sources
+    build_site_sources(exp, src)        # each site's region / intensity, and one shared clock
+    wl = exp.workload
+    if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
+        import numpy as np
+        from greensim.workloads import build_workload
+        build_workload(wl, np.random.SeedSequence(exp.seed))   # vectorised: cheap, and checks every row
+    else:
+        for k in ("input_tokens", "output_tokens"):
+            d = getattr(wl, k)
+            if isinstance(d, EmpiricalLength):
+                df = read_trace_frame(d.path, where=f"workload.{k}.path")
+                if d.column not in df.columns:
+                    from greensim.base.errors import TraceError
+                    raise TraceError(f"workload.{k}.column: '{d.column}' is not a column of {d.path}.")
+    return (f"{path}: OK ({exp.name}: {model.name} on {n_gpus} GPU(s) in "
+            f"{sum(g.count for g in exp.cluster.instances)} instance(s), workload {wl.kind})")

@@ -1,0 +1,64 @@
+"""Command line: `greensim plan`, a thin wrapper over :func:`greensim.planning.plan`.
+
+Registered on the ``greensim`` group by :mod:`greensim.cli` (one line there).
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from greensim.base.errors import GreensimError
+
+__all__ = ["plan_cmd"]
+
+
+@click.command("plan")
+@click.argument("plan_file", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Parent folder (default: output.dir of the plan); writes <out>/<name>/plan/.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a plan field (repeatable).")
+@click.option("--brute-force", is_flag=True, help="Fully simulate every candidate (no pruning).")
+@click.option("--rows", type=int, default=15, show_default=True, help="Frontier rows to print.")
+@click.option("--no-plots", is_flag=True, help="Skip frontier.png.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
+    """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target."""
+    from greensim.planning import plan
+    from greensim.planning.report import write_plan
+    try:
+        res = plan(plan_file, overrides=list(overrides), progress=not quiet, prune=not brute_force)
+        folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
+    except GreensimError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    df = res.frontier
+    cols = ["candidate", "stage", "predicted_carbon_g_per_request", "carbon_g_per_request", "slo_attainment_frac",
+            "feasible"]
+    with_pd_opts(lambda: click.echo(df[cols].head(rows).to_string(index=False, float_format=lambda x: f"{x:.5g}")))
+    st = res.stats
+    click.echo(f"\n{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
+               f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
+               f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}")
+    if "planning_intensity_gco2_per_kwh" in st:
+        click.echo(f"scored at {st['planning_intensity_gco2_per_kwh']:.1f} gCO2e/kWh: mean {st['planning_forecast']} "
+                   f"forecast over hours {st['plan_start_h']:g}-{st['plan_start_h'] + st['plan_horizon_h']:g}")
+    b = res.best
+    if b is None:
+        click.echo("no candidate could be simulated (see the reason column)")
+    else:
+        verdict = "meets" if res.feasible else "MISSES (nothing feasible; highest attainment)"
+        click.echo(f"winner: {b.name} - {b.carbon_g_per_request:.5g} gCO2e/request, SLO attainment "
+                   f"{b.slo_attainment_frac:.1%} ({verdict} the {res.spec.attainment_target:.0%} target)")
+    if res.baseline is not None:
+        click.echo(f"baseline (colocated, new GPUs): {res.baseline.name} - "
+                   f"{res.baseline.carbon_g_per_request:.5g} gCO2e/request; saving {res.saving_frac:.1%}")
+    click.echo(f"results: {folder}")
+    if b is not None:
+        click.echo(f"reproduce the winner: greensim run {folder / 'winner.yaml'}")
+
+
+def with_pd_opts(f):
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        return f()

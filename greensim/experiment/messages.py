@@ -1,0 +1,113 @@
+"""Readable validation errors: the dotted field path, the bad value and the fix."""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import Annotated
+
+from greensim.base.errors import ConfigError
+
+__all__ = ['model_at', 'tag_member', 'unwrap_annotation', 'TAGS', 'format_validation_error']
+
+
+# ------------------------------------------------------------------ errors
+def model_at(root: type, loc: tuple) -> Optional[type]:
+    """The pydantic model class at a location path (for 'did you mean')."""
+    cur: Any = root
+    for part in loc:
+        tagged = tag_member(cur, part)
+        if tagged is not None:          # a discriminated union's tag appears in the path
+            cur = tagged
+            continue
+        cur = unwrap_annotation(cur, part)
+        if isinstance(part, int):
+            continue
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            f = cur.model_fields.get(part)
+            if f is None:
+                return None
+            cur = f.annotation
+        elif typing.get_origin(cur) is dict:
+            cur = typing.get_args(cur)[1]
+        else:
+            return None
+    cur = unwrap_annotation(cur, None)
+    return cur if isinstance(cur, type) and issubclass(cur, BaseModel) else None
+
+
+def tag_member(tp: Any, part: Any) -> Optional[type]:
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    if typing.get_origin(tp) is not Union:
+        return None
+    for m in typing.get_args(tp):
+        for fname in ("dist", "kind", "process"):
+            f = getattr(m, "model_fields", {}).get(fname)
+            if f is not None and part in typing.get_args(f.annotation):
+                return m
+    return None
+
+
+def unwrap_annotation(tp: Any, part: Any) -> Any:
+    for _ in range(5):
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin is Union:
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        elif origin in (list, List) and isinstance(part, int):
+            return typing.get_args(tp)[0]
+        else:
+            return tp
+    return tp
+
+
+TAGS = ("constant", "uniform", "lognormal", "empirical", "poisson", "trace",
+         "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent", "series")
+
+
+def format_validation_error(exc: ValidationError, where: str, root: Optional[type] = None, noun: str = "experiment",
+                   plain_value_errors: bool = False) -> str:
+    """One line per validation error: dotted path, what is wrong, the fix. ``root`` is the
+    validated model (default :class:`Experiment`), for the valid keys of an unknown one;
+    with ``plain_value_errors`` a model validator's message stands alone (it names its fields)."""
+    if root is None:
+        from greensim.experiment.schema import Experiment
+        root = Experiment
+    lines = []
+    for e in exc.errors():
+        loc = tuple(e["loc"])
+        # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
+        # lengths.fitted.trace, follows a tag and stays)
+        path = ".".join(str(p) for i, p in enumerate(loc)
+                        if not (p in TAGS and (i == 0 or loc[i - 1] not in TAGS))) or "(top level)"
+        val = e.get("input")
+        sval = repr(val) if not isinstance(val, dict) else "{...}"
+        if len(sval) > 60:
+            sval = sval[:57] + "..."
+        if e["type"] == "extra_forbidden":
+            parent = model_at(root, loc[:-1])
+            valid = sorted(parent.model_fields) if parent else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            lines.append(f"{path}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
+        elif e["type"] == "missing":
+            lines.append(f"{path}: required field is missing. Add it.")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"{path}: {e['msg']}. Set one of the listed kinds.")
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"{path}: {e['msg']}.")
+        elif e["type"] == "value_error" and plain_value_errors:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{msg}." if not loc else f"{path}: {msg}.")
+        else:
+            lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
+    return f"{where}: invalid {noun} ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines)

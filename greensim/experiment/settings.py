@@ -1,0 +1,59 @@
+"""Experiment schema: SLOs, performance model, output, catalogue folders, simulation options, reconfiguration."""
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing_extensions import Annotated
+
+from greensim.base.errors import ConfigError
+from greensim.experiment.model import StrictModel
+
+
+# ------------------------------------------------------------------ SLO, carbon, perf
+class SLOPair(StrictModel):
+    ttft_s: float = Field(gt=0, description="time-to-first-token SLO [s]")
+    tpot_s: float = Field(gt=0, description="time-per-output-token SLO [s/token]")
+
+
+class SLO(SLOPair):
+    """Default SLO pair, plus optional per-class pairs for traces with an slo_class column."""
+    classes: Dict[str, SLOPair] = Field(default_factory=dict)
+
+
+
+class Performance(StrictModel):
+    model: str = Field("roofline", description="performance model name")
+    eta_compute: Optional[float] = Field(None, gt=0, le=1, description="override compute efficiency")
+    eta_memory: Optional[float] = Field(None, gt=0, le=1, description="override memory-bandwidth efficiency")
+    iteration_overhead_s: Optional[float] = Field(None, ge=0, description="override per-iteration overhead [s]")
+    band: Literal["pessimistic", "nominal", "optimistic"] = Field(
+        "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml")
+    profile_dirs: List[str] = Field(default_factory=list,
+                                    description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)")
+    decode_power: Literal["constant", "utilization"] = Field(
+        "constant", description="decode power of the roofline: constant (gpus.yaml decode_power_frac x TDP, "
+        "splitwise-sim; the default) or utilization (idle + (TDP - idle) x (a + b u_mem + c u_compute) of the "
+        "iteration's achieved bandwidth and FLOP utilisation, profiles/decode_power.yaml fitted on our H100/H200 "
+        "decode measurements; an extrapolation of that shape on other GPUs). Colocated instances only; measured "
+        "profiles (model: profiled) keep their measured power")
+
+
+class Output(StrictModel):
+    dir: str = Field("results", description="parent folder of run folders")
+    plots: bool = True
+    table_format: Literal["parquet", "csv"] = "parquet"
+
+
+class CatalogDirs(StrictModel):
+    gpu_dirs: List[str] = Field(default_factory=list, description="extra folders of GPU YAML files")
+    model_dirs: List[str] = Field(default_factory=list, description="extra folders of model YAML files")
+
+
+class SimulationOpts(StrictModel):
+    timeline_bin_s: Optional[float] = Field(None, gt=0, description="timeline bin [s]; default horizon/400")
+    progress: bool = True

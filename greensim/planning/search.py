@@ -1,0 +1,754 @@
+"""The SLO-aware, carbon-minimising planner (GreenLLM's scheduler, offline part; paper.md section 7).
+
+:func:`plan` enumerates deployments of the inventory (colocated on new GPUs, DPD new->old,
+DSD draft-old/target-new, colocated speculative decoding; instance counts, batch caps and
+gammas), turns each into a full :class:`greensim.experiment.schema.Experiment`, and picks the one with
+the lowest carbon per request whose SLO attainment meets the target (argmax attainment if
+none does). The search is staged:
+
+1. **theory** (:mod:`greensim.carbon.theory` closed forms with the candidate's bound performance
+   models, mean lengths and rate of the workload): predicted carbon per request and GPU
+   utilisation; a candidate is pruned when a role would be more than 100 % busy, when its
+   DPD link would be more than 100 % busy, or when even an *upper bound* on its attainment
+   (every request served alone: prefill of its prompt, batch-1 decode iterations, its KV or
+   draft tokens over an idle link) is below the target;
+2. **short simulations** (the first ``search.short_requests`` requests) in ascending
+   predicted carbon; once one meets the target, candidates predicted more than
+   ``prune_margin`` above it are skipped;
+3. **full simulations** of the ``top_k`` short-promising candidates with the lowest short
+   score (carbon over the arrival window, :func:`steady_state`), repeated down the list until
+   one is confirmed, then of those scored within ``confirm_margin`` of it; if none is, every
+   short-simulated candidate is confirmed in descending attainment until one meets the
+   target; if still none does, the theory-pruned ones are simulated too, so that the answer
+   is the highest attainment over the whole search space.
+
+With ``carbon.forecast`` every candidate is scored at the mean forecast intensity over the
+plan's window (:func:`_planning_intensity`).
+
+``prune=False`` is brute force: every buildable candidate gets a full simulation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+from greensim.experiment.schema import Experiment
+from greensim.experiment.load import parse_experiment
+from greensim.base.errors import ConfigError, GreensimError
+from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
+from greensim.planning.spec import PlanSpec, load_plan_spec
+
+__all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates"]
+
+STAGE_ERROR = "error"
+STAGE_PRUNED = "pruned_theory"
+STAGE_SHORT = "short_sim"
+STAGE_FULL = "full_sim"
+
+
+@dataclass
+class Candidate:
+    """One deployment the planner considered.
+
+    ``carbon_g_per_request`` / ``slo_attainment_frac`` come from the most complete run
+    (full simulation, else short, else None); ``summary`` is the full run's summary.
+    """
+    name: str
+    mode: str
+    new_gpu: str
+    n_new: int
+    old_gpu: Optional[str]
+    n_old: int
+    gamma: Optional[int]
+    max_batch_size: int
+    experiment: Optional[Experiment] = None
+    stage: str = STAGE_PRUNED
+    reason: str = ""
+    predicted_carbon_g_per_request: float = float("nan")
+    predicted_utilization_frac: float = float("nan")
+    attainment_upper_bound_frac: float = float("nan")
+    short_summary: Optional[Dict[str, Any]] = None
+    summary: Optional[Dict[str, Any]] = None
+    unused_gco2_per_request: float = 0.0
+    wall_s: float = 0.0
+
+    def _metrics(self) -> Optional[Dict[str, Any]]:
+        return self.summary if self.summary is not None else self.short_summary
+
+    @property
+    def carbon_g_per_request(self) -> Optional[float]:
+        s = self._metrics()
+        return None if s is None else float(s["carbon_gco2_per_request"]) + self.unused_gco2_per_request
+
+    @property
+    def slo_attainment_frac(self) -> Optional[float]:
+        s = self._metrics()
+        return None if s is None else float(s["slo_attainment_frac"])
+
+    @property
+    def n_gpus(self) -> int:
+        return self.n_new + self.n_old
+
+
+@dataclass
+class PlanResult:
+    """Outcome of :func:`plan`: every candidate, the winner, the new-GPU baseline and the saving."""
+    spec: PlanSpec
+    candidates: List[Candidate]
+    best: Optional[Candidate]
+    baseline: Optional[Candidate]
+    feasible: bool
+    wall_s: float
+    stats: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def saving_frac(self) -> Optional[float]:
+        """1 - best / baseline carbon per request (None if either is missing)."""
+        if self.best is None or self.baseline is None:
+            return None
+        b, c = self.baseline.carbon_g_per_request, self.best.carbon_g_per_request
+        if b is None or c is None or b <= 0:
+            return None
+        return 1.0 - c / b
+
+    @property
+    def frontier(self) -> pd.DataFrame:
+        """One row per candidate (carbon vs attainment, stage, theory prediction, reason)."""
+        target = self.spec.attainment_target
+        rows = []
+        for c in self.candidates:
+            s = c._metrics() or {}
+            n = s.get("n_requests") or 0
+            rows.append({
+                "candidate": c.name, "mode": c.mode, "new_gpu": c.new_gpu, "n_new": c.n_new,
+                "old_gpu": c.old_gpu, "n_old": c.n_old, "gamma": c.gamma, "max_batch_size": c.max_batch_size,
+                "stage": c.stage,
+                "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
+                "predicted_utilization_frac": c.predicted_utilization_frac,
+                "attainment_upper_bound_frac": c.attainment_upper_bound_frac,
+                "carbon_g_per_request": c.carbon_g_per_request,
+                "slo_attainment_frac": c.slo_attainment_frac,
+                "feasible": bool(c.slo_attainment_frac is not None and c.slo_attainment_frac >= target),
+                "operational_g_per_request": s.get("operational_gco2_per_request"),
+                "embodied_g_per_request": s.get("embodied_gco2_per_request"),
+                "unused_g_per_request": c.unused_gco2_per_request,
+                "energy_j_per_request": (s["energy_kwh"] * J_PER_KWH / n) if n else None,
+                "ttft_s_p90": s.get("ttft_s_p90"), "tpot_s_p90": s.get("tpot_s_p90"),
+                "n_requests_simulated": n or None,
+                "short_carbon_g_per_request": (self._short(c, "carbon_gco2_per_request")),
+                "short_slo_attainment_frac": (self._short(c, "slo_attainment_frac")),
+                "short_score_g_per_request": (self._short(c, "steady_carbon_gco2_per_request")),
+                "winner": self.best is not None and c.name == self.best.name,
+                "baseline": self.baseline is not None and c.name == self.baseline.name,
+                "wall_s": c.wall_s, "reason": c.reason,
+            })
+        df = pd.DataFrame(rows)
+        if len(df):
+            df = df.sort_values(["feasible", "carbon_g_per_request"], ascending=[False, True],
+                                na_position="last", kind="stable").reset_index(drop=True)
+        return df
+
+    @staticmethod
+    def _short(c: Candidate, key: str):
+        return None if c.short_summary is None else c.short_summary.get(key)
+
+
+# ------------------------------------------------------------------ enumeration
+def _cand_name(mode, new, n_new, old, n_old, gamma, b) -> str:
+    parts = [mode, f"{new}x{n_new}"]
+    if old is not None:
+        parts.append(f"{old}x{n_old}")
+    if gamma is not None:
+        parts.append(f"g{gamma}")
+    parts.append(f"b{b}")
+    return "_".join(parts)
+
+
+def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
+    """Every deployment of the search space (without experiments or scores)."""
+    s = spec.search
+    news = [i for i in spec.inventory if i.role == "new"]
+    olds = [i for i in spec.inventory if i.role == "old"]
+    out: List[Candidate] = []
+    for b in s.max_batch_sizes:
+        for nw in news:
+            if "colocated" in s.modes:
+                out += [Candidate(_cand_name("colocated", nw.gpu, n, None, 0, None, b), "colocated", nw.gpu, n,
+                                  None, 0, None, b) for n in range(1, nw.count + 1)]
+            if "spec" in s.modes:
+                out += [Candidate(_cand_name("spec", nw.gpu, n, None, 0, g, b), "spec", nw.gpu, n, None, 0, g, b)
+                        for n in range(1, nw.count + 1) for g in s.gammas]
+            for od in olds:
+                if "dpd" in s.modes:
+                    out += [Candidate(_cand_name("dpd", nw.gpu, p, od.gpu, d, None, b), "dpd", nw.gpu, p, od.gpu, d,
+                                      None, b)
+                            for p in range(1, nw.count + 1) for d in range(1, od.count + 1)]
+                if "dsd" in s.modes:
+                    out += [Candidate(_cand_name("dsd", nw.gpu, n, od.gpu, n, g, b), "dsd", nw.gpu, n, od.gpu, n, g, b)
+                            for n in range(1, min(nw.count, od.count * od.tp) + 1) for g in s.gammas]
+    names = [c.name for c in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"inventory: GPU types appear more than once with the same role ({sorted(dup)[:3]}). "
+                          f"Merge them into one item with the summed count.")
+    return out
+
+
+def _item(spec: PlanSpec, gpu: str, role: str):
+    return next(i for i in spec.inventory if i.gpu == gpu and i.role == role)
+
+
+def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
+    """The candidate as an experiment file (a plain dict)."""
+    base = spec.model_dump(mode="json")
+    s = spec.search
+    nw = _item(spec, c.new_gpu, "new")
+    group = {"gpu": nw.gpu, "tp": nw.tp, "count": c.n_new, "max_batch_size": c.max_batch_size,
+             "max_batched_tokens": s.max_batched_tokens, "age_years": nw.age_years}
+    cluster: Dict[str, Any] = {"router": s.router, "instances": [group]}
+    link = base["link"]
+    if c.mode in ("spec", "dsd"):
+        d = s.draft
+        sp: Dict[str, Any] = {"draft_model": d.model, "gamma": c.gamma, "probabilities": d.probabilities}
+        if d.alpha_by_position is not None:
+            sp["alpha_by_position"] = list(d.alpha_by_position[:c.gamma])
+        else:
+            sp["alpha"] = d.alpha
+        if d.top_k is not None:
+            sp["top_k"] = d.top_k
+        if c.mode == "dsd":
+            od = _item(spec, c.old_gpu, "old")
+            sp.update(draft_gpu=od.gpu, link=link, draft_gpu_age_years=od.age_years)
+        group["speculative"] = sp
+    elif c.mode == "dpd":
+        od = _item(spec, c.old_gpu, "old")
+        group["role"] = "prefill"
+        cluster["instances"].append({"gpu": od.gpu, "tp": od.tp, "count": c.n_old, "role": "decode",
+                                     "max_batch_size": c.max_batch_size,
+                                     "max_batched_tokens": s.max_batched_tokens, "age_years": od.age_years})
+        cluster["disaggregation"] = {"decode_router": s.decode_router, "link": link}
+    return {"name": f"{spec.name}.{c.name}", "seed": spec.seed, "model": spec.model, "workload": base["workload"],
+            "cluster": cluster, "slo": base["slo"], "carbon": base["carbon"], "performance": base["performance"],
+            "output": base["output"], "catalog": base["catalog"], "simulation": {**base["simulation"], "progress": False}}
+
+
+def _shorten(exp: Experiment, n: int) -> Experiment:
+    """The same experiment with only its first ``n`` requests."""
+    wl = exp.workload
+    if wl.kind == "poisson":
+        upd = {"n_requests": min(n, wl.n_requests)}
+    elif wl.kind == "synthetic":
+        upd = {"n_requests": min(n, wl.n_requests) if wl.n_requests else n}
+    else:
+        upd = {"max_requests": min(n, wl.max_requests) if wl.max_requests else n}
+    return exp.model_copy(update={"workload": wl.model_copy(update=upd)})
+
+
+# ------------------------------------------------------------------ theory stage
+class _Context:
+    """What the theory stage needs once per plan: catalogue, bound models, workload statistics."""
+
+    def __init__(self, spec: PlanSpec, exp: Experiment):
+        from greensim.carbon.registry import INTENSITY_SOURCES
+        from greensim.hardware.catalog import load_catalog
+        from greensim.hardware.registry import PERFORMANCE_MODELS
+        from greensim.assembly.prepare import slo_arrays
+        from greensim.workloads import build_workload
+        self.spec = spec
+        self.cat = load_catalog(spec.catalog.gpu_dirs, spec.catalog.model_dirs)
+        self.model = self.cat.model(spec.model, "model")
+        self.draft = self.cat.model(spec.search.draft.model, "search.draft.model") if spec.search.draft else None
+        p = spec.performance
+        self.perf = PERFORMANCE_MODELS.get(p.model, field="performance.model")(
+            eta_compute=p.eta_compute, eta_memory=p.eta_memory, iteration_overhead_s=p.iteration_overhead_s,
+            band=p.band, profile_dirs=p.profile_dirs, decode_power=p.decode_power)
+        table = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])
+        self.n_in = np.asarray(table.n_input_tokens, dtype=np.int64)
+        self.n_out = np.asarray(table.n_output_tokens, dtype=np.int64)
+        arr = np.asarray(table.arrival_s, dtype=float)
+        self.n = len(arr)
+        self.horizon_s = float(arr[-1] - arr[0]) if self.n > 1 else 1.0
+        self.rate = (self.n - 1) / self.horizon_s if self.n > 1 and self.horizon_s > 0 else 1.0
+        self.ttft_slo, self.tpot_slo = slo_arrays(exp, self.n, table.slo_class)
+        ic = spec.carbon.intensity
+        src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
+            **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+        self.ci = float(np.asarray(src.mean_over(np.array([0.0]), np.array([max(float(arr[-1]), 1e-3)])))[0])
+        self._bound: Dict[Any, Any] = {}
+        self._memo: Dict[Any, np.ndarray] = {}
+
+    def bound(self, gpu: str, model, tp: int, max_batch: Optional[int] = None):
+        key = (gpu, model.name, tp)
+        if key not in self._bound:
+            self._bound[key] = self.perf.bind(self.cat.gpu(gpu, "gpu"), model, tp)
+        return self._bound[key] if max_batch is None else _BatchCapped(self._bound[key], max_batch)
+
+    def per_input(self, key, f) -> np.ndarray:
+        """f(n_in) for every request (evaluated once per distinct prompt length)."""
+        if key not in self._memo:
+            u, inv = np.unique(self.n_in, return_inverse=True)
+            self._memo[key] = np.array([f(int(x)) for x in u])[inv]
+        return self._memo[key]
+
+    def embodied(self, gpu: str, age_years: float):
+        """(kgCO2e per GPU, lifetime) equivalent to the candidate's amortisation scheme, for the theory."""
+        c = self.spec.carbon
+        g = self.cat.gpu(gpu, "gpu")
+        e = c.gpu_embodied_kgco2e.get(g.name, g.embodied_kgco2e)
+        if c.host_share is not None:
+            e += c.host_share.embodied_kgco2e / c.host_share.gpus_per_host
+        lt = c.gpu_lifetime_years.get(g.name, c.lifetime_years)
+        sch = c.embodied_schemes.get(g.name)
+        if sch is not None and sch.scheme == "extended" and sch.extended_years:
+            lt = lt + sch.extended_years
+        elif sch is not None and sch.scheme == "sunk" and age_years >= lt:
+            e = 0.0
+        return e, lt
+
+    def idle_w(self, gpu: str) -> float:
+        return self.cat.gpu(gpu, "gpu").idle_w
+
+
+class _Overloaded(ConfigError):
+    """The theory's mean batch exceeds the candidate's batch cap: it cannot keep up."""
+
+
+class _BatchCapped:
+    """A bound performance model that refuses batches beyond ``max_batch + 1`` requests.
+
+    The theory's batch fixed point grows without bound when a candidate cannot keep up; a
+    mean batch above the cap means the queue grows (overloaded), and it stops the search
+    before iterations over huge batches get slow.
+    """
+
+    def __init__(self, perf, max_batch: int):
+        self._perf, self._cap = perf, max_batch + 1
+
+    def iteration_time_s(self, chunks, n_decode, decode_ctx_tokens):
+        if len(chunks) > self._cap or n_decode > self._cap:
+            raise _Overloaded(f"theory: the mean batch would exceed max_batch_size {self._cap - 1}")
+        return self._perf.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
+
+    def __getattr__(self, name):
+        return getattr(self._perf, name)
+
+
+def _link_bps(spec: PlanSpec) -> float:
+    from greensim.core.link import link_bandwidth_bps
+    lk = spec.link
+    return link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
+
+
+def _theory(ctx: _Context, c: Candidate) -> None:
+    """Fill predicted carbon, utilisation and the attainment upper bound; set reason when hopeless."""
+    from greensim.carbon import theory as th
+    spec = ctx.spec
+    m = ctx.model
+    nw = _item(spec, c.new_gpu, "new")
+    p_new = ctx.bound(nw.gpu, m, nw.tp, c.max_batch_size)
+    n_in = max(1, int(round(ctx.n_in.mean())))
+    n_out = max(2, int(round(ctx.n_out.mean())))
+    new = (nw.tp, *ctx.embodied(nw.gpu, nw.age_years))
+    pue = spec.carbon.pue
+    ttft_lb = ctx.per_input(("pre", nw.gpu), lambda x: p_new.iteration_time_s([(x, 0)], 0, 0))
+    link_util = 0.0
+    d = spec.search.draft
+    alpha = None
+    if d is not None:
+        alpha = d.alpha if d.alpha is not None else float(np.mean(d.alpha_by_position[:c.gamma or 1]))
+    try:
+        if c.mode == "colocated":
+            tok_lb = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
+            mode = th.colocated(p_new, n_in, n_out, ctx.rate / c.n_new, *new)
+        elif c.mode == "dpd":
+            od = _item(spec, c.old_gpu, "old")
+            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
+            bw = _link_bps(spec)
+            kvb = m.kv_bytes_per_token
+            per_link = {"shared": 1, "per_prefill": c.n_new, "per_decode": c.n_old,
+                        "per_pair": c.n_new * c.n_old}[spec.link.scope]
+            link_util = ctx.rate / per_link * kvb * float(ctx.n_in.mean()) / bw if math.isfinite(bw) else 0.0
+            dec = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
+            xfer = kvb * ctx.n_in / bw + spec.link.latency_s
+            tok_lb = dec + xfer / np.maximum(ctx.n_out - 1, 1)
+            mode = th.dpd(p_new, p_old, n_in, n_out, ctx.rate / c.n_new, ctx.rate / c.n_old, new, old,
+                          kv_bytes_per_token=kvb, link_bytes_per_s=bw)
+        else:   # spec, dsd
+            g = c.gamma
+            if c.mode == "dsd":
+                od = _item(spec, c.old_gpu, "old")
+                p_draft = ctx.bound(od.gpu, ctx.draft, 1, c.max_batch_size)
+                bw = _link_bps(spec)
+                per_tok = 4 + (ctx.draft.vocab_size if d.probabilities == "full_vocab"
+                               else d.top_k * (1 + 4 / ctx.draft.dtype_bytes)) * ctx.draft.dtype_bytes
+                link_s = g * per_tok / bw + 2 * spec.link.latency_s
+                dkey = ("dec", od.gpu, "draft")
+            else:
+                p_draft = ctx.bound(nw.gpu, ctx.draft, nw.tp, c.max_batch_size)
+                link_s = 0.0
+                dkey = ("dec", nw.gpu, "draft")
+            t_d = ctx.per_input(dkey, lambda x: p_draft.iteration_time_s((), 1, x))
+            t_v = ctx.per_input(("ver", nw.gpu, g), lambda x: p_new.iteration_time_s([(g + 1, x)], 0, 0))
+            tok_lb = (g * t_d + t_v + link_s) / (g + 1)
+            if c.mode == "dsd":
+                old = (1, *ctx.embodied(od.gpu, od.age_years))
+                mode = th.dsd(p_new, p_draft, n_in, n_out, ctx.rate / c.n_new, new, old, g, alpha)
+            else:
+                mode = _spec_theory(p_new, p_draft, n_in, n_out, ctx.rate / c.n_new, new, g, alpha)
+        util = max(u.utilization_frac for u in mode.uses)
+        c.predicted_utilization_frac = util
+        c.predicted_carbon_g_per_request = float(th.carbon_per_request(mode, ctx.ci, pue))
+    except (ConfigError, ZeroDivisionError) as exc:
+        c.predicted_utilization_frac = float("inf")
+        c.reason = f"theory: overloaded ({exc})"
+    ok = (ttft_lb <= ctx.ttft_slo) & ((ctx.n_out <= 1) | (tok_lb <= ctx.tpot_slo))
+    c.attainment_upper_bound_frac = float(ok.mean())
+    if link_util > 1 and not c.reason:
+        c.reason = f"theory: the link would be {link_util:.0%} busy with KV transfers"
+        c.predicted_utilization_frac = max(c.predicted_utilization_frac, link_util)
+    if c.attainment_upper_bound_frac < spec.attainment_target and not c.reason:
+        c.reason = (f"theory: at most {c.attainment_upper_bound_frac:.1%} of requests can meet the SLOs even "
+                    f"served alone (target {spec.attainment_target:.0%})")
+    c.predicted_carbon_g_per_request += _unused_gco2_per_request(ctx, c, ctx.horizon_s, ctx.n, ctx.ci)
+
+
+def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma: int, alpha: float):
+    """Colocated speculative decoding: :func:`greensim.carbon.theory.dsd` with draft and target on one GPU
+    (both prefills and the whole draft/verify loop keep the same instance busy)."""
+    from greensim.carbon import theory as th
+    n_iter = (n_out - 1) / ((1 - alpha ** (gamma + 1)) / (1 - alpha))
+    ctx = n_in + n_out / 2.0
+    t_pre_t = p_new.iteration_time_s([(n_in, 0)], 0, 0)
+    t_pre_d = p_draft.iteration_time_s([(n_in, 0)], 0, 0)
+
+    def parts(b):
+        bi = max(1, int(round(b)))
+        return gamma * th._decode_time(p_draft, b, ctx), p_new.iteration_time_s([(gamma + 1, int(ctx))] * bi, 0, 0), bi
+
+    b = th.decode_batch(None, rate, n_iter, ctx, t_pre_t + t_pre_d, lambda x: sum(parts(x)[:2]))
+    t_draft, t_ver, bi = parts(b)
+    busy = t_pre_t + t_pre_d + n_iter * (t_draft + t_ver) / b
+    energy = (t_pre_t * p_new.power_w(n_in, 0) + t_pre_d * p_draft.power_w(n_in, 0)
+              + n_iter * (t_draft * p_draft.decode_power_w + t_ver * p_new.power_w(bi * (gamma + 1), 0)) / b)
+    return th.Mode("spec", (th._use("new", busy, energy, rate, p_new, *new),))
+
+
+def _unused_gco2_per_request(ctx: _Context, c: Candidate, duration_s: float, n: int, ci: float) -> float:
+    """Idle energy and embodied carbon of inventory GPUs the candidate leaves unused (charge_unused)."""
+    spec = ctx.spec
+    if not spec.search.charge_unused or n <= 0:
+        return 0.0
+    used = {("new", c.new_gpu): c.n_new * _item(spec, c.new_gpu, "new").tp}
+    if c.old_gpu is not None:
+        od = _item(spec, c.old_gpu, "old")
+        used[("old", c.old_gpu)] = c.n_old * (1 if c.mode == "dsd" else od.tp)
+    g = 0.0
+    for it in spec.inventory:
+        free = it.count * it.tp - used.get((it.role, it.gpu), 0)
+        if free <= 0:
+            continue
+        e, lt = ctx.embodied(it.gpu, it.age_years)
+        g += free * (ci * spec.carbon.pue * ctx.idle_w(it.gpu) * duration_s / J_PER_KWH
+                     + G_PER_KG * e * duration_s / (lt * S_PER_YEAR))
+    return g / n
+
+
+# ------------------------------------------------------------------ simulation stages
+def _simulate(exp: Experiment) -> Dict[str, Any]:
+    """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`."""
+    from greensim.api.run import run
+    r = run(exp, write=False, progress=False)
+    return {**r.summary, **steady_state(r)}
+
+
+def steady_state(result: Any) -> Dict[str, float]:
+    """Carbon per request over the arrival window, free of the drain tail.
+
+    A run ends when its last request finishes, so after the last arrival the cluster only
+    drains: every GPU stays provisioned (idle power, embodied carbon) while few requests
+    finish, and a short run charges that tail to few requests. The share differs per
+    deployment (a slow decode GPU drains longest), which biases the ranking of short runs.
+    Over the window ``[0, T]``, ``T`` = the last arrival, this estimate divides the carbon
+    emitted in the window (operational from the timeline bins, the last one pro rata;
+    embodied ``x T / duration``, linear amortisation) by the requests' work done in it:
+    a completed request counts 1, one in flight at ``T`` the fraction of its tokens out by
+    ``T`` (its first token at the first-token time, the rest evenly until it finishes), one
+    without a first token 0. Under a steady load that work equals the arrivals minus the
+    backlog at ``T``, so the ratio is the steady-state carbon per request.
+
+    Returns ``steady_window_s`` (T), ``steady_work_requests`` and
+    ``steady_carbon_gco2_per_request`` (NaN with no work in the window).
+    """
+    req, tl, s = result.requests, result.timeline, result.summary
+    H = float(s["duration_s"])
+    arr = req["arrival_s"].to_numpy(dtype=float)
+    T = float(arr.max()) if len(arr) else 0.0
+    if not (T > 0) or not (H > 0):
+        return {"steady_window_s": T, "steady_work_requests": float("nan"),
+                "steady_carbon_gco2_per_request": float(s["carbon_gco2_per_request"])}
+    edges = np.unique(tl["t_s"].to_numpy(dtype=float))
+    width = np.diff(np.append(edges, H))
+    frac = np.clip((T - edges) / np.where(width > 0, width, 1.0), 0.0, 1.0)
+    bin_of = np.searchsorted(edges, tl["t_s"].to_numpy(dtype=float))
+    op = float(np.sum(tl["operational_gco2"].to_numpy(dtype=float) * frac[bin_of]))
+    emb = float(s["embodied_gco2"]) * min(T / H, 1.0)
+    first = arr + req["ttft_s"].to_numpy(dtype=float)
+    done = arr + req["e2e_s"].to_numpy(dtype=float)
+    n_out = np.maximum(req["n_output_tokens"].to_numpy(dtype=float), 1.0)
+    ok = ~req["rejected"].to_numpy(dtype=bool) & np.isfinite(first) & np.isfinite(done)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        part = (1.0 + (n_out - 1.0) * np.clip((T - first) / (done - first), 0.0, 1.0)) / n_out
+    phi = np.where(ok & (done <= T), 1.0, np.where(ok & (first <= T), np.nan_to_num(part, nan=1.0), 0.0))
+    work = float(phi.sum())
+    return {"steady_window_s": T, "steady_work_requests": work,
+            "steady_carbon_gco2_per_request": (op + emb) / work if work > 0 else float("nan")}
+
+
+def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True,
+         prune: bool = True) -> PlanResult:
+    """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
+
+    Parameters
+    ----------
+    spec : a plan file path, a dict or a :class:`PlanSpec`.
+    overrides : ``{"dotted.key": value}`` or ``["key=value", ...]`` applied to the plan.
+    progress : show a progress bar over simulations.
+    confirm : confirm the winner (and baseline) with full simulations; False ranks by the
+        short simulations only.
+    prune : False = brute force: a full simulation of every buildable candidate.
+    """
+    return _plan(spec, overrides, progress, confirm, prune)
+
+
+def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool) -> PlanResult:
+    t0 = time.perf_counter()
+    spec = load_plan_spec(spec, overrides)
+    spec, planning = _planning_intensity(spec)
+    target = spec.attainment_target
+    cands = enumerate_candidates(spec)
+    # workload statistics from the plan itself: a bad workload is the plan's error, not a candidate's
+    nw = next(i for i in spec.inventory if i.role == "new")
+    probe = Candidate("probe", "colocated", nw.gpu, 1, None, 0, None, spec.search.max_batch_sizes[0])
+    ctx = _Context(spec, parse_experiment(_experiment_dict(spec, probe), where=spec.name))
+    for c in cands:
+        try:
+            c.experiment = parse_experiment(_experiment_dict(spec, c), where=f"candidate {c.name}")
+            _check_fits(ctx, c)
+            _theory(ctx, c)
+        except GreensimError as exc:
+            c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
+    alive = [c for c in cands if c.experiment is not None]
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(alive) if not prune else None, unit="sim", desc=f"plan {spec.name}", leave=False)
+    n_short = n_full = 0
+
+    def run_full(c: Candidate) -> None:
+        nonlocal n_full
+        t = time.perf_counter()
+        try:
+            c.summary = _simulate(c.experiment)
+            c.stage = STAGE_FULL
+            c.unused_gco2_per_request = _unused_gco2_per_request(
+                ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"])
+        except GreensimError as exc:
+            c.stage, c.reason = STAGE_ERROR, f"simulation failed: {exc}"
+        c.wall_s += time.perf_counter() - t
+        n_full += 1
+        if bar is not None:
+            bar.update(1)
+
+    def run_short(c: Candidate) -> None:
+        nonlocal n_short
+        t = time.perf_counter()
+        try:
+            c.short_summary = _simulate(_shorten(c.experiment, spec.search.short_requests))
+            c.stage = STAGE_SHORT
+            s = c.short_summary
+            c.unused_gco2_per_request = _unused_gco2_per_request(
+                ctx, c, s["duration_s"], s["n_requests"], s["intensity_mean_gco2_per_kwh"])
+        except GreensimError as exc:
+            c.stage, c.reason = STAGE_ERROR, f"simulation failed: {exc}"
+        c.wall_s += time.perf_counter() - t
+        n_short += 1
+        if bar is not None:
+            bar.update(1)
+
+    def short_ok(c):
+        return c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target
+
+    def short_promising(c):
+        return (c.short_summary is not None
+                and c.short_summary["slo_attainment_frac"] >= target - spec.search.short_slack)
+
+    def full_ok(c):
+        return c.summary is not None and c.summary["slo_attainment_frac"] >= target
+
+    def short_carbon(c):      # arrival-window score (steady_state): no drain-tail bias between candidates
+        s = c.short_summary
+        work = s.get("steady_work_requests")
+        if not (work and work > 0):
+            return s["carbon_gco2_per_request"] + c.unused_gco2_per_request
+        return s["steady_carbon_gco2_per_request"] + _unused_gco2_per_request(
+            ctx, c, s["steady_window_s"], work, s["intensity_mean_gco2_per_kwh"])
+
+    try:
+        if not prune:
+            for c in alive:
+                run_full(c)
+        else:
+            survivors = [c for c in alive if not c.reason]
+            survivors.sort(key=lambda c: (c.predicted_carbon_g_per_request, c.name))
+            margin = spec.search.prune_margin
+            bar_pred = math.inf
+            skipped: List[Candidate] = []
+            for c in survivors:
+                if c.predicted_carbon_g_per_request > (1 + margin) * bar_pred:
+                    skipped.append(c)
+                    continue
+                run_short(c)
+                if short_ok(c):
+                    bar_pred = min(bar_pred, c.predicted_carbon_g_per_request)
+            for c in skipped:
+                c.reason = (f"theory: predicted carbon more than {margin:.0%} above a candidate that met "
+                            f"the target in its short simulation")
+            if confirm:
+                found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
+                if not found and skipped:       # the bar's candidates failed: reopen the skipped ones
+                    for c in skipped:
+                        c.reason = ""
+                        run_short(c)
+                    found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
+                if not found:                   # nothing confirmed: the most promising by attainment
+                    for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
+                                    key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c))):
+                        run_full(c)
+                        if full_ok(c):
+                            break
+                if not found and not any(full_ok(c) for c in alive):
+                    # nothing meets the target: the answer is the highest attainment over the whole search
+                    # space, so the theory-pruned candidates are simulated too (short, then full for every
+                    # one whose short attainment is within short_slack of the best full attainment)
+                    for c in alive:
+                        if c.short_summary is None and c.summary is None:
+                            c.reason = f"simulated as nothing met the target (was {c.reason or 'not screened'})"
+                            run_short(c)
+                    for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
+                                    key=lambda c: (-c.short_summary["slo_attainment_frac"], c.name)):
+                        top = max((x.summary["slo_attainment_frac"] for x in alive if x.summary is not None),
+                                  default=-math.inf)
+                        if c.short_summary["slo_attainment_frac"] >= top - spec.search.short_slack:
+                            run_full(c)
+                # the new-GPU colocated baseline, confirmed the same way
+                if not any(full_ok(c) for c in alive if c.mode == "colocated"):
+                    for c in skipped:
+                        if c.mode == "colocated" and c.short_summary is None:
+                            c.reason = ""
+                            run_short(c)
+                    _confirm([c for c in alive if c.mode == "colocated"], run_full, short_promising, full_ok, short_carbon,
+                             spec.search.top_k, spec.search.confirm_margin)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    def pool(cs):
+        if prune and confirm:
+            return [c for c in cs if c.summary is not None]
+        return [c for c in cs if c._metrics() is not None]
+
+    done = pool(alive)
+    feas = [c for c in done if c.slo_attainment_frac >= target]
+    if feas:
+        best = min(feas, key=lambda c: (c.carbon_g_per_request, c.name))
+    elif done:
+        best = max(done, key=lambda c: (c.slo_attainment_frac, -c.carbon_g_per_request))
+    else:
+        best = None
+    base_feas = [c for c in feas if c.mode == "colocated"]
+    baseline = min(base_feas, key=lambda c: (c.carbon_g_per_request, c.name)) if base_feas else None
+    stages = pd.Series([c.stage for c in cands]).value_counts().to_dict()
+    stats = {"n_candidates": len(cands), "n_short_simulations": n_short, "n_full_simulations": n_full,
+             "stages": stages, "prune": prune, "confirm": confirm, **planning}
+    return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
+
+
+def _planning_intensity(spec: PlanSpec):
+    """With ``carbon.forecast``: the plan with ``carbon.intensity`` replaced by a constant, the
+    mean forecast over ``[plan_start_h, plan_start_h + plan_horizon_h)`` (history before the
+    start only, unless ``carbon.forecast.oracle``); and what was used, for the stats."""
+    fo = spec.carbon.forecast
+    if fo is None:
+        return spec, {}
+    from greensim.carbon.registry import INTENSITY_SOURCES
+    from greensim.carbon.forecast import ForecastView, make_forecaster
+    from greensim.experiment.carbon import ConstantIntensity
+    ic = spec.carbon.intensity
+    src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
+        **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+    horizon_h = spec.plan_horizon_h if spec.plan_horizon_h is not None else fo.horizon_h
+    n = max(1, int(math.ceil(horizon_h * 3600.0 / src.series.step_s)))
+    view = ForecastView(src, make_forecaster(fo.kind, **({"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {})),
+                        oracle=fo.oracle)
+    try:
+        values = np.asarray(view.at(spec.plan_start_h * 3600.0, n), dtype=float)
+    except ConfigError as exc:
+        raise ConfigError(f"plan_start_h / carbon.forecast: {exc}") from None
+    mean = float(values.mean())
+    carbon = spec.carbon.model_copy(update={"intensity": ConstantIntensity(kind="constant", gco2_per_kwh=mean),
+                                            "forecast": None})
+    info = {"planning_intensity_gco2_per_kwh": mean, "planning_forecast": fo.kind + (" (oracle)" if fo.oracle else ""),
+            "plan_start_h": spec.plan_start_h, "plan_horizon_h": horizon_h}
+    return spec.model_copy(update={"carbon": carbon}), info
+
+
+def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, margin: float) -> bool:
+    """Full-simulate short-promising candidates, lowest short score first, top_k at a time,
+    until one is confirmed feasible; then also those whose short score is within ``margin``
+    of the lowest short score among the confirmed ones (short runs rank close candidates
+    imperfectly). True if one is confirmed."""
+    queue = sorted([c for c in cands if short_ok(c)], key=lambda c: (short_carbon(c), c.name))
+    while queue:
+        batch, queue = queue[:top_k], queue[top_k:]
+        for c in batch:
+            if c.summary is None:
+                run_full(c)
+        if any(full_ok(c) for c in cands):
+            break
+    ok = [c for c in cands if full_ok(c) and c.short_summary is not None]
+    if ok:
+        bar = (1 + margin) * min(short_carbon(c) for c in ok)
+        for c in queue:
+            if c.summary is None and short_carbon(c) <= bar:
+                run_full(c)
+    return any(full_ok(c) for c in cands)
+
+
+def _check_fits(ctx: _Context, c: Candidate) -> None:
+    """Raise if the model (and draft) do not fit the candidate's GPUs (same check as the runner)."""
+    from greensim.core.memory import kv_capacity_blocks
+    spec, m = ctx.spec, ctx.model
+    nw = _item(spec, c.new_gpu, "new")
+    g_new = ctx.cat.gpu(nw.gpu, "gpu")
+    g_new.require_power(f"inventory ({nw.gpu})")
+    w, kv = m.weight_bytes, m.kv_bytes_per_token
+    if c.mode == "spec":
+        w, kv = w + ctx.draft.weight_bytes, kv + ctx.draft.kv_bytes_per_token
+    kv_capacity_blocks(g_new.memory_bytes, nw.tp, w, kv, 16, 0.1, where=f"{c.mode} on {nw.tp}x{nw.gpu}")
+    if c.old_gpu is not None:
+        od = _item(spec, c.old_gpu, "old")
+        g_old = ctx.cat.gpu(od.gpu, "gpu")
+        g_old.require_power(f"inventory ({od.gpu})")
+        if c.mode == "dpd":
+            kv_capacity_blocks(g_old.memory_bytes, od.tp, m.weight_bytes, m.kv_bytes_per_token, 16, 0.1,
+                               where=f"decode on {od.tp}x{od.gpu}")
+        else:
+            kv_capacity_blocks(g_old.memory_bytes, 1, ctx.draft.weight_bytes, ctx.draft.kv_bytes_per_token, 16, 0.1,
+                               where=f"draft on {od.gpu}")
