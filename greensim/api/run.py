@@ -19,7 +19,7 @@ from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.hardware.catalog import load_catalog
 from greensim.experiment.carbon import DEFAULT_SITE
 from greensim.experiment.schema import Experiment
-from greensim.experiment.load import load_experiment, parse_experiment
+from greensim.experiment.load import config_hash, load_experiment, parse_experiment, to_experiment
 from greensim.core.disagg import DisaggregationSpec
 from greensim.core.instance import InstanceConfig
 from greensim.core.link import link_bandwidth_bps
@@ -72,31 +72,6 @@ class Result:
 def default_experiment_path() -> Path:
     """The bundled quickstart experiment."""
     return (bundled("experiments") / "quickstart.yaml")
-
-
-def config_hash(exp: Experiment) -> str:
-    blob = json.dumps(exp.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()
-
-
-
-def to_experiment(experiment: Any, overrides) -> Experiment:
-    if isinstance(experiment, Experiment):
-        if overrides:
-            from greensim.experiment.overrides import apply_overrides
-            from greensim.experiment.overrides import check_override_keys
-            data = apply_overrides(experiment.model_dump(mode="json"), overrides)
-            check_override_keys(data, overrides)
-            return parse_experiment(data)
-        return experiment
-    if isinstance(experiment, dict):
-        from greensim.experiment.overrides import apply_overrides
-        from greensim.experiment.overrides import check_override_keys
-        data = apply_overrides(experiment, overrides or {})
-        check_override_keys(data, overrides)
-        return parse_experiment(data)
-    return load_experiment(experiment, overrides)
-
 
 
 def run(experiment: Any = None, overrides: Any = None, write: bool = True,

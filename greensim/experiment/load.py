@@ -6,6 +6,8 @@ closest valid key."""
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import typing
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Union
@@ -22,7 +24,8 @@ from greensim.experiment.messages import format_validation_error
 from greensim.experiment.overrides import apply_overrides
 from greensim.experiment.schema import Experiment
 
-__all__ = ['load_experiment', 'parse_experiment', 'load_yaml', 'resolve_paths', 'check_sites']
+__all__ = ['load_experiment', 'parse_experiment', 'load_yaml', 'resolve_paths', 'check_sites', 'to_experiment',
+           'config_hash']
 
 
 # ------------------------------------------------------------------ loading
@@ -137,3 +140,25 @@ def load_experiment(path: str | Path, overrides: Dict[str, Any] | List[str] | No
         from greensim.experiment.overrides import check_override_keys  # unknown override keys fail here, naming the key
         check_override_keys(data, overrides)
     return parse_experiment(data, where=str(path), base_dir=Path(path).resolve().parent)
+
+
+def config_hash(exp: Experiment) -> str:
+    """SHA-256 of the resolved experiment (its results folder is named by the first 8 digits)."""
+    blob = json.dumps(exp.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def to_experiment(experiment: Any, overrides: Any = None) -> Experiment:
+    """An :class:`Experiment` from a path, a dict or an Experiment, with ``overrides`` applied."""
+    from greensim.experiment.overrides import check_override_keys
+    if isinstance(experiment, Experiment):
+        if overrides:
+            data = apply_overrides(experiment.model_dump(mode="json"), overrides)
+            check_override_keys(data, overrides)
+            return parse_experiment(data)
+        return experiment
+    if isinstance(experiment, dict):
+        data = apply_overrides(experiment, overrides or {})
+        check_override_keys(data, overrides)
+        return parse_experiment(data)
+    return load_experiment(experiment, overrides)

@@ -220,7 +220,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
     write : write ``<output.dir>/<name>/replan-<hash8>/`` (windows.csv, static.csv, comparison.csv,
         summary.json, plan.png, experiment.yaml, manifest.json).
     """
-    from greensim.api.run import to_experiment, config_hash
+    from greensim.experiment.load import config_hash, to_experiment
     from greensim.base.version import version
     from greensim.assembly.prepare import prepare
     t_wall = time.perf_counter()
