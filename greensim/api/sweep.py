@@ -11,9 +11,9 @@ swept values and its replicate number (a hash, not the run's position), so addin
 value to an axis never changes the other runs' numbers, and the same sweep gives the
 same numbers on every backend. The engine is deterministic given the seed.
 
-Cache: one small JSON file per run under ``cache_dir`` (default
-``$GREENSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/greensim``, else ``~/.cache/greensim``),
-named by the SHA-256 of the resolved experiment (less its ``output`` section and
+Cache (:mod:`greensim.api.cache`): one small JSON file per run under ``cache_dir`` (default
+``$GREENSIM_CACHE_DIR``, else the platform's user cache folder, ``~/.cache/greensim`` on
+Linux; least recently used runs are dropped beyond ``cache_max_mb``, default 512 MB), named by the SHA-256 of the resolved experiment (less its ``output`` section and
 progress flag), the greensim version, a fingerprint of greensim's own source and shipped
 profiles, and the size and mtime of any trace file the run reads. Files under
 ``catalog.gpu_dirs``/``model_dirs`` are not fingerprinted: clear the cache
@@ -43,6 +43,7 @@ from greensim.experiment.overrides import apply_overrides
 from greensim.experiment.load import parse_experiment
 from greensim.base.errors import ConfigError
 from greensim.experiment.overrides import check_override_keys
+from greensim.api.cache import RunCache, default_cache_dir
 from greensim.base.version import code_fingerprint
 
 __all__ = ["sweep", "expand_grid", "derive_seed", "cache_key", "default_cache_dir", "SweepError",
@@ -146,14 +147,6 @@ def derive_seed(base_seed: int, params: Mapping[str, Any], replicate: int, commo
 
 
 # ------------------------------------------------------------------ cache
-def default_cache_dir() -> Path:
-    """``$GREENSIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/greensim``, else ``~/.cache/greensim``."""
-    if os.environ.get("GREENSIM_CACHE_DIR"):
-        return Path(os.environ["GREENSIM_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "greensim"
-
-
 def _files_read(exp: Experiment) -> List[str]:
     """Paths of data files the workload names directly (a trace, empirical length columns)."""
     wl = exp.workload
@@ -177,35 +170,6 @@ def cache_key(exp: Experiment) -> str:
             files.append([f, None, None])           # the run will fail and is not cached
     blob = _canonical({"experiment": data, "version": __version__, "code": code_fingerprint(), "files": files})
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _cache_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / "runs" / key[:2] / f"{key}.json"
-
-
-def _cache_get(cache_dir: Path, key: str) -> Optional[Dict[str, Any]]:
-    p = _cache_path(cache_dir, key)
-    try:
-        entry = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    return entry if entry.get("key") == key and isinstance(entry.get("summary"), dict) else None
-
-
-def _cache_put(cache_dir: Path, key: str, summary: Dict[str, Any], wall_s: float) -> None:
-    p = _cache_path(cache_dir, key)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"key": key, "summary": summary, "wall_s": wall_s}, f)   # floats round-trip exactly
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ------------------------------------------------------------------ one run (in a worker)
@@ -261,8 +225,8 @@ def _resolve_base(base: Any, overrides: Any) -> Experiment:
 def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
           overrides: Any = None, backend: Any = "local", workers: Optional[int] = None,
           scheduler: Optional[str] = None, scheduler_file: Optional[str] = None,
-          cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
-          common_random_numbers: bool = False, timeout_s: float = 10.0) -> pd.DataFrame:
+          cache: bool = True, cache_dir: str | Path | None = None, cache_max_mb: Optional[float] = None,
+          progress: bool = True, common_random_numbers: bool = False, timeout_s: float = 10.0) -> pd.DataFrame:
     """Run an experiment over a grid of overrides and replicate seeds; one row per run.
 
     Parameters
@@ -289,6 +253,9 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
         Read and write the run cache.
     cache_dir : str or Path, optional
         Cache folder; default :func:`default_cache_dir`.
+    cache_max_mb : float, optional
+        Size limit of the cache folder [MB]: after the sweep, least recently used runs are
+        deleted until it fits; default ``$GREENSIM_CACHE_MAX_MB`` or 512.
     progress : bool
         Show a progress bar over runs (tqdm).
     common_random_numbers : bool
@@ -338,12 +305,14 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
             d = dict(data, seed=seed)
             exp = parse_experiment(d, where=f"sweep point ({label})")
             runs.append((point, r, seed, exp.model_dump(mode="json"), cache_key(exp)))
-    cdir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    if cache_max_mb is not None and not (0 < cache_max_mb < math.inf):
+        raise SweepError(f"cache_max_mb: {cache_max_mb!r}; it must be a positive number of megabytes.")
+    store = RunCache(cache_dir, None if cache_max_mb is None else int(cache_max_mb * 1e6)) if cache else None
     results: List[Optional[Dict[str, Any]]] = [None] * len(runs)
     cached = [False] * len(runs)
-    if cache:
+    if store is not None:
         for i, run in enumerate(runs):
-            hit = _cache_get(cdir, run[4])
+            hit = store.get(run[4])
             if hit is not None:
                 results[i] = {"summary": hit["summary"], "error": None, "wall_s": hit.get("wall_s", math.nan)}
                 cached[i] = True
@@ -358,13 +327,18 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
             for j, out in be.map_unordered(_execute, [runs[i][3] for i in todo]):
                 i = todo[j]
                 results[i] = out
-                if cache and out["error"] is None:
-                    _cache_put(cdir, runs[i][4], out["summary"], out["wall_s"])
+                if store is not None and out["error"] is None:
+                    store.put(runs[i][4], out["summary"], out["wall_s"])
                 bar.update(1)
         finally:
             bar.close()
             if be is not backend:
                 be.close()
+    if store is not None:
+        n_pruned = store.prune()
+        if n_pruned:
+            log.info("run cache %s: dropped %d least recently used runs (limit %.0f MB)", store.folder, n_pruned,
+                     store.max_bytes / 1e6)
     rows = []
     for (point, r, seed, _d, key), out, hit in zip(runs, results, cached):
         row = {k: _cell(v) for k, v in point.items() if k != "seed"}
