@@ -14,7 +14,6 @@ Both are *average* (not marginal) signals; see that folder's ``PROVENANCE.md``.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -24,6 +23,7 @@ import pandas as pd
 
 from greensim.base.errors import ConfigError
 from greensim.base.units import S_PER_HOUR
+from greensim.base.paths import shared_data_dir
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.carbon.intensity import CarbonIntensity
 
@@ -35,18 +35,6 @@ BASIS_COLUMNS = {"lifecycle": "gco2_per_kwh", "direct": "gco2_per_kwh_direct"}
 
 #: the shared series files, in search order
 SHARED_FILES = ("electricitymaps_2023_hourly.csv", "eia930_sustaindc_2022_hourly.csv")
-
-
-def shared_data_dir() -> Path:
-    """The shared data folder: ``$GREENSIM_DATA_DIR`` or ``../shared/data`` beside the repo (or cwd)."""
-    env = os.environ.get("GREENSIM_DATA_DIR")
-    if env:
-        return Path(env)
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
-        p = base.parent / "shared" / "data"
-        if p.is_dir():
-            return p
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def shared_carbon_files() -> List[Path]:

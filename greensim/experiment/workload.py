@@ -73,8 +73,8 @@ class TraceWorkload(StrictModel):
     time_scale: float = Field(1.0, gt=0, description="multiply arrival times by this factor")
     # issue 5: named traces, column mapping, experiment options
     name: Optional[str] = Field(None, description="a named trace (greensim trace list), instead of path")
-    data_dir: Optional[str] = Field(None, description="folder holding named traces; default $GREENSIM_TRACE_DIR "
-                                    "or ../shared/data/traces")
+    data_dir: Optional[str] = Field(None, description="folder holding named traces; default the traces/ folder "
+                                    "of the shared data ($GREENSIM_DATA_DIR, else ../shared/data)")
     columns: Dict[str, str] = Field(default_factory=dict, description="format 'columns': greensim column -> "
                                     "file column, e.g. {arrival_time_s: ts, input_tokens: prompt_len}")
     time_unit: Literal["s", "ms", "us", "ns", "datetime"] = Field(
@@ -153,7 +153,7 @@ class ServeGenArrivals(StrictModel):
     """Rate series of one model of the ServeGen per-10-minute profile (Alibaba Bailian)."""
     process: Literal["servegen"]
     path: Optional[str] = Field(None, description="servegen_rate_profile_10min.csv; default: found by name "
-                                "like a named trace (workload data_dir, $GREENSIM_TRACE_DIR, ../shared/data/traces)")
+                                "like a named trace (workload data_dir, else <shared data>/traces: $GREENSIM_DATA_DIR or ../shared/data)")
     model: str = Field("m-large", description="ServeGen model: m-large, m-mid, m-small, deepseek-r1, mm-image; "
                        "default m-large (no collection gaps, shared/research/traces.md section 4)")
     rate_scale: float = Field(1.0, gt=0, description="multiply every rate by this factor")

@@ -2,18 +2,21 @@
 
 Each name maps to a file name, the reader that loads it and the row count the
 provenance documents. Files are looked up, in order, in the experiment's
-``workload.data_dir``, ``$GREENSIM_TRACE_DIR``, ``./../shared/data/traces`` (from the
-working directory) and ``../shared/data/traces`` beside a source checkout. Nothing is
+``workload.data_dir`` and the ``traces/`` folder of the shared data
+(:func:`greensim.base.paths.shared_data_dir`: ``$GREENSIM_DATA_DIR``, else
+``../shared/data`` from the working directory or beside a source checkout). Nothing is
 copied into the package.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
 from greensim.base.errors import TraceError
+from greensim.base.paths import shared_data_dir
 from greensim.base.registry import Registry
 
 __all__ = ["NamedTrace", "TRACES", "trace_dirs", "find_named_trace", "resolve_trace_source"]
@@ -80,11 +83,10 @@ def trace_dirs(data_dir: Optional[str] = None) -> List[Path]:
     out: List[Path] = []
     if data_dir:
         out.append(Path(data_dir))
-    env = os.environ.get("GREENSIM_TRACE_DIR")
-    if env:
-        out.append(Path(env))
-    out.append(Path.cwd().parent / "shared" / "data" / "traces")
-    out.append(Path(__file__).resolve().parents[3] / "shared" / "data" / "traces")
+    if os.environ.get("GREENSIM_TRACE_DIR"):
+        warnings.warn("$GREENSIM_TRACE_DIR is no longer read: set $GREENSIM_DATA_DIR to the shared data folder "
+                      "(the one holding traces/), or workload.data_dir.", FutureWarning, stacklevel=2)
+    out.append(shared_data_dir() / "traces")
     seen, uniq = set(), []
     for p in out:
         key = str(p.resolve()) if p.exists() else str(p)
@@ -103,7 +105,7 @@ def find_named_trace(name: str, data_dir: Optional[str] = None, field: str = "wo
         if p.is_file():
             return info, p
     raise TraceError(f"{field}: trace '{name}' needs the file {info.file}, not found in "
-                     f"{', '.join(str(d) for d in dirs)}. Set workload.data_dir (or $GREENSIM_TRACE_DIR) to the "
+                     f"{', '.join(str(d) for d in dirs)}. Set workload.data_dir (or $GREENSIM_DATA_DIR to the shared data folder) to the "
                      f"folder holding it.")
 
 

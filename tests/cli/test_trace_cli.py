@@ -84,7 +84,7 @@ def test_run_day_long_servegen_with_fitted_lengths(tmp_path, shared_data):
 
 def test_shipped_example_experiments_validate(shared_data, monkeypatch):
     from greensim.base.paths import bundled
-    monkeypatch.setenv("GREENSIM_TRACE_DIR", str(shared_data / "traces"))
+    monkeypatch.setenv("GREENSIM_DATA_DIR", str(shared_data))
     for f in bundled("experiments").iterdir():
         if f.name.endswith(".yaml"):
             res = invoke("validate", str(f))
