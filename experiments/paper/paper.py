@@ -365,7 +365,7 @@ def plot_paper(df: pd.DataFrame, folder: Path, spec: PaperSpec) -> List[Path]:
 def write_paper_folder(df: pd.DataFrame, out: str | Path, spec_path: str | Path | None = None,
                        quick: bool = False, wall_s: float | None = None, plots: bool = True) -> Path:
     """Write ``summary.csv``, ``headline.json`` and the figures into ``out`` atomically."""
-    from greensim.base.version import __version__
+    from greensim.base.version import provenance
     from greensim.results.writer import to_jsonable, write_folder_atomically
     spec, base_dir = load_paper_spec(spec_path)
     head = headline(df)
@@ -376,7 +376,7 @@ def write_paper_folder(df: pd.DataFrame, out: str | Path, spec_path: str | Path 
         if plots:
             plot_paper(df, tmp, spec)
 
-    manifest = {"kind": "paper", "greensim_version": __version__, "quick": quick, "wall_s": wall_s,
+    manifest = {"kind": "paper", **provenance(), "quick": quick, "wall_s": wall_s,
                 "spec": spec.model_dump(mode="json"), "spec_dir": str(base_dir),
                 "created_unix_s": time.time(), "headline": head}
     return write_folder_atomically(Path(out), fill, manifest)

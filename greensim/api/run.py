@@ -34,7 +34,7 @@ from greensim.results import InstanceCarbonSpec, Tables, build_tables, write_run
 from greensim.workloads import build_workload
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from greensim.base.version import version
+from greensim.base.version import provenance
 from greensim.base.paths import bundled
 
 __all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
@@ -111,7 +111,7 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
         h = config_hash(exp)
         base = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
         manifest = {
-            "greensim_version": version(), "config_sha256": h, "seed": exp.seed,
+            **provenance(), "config_sha256": h, "seed": exp.seed,
             "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
             "wall_s": wall, "n_requests": len(p.table), "workload_notes": list(p.table.notes),
         }

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "version", "code_fingerprint", "code_revision"]
+__all__ = ["__version__", "version", "code_fingerprint", "code_revision", "provenance"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -51,3 +51,9 @@ def code_revision() -> dict:
         except (OSError, subprocess.SubprocessError):
             pass
     return {"code_sha256": code_fingerprint()}
+
+
+def provenance() -> dict:
+    """What a results manifest records of the code: ``greensim_version`` plus
+    :func:`code_revision` (git commit, or a fingerprint of the installed code)."""
+    return {"greensim_version": __version__, **code_revision()}

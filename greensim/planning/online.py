@@ -221,7 +221,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
         summary.json, plan.png, experiment.yaml, manifest.json).
     """
     from greensim.experiment.load import config_hash, to_experiment
-    from greensim.base.version import version
+    from greensim.base.version import provenance
     from greensim.assembly.prepare import prepare
     t_wall = time.perf_counter()
     exp = to_experiment(experiment, overrides)
@@ -353,7 +353,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
             if exp.output.plots:
                 from greensim.results.online_plots import plot_plan
                 plot_plan(windows, comparison, tmp / "plan.png", exp.name)
-        manifest = {"greensim_version": version(), "config_sha256": hsh, "seed": exp.seed, "wall_s": wall,
+        manifest = {**provenance(), "config_sha256": hsh, "seed": exp.seed, "wall_s": wall,
                     "n_requests": int(len(arr)), "n_windows": n_win}
         folder = write_folder_atomically(base_dir / exp.name / f"replan-{hsh[:8]}", fill, manifest)
     return WindowsResult(windows, static, comparison, folder, wall, prediction)

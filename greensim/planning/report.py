@@ -98,6 +98,6 @@ def write_plan(res: PlanResult, out_dir: str | Path | None = None, plots: bool =
         if plots:
             plot_frontier(res, tmp / "frontier.png")
 
-    from greensim.base.version import version
-    manifest = {"greensim_version": version(), "n_candidates": len(df), "wall_s": res.wall_s}
+    from greensim.base.version import provenance
+    manifest = {**provenance(), "n_candidates": len(df), "wall_s": res.wall_s}
     return write_folder_atomically(base / res.spec.name / "plan", fill, manifest)

@@ -31,3 +31,32 @@ def test_bundled_prefers_the_installed_copy(monkeypatch, tmp_path):
     assert paths.bundled("traces") == tmp_path / "traces"          # the checkout layout
     with pytest.raises(ValueError, match="profiles"):
         paths.bundled("results")
+
+
+def test_manifest_records_version_and_code_revision(tmp_path, monkeypatch):
+    """Results from different code never look alike: the manifest names the commit (checkout)
+    or a fingerprint of the installed code."""
+    import json
+
+    import greensim
+    from conftest import make_experiment
+    from greensim.base import version as v
+    res = greensim.run(make_experiment(**{"workload.n_requests": 20}), out_dir=tmp_path)
+    m = json.loads((res.folder / "manifest.json").read_text())
+    assert m["greensim_version"] == greensim.__version__
+    assert ("git_commit" in m and len(m["git_commit"]) == 40) or len(m["code_sha256"]) == 64
+    # installed from a wheel (no .git beside the package): the fingerprint of the code
+    monkeypatch.setattr(v, "_PACKAGE", tmp_path / "site-packages" / "greensim")
+    (tmp_path / "site-packages" / "greensim").mkdir(parents=True)
+    (tmp_path / "site-packages" / "greensim" / "a.py").write_text("x = 1\n")
+    v.code_revision.cache_clear()
+    v.code_fingerprint.cache_clear()
+    try:
+        rev = v.code_revision()
+        assert set(rev) == {"code_sha256"} and len(rev["code_sha256"]) == 64
+        (tmp_path / "site-packages" / "greensim" / "a.py").write_text("x = 2\n")
+        v.code_fingerprint.cache_clear()
+        assert v.code_fingerprint() != rev["code_sha256"]
+    finally:
+        v.code_revision.cache_clear()
+        v.code_fingerprint.cache_clear()
