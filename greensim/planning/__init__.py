@@ -1,4 +1,10 @@
-"""SLO-aware, carbon-minimising deployment planner (issue 8; paper.md section 7).
+"""Planning: decisions that run whole simulations, so this layer sits above the assembly.
+
+:func:`plan` (:mod:`.search`, :mod:`.spec`, :mod:`.report`) finds the lowest-carbon
+deployment of an inventory of GPUs that meets the SLO attainment target (GreenLLM's
+SLO-aware scheduler, offline); :mod:`.online` re-plans per time window
+(``greensim replan``). The in-loop greenllm router is a policy
+(:mod:`greensim.policies.scheduler`).
 
     from greensim.planning import plan
     res = plan("experiments/plans/chat_a100_v100.yaml")

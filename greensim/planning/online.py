@@ -12,7 +12,7 @@ deployment as the per-request scheduler does (lowest-carbon feasible, ``hysteres
 simulate`` a deployment is scored instead by a short simulation of the previous window's requests
 (:class:`SimulationPredictor`), feasible if its SLO attainment meets ``attainment_target``.
 
-Each window is simulated by greensim's runner on that window's requests (times relative to
+Each window is simulated by greensim.assembly on that window's requests (times relative to
 the window start, the intensity source shifted to it). A switch takes ``switch_s``: requests
 arriving in the first ``switch_s`` of the window are held until it ends (their wait is added
 to their TTFT and SLO check) and the deployment's GPUs draw idle power and embodied carbon
@@ -159,7 +159,7 @@ class SimulationPredictor:
     ``score(d, k, idx, rate, ci)`` simulates ``n_requests`` requests resampled (with replacement) from the
     requests ``idx`` of the previous window, arriving as a Poisson process at ``rate`` (rounded to the
     ``round_frac`` grid), at the constant intensity ``ci`` (rounded likewise), on deployment ``d`` with the
-    runner (:func:`greensim.assembly.simulate.simulate` on the deployment's prepared experiment). The resampling and
+    assembly (:func:`greensim.assembly.simulate.simulate` on the deployment's prepared experiment). The resampling and
     arrival stream of window ``k`` is seeded by (experiment seed, ``k``). Returns (carbon [gCO2e/s] over
     [0, last arrival], SLO attainment). Scores are cached per (deployment, rounded rate, rounded intensity):
     ``n_simulations``, ``n_cache_hits`` and ``wall_s`` count the work.

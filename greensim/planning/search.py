@@ -736,7 +736,7 @@ def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, margi
 
 
 def _check_fits(ctx: _Context, c: Candidate) -> None:
-    """Raise if the model (and draft) do not fit the candidate's GPUs (same check as the runner)."""
+    """Raise if the model (and draft) do not fit the candidate's GPUs (same check as greensim.assembly.prepare)."""
     from greensim.core.memory import kv_capacity_blocks
     spec, m = ctx.spec, ctx.model
     nw = _item(spec, c.new_gpu, "new")

@@ -64,7 +64,7 @@ class CarbonAware:
     ttft_budget_frac : predicted TTFT must be <= this x the request's TTFT SLO [-].
     output_tokens : output length assumed in the energy estimate [tokens]; default: the
         workload's mean (``mean_output_tokens`` in the router extras).
-    rng : random stream for an inner router that draws (the runner passes it).
+    rng : random stream for an inner router that draws (greensim.assembly passes it).
     """
 
     def __init__(self, inner: str = "join_shortest_queue", ttft_budget_frac: float = 1.0,
@@ -90,7 +90,7 @@ class CarbonAware:
     # ---------------------------------------------------------------- checks
     @staticmethod
     def check_experiment(exp, sites) -> None:
-        """Static checks (the runner calls this in prepare): two or more sites, each with rtt_s."""
+        """Static checks (greensim.assembly.prepare calls this): two or more sites, each with rtt_s."""
         used = []
         for i, g in enumerate(exp.cluster.instances):
             if g.site is None:

@@ -120,7 +120,7 @@ def _same(gis, what: str, key, mode: str, where: str) -> None:
 
 def build_modes(groups: Sequence[Any], pue: float, modes: Optional[Dict[str, List[int]]] = None,
                 where: str = "cluster.scheduler.modes") -> Dict[str, ModeModel]:
-    """Modes from the runner's instance groups (:class:`greensim.assembly.prepare.GroupInfo`).
+    """Modes from the instance groups of a prepared experiment (:class:`greensim.assembly.prepare.GroupInfo`).
 
     Parameters
     ----------
@@ -399,8 +399,8 @@ class GreenLLM:
         ex = ctx.extras
         exp = ex.get("experiment")
         if exp is None or ex.get("groups") is None:
-            raise ConfigError("router greenllm needs the runner's extras (experiment, groups); run it through "
-                              "greensim.run.")
+            raise ConfigError("router greenllm needs the extras greensim.assembly passes routers (experiment, "
+                              "groups); run it through greensim.run.")
         sc = exp.cluster.scheduler
         self.cfg = sc
         self.modes = build_modes(ex["groups"], exp.carbon.pue, sc.modes)
