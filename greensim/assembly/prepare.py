@@ -3,35 +3,26 @@ performance, carbon and policy plug-ins bound (:func:`prepare`)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import platform
-import time
 from dataclasses import dataclass
-from importlib import metadata, resources
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
 
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.hardware.catalog import load_catalog
 from greensim.experiment.carbon import DEFAULT_SITE
 from greensim.experiment.schema import Experiment
-from greensim.experiment.load import load_experiment, parse_experiment
 from greensim.core.disagg import DisaggregationSpec
 from greensim.core.instance import InstanceConfig
 from greensim.core.link import link_bandwidth_bps
 from greensim.core.spec_instance import SpecSetup
 from greensim.core.memory import kv_capacity_blocks
 from greensim.core.requests import RequestTable
-from greensim.core.simulation import Simulation
 from greensim.base.errors import ConfigError, TraceError
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
-from greensim.results import InstanceCarbonSpec, Tables, build_tables, write_run
+from greensim.results import InstanceCarbonSpec
 from greensim.workloads import build_workload
 
 __all__ = ["Prepared", "GroupInfo", "prepare", "make_router", "router_extras", "slo_arrays"]

@@ -1,16 +1,11 @@
 """Experiment schema, ``carbon`` section: intensity sources, embodied schemes, host share, forecasts, sites."""
 from __future__ import annotations
 
-import difflib
-import typing
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Dict, List, Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from typing_extensions import Annotated
 
-from greensim.base.errors import ConfigError
 from greensim.experiment.model import StrictModel
 
 

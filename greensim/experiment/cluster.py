@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import difflib
-import typing
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
-from greensim.base.errors import ConfigError
 from greensim.experiment.model import StrictModel
-from greensim.experiment.settings import SLOPair
 
 
 # ------------------------------------------------------------------ cluster

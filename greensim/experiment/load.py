@@ -8,13 +8,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import typing
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, List
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from typing_extensions import Annotated
+from pydantic import ValidationError
 
 from greensim.base.errors import ConfigError
 from greensim.experiment.carbon import DEFAULT_SITE, SeriesIntensity

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import difflib
 import typing
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, List, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 from typing_extensions import Annotated
 
-from greensim.base.errors import ConfigError
 
 __all__ = ['model_at', 'tag_member', 'unwrap_annotation', 'TAGS', 'format_validation_error']
 

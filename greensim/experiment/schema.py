@@ -1,21 +1,15 @@
 """The root of the experiment file, :class:`Experiment`, and its JSON Schema."""
 from __future__ import annotations
 
-import difflib
-import typing
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Any, Dict, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from typing_extensions import Annotated
+from pydantic import Field
 
-from greensim.base.errors import ConfigError
 from greensim.experiment.model import StrictModel
-from greensim.experiment.workload import *  # noqa: F403
-from greensim.experiment.cluster import *  # noqa: F403
-from greensim.experiment.carbon import *  # noqa: F403
-from greensim.experiment.settings import *  # noqa: F403
+from greensim.experiment.carbon import Carbon
+from greensim.experiment.cluster import Cluster, Reconfigure
+from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
+from greensim.experiment.workload import Workload
 
 __all__ = ['Experiment', 'json_schema']
 

@@ -1,16 +1,10 @@
 """Experiment schema: SLOs, performance model, output, catalogue folders, simulation options, reconfiguration."""
 from __future__ import annotations
 
-import difflib
-import typing
-from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Union
+from typing import Dict, List, Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from typing_extensions import Annotated
+from pydantic import Field
 
-from greensim.base.errors import ConfigError
 from greensim.experiment.model import StrictModel
 
 

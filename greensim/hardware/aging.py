@@ -24,7 +24,7 @@ so enabling aging never shifts the arrival stream (child 0 of the root).
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 

@@ -8,7 +8,7 @@ import yaml
 
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
-from greensim.core.interfaces import BoundPerformance, Chunk
+from greensim.core.interfaces import BoundPerformance
 from greensim.hardware.catalog import GPUSpec
 
 

@@ -27,7 +27,6 @@ import bisect
 import csv
 import logging
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 

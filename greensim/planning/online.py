@@ -33,13 +33,12 @@ The same windows run every deployment statically (no switch), the baselines.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -48,7 +47,6 @@ from greensim.carbon.intensity import CarbonIntensity
 from greensim.core.requests import RequestTable
 from greensim.base.errors import ConfigError
 from greensim.policies.scheduler import PlanScore, better, build_modes, decide, predict
-from greensim.base.units import J_PER_KWH
 
 __all__ = ["WindowsResult", "SimulationPredictor", "run_windows"]
 
