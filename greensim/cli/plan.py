@@ -1,16 +1,13 @@
-"""Command line: `greensim plan`, a thin wrapper over :func:`greensim.planning.plan`.
-
-Registered on the ``greensim`` group by :mod:`greensim.cli` (one line there).
-"""
+"""Commands `greensim plan` (offline: the lowest-carbon deployment meeting the SLO) and
+`greensim replan` (online: re-choose the deployment per time window)."""
 from __future__ import annotations
-
-import sys
 
 import click
 
 from greensim.base.errors import GreensimError
+from greensim.cli.common import fail
 
-__all__ = ["plan_cmd"]
+__all__ = ["plan_cmd", "replan_cmd"]
 
 
 @click.command("plan")
@@ -30,8 +27,7 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
         res = plan(plan_file, overrides=list(overrides), progress=not quiet, prune=not brute_force)
         folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
     except GreensimError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(exc)
     df = res.frontier
     cols = ["candidate", "stage", "predicted_carbon_g_per_request", "carbon_g_per_request", "slo_attainment_frac",
             "feasible"]
@@ -56,6 +52,30 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
     click.echo(f"results: {folder}")
     if b is not None:
         click.echo(f"reproduce the winner: greensim run {folder / 'winner.yaml'}")
+
+
+@click.command("replan")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Parent folder for results (default: output.dir of the experiment).")
+@click.option("--no-plots", is_flag=True, help="Skip plan.png.")
+def replan_cmd(experiment, overrides, out_dir, no_plots):
+    """Online scheduling per window: re-choose among EXPERIMENT's reconfigure.deployments at each
+    window boundary (predicted carbon per request, SLO, hysteresis); compare with static deployments."""
+    from greensim.planning.online import run_windows
+    ov = list(overrides) + (["output.plots=false"] if no_plots else [])
+    try:
+        res = run_windows(experiment, overrides=ov, out_dir=out_dir, progress=True)
+    except GreensimError as exc:
+        fail(exc)
+    click.echo(res.comparison.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    pr = res.prediction
+    extra = (f", {pr['n_simulations']} short simulations, {pr['n_cache_hits']} cache hits"
+             if "n_simulations" in pr else "")
+    click.echo(f"predictor {pr['predictor']}: {pr['wall_s']:.2f} s{extra}; total wall {res.wall_s:.1f} s")
+    click.echo(f"results: {res.folder}")
+
 
 
 def with_pd_opts(f):

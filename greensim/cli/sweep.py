@@ -1,23 +1,14 @@
-"""Command line: `greensim sweep`, a thin wrapper over :func:`greensim.sweep`.
-
-Registered on the ``greensim`` group by :mod:`greensim.cli`; kept in its own module so the
-shared CLI file only gains one registration.
-"""
+"""Command `greensim sweep`: a thin wrapper over :func:`greensim.api.sweep.sweep`."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from greensim.base.errors import GreensimError
+from greensim.cli.common import fail
 
 __all__ = ["sweep_cmd"]
-
-
-def _fail(exc: GreensimError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
 
 
 @click.command("sweep")
@@ -58,7 +49,7 @@ def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file
         from greensim.api.run import to_experiment
         base = to_experiment(experiment, list(overrides))
     except GreensimError as exc:
-        _fail(exc)
+        fail(exc)
     axes = list(spec["grid"]) if isinstance(spec["grid"], dict) else sorted({k for p in spec["grid"] for k in p})
     wall = time.perf_counter() - t0
     n_err = int((df["status"] == "error").sum())
