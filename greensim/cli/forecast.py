@@ -1,7 +1,5 @@
-"""Command group `greensim forecast`: backtests of the carbon-intensity forecasters."""
+"""Command group `greensim forecast`: backtests of the carbon-intensity forecasters (:mod:`greensim.api.forecast`)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
@@ -29,36 +27,19 @@ def forecast_group():
               help="Folder for mape_<REGION>.csv and mape_<REGION>.png.")
 def forecast_backtest_cmd(region, forecasters, horizon, every, days, start, path, basis, gap_fill, out_dir):
     """Rolling-origin backtest of forecasters on REGION's series: MAPE per horizon (table and plot)."""
-    from greensim.carbon.forecast import backtest, make_forecaster, mape_by_horizon, plot_mape, summary_rows
-    from greensim.carbon.series import load_region_series
+    from greensim.api.forecast import backtest_region, write_backtest
     try:
-        s = load_region_series(region, path, basis, gap_fill, where="forecast backtest")
-        fs = [make_forecaster(x.strip()) for x in forecasters.split(",") if x.strip()]
-        first = None
-        if start:
-            import pandas as pd
-            first = int(round(s.index_of(pd.Timestamp(start, tz="UTC"))))
-            if first < max(f.min_history for f in fs):
-                raise GreensimError(f"--start {start}: the forecasters need "
-                                    f"{max(f.min_history for f in fs)} h of history before it. Start later.")
-        n = None if days is None else max(1, days * 24 // every)
-        bt = backtest(s, fs, horizon=horizon, every=every, first_origin=first, n_origins=n)
+        bt = backtest_region(region, forecasters, horizon=horizon, every=every, days=days, start=start, path=path,
+                             basis=basis, gap_fill=gap_fill)
     except GreensimError as exc:
         fail(exc)
-    mape = mape_by_horizon(bt)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    mape.to_csv(out / f"mape_{region}.csv", float_format="%.3f")
-    n_orig = bt["origin"].nunique()
-    plot_mape(mape, out / f"mape_{region}.png",
-              f"{region} ({s.basis}): MAPE per horizon, {n_orig} origins every {every} h")
-    rows = summary_rows(mape)
+    csv, png = write_backtest(bt, out_dir)
+    rows = bt.summary()
     cols = list(next(iter(rows.values())))
-    click.echo(f"{region}: {n_orig} origins from {bt['origin'].min():%Y-%m-%d %H:%M} UTC every {every} h, "
+    click.echo(f"{region}: {bt.n_origins} origins from {bt.first_origin:%Y-%m-%d %H:%M} UTC every {every} h, "
                f"horizon {horizon} h; MAPE [%]")
     w = max(len(k) for k in rows)
     click.echo(f"  {'forecaster':<{w}}  " + "  ".join(f"{c:>6}" for c in cols))
     for k, r in rows.items():
         click.echo(f"  {k:<{w}}  " + "  ".join(f"{r[c]:6.1f}" for c in cols))
-    click.echo(f"table: {out / f'mape_{region}.csv'}  plot: {out / f'mape_{region}.png'}")
-
+    click.echo(f"table: {csv}  plot: {png}")

@@ -21,8 +21,7 @@ __all__ = ["plan_cmd", "replan_cmd"]
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
     """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target."""
-    from greensim.planning import plan
-    from greensim.planning.report import write_plan
+    from greensim.api.plan import plan, write_plan
     try:
         res = plan(plan_file, overrides=list(overrides), progress=not quiet, prune=not brute_force)
         folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
@@ -63,7 +62,7 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
 def replan_cmd(experiment, overrides, out_dir, no_plots):
     """Online scheduling per window: re-choose among EXPERIMENT's reconfigure.deployments at each
     window boundary (predicted carbon per request, SLO, hysteresis); compare with static deployments."""
-    from greensim.planning.online import run_windows
+    from greensim.api.plan import run_windows
     ov = list(overrides) + (["output.plots=false"] if no_plots else [])
     try:
         res = run_windows(experiment, overrides=ov, out_dir=out_dir, progress=True)

@@ -25,10 +25,10 @@ def profile_cmd(model, gpu, out_dir, tp, device, dtype, quick, window_s):
     graphs), mixed iterations and NVML board power. Needs the [profile] extra (torch)."""
     import tempfile
 
-    from greensim.hardware.catalog import load_catalog
+    from greensim.api.catalog import model_shape
     from greensim.base.errors import ProfileError
     try:
-        spec = load_catalog().model(model, "model")
+        name, shape = model_shape(model)
         try:
             import torch  # noqa: F401
         except ImportError:
@@ -39,8 +39,8 @@ def profile_cmd(model, gpu, out_dir, tp, device, dtype, quick, window_s):
     from greensim.tools import profiler
     with tempfile.TemporaryDirectory() as tmp:
         shapes = Path(tmp) / "shapes.json"
-        shapes.write_text(json.dumps({spec.name: spec.shape()}))
-        argv = ["--shapes", str(shapes), "--models", spec.name, "--out", out_dir, "--tp", str(tp),
+        shapes.write_text(json.dumps({name: shape}))
+        argv = ["--shapes", str(shapes), "--models", name, "--out", out_dir, "--tp", str(tp),
                 "--device", device, "--dtype", dtype, "--window-s", str(window_s)]
         argv += ["--gpu", gpu] if gpu else []
         argv += ["--quick"] if quick else []

@@ -1,7 +1,6 @@
 """Commands `greensim run`, `validate`, `check` and `schema`: one experiment at a time."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -89,8 +88,8 @@ def check_cmd(record, folder):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to a file instead of stdout.")
 def schema_cmd(out):
     """Print the JSON Schema of the experiment format (for editors)."""
-    from greensim.experiment.schema import json_schema
-    text = json.dumps(json_schema(), indent=2)
+    from greensim.api.schema import schema_text
+    text = schema_text()
     if out:
         Path(out).write_text(text + "\n")
     else:

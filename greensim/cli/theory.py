@@ -1,7 +1,6 @@
-"""Command group `greensim theory`: closed-form carbon per request, break-even points, heatmaps."""
+"""Command group `greensim theory`: closed-form carbon per request, break-even points, heatmaps
+(:mod:`greensim.api.theory`)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
@@ -34,26 +33,16 @@ def theory_group():
 def theory_heatmap_cmd(model, new_gpu, old_gpu, draft_model, mode, gamma, alpha, in_tokens, out_tokens, rate, old_embodied,
                        lifetime_old, pue, old_per_new, out_dir):
     """Saving of MODE over colocated-new across (intensity x new-GPU lifetime), with break-even points."""
-    import numpy as np
-    from greensim.carbon.theory import break_even_intensity, break_even_lifetime, build_modes, carbon_per_request
-    from greensim.results.theory_plots import plot_savings_heatmap
+    from greensim.api.theory import break_even_intensity, break_even_lifetime, carbon_per_request, savings_heatmap
     if mode == "DSD" and not draft_model:
         fail(GreensimError("--mode DSD needs --draft-model (the small model run on the old GPU)."))
     try:
-        modes = build_modes(model, new_gpu, old_gpu, in_tokens, out_tokens, rate, 5.0, lifetime_old,
-                            old_embodied, draft_model if mode == "DSD" else None, gamma, alpha,
-                            old_per_new=old_per_new)
+        hm = savings_heatmap(model, new_gpu, old_gpu, mode, draft_model=draft_model, gamma=gamma, alpha=alpha,
+                             in_tokens=in_tokens, out_tokens=out_tokens, rate=rate, old_embodied=old_embodied,
+                             lifetime_old=lifetime_old, pue=pue, old_per_new=old_per_new, out_dir=out_dir)
     except GreensimError as exc:
         fail(exc)
-    base, alt = modes["colocated"], modes[mode]
-    ci = np.linspace(0, 800, 81)
-    lt = np.linspace(1, 10, 46)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"savings_{mode}_{new_gpu}_{old_gpu}.png"
-    plot_savings_heatmap(base, alt, ci, lt, "new", path, pue,
-                         f"{mode} ({new_gpu} + {old_gpu}, old embodied {old_embodied}) vs {new_gpu} only, "
-                         f"{model}, {rate:g} req/s")
+    base, alt, path = hm.base, hm.alt, hm.path
     for m in (base, alt):
         click.echo(f"{m.name:>10}: " + ", ".join(
             f"{u.role} busy {u.busy_s:.3f} s / {u.busy_j:.0f} J / util {u.utilization_frac:.2f}" for u in m.uses)
