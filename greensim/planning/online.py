@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from greensim.policies.scheduler import PlanScore, better, build_modes, decide, 
 from greensim.base.units import J_PER_KWH
 
 __all__ = ["WindowsResult", "SimulationPredictor", "run_windows"]
+
+log = logging.getLogger(__name__)
 
 
 class ShiftedIntensity(CarbonIntensity):
@@ -297,6 +300,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
             if switch:
                 cur, since = best, t0
                 n_switches += 1
+        log.info("replan %s: window %d/%d: %s (%s%s)", exp.name, k + 1, n_win, cur, why, ", switch" if switch else "")
         out = sim(cur, k, switch)
         idx = slice(bounds[k], bounds[k + 1])
         if bounds[k + 1] > bounds[k]:
