@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from greensim.base.errors import GreensimError
-from greensim.cli.common import fail
+from greensim.cli.common import configure_output, fail, output_options
 
 SUMMARY_ROWS = [
     ("requests (completed / rejected)", lambda s: f"{s['n_completed']} / {s['n_rejected']}"),
@@ -31,14 +31,19 @@ SUMMARY_ROWS = [
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Parent folder for results (default: output.dir of the experiment).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
-def run_cmd(experiment, overrides, out_dir, no_plots):
+@output_options
+def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     """Run EXPERIMENT (a YAML file; default: the bundled quickstart) and write a results folder."""
+    progress = configure_output(quiet, verbose)     # None: the experiment's simulation.progress
     from greensim.api.run import run
     ov = list(overrides) + (["output.plots=false"] if no_plots else [])
     try:
-        res = run(experiment, overrides=ov, out_dir=out_dir)
+        res = run(experiment, overrides=ov, out_dir=out_dir, progress=progress)
     except GreensimError as exc:
         fail(exc)
+    if quiet:
+        click.echo(f"results: {res.folder}")
+        return
     s = res.summary
     click.echo(f"greensim: {res.experiment.name} (model {res.experiment.model}, seed {res.experiment.seed})")
     w = max(len(k) for k, _ in SUMMARY_ROWS)
@@ -64,8 +69,12 @@ def validate_cmd(experiment):
 @click.option("--record", is_flag=True, help="Re-record the values (and seed-spread tolerances); commit them with the reason.")
 @click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
               help="Folder of check experiments with recorded.json (default: the bundled experiments/check).")
-def check_cmd(record, folder):
-    """Regression check: re-run small experiments, compare with recorded values (exit 1 on a change)."""
+@output_options
+def check_cmd(record, folder, quiet, verbose):
+    """Regression check: re-run small experiments, compare with recorded values (exit 1 on a change).
+
+    With -q only the metrics out of tolerance and the count are printed."""
+    configure_output(quiet, verbose)
     from greensim.api.check import check_experiments, record_experiments
     try:
         if record:
@@ -76,7 +85,7 @@ def check_cmd(record, folder):
     except GreensimError as exc:
         fail(exc)
     bad = [r for r in rows if not r.ok]
-    for r in rows:
+    for r in (bad if quiet else rows):
         flag = "ok  " if r.ok else "FAIL"
         click.echo(f"{flag} {r.experiment:<28} {r.metric:<26} recorded {r.recorded:<12.6g} now {r.value:<12.6g} tol {r.tolerance:.3g}")
     click.echo(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
