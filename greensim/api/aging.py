@@ -1,6 +1,7 @@
 """Aging sweeps: one experiment run once per age of a GPU group."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from greensim.base.errors import ConfigError
@@ -8,9 +9,13 @@ from greensim.base.errors import ConfigError
 from greensim.api.run import run, to_experiment
 from greensim.experiment.overrides import apply_overrides
 
+log = logging.getLogger(__name__)
 
-def age_sweep(experiment: Any, group: int, ages: Sequence[float], overrides: Any = None):
+
+def age_sweep(experiment: Any, group: int, ages: Sequence[float], overrides: Any = None, progress: bool = False):
     """Run an experiment once per age of instance group ``group``; one row per age.
+
+    ``progress`` shows each run's progress bar.
 
     Returns
     -------
@@ -27,7 +32,8 @@ def age_sweep(experiment: Any, group: int, ages: Sequence[float], overrides: Any
     rows = []
     for a in ages:
         d = apply_overrides(base, {f"cluster.instances.{group}.age_years": float(a)})
-        res = run(d, write=False, progress=False)
+        log.info("aging sweep: group %d at %g years", group, float(a))
+        res = run(d, write=False, progress=progress)
         s = res.summary
         rows.append({"age_years": float(a), "slo_attainment_frac": s["slo_attainment_frac"],
                      "carbon_gco2_per_request": s["carbon_gco2_per_request"],

@@ -15,6 +15,7 @@ the reason in the commit).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +46,8 @@ METRICS: Dict[str, float] = {
 }
 K_SIGMA = 2.0
 N_SEEDS = 8
+
+log = logging.getLogger(__name__)
 
 
 def default_check_dir() -> Path:
@@ -86,6 +89,7 @@ def record_experiments(folder: Path | None = None, n_seeds: int = N_SEEDS) -> Di
     folder = Path(folder) if folder else default_check_dir()
     out: Dict[str, dict] = {}
     for f in _experiments(folder):
+        log.info("check: recording %s at its seed and %d others", f.stem, n_seeds)
         base_seed = load_experiment(f).seed
         ref = _summary(f)
         spread = [_summary(f, seed=base_seed + 1000 + i) for i in range(n_seeds)]
@@ -111,6 +115,7 @@ def check_experiments(folder: Path | None = None) -> List[CheckRow]:
         if f.stem not in recorded:
             raise ConfigError(f"check: experiment '{f.stem}' has no recorded values. "
                               f"Run `greensim check --record` and commit recorded.json with the reason.")
+        log.info("check: running %s", f.stem)
         now = _summary(f)
         for m, r in recorded[f.stem].items():
             rows.append(CheckRow(f.stem, m, float(r["value"] if r["value"] is not None else "nan"),

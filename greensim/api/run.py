@@ -1,6 +1,7 @@
 """``greensim.run``: run one experiment, return its tables and optionally write a results folder."""
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from greensim.base.version import provenance
 from greensim.base.paths import bundled
 
 __all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +75,8 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
     t_wall = time.perf_counter()
     exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
     p = prepare(exp)
+    log.info("%s: %d requests, %s on %d instance(s), seed %d", exp.name, len(p.table), exp.model,
+             sum(g.count for g in exp.cluster.instances), exp.seed)
     show = exp.simulation.progress if progress is None else progress
     bar = cb = None
     if show:
@@ -88,6 +93,7 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
             bar.close()
     wall = time.perf_counter() - t_wall
     tables.summary["sim_wall_s"] = wall
+    log.info("%s: simulated %.1f s in %.2f s wall", exp.name, tables.summary["duration_s"], wall)
     folder = None
     if write:
         h = config_hash(exp)
@@ -109,5 +115,6 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
                     plot_class_plan(plans, folder / "plan.png", exp.name)
         folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
                            exp.output.table_format, plot)
+        log.info("%s: wrote %s", exp.name, folder)
     return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall,
                   extra=getattr(tables, "extra", None) or {})

@@ -317,6 +317,8 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
                 results[i] = {"summary": hit["summary"], "error": None, "wall_s": hit.get("wall_s", math.nan)}
                 cached[i] = True
     todo = [i for i in range(len(runs)) if results[i] is None]
+    log.info("sweep %s: %d runs (%d points x %d replicates), %d from the cache", base_exp.name, len(runs),
+             len(points), len(reps), len(runs) - len(todo))
     if todo:
         be = make_backend(backend, workers=workers, scheduler=scheduler, scheduler_file=scheduler_file,
                           timeout_s=timeout_s)

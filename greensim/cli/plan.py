@@ -1,16 +1,13 @@
-"""Command line: `greensim plan`, a thin wrapper over :func:`greensim.planning.plan`.
-
-Registered on the ``greensim`` group by :mod:`greensim.cli` (one line there).
-"""
+"""Commands `greensim plan` (offline: the lowest-carbon deployment meeting the SLO) and
+`greensim replan` (online: re-choose the deployment per time window)."""
 from __future__ import annotations
-
-import sys
 
 import click
 
 from greensim.base.errors import GreensimError
+from greensim.cli.common import configure_output, fail, output_options
 
-__all__ = ["plan_cmd"]
+__all__ = ["plan_cmd", "replan_cmd"]
 
 
 @click.command("plan")
@@ -21,23 +18,26 @@ __all__ = ["plan_cmd"]
 @click.option("--brute-force", is_flag=True, help="Fully simulate every candidate (no pruning).")
 @click.option("--rows", type=int, default=15, show_default=True, help="Frontier rows to print.")
 @click.option("--no-plots", is_flag=True, help="Skip frontier.png.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
-    """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target."""
-    from greensim.planning import plan
-    from greensim.planning.report import write_plan
+@output_options
+def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, verbose):
+    """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target.
+
+    With -q the frontier table is left out; the search, winner and baseline lines remain."""
+    progress = configure_output(quiet, verbose) is not False      # a progress bar over simulations unless -q
+    from greensim.api.plan import plan, write_plan
     try:
-        res = plan(plan_file, overrides=list(overrides), progress=not quiet, prune=not brute_force)
+        res = plan(plan_file, overrides=list(overrides), progress=progress, prune=not brute_force)
         folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
     except GreensimError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(exc)
     df = res.frontier
     cols = ["candidate", "stage", "predicted_carbon_g_per_request", "carbon_g_per_request", "slo_attainment_frac",
             "feasible"]
-    with_pd_opts(lambda: click.echo(df[cols].head(rows).to_string(index=False, float_format=lambda x: f"{x:.5g}")))
+    if not quiet:
+        with_pd_opts(lambda: click.echo(df[cols].head(rows).to_string(index=False, float_format=lambda x: f"{x:.5g}")))
+        click.echo()
     st = res.stats
-    click.echo(f"\n{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
+    click.echo(f"{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
                f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
                f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}")
     if "planning_intensity_gco2_per_kwh" in st:
@@ -56,6 +56,35 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet):
     click.echo(f"results: {folder}")
     if b is not None:
         click.echo(f"reproduce the winner: greensim run {folder / 'winner.yaml'}")
+
+
+@click.command("replan")
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Parent folder for results (default: output.dir of the experiment).")
+@click.option("--no-plots", is_flag=True, help="Skip plan.png.")
+@output_options
+def replan_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
+    """Online scheduling per window: re-choose among EXPERIMENT's reconfigure.deployments at each
+    window boundary (predicted carbon per request, SLO, hysteresis); compare with static deployments."""
+    progress = configure_output(quiet, verbose) is not False      # a line per simulated window unless -q
+    from greensim.api.plan import run_windows
+    ov = list(overrides) + (["output.plots=false"] if no_plots else [])
+    try:
+        res = run_windows(experiment, overrides=ov, out_dir=out_dir, progress=progress)
+    except GreensimError as exc:
+        fail(exc)
+    if quiet:
+        click.echo(f"results: {res.folder}")
+        return
+    click.echo(res.comparison.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    pr = res.prediction
+    extra = (f", {pr['n_simulations']} short simulations, {pr['n_cache_hits']} cache hits"
+             if "n_simulations" in pr else "")
+    click.echo(f"predictor {pr['predictor']}: {pr['wall_s']:.2f} s{extra}; total wall {res.wall_s:.1f} s")
+    click.echo(f"results: {res.folder}")
+
 
 
 def with_pd_opts(f):

@@ -1,23 +1,14 @@
-"""Command line: `greensim sweep`, a thin wrapper over :func:`greensim.sweep`.
-
-Registered on the ``greensim`` group by :mod:`greensim.cli`; kept in its own module so the
-shared CLI file only gains one registration.
-"""
+"""Command `greensim sweep`: a thin wrapper over :func:`greensim.api.sweep.sweep`."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from greensim.base.errors import GreensimError
+from greensim.cli.common import configure_output, fail, output_options
 
 __all__ = ["sweep_cmd"]
-
-
-def _fail(exc: GreensimError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
 
 
 @click.command("sweep")
@@ -40,9 +31,11 @@ def _fail(exc: GreensimError) -> None:
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the Dask scheduler.")
+@output_options
 def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file, seeds, overrides,
-              out_dir, cache_dir, no_cache, no_plots, timeout_s):
+              out_dir, cache_dir, no_cache, no_plots, timeout_s, quiet, verbose):
     """Run EXPERIMENT over a grid of overrides; write one parquet table and summary plots."""
+    progress = configure_output(quiet, verbose) is not False      # a progress bar over runs unless -q
     import time
 
     from greensim.results.sweep_report import write_sweep
@@ -54,11 +47,11 @@ def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file
         df = sweep(experiment, grid=spec["grid"], seeds=spec["seeds"] if seeds is None else seeds,
                    overrides=list(overrides), backend=backend, workers=workers, scheduler=scheduler,
                    scheduler_file=scheduler_file, cache=not no_cache, cache_dir=cache_dir,
-                   common_random_numbers=spec["common_random_numbers"], timeout_s=timeout_s)
+                   common_random_numbers=spec["common_random_numbers"], timeout_s=timeout_s, progress=progress)
         from greensim.api.run import to_experiment
         base = to_experiment(experiment, list(overrides))
     except GreensimError as exc:
-        _fail(exc)
+        fail(exc)
     axes = list(spec["grid"]) if isinstance(spec["grid"], dict) else sorted({k for p in spec["grid"] for k in p})
     wall = time.perf_counter() - t0
     n_err = int((df["status"] == "error").sum())
@@ -69,6 +62,9 @@ def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file
                 "n_cached": int(df["cached"].sum()), "wall_s": wall}
     folder = write_sweep(Path(out_dir) if out_dir else Path(base.output.dir), base.name, df, desc, manifest,
                          plots=not no_plots and base.output.plots)
+    if quiet:                       # failed runs are also logged as a warning by sweep()
+        click.echo(f"results: {folder}")
+        return
     click.echo(f"greensim sweep: {base.name}: {len(df)} runs ({int(df['cached'].sum())} from cache, "
                f"{n_err} failed) in {wall:.1f} s on backend {backend}")
     if n_err:

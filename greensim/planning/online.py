@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from greensim.base.errors import ConfigError
 from greensim.policies.scheduler import PlanScore, better, build_modes, decide, predict
 
 __all__ = ["WindowsResult", "SimulationPredictor", "run_windows"]
+
+log = logging.getLogger(__name__)
 
 
 class ShiftedIntensity(CarbonIntensity):
@@ -295,6 +298,7 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
             if switch:
                 cur, since = best, t0
                 n_switches += 1
+        log.info("replan %s: window %d/%d: %s (%s%s)", exp.name, k + 1, n_win, cur, why, ", switch" if switch else "")
         out = sim(cur, k, switch)
         idx = slice(bounds[k], bounds[k + 1])
         if bounds[k + 1] > bounds[k]:

@@ -29,6 +29,7 @@ plan's window (:func:`_planning_intensity`).
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
 from greensim.planning.spec import PlanSpec, load_plan_spec
 
 __all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates"]
+
+log = logging.getLogger(__name__)
 
 STAGE_ERROR = "error"
 STAGE_PRUNED = "pruned_theory"
@@ -548,6 +551,8 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
         except GreensimError as exc:
             c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
     alive = [c for c in cands if c.experiment is not None]
+    log.info("plan %s: %d candidates, %d buildable (%s)", spec.name, len(cands), len(alive),
+             "pruned search" if prune else "brute force")
 
     bar = None
     if progress:
@@ -558,6 +563,7 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     def run_full(c: Candidate) -> None:
         nonlocal n_full
         t = time.perf_counter()
+        log.info("plan %s: full simulation of %s", spec.name, c.name)
         try:
             c.summary = _simulate(c.experiment)
             c.stage = STAGE_FULL
@@ -573,6 +579,7 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     def run_short(c: Candidate) -> None:
         nonlocal n_short
         t = time.perf_counter()
+        log.info("plan %s: short simulation of %s", spec.name, c.name)
         try:
             c.short_summary = _simulate(_shorten(c.experiment, spec.search.short_requests))
             c.stage = STAGE_SHORT

@@ -159,6 +159,21 @@ def test_cycle_finder_finds_a_planted_circle():
     assert any("greensim.core.simulation" in c and "greensim.api.run" in c for c in find_cycles(g))
 
 
+#: what the command line may import: the api (and results for tables and plots it writes),
+#: tools for `greensim profile`, base for errors, and its own modules.
+CLI_ALLOWED = ("greensim.api", "greensim.results", "greensim.tools", "greensim.base", "greensim.cli")
+
+
+def test_cli_calls_only_the_api_results_tools_and_base():
+    """The CLI is a thin shell: anything a command needs from lower layers goes through
+    greensim.api, so notebooks get the same functions."""
+    cli = [m for m in MODULES if m == "greensim.cli" or m.startswith("greensim.cli.")]
+    assert "greensim.cli.main" in cli
+    bad = [f"{m}:{line} imports {target}" for m in cli for target, _, line in imports_of(m)
+           if not any(target == a or target.startswith(a + ".") for a in CLI_ALLOWED)]
+    assert not bad, ("the CLI imports below the api (add what it needs to greensim.api):\n" + "\n".join(bad))
+
+
 def test_no_private_names_imported_across_modules():
     bad = [f"{m}:{line} imports {name} from {target}" for m in MODULES for target, name, line in imports_of(m)
            if name.startswith("_") and not name.startswith("__")]
