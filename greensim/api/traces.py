@@ -59,8 +59,8 @@ def load_trace(source: str | Path, fmt: str = "auto", data_dir: Optional[str] = 
 
     Parameters
     ----------
-    source : a file path, or a trace name (searched in ``data_dir``, ``$GREENSIM_TRACE_DIR``,
-        ``../shared/data/traces``).
+    source : a file path, or a trace name (searched in ``data_dir``, then ``traces/`` of the
+        shared data: ``$GREENSIM_DATA_DIR`` or ``../shared/data``).
     fmt : reader name; ``"auto"``: the named trace's, else ``"columns"`` when ``columns`` is
         given, else by file suffix.
     columns : column mapping for format ``columns``: ``{ours: theirs}`` or ``["ours=theirs", ...]``.

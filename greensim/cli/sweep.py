@@ -26,27 +26,31 @@ __all__ = ["sweep_cmd"]
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Parent folder (default: output.dir of the experiment).")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Run cache folder (default: $GREENSIM_CACHE_DIR or ~/.cache/greensim).")
+              help="Run cache folder (default: $GREENSIM_CACHE_DIR or the platform's cache folder, "
+                   "~/.cache/greensim on Linux).")
+@click.option("--cache-max-mb", type=float, default=None,
+              help="Size limit of the run cache; least recently used runs are dropped beyond it "
+                   "(default: $GREENSIM_CACHE_MAX_MB or 512).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the run cache.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True,
               help="Seconds to wait for the Dask scheduler.")
 @output_options
 def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file, seeds, overrides,
-              out_dir, cache_dir, no_cache, no_plots, timeout_s, quiet, verbose):
+              out_dir, cache_dir, cache_max_mb, no_cache, no_plots, timeout_s, quiet, verbose):
     """Run EXPERIMENT over a grid of overrides; write one parquet table and summary plots."""
     progress = configure_output(quiet, verbose) is not False      # a progress bar over runs unless -q
     import time
 
     from greensim.results.sweep_report import write_sweep
-    from greensim.base.version import version
+    from greensim.base.version import provenance
     from greensim.api.sweep import load_grid, sweep
     t0 = time.perf_counter()
     try:
         spec = load_grid(grid_file)
         df = sweep(experiment, grid=spec["grid"], seeds=spec["seeds"] if seeds is None else seeds,
                    overrides=list(overrides), backend=backend, workers=workers, scheduler=scheduler,
-                   scheduler_file=scheduler_file, cache=not no_cache, cache_dir=cache_dir,
+                   scheduler_file=scheduler_file, cache=not no_cache, cache_dir=cache_dir, cache_max_mb=cache_max_mb,
                    common_random_numbers=spec["common_random_numbers"], timeout_s=timeout_s, progress=progress)
         from greensim.api.run import to_experiment
         base = to_experiment(experiment, list(overrides))
@@ -58,7 +62,7 @@ def sweep_cmd(experiment, grid_file, backend, workers, scheduler, scheduler_file
     desc = {"base": base.model_dump(mode="json"), "grid": spec["grid"], "axes": axes,
             "seeds": spec["seeds"] if seeds is None else seeds,
             "common_random_numbers": spec["common_random_numbers"]}
-    manifest = {"greensim_version": version(), "backend": backend, "n_runs": len(df), "n_failed": n_err,
+    manifest = {**provenance(), "backend": backend, "n_runs": len(df), "n_failed": n_err,
                 "n_cached": int(df["cached"].sum()), "wall_s": wall}
     folder = write_sweep(Path(out_dir) if out_dir else Path(base.output.dir), base.name, df, desc, manifest,
                          plots=not no_plots and base.output.plots)

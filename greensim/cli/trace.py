@@ -16,7 +16,7 @@ def trace_group():
 
 _TRACE_OPTS = [
     click.option("--format", "fmt", default="auto", help="reader name (default: the named trace's, or by suffix)"),
-    click.option("--data-dir", default=None, help="folder of named traces (default $GREENSIM_TRACE_DIR, ../shared/data/traces)"),
+    click.option("--data-dir", default=None, help="folder of named traces (default: traces/ of the shared data, $GREENSIM_DATA_DIR or ../shared/data)"),
     click.option("--drop-invalid", is_flag=True, help="drop invalid rows (and report how many) instead of failing"),
     click.option("--column", multiple=True, metavar="OURS=THEIRS", help="column mapping for format 'columns'"),
     click.option("--time-unit", default="s", type=click.Choice(["s", "ms", "us", "ns", "datetime"])),
