@@ -14,6 +14,7 @@ model changes.
 
 Prints one line per run; run it on an otherwise idle core (numbers are noisy).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,16 @@ import sys
 import time
 from pathlib import Path
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.simulation import Simulation
-from greensim.results import build_tables
 from greensim.assembly.prepare import make_router, prepare
 from greensim.assembly.simulate import simulate
+from greensim.core.simulation import Simulation
+from greensim.experiment.load import parse_experiment
+from greensim.results import build_tables
 
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 
 
-GPU, PERF = "A100-80GB", "roofline"   # set from --gpu / --perf in main()
+GPU, PERF = "A100-80GB", "roofline"  # set from --gpu / --perf in main()
 
 
 def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0, mode: str = "colocated") -> dict:
@@ -42,15 +43,39 @@ def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0
         # GPUs), KV over InfiniBand HDR; the 10 us latency is this benchmark's assumption.
         g = max(1, instances // 4)
         return {
-            "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
-            "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
-            "cluster": {"router": "join_shortest_queue",
-                        "instances": [{"gpu": "A100-80GB", "count": g, "max_batched_tokens": 16384,
-                                       "chunked_prefill": chunked, "role": "prefill"},
-                                      {"gpu": "V100-32GB", "count": 3 * g, "max_batched_tokens": 16384,
-                                       "chunked_prefill": chunked, "role": "decode"}],
-                        "disaggregation": {"decode_router": "least_loaded",
-                                           "link": {"kind": "infiniband_hdr", "latency_s": 1e-5, "scope": "per_pair"}}},
+            "name": "bench",
+            "seed": seed,
+            "model": "Llama-3.1-8B",
+            "workload": {
+                "kind": "poisson",
+                "rate_rps": rate,
+                "n_requests": n,
+                "input_tokens": inp,
+                "output_tokens": out,
+            },
+            "cluster": {
+                "router": "join_shortest_queue",
+                "instances": [
+                    {
+                        "gpu": "A100-80GB",
+                        "count": g,
+                        "max_batched_tokens": 16384,
+                        "chunked_prefill": chunked,
+                        "role": "prefill",
+                    },
+                    {
+                        "gpu": "V100-32GB",
+                        "count": 3 * g,
+                        "max_batched_tokens": 16384,
+                        "chunked_prefill": chunked,
+                        "role": "decode",
+                    },
+                ],
+                "disaggregation": {
+                    "decode_router": "least_loaded",
+                    "link": {"kind": "infiniband_hdr", "latency_s": 1e-5, "scope": "per_pair"},
+                },
+            },
             "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
             "simulation": {"progress": False},
         }
@@ -58,14 +83,30 @@ def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0
     if mode == "dsd":
         # each A100 target paired with a V100-32GB running Llama-3.2-1B; alpha and gamma
         # are this benchmark's choice (alpha is required: it depends on pair and data)
-        spec = {"draft_model": "Llama-3.2-1B", "draft_gpu": "V100-32GB", "alpha": 0.7, "gamma": 4,
-                "link": {"kind": "pcie_gen4_x16", "latency_s": 1e-5}}
+        spec = {
+            "draft_model": "Llama-3.2-1B",
+            "draft_gpu": "V100-32GB",
+            "alpha": 0.7,
+            "gamma": 4,
+            "link": {"kind": "pcie_gen4_x16", "latency_s": 1e-5},
+        }
     return {
-        "name": "bench", "seed": seed, "model": "Llama-3.1-8B",
+        "name": "bench",
+        "seed": seed,
+        "model": "Llama-3.1-8B",
         "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, "input_tokens": inp, "output_tokens": out},
-        "cluster": {"router": "join_shortest_queue",
-                    "instances": [{"gpu": GPU, "count": instances, "max_batched_tokens": 16384,
-                                   "chunked_prefill": chunked, "speculative": spec}]},
+        "cluster": {
+            "router": "join_shortest_queue",
+            "instances": [
+                {
+                    "gpu": GPU,
+                    "count": instances,
+                    "max_batched_tokens": 16384,
+                    "chunked_prefill": chunked,
+                    "speculative": spec,
+                }
+            ],
+        },
         "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
         "simulation": {"progress": False},
         "performance": {"model": PERF},
@@ -97,9 +138,14 @@ def main() -> None:
     p = prepare(parse_experiment(experiment(a.n, rate, a.instances, a.chunked, mode=a.mode)))
     for _ in range(a.repeat):
         t0 = time.perf_counter()
-        sim = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s,
-                         disaggregation=p.disaggregation() if p.disaggregation is not None else None,
-                         speculative=p.speculative() if p.speculative is not None else None)
+        sim = Simulation(
+            p.table,
+            p.instances,
+            make_router(p.router_factory, p.policy_seeds),
+            p.bin_s,
+            disaggregation=p.disaggregation() if p.disaggregation is not None else None,
+            speculative=p.speculative() if p.speculative is not None else None,
+        )
         out = sim.run()
         t1 = time.perf_counter()
         rss_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -107,12 +153,15 @@ def main() -> None:
         t2 = time.perf_counter()
         iters = sum(i.n_iterations for i in out.instances)
         s = tables.summary
-        print(f"mode={a.mode} gpu={GPU} perf={PERF} n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
-              f"rate={rate:.1f} req/s | engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | "
-              f"engine+tables {a.n / (t2 - t0):,.0f} req/s | iterations {iters:,} | "
-              f"TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms | "
-              f"peak RSS after engine {rss_engine:.0f} MB, after tables "
-              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+        print(
+            f"mode={a.mode} gpu={GPU} perf={PERF} n={a.n:,} instances={a.instances} chunked={a.chunked} capacity={cap:.1f} req/s "
+            f"rate={rate:.1f} req/s | engine {a.n / (t1 - t0):,.0f} req/s ({t1 - t0:.2f} s) | "
+            f"engine+tables {a.n / (t2 - t0):,.0f} req/s | iterations {iters:,} | "
+            f"TTFT p50 {s['ttft_s_p50']:.3f} s, TPOT p50 {1e3 * s['tpot_s_p50']:.1f} ms | "
+            f"peak RSS after engine {rss_engine:.0f} MB, after tables "
+            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+            flush=True,
+        )
         del sim, out, tables
 
 

@@ -16,6 +16,7 @@ Every backend's table is checked equal to the in-process one (same numbers every
     python benchmarks/bench_sweep.py                       # 24 runs of 20k requests; 1, 2, 4 workers; Dask x2
     python benchmarks/bench_sweep.py --workers 1,2 --no-dask --runs 8 --n 5000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,15 @@ def cpu_s() -> float:
 def timed_sweep(label: str, n: int, runs: int, **kw):
     grid, seeds = grid_for(runs)
     t0 = time.perf_counter()
-    df = greensim.sweep(default_experiment_path(), grid=grid, seeds=seeds, cache=False, progress=False,
-                        overrides={"workload.n_requests": n}, **kw)
+    df = greensim.sweep(
+        default_experiment_path(),
+        grid=grid,
+        seeds=seeds,
+        cache=False,
+        progress=False,
+        overrides={"workload.n_requests": n},
+        **kw,
+    )
     wall = time.perf_counter() - t0
     assert (df["status"] == "ok").all(), df.loc[df["status"] != "ok", "error"].tolist()
     return df, wall
@@ -61,8 +69,10 @@ def main() -> None:
     ap.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
     ap.add_argument("--no-dask", action="store_true")
     args = ap.parse_args()
-    print(f"cores: {os.cpu_count()}; {args.runs} runs x {args.n} requests; greensim {greensim.__version__}; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
+    print(
+        f"cores: {os.cpu_count()}; {args.runs} runs x {args.n} requests; greensim {greensim.__version__}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
+    )
     rows = []
     c0 = cpu_s()
     ref, wall1 = timed_sweep("in-process", args.n, args.runs, workers=1)
@@ -75,34 +85,45 @@ def main() -> None:
         rows.append((f"local, {w} worker processes", w, len(df), wall, df["wall_s"].mean(), cpu_s() - c0))
     if not args.no_dask:
         import distributed
+
         c0 = cpu_s()
         t0 = time.perf_counter()
-        cluster = distributed.LocalCluster(processes=True, n_workers=args.dask_workers, threads_per_worker=1,
-                                           dashboard_address=None, silence_logs=40)
+        cluster = distributed.LocalCluster(
+            processes=True, n_workers=args.dask_workers, threads_per_worker=1, dashboard_address=None, silence_logs=40
+        )
         client = distributed.Client(cluster)
         startup = time.perf_counter() - t0
         try:
-            client.run(lambda: __import__("greensim"))            # warm imports, as a long-lived cluster is
+            client.run(lambda: __import__("greensim"))  # warm imports, as a long-lived cluster is
             df, wall = timed_sweep("dask", args.n, args.runs, backend=client)
             pd.testing.assert_frame_equal(df.drop(columns=["wall_s"]), ref.drop(columns=["wall_s"]))
-            row = [f"Dask LocalCluster, {args.dask_workers} worker processes", args.dask_workers, len(df), wall,
-                   df["wall_s"].mean()]
+            row = [
+                f"Dask LocalCluster, {args.dask_workers} worker processes",
+                args.dask_workers,
+                len(df),
+                wall,
+                df["wall_s"].mean(),
+            ]
         finally:
             client.close()
             cluster.close()
-        rows.append(tuple(row + [cpu_s() - c0]))      # CPU includes the cluster's start and stop
+        rows.append(tuple(row + [cpu_s() - c0]))  # CPU includes the cluster's start and stop
         print(f"Dask LocalCluster start-up (not timed above): {startup:.1f} s")
     base = len(ref) / wall1
     print(f"mean wall time of one run in-process: {per_run:.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f} (above the core count: other processes compete)")
     cpu1 = rows[0][5] / rows[0][2]
-    print("| backend | workers | runs | wall [s] | mean run wall in worker [s] | runs/min | speed-up | "
-          "scaling efficiency | CPU per run [s] | CPU efficiency |")
+    print(
+        "| backend | workers | runs | wall [s] | mean run wall in worker [s] | runs/min | speed-up | "
+        "scaling efficiency | CPU per run [s] | CPU efficiency |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for label, w, n_runs, wall, run_s, cpu in rows:
         thr = n_runs / wall
-        print(f"| {label} | {w} | {n_runs} | {wall:.1f} | {run_s:.2f} | {60 * thr:.0f} | {thr / base:.2f} | "
-              f"{thr / base / w:.0%} | {cpu / n_runs:.2f} | {cpu1 / (cpu / n_runs):.0%} |")
+        print(
+            f"| {label} | {w} | {n_runs} | {wall:.1f} | {run_s:.2f} | {60 * thr:.0f} | {thr / base:.2f} | "
+            f"{thr / base / w:.0%} | {cpu / n_runs:.2f} | {cpu1 / (cpu / n_runs):.0%} |"
+        )
     print("identical tables on every backend: yes")
 
 

@@ -7,6 +7,7 @@ gCO2e/request vs rate).
 
     python experiments/compare_disaggregation.py [--rates 1 2 4 6 8] [--n 1500]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,12 @@ from pathlib import Path
 import greensim
 
 HERE = Path(__file__).resolve().parent
-MODES = [("colocated A100", "colocated_a100.yaml"), ("spec colocated A100", "spec_colocated_a100.yaml"),
-         ("DPD A100->2xV100", "dpd_a100_v100.yaml"), ("DSD V100 draft / A100 target", "dsd_v100_a100.yaml")]
+MODES = [
+    ("colocated A100", "colocated_a100.yaml"),
+    ("spec colocated A100", "spec_colocated_a100.yaml"),
+    ("DPD A100->2xV100", "dpd_a100_v100.yaml"),
+    ("DSD V100 draft / A100 target", "dsd_v100_a100.yaml"),
+]
 
 
 def main() -> None:
@@ -27,18 +32,30 @@ def main() -> None:
     rows = []
     for label, f in MODES:
         for rate in a.rates:
-            res = greensim.run(HERE / f, overrides={"workload.rate_rps": rate, "workload.n_requests": a.n},
-                               write=False, progress=False)
+            res = greensim.run(
+                HERE / f, overrides={"workload.rate_rps": rate, "workload.n_requests": a.n}, write=False, progress=False
+            )
             s = res.summary
-            rows.append((label, rate, s["slo_attainment_frac"], s["carbon_gco2_per_request"], s["ttft_s_p50"],
-                         s["tpot_s_p50"], s["energy_kwh"]))
+            rows.append(
+                (
+                    label,
+                    rate,
+                    s["slo_attainment_frac"],
+                    s["carbon_gco2_per_request"],
+                    s["ttft_s_p50"],
+                    s["tpot_s_p50"],
+                    s["energy_kwh"],
+                )
+            )
     print("| mode | rate req/s | SLO attainment | gCO2e/request | TTFT p50 s | TPOT p50 ms | energy kWh |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for m, r, slo, c, ttft, tpot, e in rows:
         print(f"| {m} | {r:g} | {slo:.3f} | {c:.4f} | {ttft:.3f} | {1e3 * tpot:.1f} | {e:.3f} |")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     for label, _ in MODES:
         pts = [r for r in rows if r[0] == label]

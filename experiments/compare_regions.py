@@ -8,12 +8,11 @@ site over time, one column per router (first seed).
 
     python experiments/compare_regions.py [--seeds 11 12 13] [--set workload.duration_s=3600]
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import numpy as np
 
 import greensim
 
@@ -22,8 +21,12 @@ ROUTERS = ["carbon_aware", "round_robin", "join_shortest_queue"]
 
 
 def run(router: str, seed: int, extra: dict):
-    return greensim.run(HERE / "regions_carbon_aware.yaml",
-                        overrides={"cluster.router": router, "seed": seed, **extra}, write=False, progress=False)
+    return greensim.run(
+        HERE / "regions_carbon_aware.yaml",
+        overrides={"cluster.router": router, "seed": seed, **extra},
+        write=False,
+        progress=False,
+    )
 
 
 def main() -> None:
@@ -33,32 +36,50 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE / "figures" / "regions.png"))
     a = ap.parse_args()
     import yaml
+
     extra = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
     rows, first = [], {}
     for router in ROUTERS:
         for seed in a.seeds:
             res = run(router, seed, extra)
             s = res.summary
-            rows.append({"router": router, "seed": seed, "carbon_g": s["carbon_gco2"],
-                         "op_g": s["operational_gco2"], "g_per_req": s["carbon_gco2_per_request"],
-                         "slo": s["slo_attainment_frac"], "ttft_p99": s["ttft_s_p99"], "tpot_p99": s["tpot_s_p99"],
-                         **{f"share_{k}": v for k, v in s["request_share_by_site"].items()}})
+            rows.append(
+                {
+                    "router": router,
+                    "seed": seed,
+                    "carbon_g": s["carbon_gco2"],
+                    "op_g": s["operational_gco2"],
+                    "g_per_req": s["carbon_gco2_per_request"],
+                    "slo": s["slo_attainment_frac"],
+                    "ttft_p99": s["ttft_s_p99"],
+                    "tpot_p99": s["tpot_s_p99"],
+                    **{f"share_{k}": v for k, v in s["request_share_by_site"].items()},
+                }
+            )
             first.setdefault(router, res)
     import pandas as pd
+
     df = pd.DataFrame(rows)
     sites = sorted(c[6:] for c in df.columns if c.startswith("share_"))
     print(f"seeds {a.seeds}; mean (sd) over seeds")
-    print("| router | total gCO2e | operational gCO2e | gCO2e/request | SLO attainment | TTFT p99 s | TPOT p99 ms | "
-          + " | ".join(f"share {s}" for s in sites) + " |")
+    print(
+        "| router | total gCO2e | operational gCO2e | gCO2e/request | SLO attainment | TTFT p99 s | TPOT p99 ms | "
+        + " | ".join(f"share {s}" for s in sites)
+        + " |"
+    )
     print("| --- " * (7 + len(sites)) + "|")
     for router in ROUTERS:
         g = df[df.router == router]
 
         def ms(c, f="{:.1f}", k=1.0):
             return f"{f.format(k * g[c].mean())} ({f.format(k * g[c].std(ddof=1)) if len(g) > 1 else '-'})"
-        print(f"| {router} | {ms('carbon_g')} | {ms('op_g')} | {ms('g_per_req', '{:.5f}')} | {ms('slo', '{:.4f}')} | "
-              f"{ms('ttft_p99', '{:.3f}')} | {ms('tpot_p99', '{:.1f}', 1e3)} | "
-              + " | ".join(ms(f"share_{s}", "{:.3f}") for s in sites) + " |")
+
+        print(
+            f"| {router} | {ms('carbon_g')} | {ms('op_g')} | {ms('g_per_req', '{:.5f}')} | {ms('slo', '{:.4f}')} | "
+            f"{ms('ttft_p99', '{:.3f}')} | {ms('tpot_p99', '{:.1f}', 1e3)} | "
+            + " | ".join(ms(f"share_{s}", "{:.3f}") for s in sites)
+            + " |"
+        )
     ca, rr = df[df.router == "carbon_aware"].set_index("seed"), df[df.router == "round_robin"].set_index("seed")
     ratio = ca["carbon_g"] / rr["carbon_g"]
     print(f"carbon_aware / round_robin total carbon per seed: {', '.join(f'{x:.4f}' for x in ratio)}")
@@ -68,16 +89,21 @@ def main() -> None:
 
 def plot(results: dict, sites, out: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(3, len(results), figsize=(5 * len(results), 9), sharex=True, sharey="row")
     bin_s = 900.0
     for j, (router, res) in enumerate(results.items()):
         tl = res.timeline.merge(res.instances[["instance", "site"]], on="instance")
         tl["bin"] = (tl.t_s // bin_s) * bin_s
-        tl = tl[tl.bin + bin_s <= res.summary["duration_s"] + 1e-9]     # whole bins only (not the drain)
-        per = tl.groupby(["bin", "site"]).agg(ci=("intensity_gco2_per_kwh", "mean"),
-                                              g=("operational_gco2", "sum")).reset_index()
+        tl = tl[tl.bin + bin_s <= res.summary["duration_s"] + 1e-9]  # whole bins only (not the drain)
+        per = (
+            tl.groupby(["bin", "site"])
+            .agg(ci=("intensity_gco2_per_kwh", "mean"), g=("operational_gco2", "sum"))
+            .reset_index()
+        )
         req = res.requests[~res.requests.rejected]
         site_of = res.instances.set_index("instance")["site"]
         share = pd_crosstab((req.arrival_s // bin_s) * bin_s, req.instance.map(site_of))
@@ -105,6 +131,7 @@ def plot(results: dict, sites, out: Path) -> None:
 
 def pd_crosstab(index, cols):
     import pandas as pd
+
     return pd.crosstab(index.to_numpy(), cols.to_numpy(), normalize="index")
 
 

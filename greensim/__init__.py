@@ -8,6 +8,7 @@ The public Python API (the same one the command line uses)::
 
 Names are imported on first use, so ``import greensim`` stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -19,16 +20,33 @@ from greensim.base.version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from greensim.api.run import Result, run
     from greensim.api.sweep import sweep
-    from greensim.experiment.schema import Experiment
     from greensim.experiment.load import load_experiment
+    from greensim.experiment.schema import Experiment
     from greensim.planning import plan
 
-_LAZY = {"run": "greensim.api.run", "Result": "greensim.api.run", "sweep": "greensim.api.sweep",
-         "Experiment": "greensim.experiment", "load_experiment": "greensim.experiment",
-         "plan": "greensim.planning"}
+_LAZY = {
+    "run": "greensim.api.run",
+    "Result": "greensim.api.run",
+    "sweep": "greensim.api.sweep",
+    "Experiment": "greensim.experiment",
+    "load_experiment": "greensim.experiment",
+    "plan": "greensim.planning",
+}
 
-__all__ = ["run", "Result", "sweep", "plan", "Experiment", "load_experiment", "GreensimError", "ConfigError",
-           "ProfileError", "TraceError", "SimulationInvariantError", "__version__"]
+__all__ = [
+    "run",
+    "Result",
+    "sweep",
+    "plan",
+    "Experiment",
+    "load_experiment",
+    "GreensimError",
+    "ConfigError",
+    "ProfileError",
+    "TraceError",
+    "SimulationInvariantError",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """Shared fixtures: small experiments as dicts, and the path of the shared data."""
+
 from __future__ import annotations
 
 import copy
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", derandomize=True, deadline=None, max_examples=40,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", derandomize=True, deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +24,9 @@ BASE = {
     "seed": 1,
     "model": "Llama-2-7B",
     "workload": {
-        "kind": "poisson", "rate_rps": 4.0, "n_requests": 200,
+        "kind": "poisson",
+        "rate_rps": 4.0,
+        "n_requests": 200,
         "input_tokens": {"dist": "lognormal", "median": 400, "sigma": 0.8, "max": 4000},
         "output_tokens": {"dist": "lognormal", "median": 100, "sigma": 0.8, "max": 1000},
     },
@@ -36,6 +40,7 @@ BASE = {
 def make_experiment(**updates):
     """BASE with dotted-path updates applied (as greensim.experiment.overrides.apply_overrides)."""
     from greensim.experiment.overrides import apply_overrides
+
     return apply_overrides(copy.deepcopy(BASE), updates)
 
 

@@ -12,6 +12,7 @@ Ray is not provided: Dask already covers "a cluster when one laptop is not enoug
 second engine would double the test matrix for no new capability. A backend is any object
 with ``name`` and ``map_unordered``; pass one to :func:`greensim.sweep` directly.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -32,13 +33,12 @@ class BackendError(GreensimError):
 
 class Backend(Protocol):
     """Runs independent tasks; yields ``(index, result)`` in completion order."""
+
     name: str
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Tuple[int, Any]]:
-        ...
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[Tuple[int, Any]]: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class LocalBackend:
@@ -55,12 +55,14 @@ class LocalBackend:
     Workers are started with ``spawn``: a script calling this must guard its entry
     point with ``if __name__ == "__main__":`` (notebooks need nothing).
     """
+
     name = "local"
 
     def __init__(self, workers: Optional[int] = None):
         if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise BackendError(f"workers: must be a positive integer, got {workers!r}. "
-                               f"Omit it to use all {os.cpu_count()} cores.")
+            raise BackendError(
+                f"workers: must be a positive integer, got {workers!r}. Omit it to use all {os.cpu_count()} cores."
+            )
         self.workers = workers or os.cpu_count() or 1
 
     def map_unordered(self, fn, items):
@@ -106,39 +108,56 @@ class DaskBackend:
         When ``distributed`` is not installed, no target is given, or the scheduler does
         not answer within ``timeout_s``.
     """
+
     name = "dask"
 
-    def __init__(self, address: Optional[str] = None, scheduler_file: Optional[str] = None,
-                 client: Any = None, timeout_s: float = 10.0):
+    def __init__(
+        self,
+        address: Optional[str] = None,
+        scheduler_file: Optional[str] = None,
+        client: Any = None,
+        timeout_s: float = 10.0,
+    ):
         try:
             import distributed
         except ImportError:
-            raise BackendError("backend 'dask': the 'distributed' package is not installed. "
-                               "Install it with: pip install 'greensim[dask]'.") from None
+            raise BackendError(
+                "backend 'dask': the 'distributed' package is not installed. "
+                "Install it with: pip install 'greensim[dask]'."
+            ) from None
         self._own = client is None
         if client is not None:
             self.client = client
             return
         if (address is None) == (scheduler_file is None):
-            raise BackendError("backend 'dask': give exactly one of a scheduler address "
-                               "(--scheduler tcp://host:8786) or a scheduler file (--scheduler-file).")
+            raise BackendError(
+                "backend 'dask': give exactly one of a scheduler address "
+                "(--scheduler tcp://host:8786) or a scheduler file (--scheduler-file)."
+            )
         if scheduler_file is not None and not os.path.isfile(scheduler_file):
-            raise BackendError(f"backend 'dask': scheduler file {scheduler_file!r} does not exist. "
-                               f"Start a scheduler with `dask scheduler --scheduler-file {scheduler_file}`.")
+            raise BackendError(
+                f"backend 'dask': scheduler file {scheduler_file!r} does not exist. "
+                f"Start a scheduler with `dask scheduler --scheduler-file {scheduler_file}`."
+            )
         target = address if address is not None else f"file {scheduler_file}"
         try:
-            self.client = distributed.Client(address=address, scheduler_file=scheduler_file,
-                                             timeout=timeout_s, set_as_default=False)
+            self.client = distributed.Client(
+                address=address, scheduler_file=scheduler_file, timeout=timeout_s, set_as_default=False
+            )
         except (OSError, TimeoutError) as exc:
-            raise BackendError(f"backend 'dask': no scheduler answered at {target} within {timeout_s:g} s "
-                               f"({type(exc).__name__}). Check the address, or start one with "
-                               f"`dask scheduler` and `dask worker <address>`.") from None
-        except ValueError as exc:     # malformed address
-            raise BackendError(f"backend 'dask': bad scheduler address {address!r}: {exc}. "
-                               f"Use the form tcp://host:8786.") from None
+            raise BackendError(
+                f"backend 'dask': no scheduler answered at {target} within {timeout_s:g} s "
+                f"({type(exc).__name__}). Check the address, or start one with "
+                f"`dask scheduler` and `dask worker <address>`."
+            ) from None
+        except ValueError as exc:  # malformed address
+            raise BackendError(
+                f"backend 'dask': bad scheduler address {address!r}: {exc}. Use the form tcp://host:8786."
+            ) from None
 
     def map_unordered(self, fn, items):
         from distributed import as_completed
+
         # pure=False: every item is its own task even if two items happen to be equal.
         futures = self.client.map(fn, list(items), pure=False)
         index = {f.key: i for i, f in enumerate(futures)}
@@ -151,8 +170,13 @@ class DaskBackend:
             self.client.close()
 
 
-def make_backend(backend: Any = "local", workers: Optional[int] = None, scheduler: Optional[str] = None,
-                 scheduler_file: Optional[str] = None, timeout_s: float = 10.0):
+def make_backend(
+    backend: Any = "local",
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    scheduler_file: Optional[str] = None,
+    timeout_s: float = 10.0,
+):
     """Build a backend from a name (``"local"``/``"dask"``), or return a backend object as is.
 
     Parameters
@@ -171,18 +195,20 @@ def make_backend(backend: Any = "local", workers: Optional[int] = None, schedule
             return backend
         if type(backend).__name__ == "Client" and hasattr(backend, "submit"):
             return DaskBackend(client=backend)
-        raise BackendError(f"backend: expected 'local', 'dask', a backend object or a dask Client, "
-                           f"got {backend!r}.")
+        raise BackendError(f"backend: expected 'local', 'dask', a backend object or a dask Client, got {backend!r}.")
     if backend == "local":
         if scheduler or scheduler_file:
             raise BackendError("backend 'local': --scheduler/--scheduler-file apply to --backend dask only.")
         return LocalBackend(workers)
     if backend == "dask":
         if workers is not None:
-            raise BackendError("backend 'dask': the cluster decides the number of workers; "
-                               "drop --workers (start more `dask worker` processes instead).")
+            raise BackendError(
+                "backend 'dask': the cluster decides the number of workers; "
+                "drop --workers (start more `dask worker` processes instead)."
+            )
         return DaskBackend(address=scheduler, scheduler_file=scheduler_file, timeout_s=timeout_s)
     import difflib
+
     close = difflib.get_close_matches(backend, BACKEND_NAMES, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     raise BackendError(f"backend: unknown backend {backend!r} (valid: {', '.join(BACKEND_NAMES)}).{hint}")

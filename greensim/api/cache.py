@@ -8,6 +8,7 @@ file. A hit refreshes the file's modification time; :meth:`RunCache.prune` then 
 the least recently used files until the folder is under ``max_bytes`` (default 512 MB,
 ``$GREENSIM_CACHE_MAX_MB``).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,6 +31,7 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     import platformdirs
+
     return Path(platformdirs.user_cache_dir("greensim", appauthor=False))
 
 
@@ -43,8 +45,10 @@ def default_cache_max_bytes() -> int:
     except ValueError:
         mb = float("nan")
     if not (mb > 0 and mb != float("inf")):
-        raise ConfigError(f"$GREENSIM_CACHE_MAX_MB: {env!r} is not a positive number of megabytes. "
-                          f"Set it to e.g. 512, or unset it for the default ({DEFAULT_MAX_MB:g} MB).")
+        raise ConfigError(
+            f"$GREENSIM_CACHE_MAX_MB: {env!r} is not a positive number of megabytes. "
+            f"Set it to e.g. 512, or unset it for the default ({DEFAULT_MAX_MB:g} MB)."
+        )
     return int(mb * 1e6)
 
 
@@ -70,7 +74,7 @@ class RunCache:
         if entry.get("key") != key or not isinstance(entry.get("summary"), dict):
             return None
         try:
-            os.utime(p)                              # recently used: last out
+            os.utime(p)  # recently used: last out
         except OSError:
             pass
         return entry
@@ -81,7 +85,7 @@ class RunCache:
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", dir=p.parent)
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump({"key": key, "summary": summary, "wall_s": wall_s}, f)   # floats round-trip exactly
+                json.dump({"key": key, "summary": summary, "wall_s": wall_s}, f)  # floats round-trip exactly
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, p)

@@ -1,4 +1,5 @@
 """Look-ups in the GPU and model catalogue (the shipped profiles plus ``catalog`` folders)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple

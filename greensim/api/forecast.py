@@ -7,6 +7,7 @@ As ``greensim forecast backtest`` runs them, and for notebooks::
     bt.mape                      # MAPE [%] per horizon (rows) and forecaster (columns)
     write_backtest(bt, "results/forecast")
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Backtest:
         :func:`greensim.carbon.forecast.backtest`.
     mape : MAPE [%], one row per horizon step [h], one column per forecaster.
     """
+
     region: str
     series: IntensitySeries
     forecasts: pd.DataFrame
@@ -53,10 +55,17 @@ class Backtest:
         return summary_rows(self.mape, tuple(horizons))
 
 
-def backtest_region(region: str, forecasters: str | Sequence[str | Forecaster] = DEFAULT_FORECASTERS,
-                    horizon: int = 48, every: int = 24, days: Optional[int] = None, start: Optional[str] = None,
-                    path: Optional[str | Path] = None, basis: str = "lifecycle",
-                    gap_fill: str = "error") -> Backtest:
+def backtest_region(
+    region: str,
+    forecasters: str | Sequence[str | Forecaster] = DEFAULT_FORECASTERS,
+    horizon: int = 48,
+    every: int = 24,
+    days: Optional[int] = None,
+    start: Optional[str] = None,
+    path: Optional[str | Path] = None,
+    basis: str = "lifecycle",
+    gap_fill: str = "error",
+) -> Backtest:
     """Rolling-origin backtest of ``forecasters`` on ``region``'s hourly series.
 
     Parameters
@@ -78,14 +87,15 @@ def backtest_region(region: str, forecasters: str | Sequence[str | Forecaster] =
     """
     s = load_region_series(region, path, basis, gap_fill, where="forecast backtest")
     names = forecasters.split(",") if isinstance(forecasters, str) else list(forecasters)
-    fs = [make_forecaster(x.strip() if isinstance(x, str) else x) for x in names
-          if not isinstance(x, str) or x.strip()]
+    fs = [make_forecaster(x.strip() if isinstance(x, str) else x) for x in names if not isinstance(x, str) or x.strip()]
     first = None
     if start:
         first = int(round(s.index_of(pd.Timestamp(start, tz="UTC"))))
         if first < max(f.min_history for f in fs):
-            raise GreensimError(f"--start {start}: the forecasters need "
-                                f"{max(f.min_history for f in fs)} h of history before it. Start later.")
+            raise GreensimError(
+                f"--start {start}: the forecasters need "
+                f"{max(f.min_history for f in fs)} h of history before it. Start later."
+            )
     n = None if days is None else max(1, days * 24 // every)
     bt = backtest(s, fs, horizon=horizon, every=every, first_origin=first, n_origins=n)
     return Backtest(region, s, bt, mape_by_horizon(bt), horizon, every)
@@ -97,6 +107,7 @@ def write_backtest(bt: Backtest, out_dir: str | Path = "results/forecast") -> Tu
     out.mkdir(parents=True, exist_ok=True)
     csv, png = out / f"mape_{bt.region}.csv", out / f"mape_{bt.region}.png"
     bt.mape.to_csv(csv, float_format="%.3f")
-    plot_mape(bt.mape, png, f"{bt.region} ({bt.series.basis}): MAPE per horizon, {bt.n_origins} origins "
-                            f"every {bt.every} h")
+    plot_mape(
+        bt.mape, png, f"{bt.region} ({bt.series.basis}): MAPE per horizon, {bt.n_origins} origins every {bt.every} h"
+    )
     return csv, png

@@ -5,6 +5,7 @@
 - :func:`run_windows`: the per-window online scheduler of an experiment's ``reconfigure``
   section against static deployments (:mod:`greensim.planning.online`).
 """
+
 from __future__ import annotations
 
 from greensim.planning import PlanResult, PlanSpec, load_plan_spec, plan

@@ -1,4 +1,5 @@
 """``greensim.run``: run one experiment, return its tables and optionally write a results folder."""
+
 from __future__ import annotations
 
 import logging
@@ -12,13 +13,13 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from greensim.experiment.schema import Experiment
-from greensim.experiment.load import config_hash, to_experiment
-from greensim.results import write_run
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from greensim.base.version import provenance
 from greensim.base.paths import bundled
+from greensim.base.version import provenance
+from greensim.experiment.load import config_hash, to_experiment
+from greensim.experiment.schema import Experiment
+from greensim.results import write_run
 
 __all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Result:
     """Outcome of one run: DataFrames, the summary and the run folder (if written)."""
+
     experiment: Experiment
     requests: pd.DataFrame
     instances: pd.DataFrame
@@ -35,7 +37,7 @@ class Result:
     summary: Dict[str, Any]
     folder: Optional[Path]
     wall_s: float
-    extra: Optional[Dict[str, pd.DataFrame]] = None   # policy tables (e.g. greenllm's "plans")
+    extra: Optional[Dict[str, pd.DataFrame]] = None  # policy tables (e.g. greenllm's "plans")
 
     def save_plots(self, folder: str | Path) -> List[Path]:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
@@ -45,22 +47,29 @@ class Result:
         show one with ``IPython.display.Image(path)``.
         """
         from greensim.results.plots import plot_run
+
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         before = set(out.glob("*.png"))
-        tables = SimpleNamespace(requests=self.requests, instances=self.instances,
-                                 timeline=self.timeline, summary=self.summary)
+        tables = SimpleNamespace(
+            requests=self.requests, instances=self.instances, timeline=self.timeline, summary=self.summary
+        )
         plot_run(out, tables, self.experiment.slo.ttft_s, self.experiment.slo.tpot_s, self.experiment.name)
         return sorted(set(out.glob("*.png")) | before)
 
 
 def default_experiment_path() -> Path:
     """The bundled quickstart experiment."""
-    return (bundled("experiments") / "quickstart.yaml")
+    return bundled("experiments") / "quickstart.yaml"
 
 
-def run(experiment: Any = None, overrides: Any = None, write: bool = True,
-        out_dir: str | Path | None = None, progress: Optional[bool] = None) -> Result:
+def run(
+    experiment: Any = None,
+    overrides: Any = None,
+    write: bool = True,
+    out_dir: str | Path | None = None,
+    progress: Optional[bool] = None,
+) -> Result:
     """Run one experiment.
 
     Parameters
@@ -75,17 +84,25 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
     t_wall = time.perf_counter()
     exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
     p = prepare(exp)
-    log.info("%s: %d requests, %s on %d instance(s), seed %d", exp.name, len(p.table), exp.model,
-             sum(g.count for g in exp.cluster.instances), exp.seed)
+    log.info(
+        "%s: %d requests, %s on %d instance(s), seed %d",
+        exp.name,
+        len(p.table),
+        exp.model,
+        sum(g.count for g in exp.cluster.instances),
+        exp.seed,
+    )
     show = exp.simulation.progress if progress is None else progress
     bar = cb = None
     if show:
         from tqdm import tqdm
+
         last = float(p.table.arrival_s[-1])
         bar = tqdm(total=round(last, 1), unit="sim-s", desc=exp.name, delay=2.0, leave=False)
 
         def cb(now: float) -> None:
             bar.update(round(now, 1) - bar.n)
+
     try:
         tables = simulate(p, progress=cb)
     finally:
@@ -99,9 +116,15 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
         h = config_hash(exp)
         base = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
         manifest = {
-            **provenance(), "config_sha256": h, "seed": exp.seed,
-            "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
-            "wall_s": wall, "n_requests": len(p.table), "workload_notes": list(p.table.notes),
+            **provenance(),
+            "config_sha256": h,
+            "seed": exp.seed,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+            "wall_s": wall,
+            "n_requests": len(p.table),
+            "workload_notes": list(p.table.notes),
         }
         plot = None
         if exp.output.plots:
@@ -110,11 +133,22 @@ def run(experiment: Any = None, overrides: Any = None, write: bool = True,
             def plot(folder: Path) -> None:
                 plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
                 plans = (getattr(tables, "extra", None) or {}).get("plans")
-                if plans is not None and len(plans):        # router greenllm's plan history
+                if plans is not None and len(plans):  # router greenllm's plan history
                     from greensim.results.online_plots import plot_class_plan
+
                     plot_class_plan(plans, folder / "plan.png", exp.name)
-        folder = write_run(base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest,
-                           exp.output.table_format, plot)
+
+        folder = write_run(
+            base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest, exp.output.table_format, plot
+        )
         log.info("%s: wrote %s", exp.name, folder)
-    return Result(exp, tables.requests, tables.instances, tables.timeline, tables.summary, folder, wall,
-                  extra=getattr(tables, "extra", None) or {})
+    return Result(
+        exp,
+        tables.requests,
+        tables.instances,
+        tables.timeline,
+        tables.summary,
+        folder,
+        wall,
+        extra=getattr(tables, "extra", None) or {},
+    )

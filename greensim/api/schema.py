@@ -1,4 +1,5 @@
 """The JSON Schema of the experiment format (for editors), as ``greensim schema`` prints it."""
+
 from __future__ import annotations
 
 import json

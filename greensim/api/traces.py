@@ -8,6 +8,7 @@ experiment YAML (the requests its workload generates)::
     print(traces.format_stats(traces.stats(t)))
     traces.write_fit(traces.fit(t), "traces/fitted")
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,8 +28,19 @@ from greensim.workloads.readers import ReadOptions, notes_of
 from greensim.workloads.stats import format_stats, plot_profile, plot_trace, profile_stats, trace_stats
 from greensim.workloads.traces import read_trace_frame
 
-__all__ = ["TraceData", "load_trace", "experiment_requests", "load_source", "named_traces", "trace_dirs",
-           "stats", "format_stats", "plot", "fit", "write_fit"]
+__all__ = [
+    "TraceData",
+    "load_trace",
+    "experiment_requests",
+    "load_source",
+    "named_traces",
+    "trace_dirs",
+    "stats",
+    "format_stats",
+    "plot",
+    "fit",
+    "write_fit",
+]
 
 
 @dataclass
@@ -44,6 +56,7 @@ class TraceData:
     is_profile : a rate profile (``window_start_s``, ``total_rate_rps``), not per-request rows.
     info : the :class:`~greensim.workloads.named.NamedTrace` of a named trace, else None.
     """
+
     frame: pd.DataFrame
     path: Path
     name: str
@@ -53,8 +66,14 @@ class TraceData:
     info: Optional[NamedTrace] = None
 
 
-def load_trace(source: str | Path, fmt: str = "auto", data_dir: Optional[str] = None, drop_invalid: bool = False,
-               columns: Mapping[str, str] | Iterable[str] | None = None, time_unit: str = "s") -> TraceData:
+def load_trace(
+    source: str | Path,
+    fmt: str = "auto",
+    data_dir: Optional[str] = None,
+    drop_invalid: bool = False,
+    columns: Mapping[str, str] | Iterable[str] | None = None,
+    time_unit: str = "s",
+) -> TraceData:
     """Read a trace file or a named trace, checked (and cleaned if ``drop_invalid``).
 
     Parameters
@@ -85,8 +104,10 @@ def load_trace(source: str | Path, fmt: str = "auto", data_dir: Optional[str] = 
         return TraceData(df, Path(path), name, str(source), notes, True, info)
     df, dropped = clean_frame(df, str(path), drop_invalid=drop_invalid, need_arrival="arrival_time_s" in df.columns)
     if dropped:
-        notes.append(f"drop_invalid: dropped {sum(dropped.values())} row(s): "
-                     + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+        notes.append(
+            f"drop_invalid: dropped {sum(dropped.values())} row(s): "
+            + ", ".join(f"{k} {v}" for k, v in dropped.items())
+        )
     return TraceData(df, Path(path), name, str(source), notes, False, info)
 
 
@@ -106,9 +127,10 @@ def experiment_requests(experiment: Any) -> TraceData:
     """The requests the workload of ``experiment`` (a YAML path, dict or Experiment) generates:
     the same arrivals and lengths a run of it simulates."""
     exp = to_experiment(experiment)
-    tab = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])   # as assembly.prepare
-    df = pd.DataFrame({"arrival_time_s": tab.arrival_s, "input_tokens": tab.n_input_tokens,
-                       "output_tokens": tab.n_output_tokens})
+    tab = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])  # as assembly.prepare
+    df = pd.DataFrame(
+        {"arrival_time_s": tab.arrival_s, "input_tokens": tab.n_input_tokens, "output_tokens": tab.n_output_tokens}
+    )
     is_file = isinstance(experiment, (str, Path))
     path = Path(experiment) if is_file else Path(f"{exp.name}.yaml")
     return TraceData(df, path, path.stem if is_file else exp.name, str(experiment) if is_file else exp.name)
@@ -129,9 +151,19 @@ def named_traces() -> List[Dict[str, Any]]:
     out = []
     for name in TRACES.names():
         t = TRACES.get(name)
-        out.append({"name": name, "rows": t.rows, "has_arrivals": t.has_arrivals, "fitted": name in fitted,
-                    "description": t.description, "file": t.file, "format": t.format, "license": t.license,
-                    "source": t.source})
+        out.append(
+            {
+                "name": name,
+                "rows": t.rows,
+                "has_arrivals": t.has_arrivals,
+                "fitted": name in fitted,
+                "description": t.description,
+                "file": t.file,
+                "format": t.format,
+                "license": t.license,
+                "source": t.source,
+            }
+        )
     return out
 
 
@@ -154,8 +186,13 @@ def plot(data: TraceData, path: str | Path) -> Path:
         plot_profile(out, df, data.name)
     else:
         arr = df["arrival_time_s"].to_numpy() if "arrival_time_s" in df.columns else None
-        plot_trace(out, arr, df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy(),
-                   f"{data.name}: {len(df):,} requests")
+        plot_trace(
+            out,
+            arr,
+            df["input_tokens"].to_numpy(),
+            df["output_tokens"].to_numpy(),
+            f"{data.name}: {len(df):,} requests",
+        )
     return out
 
 
@@ -169,21 +206,31 @@ def fit(data: TraceData, name: Optional[str] = None, command: str = "") -> Dict[
         ``data`` is a rate profile (it has no request lengths).
     """
     if data.is_profile:
-        raise TraceError(f"{data.source}: a rate profile has no request lengths to fit; use it as "
-                         f"arrivals: {{process: servegen}}.")
+        raise TraceError(
+            f"{data.source}: a rate profile has no request lengths to fit; use it as arrivals: {{process: servegen}}."
+        )
     info = data.info
-    return fit_document(name or data.name, data.path, data.frame, source=info.source if info else str(data.path),
-                        license=info.license if info else "", command=command)
+    return fit_document(
+        name or data.name,
+        data.path,
+        data.frame,
+        source=info.source if info else str(data.path),
+        license=info.license if info else "",
+        command=command,
+    )
 
 
 def write_fit(doc: Dict[str, Any], out_dir: str | Path = "traces/fitted") -> Path:
     """Write a :func:`fit` document to ``<out_dir>/<name>.yaml`` (atomically); return the path."""
     import yaml
+
     name = doc["name"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = (f"# Fitted workload model of {name}; written by `{doc['provenance']['fitted_by']}`.\n"
-            f"# Do not edit by hand: re-run the command. Method: greensim/workloads/fitted.py.\n")
+    text = (
+        f"# Fitted workload model of {name}; written by `{doc['provenance']['fitted_by']}`.\n"
+        f"# Do not edit by hand: re-run the command. Method: greensim/workloads/fitted.py.\n"
+    )
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
     tmp = out / f".{name}.yaml.tmp"
     tmp.write_text(text)

@@ -1,13 +1,14 @@
 """Static checks of an experiment: everything that can fail before simulating."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from greensim.carbon.registry import INTENSITY_SOURCES
-from greensim.hardware.catalog import load_catalog
-from greensim.experiment.workload import EmpiricalLength, SyntheticWorkload, TraceWorkload
-from greensim.experiment.load import load_experiment
 from greensim.core.memory import kv_capacity_blocks
+from greensim.experiment.load import load_experiment
+from greensim.experiment.workload import EmpiricalLength, SyntheticWorkload, TraceWorkload
+from greensim.hardware.catalog import load_catalog
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.policies.registry import ROUTERS
 from greensim.workloads.traces import read_trace_frame
@@ -28,22 +29,31 @@ def validate_experiment(path: str | Path) -> str:
     for i, g in enumerate(exp.cluster.instances):
         gpu = cat.gpu(g.gpu, f"cluster.instances.{i}.gpu")
         gpu.require_power(f"cluster.instances.{i}.gpu")
-        kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
-                           g.block_tokens, g.memory_reserve_frac,
-                           where=f"cluster.instances.{i} ({model.name} on {g.tp}x{gpu.name})")
+        kv_capacity_blocks(
+            gpu.memory_bytes,
+            g.tp,
+            model.weight_bytes,
+            model.kv_bytes_per_token,
+            g.block_tokens,
+            g.memory_reserve_frac,
+            where=f"cluster.instances.{i} ({model.name} on {g.tp}x{gpu.name})",
+        )
         perf.bind(gpu, model, g.tp)
         n_gpus += g.tp * g.count
     for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
         cat.gpu(key, "carbon per-GPU override key")
-    ic = exp.carbon.intensity           # build it: checks region, start inside the series, gaps, NaN
+    ic = exp.carbon.intensity  # build it: checks region, start inside the series, gaps, NaN
     src = INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
     from greensim.carbon.sites import build_site_sources
-    build_site_sources(exp, src)        # each site's region / intensity, and one shared clock
+
+    build_site_sources(exp, src)  # each site's region / intensity, and one shared clock
     wl = exp.workload
     if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
         import numpy as np
+
         from greensim.workloads import build_workload
-        build_workload(wl, np.random.SeedSequence(exp.seed))   # vectorised: cheap, and checks every row
+
+        build_workload(wl, np.random.SeedSequence(exp.seed))  # vectorised: cheap, and checks every row
     else:
         for k in ("input_tokens", "output_tokens"):
             d = getattr(wl, k)
@@ -51,6 +61,9 @@ def validate_experiment(path: str | Path) -> str:
                 df = read_trace_frame(d.path, where=f"workload.{k}.path")
                 if d.column not in df.columns:
                     from greensim.base.errors import TraceError
+
                     raise TraceError(f"workload.{k}.column: '{d.column}' is not a column of {d.path}.")
-    return (f"{path}: OK ({exp.name}: {model.name} on {n_gpus} GPU(s) in "
-            f"{sum(g.count for g in exp.cluster.instances)} instance(s), workload {wl.kind})")
+    return (
+        f"{path}: OK ({exp.name}: {model.name} on {n_gpus} GPU(s) in "
+        f"{sum(g.count for g in exp.cluster.instances)} instance(s), workload {wl.kind})"
+    )

@@ -5,6 +5,7 @@ routers, carbon sources, workload) into a :class:`Prepared`; :func:`simulate` ru
 the core engine and builds the result tables. Planners and the API call these; the core
 never sees an experiment.
 """
+
 from greensim.assembly.prepare import GroupInfo, Prepared, make_router, prepare, router_extras, slo_arrays
 from greensim.assembly.simulate import simulate
 

@@ -1,5 +1,6 @@
 """Turn an experiment into a wired simulation: catalogue names resolved, workload built,
 performance, carbon and policy plug-ins bound (:func:`prepare`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,17 +10,17 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from greensim.base.errors import ConfigError, TraceError
 from greensim.carbon.registry import INTENSITY_SOURCES
-from greensim.hardware.catalog import load_catalog
-from greensim.experiment.carbon import DEFAULT_SITE
-from greensim.experiment.schema import Experiment
 from greensim.core.disagg import DisaggregationSpec
 from greensim.core.instance import InstanceConfig
 from greensim.core.link import link_bandwidth_bps
-from greensim.core.spec_instance import SpecSetup
 from greensim.core.memory import kv_capacity_blocks
 from greensim.core.requests import RequestTable
-from greensim.base.errors import ConfigError, TraceError
+from greensim.core.spec_instance import SpecSetup
+from greensim.experiment.carbon import DEFAULT_SITE
+from greensim.experiment.schema import Experiment
+from greensim.hardware.catalog import load_catalog
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 from greensim.results import InstanceCarbonSpec
@@ -39,17 +40,17 @@ def slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
         if pair is None:
             raise ConfigError(
                 f"slo.classes: the trace names SLO class '{name}' but the experiment defines "
-                f"{sorted(exp.slo.classes) or 'no classes'}. Add slo.classes.{name} with ttft_s and tpot_s.")
+                f"{sorted(exp.slo.classes) or 'no classes'}. Add slo.classes.{name} with ttft_s and tpot_s."
+            )
         m = slo_class == name
         ttft[m], tpot[m] = pair.ttft_s, pair.tpot_s
     return ttft, tpot
 
 
-
-
 @dataclass
 class Prepared:
     """Everything a run needs, resolved from the experiment (before simulating)."""
+
     experiment: Experiment
     table: RequestTable
     instances: List[Tuple[InstanceConfig, Any]]
@@ -59,13 +60,13 @@ class Prepared:
     bin_s: float
     ttft_slo_s: np.ndarray
     tpot_slo_s: np.ndarray
-    forecast: Any = None        # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
-    failures: Any = None        # greensim.hardware.aging.WeibullFailureModel (GPU aging), or None
-    policy_seeds: Any = None    # numpy SeedSequence of the policies' random streams (routers...)
-    disaggregation: Optional[Callable[[], DisaggregationSpec]] = None   # DPD: fresh spec per run
+    forecast: Any = None  # greensim.carbon.forecast.ForecastView (carbon.forecast), for policies
+    failures: Any = None  # greensim.hardware.aging.WeibullFailureModel (GPU aging), or None
+    policy_seeds: Any = None  # numpy SeedSequence of the policies' random streams (routers...)
+    disaggregation: Optional[Callable[[], DisaggregationSpec]] = None  # DPD: fresh spec per run
     speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
-    sites: Any = None           # {site: greensim.carbon.sites.SiteInfo}, "default" included
-    groups: Optional[List[Any]] = None   # per instance group: GroupInfo (for planners: router extras "groups")
+    sites: Any = None  # {site: greensim.carbon.sites.SiteInfo}, "default" included
+    groups: Optional[List[Any]] = None  # per instance group: GroupInfo (for planners: router extras "groups")
 
 
 def prepare(exp: Experiment) -> Prepared:
@@ -78,10 +79,14 @@ def prepare(exp: Experiment) -> Prepared:
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
     perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
-    perf = perf_cls(eta_compute=exp.performance.eta_compute, eta_memory=exp.performance.eta_memory,
-                    iteration_overhead_s=exp.performance.iteration_overhead_s,
-                    band=exp.performance.band, profile_dirs=exp.performance.profile_dirs,
-                    decode_power=exp.performance.decode_power)
+    perf = perf_cls(
+        eta_compute=exp.performance.eta_compute,
+        eta_memory=exp.performance.eta_memory,
+        iteration_overhead_s=exp.performance.iteration_overhead_s,
+        band=exp.performance.band,
+        profile_dirs=exp.performance.profile_dirs,
+        decode_power=exp.performance.decode_power,
+    )
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
@@ -90,13 +95,20 @@ def prepare(exp: Experiment) -> Prepared:
         if g.speculative is not None:
             kv_blocks, part = _speculative_group(g, where, gpu, model, catalog, perf, exp)
         else:
-            kv_blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
-                                           g.block_tokens, g.memory_reserve_frac,
-                                           where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
+            kv_blocks = kv_capacity_blocks(
+                gpu.memory_bytes,
+                g.tp,
+                model.weight_bytes,
+                model.kv_bytes_per_token,
+                g.block_tokens,
+                g.memory_reserve_frac,
+                where=f"{where} ({model.name} on {g.tp}x{gpu.name})",
+            )
             part = None
         bound = perf.bind(gpu, model, g.tp)
         if g.aging is not None:
             from greensim.hardware.aging import degrade
+
             bound = degrade(bound, g, where)
         emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
@@ -105,71 +117,111 @@ def prepare(exp: Experiment) -> Prepared:
         if part is not None and part["split"]:
             dg = part["draft_gpu"]
             dspec = _carbon_spec(
-                exp, dg.name, SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
+                exp,
+                dg.name,
+                SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
                 exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
-                exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years))
+                exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years),
+            )
         groups.append(GroupInfo(gi, _mode_label(g), g, gpu.name, bound, gspec, part, dspec))
         for _ in range(g.count):
-            cfg = InstanceConfig(name=g.name or f"{gpu.name}x{g.tp}", gpu=gpu.name, tp=g.tp,
-                                 kv_blocks=kv_blocks, block_tokens=g.block_tokens,
-                                 max_batch_size=g.max_batch_size, max_batched_tokens=g.max_batched_tokens,
-                                 chunked_prefill=g.chunked_prefill,
-                                 watermark_blocks=int(g.watermark_frac * kv_blocks),
-                                 group=gi, site=g.site or DEFAULT_SITE, mode=_mode_label(g),
-                                 network_delay_s=_one_way_s(exp, g.site))
+            cfg = InstanceConfig(
+                name=g.name or f"{gpu.name}x{g.tp}",
+                gpu=gpu.name,
+                tp=g.tp,
+                kv_blocks=kv_blocks,
+                block_tokens=g.block_tokens,
+                max_batch_size=g.max_batch_size,
+                max_batched_tokens=g.max_batched_tokens,
+                chunked_prefill=g.chunked_prefill,
+                watermark_blocks=int(g.watermark_frac * kv_blocks),
+                group=gi,
+                site=g.site or DEFAULT_SITE,
+                mode=_mode_label(g),
+                network_delay_s=_one_way_s(exp, g.site),
+            )
             instances.append((cfg, bound))
             specs.append(gspec)
             roles.append(g.role)
             spec_parts.append(part)
             if dspec is not None:
                 draft_specs.append(dspec)
-    specs += draft_specs      # draft GPUs of split pairs come after the other instances
-    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes):
+    specs += draft_specs  # draft GPUs of split pairs come after the other instances
+    for key in (
+        list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years) + list(exp.carbon.embodied_schemes)
+    ):
         catalog.gpu(key, "carbon.gpu_embodied_kgco2e / carbon.gpu_lifetime_years key")
     router_factory = ROUTERS.get(exp.cluster.router, field="cluster.router")
     ic = exp.carbon.intensity
     intensity = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
-        **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+        **{k: v for k, v in ic.model_dump().items() if k != "kind"}
+    )
     from greensim.carbon.sites import build_site_sources, site_infos
+
     site_sources = build_site_sources(exp, intensity)
     specs = [dataclasses.replace(sp, intensity=site_sources[sp.site]) for sp in specs]
     if exp.carbon.compare_regions and ic.kind != "series":
-        raise ConfigError("carbon.compare_regions: needs carbon.intensity.kind 'series' (its start, timezone and "
-                          f"basis are reused), got kind '{ic.kind}'. Use a series intensity or drop compare_regions.")
+        raise ConfigError(
+            "carbon.compare_regions: needs carbon.intensity.kind 'series' (its start, timezone and "
+            f"basis are reused), got kind '{ic.kind}'. Use a series intensity or drop compare_regions."
+        )
     last = float(table.arrival_s[-1])
     bin_s = exp.simulation.timeline_bin_s or max(last / 400.0, 1e-3)
     ttft_slo, tpot_slo = slo_arrays(exp, len(table), table.slo_class)
     forecast = forecaster = None
     if exp.carbon.forecast is not None:
         from greensim.carbon.forecast import ForecastView, make_forecaster
+
         fo = exp.carbon.forecast
         if not any(hasattr(src, "series") for src in site_sources.values()):
-            raise ConfigError(f"carbon.forecast: forecasts need a history, i.e. carbon.intensity.kind 'series' "
-                              f"(got '{ic.kind}') or a site with a series. Use a series or drop carbon.forecast.")
+            raise ConfigError(
+                f"carbon.forecast: forecasts need a history, i.e. carbon.intensity.kind 'series' "
+                f"(got '{ic.kind}') or a site with a series. Use a series or drop carbon.forecast."
+            )
         kw = {"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {}
         forecaster = make_forecaster(fo.kind, **kw)
         if ic.kind == "series":
             forecast = ForecastView(intensity, forecaster, oracle=fo.oracle)
     sites = site_infos(exp, site_sources, forecaster)
     from greensim.hardware.aging import failure_model_for
+
     failures = failure_model_for(exp)
     dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
     spec = _speculative(exp, spec_parts, s_policies)
     if failures is not None and any(s.rtt_s for s in exp.carbon.sites.values()):
-        raise ConfigError("cluster.instances[*].aging.failures: GPU failures are not supported together with network "
-                          "delays (carbon.sites.*.rtt_s > 0) yet (requests in transit are not re-routed). Drop "
-                          "aging.failures or the sites' rtt_s.")
+        raise ConfigError(
+            "cluster.instances[*].aging.failures: GPU failures are not supported together with network "
+            "delays (carbon.sites.*.rtt_s > 0) yet (requests in transit are not re-routed). Drop "
+            "aging.failures or the sites' rtt_s."
+        )
     check = getattr(router_factory, "check_experiment", None)
     if check is not None:
         check(exp, sites)
     _check_router_options(router_factory, exp)
     if failures is not None and (dpd is not None or spec is not None):
-        raise ConfigError("cluster.instances[*].aging.failures: GPU failures are not supported together with "
-                          "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
-                          "GPUs are not re-routed). Drop aging.failures or run colocated instances.")
-    return Prepared(exp, table, instances, specs, router_factory, intensity, bin_s, ttft_slo, tpot_slo, forecast,
-                    failures, policy_seeds=s_policies, disaggregation=dpd, speculative=spec, sites=sites,
-                    groups=groups)
+        raise ConfigError(
+            "cluster.instances[*].aging.failures: GPU failures are not supported together with "
+            "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
+            "GPUs are not re-routed). Drop aging.failures or run colocated instances."
+        )
+    return Prepared(
+        exp,
+        table,
+        instances,
+        specs,
+        router_factory,
+        intensity,
+        bin_s,
+        ttft_slo,
+        tpot_slo,
+        forecast,
+        failures,
+        policy_seeds=s_policies,
+        disaggregation=dpd,
+        speculative=spec,
+        sites=sites,
+        groups=groups,
+    )
 
 
 def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
@@ -181,6 +233,7 @@ def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
 def _check_router_options(factory: Any, exp: Experiment) -> None:
     """cluster.router_options must be keyword parameters of the router's constructor."""
     import inspect
+
     opts = exp.cluster.router_options
     if not opts:
         return
@@ -192,11 +245,14 @@ def _check_router_options(factory: Any, exp: Experiment) -> None:
     for k in opts:
         if k not in valid:
             import difflib
+
             close = difflib.get_close_matches(k, valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"cluster.router_options.{k}: router '{exp.cluster.router}' has no option '{k}' "
-                              f"(valid: {', '.join(valid) or 'none'}).{hint}")
-    make_router(factory, None, opts)          # the router checks the values (errors name the option)
+            raise ConfigError(
+                f"cluster.router_options.{k}: router '{exp.cluster.router}' has no option '{k}' "
+                f"(valid: {', '.join(valid) or 'none'}).{hint}"
+            )
+    make_router(factory, None, opts)  # the router checks the values (errors name the option)
 
 
 @dataclass(frozen=True)
@@ -204,6 +260,7 @@ class GroupInfo:
     """What a planner may know of one instance group: its config, bound performance model and
     carbon accounting inputs (``part``: static speculative parts, with ``draft_perf``; ``draft_spec``:
     the DSD draft GPU's carbon inputs)."""
+
     index: int
     mode: str
     config: Any
@@ -232,10 +289,18 @@ def router_extras(p: "Prepared") -> Dict[str, Any]:
     ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]); ``mean_output_tokens`` (the
     workload's mean output length, standing for the operator's historical mean).
     """
-    return {"experiment": p.experiment, "intensity": p.intensity, "forecast": p.forecast,
-            "sites": p.sites, "instance_perf": [b for _, b in p.instances], "groups": p.groups,
-            "table": p.table, "ttft_slo_s": p.ttft_slo_s, "tpot_slo_s": p.tpot_slo_s,
-            "mean_output_tokens": float(np.mean(p.table.n_output_tokens))}
+    return {
+        "experiment": p.experiment,
+        "intensity": p.intensity,
+        "forecast": p.forecast,
+        "sites": p.sites,
+        "instance_perf": [b for _, b in p.instances],
+        "groups": p.groups,
+        "table": p.table,
+        "ttft_slo_s": p.ttft_slo_s,
+        "tpot_slo_s": p.tpot_slo_s,
+        "mean_output_tokens": float(np.mean(p.table.n_output_tokens)),
+    }
 
 
 def make_router(factory: Any, seeds: Any = None, options: Optional[Dict[str, Any]] = None):
@@ -243,6 +308,7 @@ def make_router(factory: Any, seeds: Any = None, options: Optional[Dict[str, Any
     routers that draw random numbers take ``rng`` (a Generator from the policies' seed
     stream, so they never shift the arrival stream)."""
     import inspect
+
     options = dict(options or {})
     try:
         takes_rng = "rng" in inspect.signature(factory).parameters
@@ -266,35 +332,70 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
         raise ConfigError(
             f"{w}.draft_model: '{draft.name}' has vocabulary {draft.vocab_size} but the target "
             f"'{model.name}' has {model.vocab_size}; speculative decoding needs the same tokenizer. "
-            f"Pick a draft from the target's family.")
+            f"Pick a draft from the target's family."
+        )
     gp = GAMMA_POLICIES.get(sp.gamma_policy, field=f"{w}.gamma_policy")
-    per_token = sp.token_id_bytes + (draft.vocab_size if sp.probabilities == "full_vocab" else
-                                     sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)) * draft.dtype_bytes
-    part: Dict[str, Any] = {"split": sp.draft_gpu is not None, "gamma_policy": gp,
-                            "alpha": sp.alpha if sp.alpha is not None else 0.0,
-                            "alpha_by_position": tuple(sp.alpha_by_position) if sp.alpha_by_position else None,
-                            "gamma": sp.gamma, "bytes_per_draft_token": per_token, "draft_gpu": None,
-                            "bandwidth_bps": float("inf"), "latency_s": 0.0}
+    per_token = (
+        sp.token_id_bytes
+        + (
+            draft.vocab_size
+            if sp.probabilities == "full_vocab"
+            else sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)
+        )
+        * draft.dtype_bytes
+    )
+    part: Dict[str, Any] = {
+        "split": sp.draft_gpu is not None,
+        "gamma_policy": gp,
+        "alpha": sp.alpha if sp.alpha is not None else 0.0,
+        "alpha_by_position": tuple(sp.alpha_by_position) if sp.alpha_by_position else None,
+        "gamma": sp.gamma,
+        "bytes_per_draft_token": per_token,
+        "draft_gpu": None,
+        "bandwidth_bps": float("inf"),
+        "latency_s": 0.0,
+    }
     if sp.draft_gpu is None:
         # both models' weights and KV on the target GPU(s)
-        blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes + draft.weight_bytes,
-                                    model.kv_bytes_per_token + draft.kv_bytes_per_token, g.block_tokens,
-                                    g.memory_reserve_frac,
-                                    where=f"{where} ({model.name} + draft {draft.name} on {g.tp}x{gpu.name})")
+        blocks = kv_capacity_blocks(
+            gpu.memory_bytes,
+            g.tp,
+            model.weight_bytes + draft.weight_bytes,
+            model.kv_bytes_per_token + draft.kv_bytes_per_token,
+            g.block_tokens,
+            g.memory_reserve_frac,
+            where=f"{where} ({model.name} + draft {draft.name} on {g.tp}x{gpu.name})",
+        )
         part["draft_perf"] = perf.bind(gpu, draft, g.tp)
         part["draft_name"] = f"{draft.name}@{gpu.name}"
         return blocks, part
     dgpu = catalog.gpu(sp.draft_gpu, f"{w}.draft_gpu")
-    blocks = kv_capacity_blocks(gpu.memory_bytes, g.tp, model.weight_bytes, model.kv_bytes_per_token,
-                                g.block_tokens, g.memory_reserve_frac,
-                                where=f"{where} ({model.name} on {g.tp}x{gpu.name})")
-    d_blocks = kv_capacity_blocks(dgpu.memory_bytes, 1, draft.weight_bytes, draft.kv_bytes_per_token,
-                                  g.block_tokens, g.memory_reserve_frac,
-                                  where=f"{w}.draft_gpu (draft {draft.name} on {dgpu.name})")
+    blocks = kv_capacity_blocks(
+        gpu.memory_bytes,
+        g.tp,
+        model.weight_bytes,
+        model.kv_bytes_per_token,
+        g.block_tokens,
+        g.memory_reserve_frac,
+        where=f"{where} ({model.name} on {g.tp}x{gpu.name})",
+    )
+    d_blocks = kv_capacity_blocks(
+        dgpu.memory_bytes,
+        1,
+        draft.weight_bytes,
+        draft.kv_bytes_per_token,
+        g.block_tokens,
+        g.memory_reserve_frac,
+        where=f"{w}.draft_gpu (draft {draft.name} on {dgpu.name})",
+    )
     lk = sp.link
-    part.update(draft_perf=perf.bind(dgpu, draft, 1), draft_name=f"{draft.name}@{dgpu.name}", draft_gpu=dgpu,
-                bandwidth_bps=link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac),
-                latency_s=lk.latency_s)
+    part.update(
+        draft_perf=perf.bind(dgpu, draft, 1),
+        draft_name=f"{draft.name}@{dgpu.name}",
+        draft_gpu=dgpu,
+        bandwidth_bps=link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac),
+        latency_s=lk.latency_s,
+    )
     return min(blocks, d_blocks), part
 
 
@@ -302,7 +403,7 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
     """A factory of per-instance :class:`SpecSetup` (fresh generators and policies per run), or None."""
     if all(p is None for p in parts):
         return None
-    children = seed.spawn(len(parts))     # one generator per instance, whatever its mode
+    children = seed.spawn(len(parts))  # one generator per instance, whatever its mode
 
     def make() -> List[Optional[SpecSetup]]:
         out: List[Optional[SpecSetup]] = []
@@ -310,14 +411,24 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
             if p is None:
                 out.append(None)
                 continue
-            out.append(SpecSetup(
-                draft_perf=p["draft_perf"], split=p["split"], draft_name=p["draft_name"],
-                draft_gpu=p["draft_gpu"].name if p["draft_gpu"] is not None else "",
-                alpha=p["alpha"], gamma_max=p["gamma"], gamma_policy=p["gamma_policy"](),
-                bytes_per_draft_token=p["bytes_per_draft_token"], bandwidth_bps=p["bandwidth_bps"],
-                latency_s=p["latency_s"], rng=np.random.default_rng(child),
-                alpha_by_position=p["alpha_by_position"]))
+            out.append(
+                SpecSetup(
+                    draft_perf=p["draft_perf"],
+                    split=p["split"],
+                    draft_name=p["draft_name"],
+                    draft_gpu=p["draft_gpu"].name if p["draft_gpu"] is not None else "",
+                    alpha=p["alpha"],
+                    gamma_max=p["gamma"],
+                    gamma_policy=p["gamma_policy"](),
+                    bytes_per_draft_token=p["bytes_per_draft_token"],
+                    bandwidth_bps=p["bandwidth_bps"],
+                    latency_s=p["latency_s"],
+                    rng=np.random.default_rng(child),
+                    alpha_by_position=p["alpha_by_position"],
+                )
+            )
         return out
+
     return make
 
 
@@ -331,23 +442,43 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
     bw = link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
 
     def make() -> DisaggregationSpec:
-        return DisaggregationSpec(tuple(roles), router_factory(), bw, lk.latency_s, lk.scope, kv_bytes_per_token,
-                                  layerwise=d.layerwise, n_layers=n_layers)
+        return DisaggregationSpec(
+            tuple(roles),
+            router_factory(),
+            bw,
+            lk.latency_s,
+            lk.scope,
+            kv_bytes_per_token,
+            layerwise=d.layerwise,
+            n_layers=n_layers,
+        )
+
     return make
 
 
 def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> InstanceCarbonSpec:
     """Carbon accounting inputs of one instance group (scheme, age, host share)."""
     if not (life > 0):
-        raise ConfigError(f"carbon.gpu_lifetime_years.{gpu}: lifetime {life!r} years; it must be > 0 "
-                          f"(embodied carbon is amortised over it). Set a positive value.")
+        raise ConfigError(
+            f"carbon.gpu_lifetime_years.{gpu}: lifetime {life!r} years; it must be > 0 "
+            f"(embodied carbon is amortised over it). Set a positive value."
+        )
     sch = exp.carbon.embodied_schemes.get(gpu)
     if sch is not None and sch.scheme == "extended" and sch.extended_years is None:
-        raise ConfigError(f"carbon.embodied_schemes.{gpu}.extended_years: scheme 'extended' needs the extra "
-                          f"service years (> 0). Add extended_years.")
+        raise ConfigError(
+            f"carbon.embodied_schemes.{gpu}.extended_years: scheme 'extended' needs the extra "
+            f"service years (> 0). Add extended_years."
+        )
     hs = exp.carbon.host_share
-    return InstanceCarbonSpec(gpu, g.tp, emb, life, scheme=sch.scheme if sch else "linear", age_years=g.age_years,
-                              extended_years=sch.extended_years if sch else None,
-                              host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0,
-                              site=g.site or DEFAULT_SITE,
-                              pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue)
+    return InstanceCarbonSpec(
+        gpu,
+        g.tp,
+        emb,
+        life,
+        scheme=sch.scheme if sch else "linear",
+        age_years=g.age_years,
+        extended_years=sch.extended_years if sch else None,
+        host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0,
+        site=g.site or DEFAULT_SITE,
+        pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue,
+    )

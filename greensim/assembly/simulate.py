@@ -1,31 +1,40 @@
 """Run a prepared experiment on the engine and build its tables."""
+
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-
+from greensim.assembly.prepare import Prepared, make_router, router_extras
 from greensim.core.simulation import Simulation
 from greensim.results import Tables, build_tables
-from greensim.assembly.prepare import Prepared, make_router, router_extras
 
 __all__ = ["simulate"]
 
 
-def simulate(p: Prepared, progress: Optional[Callable[[float], None]] = None,
-             max_run_iterations: Optional[int] = None) -> Tables:
+def simulate(
+    p: Prepared, progress: Optional[Callable[[float], None]] = None, max_run_iterations: Optional[int] = None
+) -> Tables:
     """Run a prepared experiment and build its tables."""
     router = make_router(p.router_factory, p.policy_seeds, p.experiment.cluster.router_options)
-    sim = Simulation(p.table, p.instances, router, p.bin_s, progress=progress,
-                     max_run_iterations=max_run_iterations, failures=p.failures,
-                     disaggregation=p.disaggregation() if p.disaggregation is not None else None,
-                     speculative=p.speculative() if p.speculative is not None else None,
-                     router_extras=router_extras(p))
+    sim = Simulation(
+        p.table,
+        p.instances,
+        router,
+        p.bin_s,
+        progress=progress,
+        max_run_iterations=max_run_iterations,
+        failures=p.failures,
+        disaggregation=p.disaggregation() if p.disaggregation is not None else None,
+        speculative=p.speculative() if p.speculative is not None else None,
+        router_extras=router_extras(p),
+    )
     out = sim.run()
     tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
     if p.experiment.carbon.compare_regions:
         from greensim.carbon.regions import add_region_totals
+
         add_region_totals(tables, p.experiment, out.bin_s)
-    report = getattr(router, "report", None)    # optional: a policy's own tables and summary values
+    report = getattr(router, "report", None)  # optional: a policy's own tables and summary values
     if report is not None:
         extra_tables, extra_summary = report()
         tables.extra = dict(extra_tables)

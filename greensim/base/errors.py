@@ -1,7 +1,10 @@
 """Exception hierarchy. Every message names the field, the bad value and the fix."""
 
 __all__ = [
-    "GreensimError", "ConfigError", "ProfileError", "TraceError",
+    "GreensimError",
+    "ConfigError",
+    "ProfileError",
+    "TraceError",
     "SimulationInvariantError",
 ]
 

@@ -5,6 +5,7 @@ Bundled data is found the same way in every mode: inside the installed package (
 ships ``profiles/`` as ``greensim/_profiles``), else beside the package in a source
 checkout (``python -m pytest`` from the checkout, ``pip install -e .``).
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """greensim's version (the one place it is written; ``pyproject.toml`` reads it) and the
 revision of the code that produced a result."""
+
 from __future__ import annotations
 
 import functools
@@ -24,6 +25,7 @@ def code_fingerprint() -> str:
     """SHA-256 over greensim's source files and shipped profiles (a dev checkout keeps one
     version number while its code changes; caches and manifests must tell such code apart)."""
     from greensim.base.paths import bundled
+
     h = hashlib.sha256()
     for root in (_PACKAGE, bundled("profiles")):
         for p in sorted(root.rglob("*")):
@@ -40,10 +42,19 @@ def code_revision() -> dict:
     top = _PACKAGE.parent
     if (top / ".git").exists():
         try:
-            sha = subprocess.run(["git", "-C", str(top), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                 timeout=5, check=True).stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5, check=True).stdout.strip() != ""
+            sha = subprocess.run(
+                ["git", "-C", str(top), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip()
+            dirty = (
+                subprocess.run(
+                    ["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=True,
+                ).stdout.strip()
+                != ""
+            )
             out: dict = {"git_commit": sha, "git_dirty": dirty}
             if dirty:
                 out["code_sha256"] = code_fingerprint()

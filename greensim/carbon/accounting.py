@@ -4,6 +4,7 @@ Operational [gCO2e] = sum over timeline bins of energy [kWh] x intensity in forc
 [gCO2e/kWh] x PUE. Embodied [gCO2e] = embodied [kgCO2e] x 1000 x provisioned time /
 lifetime (linear amortisation over the service lifetime, as in ACT: CF = OP + T/LT x E).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,7 @@ from greensim.carbon.intensity import CarbonIntensity
 __all__ = ["operational_gco2", "embodied_gco2"]
 
 
-def operational_gco2(bin_energy_j: np.ndarray, bin_s: float, intensity: CarbonIntensity,
-                     pue: float) -> np.ndarray:
+def operational_gco2(bin_energy_j: np.ndarray, bin_s: float, intensity: CarbonIntensity, pue: float) -> np.ndarray:
     """Operational carbon per timeline bin [gCO2e].
 
     Parameters

@@ -10,6 +10,7 @@ The paper's analysis turns on how a reused old GPU's embodied carbon is charged
 - ``sunk``: only the part of T before the GPU reaches LT is charged, at E / LT; an old
   GPU past its lifetime costs nothing.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,9 +24,16 @@ __all__ = ["SCHEMES", "embodied_charge_gco2", "embodied_by_scheme"]
 SCHEMES = ("linear", "extended", "sunk")
 
 
-def embodied_charge_gco2(embodied_kgco2e: float, n_gpus: int, provisioned_s: float, lifetime_years: float,
-                         scheme: str = "linear", age_years: float = 0.0,
-                         extended_years: Optional[float] = None, where: str = "carbon") -> float:
+def embodied_charge_gco2(
+    embodied_kgco2e: float,
+    n_gpus: int,
+    provisioned_s: float,
+    lifetime_years: float,
+    scheme: str = "linear",
+    age_years: float = 0.0,
+    extended_years: Optional[float] = None,
+    where: str = "carbon",
+) -> float:
     """Embodied carbon charged to ``provisioned_s`` of ``n_gpus`` GPUs under a scheme [gCO2e].
 
     Parameters
@@ -44,17 +52,21 @@ def embodied_charge_gco2(embodied_kgco2e: float, n_gpus: int, provisioned_s: flo
         for a non-positive lifetime, an unknown scheme, or "extended" without extended_years.
     """
     if not (lifetime_years > 0) or not math.isfinite(lifetime_years):
-        raise ConfigError(f"{where}: lifetime {lifetime_years!r} years; a lifetime must be > 0 "
-                          f"(embodied carbon is amortised over it). Set a positive lifetime.")
+        raise ConfigError(
+            f"{where}: lifetime {lifetime_years!r} years; a lifetime must be > 0 "
+            f"(embodied carbon is amortised over it). Set a positive lifetime."
+        )
     if not (embodied_kgco2e >= 0):
         raise ConfigError(f"{where}: embodied carbon {embodied_kgco2e!r} kgCO2e must be >= 0.")
-    rate = embodied_kgco2e * G_PER_KG * n_gpus / (lifetime_years * S_PER_YEAR)   # [gCO2e/s]
+    rate = embodied_kgco2e * G_PER_KG * n_gpus / (lifetime_years * S_PER_YEAR)  # [gCO2e/s]
     if scheme == "linear":
         return rate * provisioned_s
     if scheme == "extended":
         if extended_years is None or not (extended_years > 0):
-            raise ConfigError(f"{where}: scheme 'extended' needs extended_years > 0 (got {extended_years!r}). "
-                              f"Set carbon.embodied_schemes.<GPU>.extended_years.")
+            raise ConfigError(
+                f"{where}: scheme 'extended' needs extended_years > 0 (got {extended_years!r}). "
+                f"Set carbon.embodied_schemes.<GPU>.extended_years."
+            )
         return rate * lifetime_years / (lifetime_years + extended_years) * provisioned_s
     if scheme == "sunk":
         left_s = max(0.0, (lifetime_years - age_years) * S_PER_YEAR)
@@ -62,8 +74,14 @@ def embodied_charge_gco2(embodied_kgco2e: float, n_gpus: int, provisioned_s: flo
     raise ConfigError(f"{where}: unknown embodied scheme '{scheme}' (valid: {', '.join(SCHEMES)}).")
 
 
-def embodied_by_scheme(embodied_kgco2e: float, n_gpus: int, provisioned_s: float, lifetime_years: float,
-                       age_years: float = 0.0, extended_years: Optional[float] = None) -> Dict[str, float]:
+def embodied_by_scheme(
+    embodied_kgco2e: float,
+    n_gpus: int,
+    provisioned_s: float,
+    lifetime_years: float,
+    age_years: float = 0.0,
+    extended_years: Optional[float] = None,
+) -> Dict[str, float]:
     """The charge under every scheme [gCO2e].
 
     Without ``extended_years`` (a GPU whose life is not extended) ``extended`` equals ``linear``.
@@ -73,6 +91,7 @@ def embodied_by_scheme(embodied_kgco2e: float, n_gpus: int, provisioned_s: float
         if s == "extended" and extended_years is None:
             out[s] = embodied_charge_gco2(embodied_kgco2e, n_gpus, provisioned_s, lifetime_years)
             continue
-        out[s] = embodied_charge_gco2(embodied_kgco2e, n_gpus, provisioned_s, lifetime_years, s, age_years,
-                                      extended_years)
+        out[s] = embodied_charge_gco2(
+            embodied_kgco2e, n_gpus, provisioned_s, lifetime_years, s, age_years, extended_years
+        )
     return out

@@ -11,6 +11,7 @@ Forecasters: ``persistence`` (last value), ``seasonal_naive`` (same hour ``lag_h
 and ``ets`` (Holt-Winters additive-seasonal exponential smoothing, statsmodels, fitted
 on a trailing window at each origin).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -23,8 +24,17 @@ from greensim.base.errors import ConfigError
 from greensim.base.registry import Registry
 from greensim.carbon.series import IntensitySeries, SeriesIntensitySource
 
-__all__ = ["FORECASTERS", "Forecaster", "Persistence", "SeasonalNaive", "HoltWintersETS", "ForecastView",
-           "make_forecaster", "backtest", "mape_by_horizon"]
+__all__ = [
+    "FORECASTERS",
+    "Forecaster",
+    "Persistence",
+    "SeasonalNaive",
+    "HoltWintersETS",
+    "ForecastView",
+    "make_forecaster",
+    "backtest",
+    "mape_by_horizon",
+]
 
 FORECASTERS: Registry = Registry("carbon-intensity forecaster", entry_point_group="greensim.forecasters")
 
@@ -50,6 +60,7 @@ class Forecaster(ABC):
 @FORECASTERS.register("persistence")
 class Persistence(Forecaster):
     """Every future value equals the last observed one."""
+
     name = "persistence"
 
     def forecast(self, history, horizon):
@@ -74,7 +85,7 @@ class SeasonalNaive(Forecaster):
         self.name = f"seasonal_naive_{self.lag}h"
 
     def forecast(self, history, horizon):
-        last = np.asarray(history[-self.lag:], dtype=float)
+        last = np.asarray(history[-self.lag :], dtype=float)
         return last[np.arange(horizon) % self.lag]
 
 
@@ -98,15 +109,17 @@ class HoltWintersETS(Forecaster):
         import warnings
 
         from statsmodels.tsa.holtwinters import ExponentialSmoothing
-        y = np.asarray(history[-self.window:], dtype=float)
+
+        y = np.asarray(history[-self.window :], dtype=float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = ExponentialSmoothing(y, trend=None, seasonal="add", seasonal_periods=self.season,
-                                       initialization_method="estimated").fit()
+            fit = ExponentialSmoothing(
+                y, trend=None, seasonal="add", seasonal_periods=self.season, initialization_method="estimated"
+            ).fit()
             f = np.asarray(fit.forecast(horizon), dtype=float)
-        if not np.isfinite(f).all():           # degenerate fit: fall back to the seasonal naive
+        if not np.isfinite(f).all():  # degenerate fit: fall back to the seasonal naive
             return SeasonalNaive(self.season).forecast(history, horizon)
-        return np.maximum(f, 0.0)              # an intensity is never negative
+        return np.maximum(f, 0.0)  # an intensity is never negative
 
 
 def make_forecaster(spec: str | Forecaster, **kw) -> Forecaster:
@@ -138,21 +151,29 @@ class ForecastView:
     def at(self, t_s: float, horizon: int) -> np.ndarray:
         """Forecast of the ``horizon`` intervals starting with the one containing ``t_s`` [gCO2e/kWh]."""
         s = self.source.series
-        i = int(np.floor(self.source._offset + t_s / s.step_s))   # interval in progress: not yet observed
+        i = int(np.floor(self.source._offset + t_s / s.step_s))  # interval in progress: not yet observed
         if self.oracle:
-            out = s.values[i:i + horizon]
+            out = s.values[i : i + horizon]
             if out.size < horizon:
                 raise ConfigError(f"oracle forecast at t = {t_s:g} s runs past the end of the series of '{s.region}'.")
             return out.copy()
         hist = s.values[:i]
         if hist.size < self.forecaster.min_history:
-            raise ConfigError(f"forecast at t = {t_s:g} s: {self.forecaster.name} needs {self.forecaster.min_history} "
-                              f"past values of '{s.region}', only {hist.size} exist. Start later in the series.")
+            raise ConfigError(
+                f"forecast at t = {t_s:g} s: {self.forecaster.name} needs {self.forecaster.min_history} "
+                f"past values of '{s.region}', only {hist.size} exist. Start later in the series."
+            )
         return self.forecaster.forecast(hist, horizon)
 
 
-def backtest(series: IntensitySeries, forecasters: Sequence[Forecaster], horizon: int = 48,
-             every: int = 24, first_origin: Optional[int] = None, n_origins: Optional[int] = None) -> pd.DataFrame:
+def backtest(
+    series: IntensitySeries,
+    forecasters: Sequence[Forecaster],
+    horizon: int = 48,
+    every: int = 24,
+    first_origin: Optional[int] = None,
+    n_origins: Optional[int] = None,
+) -> pd.DataFrame:
     """Rolling-origin backtest: forecast from each origin using only earlier values.
 
     Parameters
@@ -175,19 +196,31 @@ def backtest(series: IntensitySeries, forecasters: Sequence[Forecaster], horizon
     if n_origins is not None:
         origins = origins[:n_origins]
     if not origins:
-        raise ConfigError(f"backtest: series of '{series.region}' ({len(v)} values) is too short for origin "
-                          f"{start} and horizon {horizon}.")
+        raise ConfigError(
+            f"backtest: series of '{series.region}' ({len(v)} values) is too short for origin "
+            f"{start} and horizon {horizon}."
+        )
     ts = series.timestamps()
     frames: List[pd.DataFrame] = []
     h = np.arange(1, horizon + 1)
     for f in forecasters:
         for o in origins:
             fc = f.forecast(v[:o], horizon)
-            act = v[o:o + horizon]
+            act = v[o : o + horizon]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ape = np.where(act > 0, np.abs(fc - act) / act, np.nan)
-            frames.append(pd.DataFrame({"forecaster": f.name, "origin": ts[o], "horizon_h": h,
-                                        "actual": act, "forecast": fc, "ape_frac": ape}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "forecaster": f.name,
+                        "origin": ts[o],
+                        "horizon_h": h,
+                        "actual": act,
+                        "forecast": fc,
+                        "ape_frac": ape,
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -199,8 +232,10 @@ def mape_by_horizon(bt: pd.DataFrame) -> pd.DataFrame:
 def plot_mape(mape: pd.DataFrame, path, title: str) -> None:
     """PNG of MAPE against horizon, one line per forecaster."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for c in mape.columns:
         ax.plot(mape.index, mape[c], marker=".", label=c)

@@ -1,4 +1,5 @@
 """Grid carbon-intensity sources. A time series implements the same interface."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

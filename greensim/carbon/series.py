@@ -11,6 +11,7 @@ life-cycle ``gco2_per_kwh`` and ``gco2_per_kwh_direct``; Electricity Maps, ODbL)
 production-based, life-cycle IPCC AR5 factors; EIA-930 via HewlettPackard/dc-rl, MIT).
 Both are *average* (not marginal) signals; see that folder's ``PROVENANCE.md``.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,13 +23,20 @@ import numpy as np
 import pandas as pd
 
 from greensim.base.errors import ConfigError
-from greensim.base.units import S_PER_HOUR
 from greensim.base.paths import shared_data_dir
-from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.base.units import S_PER_HOUR
 from greensim.carbon.intensity import CarbonIntensity
+from greensim.carbon.registry import INTENSITY_SOURCES
 
-__all__ = ["IntensitySeries", "SeriesIntensitySource", "DiurnalIntensitySource", "load_region_series",
-           "shared_carbon_files", "list_regions", "BASIS_COLUMNS"]
+__all__ = [
+    "IntensitySeries",
+    "SeriesIntensitySource",
+    "DiurnalIntensitySource",
+    "load_region_series",
+    "shared_carbon_files",
+    "list_regions",
+    "BASIS_COLUMNS",
+]
 
 #: column of the shared files holding each accounting basis
 BASIS_COLUMNS = {"lifecycle": "gco2_per_kwh", "direct": "gco2_per_kwh_direct"}
@@ -50,13 +58,17 @@ def _read(path: Path) -> pd.DataFrame:
     key = str(Path(path).resolve())
     if key not in _CACHE:
         if not Path(path).is_file():
-            raise ConfigError(f"carbon.intensity.path: no such file '{path}'. Point it at a CSV with columns "
-                              f"timestamp_utc, region, gco2_per_kwh (see ../shared/data/carbon/PROVENANCE.md).")
+            raise ConfigError(
+                f"carbon.intensity.path: no such file '{path}'. Point it at a CSV with columns "
+                f"timestamp_utc, region, gco2_per_kwh (see ../shared/data/carbon/PROVENANCE.md)."
+            )
         df = pd.read_csv(path)
         missing = {"timestamp_utc", "region", "gco2_per_kwh"} - set(df.columns)
         if missing:
-            raise ConfigError(f"carbon.intensity.path: '{path}' lacks column(s) {sorted(missing)}; "
-                              f"expected timestamp_utc, region, gco2_per_kwh.")
+            raise ConfigError(
+                f"carbon.intensity.path: '{path}' lacks column(s) {sorted(missing)}; "
+                f"expected timestamp_utc, region, gco2_per_kwh."
+            )
         df["timestamp_utc"] = pd.to_datetime(df["timestamp_utc"], utc=True)
         _CACHE[key] = df
     return _CACHE[key]
@@ -65,7 +77,7 @@ def _read(path: Path) -> pd.DataFrame:
 def list_regions(paths: Optional[Sequence[Path]] = None) -> Dict[str, Path]:
     """Region code -> file holding it (first file wins)."""
     out: Dict[str, Path] = {}
-    for p in (paths if paths is not None else shared_carbon_files()):
+    for p in paths if paths is not None else shared_carbon_files():
         for r in _read(Path(p))["region"].unique():
             out.setdefault(str(r), Path(p))
     return out
@@ -84,6 +96,7 @@ class IntensitySeries:
     n_filled : number of values filled (gaps or NaN) by the requested gap filling.
     basis : "lifecycle" or "direct".
     """
+
     region: str
     t0: pd.Timestamp
     step_s: float
@@ -103,8 +116,9 @@ class IntensitySeries:
         return pd.date_range(self.t0, periods=len(self.values), freq=pd.Timedelta(seconds=self.step_s))
 
 
-def validate_series(ts: pd.Series, vals: np.ndarray, region: str, where: str, gap_fill: str = "error",
-                    basis: str = "lifecycle") -> IntensitySeries:
+def validate_series(
+    ts: pd.Series, vals: np.ndarray, region: str, where: str, gap_fill: str = "error", basis: str = "lifecycle"
+) -> IntensitySeries:
     """Check a raw series (timestamps, values): sorted, no duplicates, evenly spaced, no NaN, >= 0.
 
     Parameters
@@ -121,25 +135,31 @@ def validate_series(ts: pd.Series, vals: np.ndarray, region: str, where: str, ga
     vals = np.asarray(vals, dtype=float)
     if len(ts) < 2:
         raise ConfigError(f"{where}: region '{region}' has {len(ts)} value(s); a series needs at least 2.")
-    secs = (ts - ts[0]).total_seconds().to_numpy()      # resolution-independent (ns, ms or s datetimes)
+    secs = (ts - ts[0]).total_seconds().to_numpy()  # resolution-independent (ns, ms or s datetimes)
     order = np.argsort(secs, kind="stable")
     ts, vals = ts[order], vals[order]
     dup = ts.duplicated()
     if dup.any():
-        raise ConfigError(f"{where}: region '{region}' has {int(dup.sum())} duplicate timestamp(s), first "
-                          f"{ts[dup][0].isoformat()}. Keep one value per timestamp.")
+        raise ConfigError(
+            f"{where}: region '{region}' has {int(dup.sum())} duplicate timestamp(s), first "
+            f"{ts[dup][0].isoformat()}. Keep one value per timestamp."
+        )
     d = np.diff(secs[order])
     step = float(np.min(d))
     if step <= 0 or step > S_PER_HOUR:
         raise ConfigError(f"{where}: region '{region}' has a step of {step:g} s; hourly or finer series are supported.")
     neg = np.flatnonzero(vals < 0)
     if neg.size:
-        raise ConfigError(f"{where}: region '{region}' has a negative intensity {vals[neg[0]]:g} gCO2e/kWh at "
-                          f"{ts[neg[0]].isoformat()}. Intensities must be >= 0; fix the data.")
+        raise ConfigError(
+            f"{where}: region '{region}' has a negative intensity {vals[neg[0]]:g} gCO2e/kWh at "
+            f"{ts[neg[0]].isoformat()}. Intensities must be >= 0; fix the data."
+        )
     off = np.flatnonzero(np.abs(d / step - np.round(d / step)) > 1e-6)
     if off.size:
-        raise ConfigError(f"{where}: region '{region}' is not evenly spaced: {ts[off[0] + 1].isoformat()} is "
-                          f"{d[off[0]]:g} s after the previous point, not a multiple of {step:g} s.")
+        raise ConfigError(
+            f"{where}: region '{region}' is not evenly spaced: {ts[off[0] + 1].isoformat()} is "
+            f"{d[off[0]]:g} s after the previous point, not a multiple of {step:g} s."
+        )
     full = pd.date_range(ts[0], ts[-1], freq=pd.Timedelta(seconds=step))
     s = pd.Series(vals, index=ts).reindex(full)
     bad = np.flatnonzero(~np.isfinite(s.to_numpy()))
@@ -149,7 +169,8 @@ def validate_series(ts: pd.Series, vals: np.ndarray, region: str, where: str, ga
             raise ConfigError(
                 f"{where}: region '{region}' has {bad.size} missing or NaN value(s) ({n_gap} missing "
                 f"timestamps), first at {full[bad[0]].isoformat()}. Set carbon.intensity.gap_fill to "
-                f"'linear' or 'ffill' to fill them (the count is reported), or fix the data.")
+                f"'linear' or 'ffill' to fill them (the count is reported), or fix the data."
+            )
         if gap_fill == "linear":
             s = s.interpolate(method="time", limit_direction="both")
         elif gap_fill == "ffill":
@@ -159,8 +180,13 @@ def validate_series(ts: pd.Series, vals: np.ndarray, region: str, where: str, ga
     return IntensitySeries(region, full[0], step, s.to_numpy(dtype=float), int(bad.size), basis)
 
 
-def load_region_series(region: str, path: Optional[str | Path] = None, basis: str = "lifecycle",
-                       gap_fill: str = "error", where: str = "carbon.intensity") -> IntensitySeries:
+def load_region_series(
+    region: str,
+    path: Optional[str | Path] = None,
+    basis: str = "lifecycle",
+    gap_fill: str = "error",
+    where: str = "carbon.intensity",
+) -> IntensitySeries:
     """Load one region's series from a CSV (default: search the shared files).
 
     Parameters
@@ -173,11 +199,14 @@ def load_region_series(region: str, path: Optional[str | Path] = None, basis: st
     """
     files = [Path(path)] if path is not None else shared_carbon_files()
     if not files:
-        raise ConfigError(f"{where}.path: no path given and the shared data folder {shared_data_dir()} has "
-                          f"none of {', '.join(SHARED_FILES)}. Set path or $GREENSIM_DATA_DIR.")
+        raise ConfigError(
+            f"{where}.path: no path given and the shared data folder {shared_data_dir()} has "
+            f"none of {', '.join(SHARED_FILES)}. Set path or $GREENSIM_DATA_DIR."
+        )
     regions = list_regions(files)
     if region not in regions:
         import difflib
+
         close = difflib.get_close_matches(region, list(regions), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"{where}.region: unknown region '{region}' (valid: {', '.join(sorted(regions))}).{hint}")
@@ -186,8 +215,10 @@ def load_region_series(region: str, path: Optional[str | Path] = None, basis: st
     if col is None:
         raise ConfigError(f"{where}.basis: unknown basis '{basis}' (valid: {', '.join(BASIS_COLUMNS)}).")
     if col not in df.columns:
-        raise ConfigError(f"{where}.basis: '{basis}' needs column '{col}', which {regions[region].name} lacks "
-                          f"(it has only life-cycle values). Use basis: lifecycle.")
+        raise ConfigError(
+            f"{where}.basis: '{basis}' needs column '{col}', which {regions[region].name} lacks "
+            f"(it has only life-cycle values). Use basis: lifecycle."
+        )
     sub = df[df["region"] == region]
     return validate_series(sub["timestamp_utc"], sub[col].to_numpy(dtype=float), region, where, gap_fill, basis)
 
@@ -201,8 +232,10 @@ def parse_start(start: str, timezone: str, where: str = "carbon.intensity") -> p
     try:
         return ts.tz_localize(timezone).tz_convert("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     except Exception:  # pytz/zoneinfo raise various types for unknown zones
-        raise ConfigError(f"{where}.timezone: unknown time zone '{timezone}'. Use an IANA name such as "
-                          f"UTC, Europe/Paris or America/Los_Angeles.") from None
+        raise ConfigError(
+            f"{where}.timezone: unknown time zone '{timezone}'. Use an IANA name such as "
+            f"UTC, Europe/Paris or America/Los_Angeles."
+        ) from None
 
 
 @INTENSITY_SOURCES.register("series")
@@ -217,17 +250,27 @@ class SeriesIntensitySource(CarbonIntensity):
     series : an already-built :class:`IntensitySeries` (then region/path are ignored).
     """
 
-    def __init__(self, region: str = "", start: str = "", timezone: str = "UTC", path: Optional[str] = None,
-                 basis: str = "lifecycle", gap_fill: str = "error", series: Optional[IntensitySeries] = None,
-                 where: str = "carbon.intensity"):
+    def __init__(
+        self,
+        region: str = "",
+        start: str = "",
+        timezone: str = "UTC",
+        path: Optional[str] = None,
+        basis: str = "lifecycle",
+        gap_fill: str = "error",
+        series: Optional[IntensitySeries] = None,
+        where: str = "carbon.intensity",
+    ):
         self.series = series if series is not None else load_region_series(region, path, basis, gap_fill, where)
         s = self.series
         self.start_utc = parse_start(start, timezone, where) if start else s.t0
-        self._offset = s.index_of(self.start_utc)           # steps from t0 to simulated t = 0
+        self._offset = s.index_of(self.start_utc)  # steps from t0 to simulated t = 0
         if not (0 <= self._offset < len(s.values)):
-            raise ConfigError(f"{where}.start: {self.start_utc.isoformat()} is outside the series of region "
-                              f"'{s.region}' ({s.t0.isoformat()} to {s.end.isoformat()}). Pick a start inside it.")
-        self._cum = np.concatenate(([0.0], np.cumsum(s.values)))   # integral in steps x g/kWh
+            raise ConfigError(
+                f"{where}.start: {self.start_utc.isoformat()} is outside the series of region "
+                f"'{s.region}' ({s.t0.isoformat()} to {s.end.isoformat()}). Pick a start inside it."
+            )
+        self._cum = np.concatenate(([0.0], np.cumsum(s.values)))  # integral in steps x g/kWh
         self.where = where
 
     @property
@@ -239,9 +282,11 @@ class SeriesIntensitySource(CarbonIntensity):
         x = self._offset + np.asarray(t_s, dtype=float) / s.step_s
         if np.any(x > len(s.values) + 1e-9):
             t_end = (len(s.values) - self._offset) * s.step_s
-            raise ConfigError(f"{self.where}: the simulation runs to t = {float(np.max(t_s)):.0f} s but the series of "
-                              f"'{s.region}' ends {t_end:.0f} s after the start ({s.end.isoformat()}). "
-                              f"Pick an earlier start.")
+            raise ConfigError(
+                f"{self.where}: the simulation runs to t = {float(np.max(t_s)):.0f} s but the series of "
+                f"'{s.region}' ends {t_end:.0f} s after the start ({s.end.isoformat()}). "
+                f"Pick an earlier start."
+            )
         i = np.clip(np.floor(x).astype(np.int64), 0, len(s.values) - 1)
         return self._cum[i] + (x - i) * s.values[i]
 

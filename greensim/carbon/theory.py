@@ -37,6 +37,7 @@ without acceptance randomness. Transfers cost no carbon here (links draw no powe
 Because C_req is affine in CI and in 1/LT of each role, break-even points are closed
 forms: :func:`break_even_intensity` and :func:`break_even_lifetime`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,8 +49,18 @@ import numpy as np
 from greensim.base.errors import ConfigError
 from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
 
-__all__ = ["RoleUse", "Mode", "carbon_per_request", "break_even_intensity", "break_even_lifetime",
-           "savings_grid", "colocated", "dpd", "dsd", "decode_batch"]
+__all__ = [
+    "RoleUse",
+    "Mode",
+    "carbon_per_request",
+    "break_even_intensity",
+    "break_even_lifetime",
+    "savings_grid",
+    "colocated",
+    "dpd",
+    "dsd",
+    "decode_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class RoleUse:
     embodied_kgco2e : embodied carbon per GPU [kgCO2e] (0 for sunk accounting).
     lifetime_years : amortisation lifetime [years].
     """
+
     role: str
     busy_s: float
     busy_j: float
@@ -90,14 +102,16 @@ class RoleUse:
 @dataclass(frozen=True)
 class Mode:
     """A serving mode: its roles and any per-request link energy [J]."""
+
     name: str
     uses: Tuple[RoleUse, ...]
     link_j: float = 0.0
 
     def with_role(self, role: str, **changes) -> "Mode":
         """A copy with fields of one role replaced (e.g. lifetime_years, embodied_kgco2e)."""
-        return dataclasses.replace(self, uses=tuple(dataclasses.replace(u, **changes) if u.role == role else u
-                                                    for u in self.uses))
+        return dataclasses.replace(
+            self, uses=tuple(dataclasses.replace(u, **changes) if u.role == role else u for u in self.uses)
+        )
 
 
 def _coeffs(mode: Mode, pue: float, lifetimes: Optional[Mapping[str, float]] = None):
@@ -110,8 +124,9 @@ def _coeffs(mode: Mode, pue: float, lifetimes: Optional[Mapping[str, float]] = N
     return energy, emb
 
 
-def carbon_per_request(mode: Mode, intensity_gco2_per_kwh, pue: float = 1.0,
-                       lifetimes: Optional[Mapping[str, float]] = None):
+def carbon_per_request(
+    mode: Mode, intensity_gco2_per_kwh, pue: float = 1.0, lifetimes: Optional[Mapping[str, float]] = None
+):
     """Carbon per request [gCO2e] (module docstring); broadcasts over arrays of CI and lifetimes.
 
     Parameters
@@ -123,8 +138,10 @@ def carbon_per_request(mode: Mode, intensity_gco2_per_kwh, pue: float = 1.0,
     """
     for u in mode.uses:
         if not (0 < u.utilization_frac <= 1):
-            raise ConfigError(f"theory: role '{u.role}' of mode '{mode.name}' has utilisation "
-                              f"{u.utilization_frac:g}; it must be in (0, 1] (the load exceeds capacity?).")
+            raise ConfigError(
+                f"theory: role '{u.role}' of mode '{mode.name}' has utilisation "
+                f"{u.utilization_frac:g}; it must be in (0, 1] (the load exceeds capacity?)."
+            )
     energy, emb = _coeffs(mode, pue, lifetimes)
     return np.asarray(intensity_gco2_per_kwh) * pue * energy / J_PER_KWH + emb
 
@@ -142,17 +159,18 @@ def break_even_intensity(base: Mode, alt: Mode, pue: float = 1.0) -> float:
     return float((m_a - m_b) / slope) if slope != 0 else float("nan")
 
 
-def break_even_lifetime(base: Mode, alt: Mode, role: str, intensity_gco2_per_kwh: float,
-                        pue: float = 1.0) -> float:
+def break_even_lifetime(base: Mode, alt: Mode, role: str, intensity_gco2_per_kwh: float, pue: float = 1.0) -> float:
     """Lifetime [years] of ``role`` at which ``alt`` and ``base`` emit the same per request.
 
     C_req of each mode is c + d / LT_role; the lifetime solves c_b + d_b/LT = c_a + d_a/LT.
     Returns NaN when there is no positive solution.
     """
+
     def cd(m: Mode):
         c = carbon_per_request(m, intensity_gco2_per_kwh, pue, {role: np.inf})
         d = carbon_per_request(m, intensity_gco2_per_kwh, pue, {role: 1.0}) - c
         return float(c), float(d)
+
     c_b, d_b = cd(base)
     c_a, d_a = cd(alt)
     if c_b == c_a:
@@ -161,8 +179,9 @@ def break_even_lifetime(base: Mode, alt: Mode, role: str, intensity_gco2_per_kwh
     return float(lt) if lt > 0 else float("nan")
 
 
-def savings_grid(base: Mode, alt: Mode, intensities: Sequence[float], lifetimes_years: Sequence[float],
-                 role: str, pue: float = 1.0) -> np.ndarray:
+def savings_grid(
+    base: Mode, alt: Mode, intensities: Sequence[float], lifetimes_years: Sequence[float], role: str, pue: float = 1.0
+) -> np.ndarray:
     """Saving ``1 - C_alt / C_base`` [-] on a grid: rows = lifetimes of ``role``, columns = intensities."""
     ci = np.asarray(intensities, dtype=float)[None, :]
     lt = np.asarray(lifetimes_years, dtype=float)[:, None]
@@ -170,8 +189,7 @@ def savings_grid(base: Mode, alt: Mode, intensities: Sequence[float], lifetimes_
 
 
 # ------------------------------------------------------------------ modes from performance models
-def decode_batch(perf, rate_rps: float, n_out: int, ctx_tokens: float, t_other_s: float = 0.0,
-                 iter_time=None) -> float:
+def decode_batch(perf, rate_rps: float, n_out: int, ctx_tokens: float, t_other_s: float = 0.0, iter_time=None) -> float:
     """Mean decode batch b from Little's law (module docstring), by fixed-point iteration.
 
     Parameters
@@ -189,8 +207,8 @@ def decode_batch(perf, rate_rps: float, n_out: int, ctx_tokens: float, t_other_s
         raise ConfigError(f"theory: rate {rate_rps:g} req/s saturates the instance with prefill alone.")
     b = 1.0
     for _ in range(500):
-        rho = rate_rps * n_out * it(b) / free          # mean number decoding (Little)
-        nb = rho / -np.expm1(-rho) if rho > 1e-12 else 1.0   # mean batch given >= 1 decoding
+        rho = rate_rps * n_out * it(b) / free  # mean number decoding (Little)
+        nb = rho / -np.expm1(-rho) if rho > 1e-12 else 1.0  # mean batch given >= 1 decoding
         if abs(nb - b) < 1e-10:
             break
         b = 0.5 * (b + nb)
@@ -208,16 +226,26 @@ def _decode_time(perf, b: float, ctx: float) -> float:
 
 def _use(role, busy_s, busy_j, rate, perf, n_gpus, e_kg, lt):
     u = rate * busy_s
-    if 1 < u <= 1 + 1e-6:          # saturated fixed point: float rounding
+    if 1 < u <= 1 + 1e-6:  # saturated fixed point: float rounding
         u = 1.0
     if not (0 < u <= 1):
-        raise ConfigError(f"theory: role '{role}' would be {u:.0%} busy at {rate:g} req/s per instance; "
-                          f"lower the rate or add instances.")
+        raise ConfigError(
+            f"theory: role '{role}' would be {u:.0%} busy at {rate:g} req/s per instance; "
+            f"lower the rate or add instances."
+        )
     return RoleUse(role, busy_s, busy_j, u, perf.idle_power_w, n_gpus, e_kg, lt)
 
 
-def colocated(perf, n_in: int, n_out: int, rate_rps: float, n_gpus: int, embodied_kgco2e: float,
-              lifetime_years: float, role: str = "new") -> Mode:
+def colocated(
+    perf,
+    n_in: int,
+    n_out: int,
+    rate_rps: float,
+    n_gpus: int,
+    embodied_kgco2e: float,
+    lifetime_years: float,
+    role: str = "new",
+) -> Mode:
     """Everything on one GPU type (vLLM-style, whole-prompt prefill iterations).
 
     Parameters
@@ -237,9 +265,19 @@ def colocated(perf, n_in: int, n_out: int, rate_rps: float, n_gpus: int, embodie
     return Mode("colocated", (_use(role, busy_s, busy_j, rate_rps, perf, n_gpus, embodied_kgco2e, lifetime_years),))
 
 
-def dpd(perf_new, perf_old, n_in: int, n_out: int, rate_new_rps: float, rate_old_rps: float,
-        new: Tuple[int, float, float], old: Tuple[int, float, float], kv_bytes_per_token: float = 0.0,
-        link_bytes_per_s: float = 32e9, link_power_w: float = 0.0) -> Mode:
+def dpd(
+    perf_new,
+    perf_old,
+    n_in: int,
+    n_out: int,
+    rate_new_rps: float,
+    rate_old_rps: float,
+    new: Tuple[int, float, float],
+    old: Tuple[int, float, float],
+    kv_bytes_per_token: float = 0.0,
+    link_bytes_per_s: float = 32e9,
+    link_power_w: float = 0.0,
+) -> Mode:
     """Prefill on the new GPU, KV moved over a link, decode on the old GPU (paper.md section 4).
 
     Parameters
@@ -259,8 +297,17 @@ def dpd(perf_new, perf_old, n_in: int, n_out: int, rate_new_rps: float, rate_old
     return Mode("DPD", (new_use, old_use), link_j)
 
 
-def dsd(perf_target_new, perf_draft_old, n_in: int, n_out: int, rate_rps: float,
-        new: Tuple[int, float, float], old: Tuple[int, float, float], gamma: int, alpha: float) -> Mode:
+def dsd(
+    perf_target_new,
+    perf_draft_old,
+    n_in: int,
+    n_out: int,
+    rate_rps: float,
+    new: Tuple[int, float, float],
+    old: Tuple[int, float, float],
+    gamma: int,
+    alpha: float,
+) -> Mode:
     """Draft model on the old GPU, target verifies on the new GPU (paper.md section 5).
 
     Per iteration the draft proposes ``gamma`` tokens (gamma decode iterations on old) and
@@ -291,17 +338,41 @@ def dsd(perf_target_new, perf_draft_old, n_in: int, n_out: int, rate_rps: float,
     t_draft = gamma * _decode_time(perf_draft_old, b, ctx)
     new_busy = t_pre_new + n_iter * t_ver / b
     old_busy = t_pre_old + n_iter * t_draft / b
-    new_use = _use("new", new_busy, t_pre_new * perf_target_new.power_w(n_in, 0) + n_iter * t_ver * p_ver / b,
-                   rate_rps, perf_target_new, *new)
-    old_use = _use("old", old_busy, t_pre_old * perf_draft_old.power_w(n_in, 0)
-                   + n_iter * t_draft * perf_draft_old.decode_power_w / b, rate_rps, perf_draft_old, *old)
+    new_use = _use(
+        "new",
+        new_busy,
+        t_pre_new * perf_target_new.power_w(n_in, 0) + n_iter * t_ver * p_ver / b,
+        rate_rps,
+        perf_target_new,
+        *new,
+    )
+    old_use = _use(
+        "old",
+        old_busy,
+        t_pre_old * perf_draft_old.power_w(n_in, 0) + n_iter * t_draft * perf_draft_old.decode_power_w / b,
+        rate_rps,
+        perf_draft_old,
+        *old,
+    )
     return Mode("DSD", (new_use, old_use))
 
 
-def build_modes(model: str, new_gpu: str, old_gpu: str, n_in: int, n_out: int, rate_rps: float,
-                lifetime_new_years: float, lifetime_old_years: float, old_embodied: str = "sunk",
-                draft_model: Optional[str] = None, gamma: Optional[int] = None, alpha: Optional[float] = None,
-                link_bytes_per_s: float = 32e9, old_per_new: Optional[int] = None):
+def build_modes(
+    model: str,
+    new_gpu: str,
+    old_gpu: str,
+    n_in: int,
+    n_out: int,
+    rate_rps: float,
+    lifetime_new_years: float,
+    lifetime_old_years: float,
+    old_embodied: str = "sunk",
+    draft_model: Optional[str] = None,
+    gamma: Optional[int] = None,
+    alpha: Optional[float] = None,
+    link_bytes_per_s: float = 32e9,
+    old_per_new: Optional[int] = None,
+):
     """Colocated-new, DPD and (if ``draft_model``) DSD modes from the shipped catalogue and roofline.
 
     ``old_embodied`` = "sunk" charges the old GPU no embodied carbon, "linear" charges its
@@ -313,6 +384,7 @@ def build_modes(model: str, new_gpu: str, old_gpu: str, n_in: int, n_out: int, r
     """
     from greensim.hardware.catalog import load_catalog
     from greensim.hardware.registry import PERFORMANCE_MODELS
+
     cat = load_catalog()
     perf = PERFORMANCE_MODELS.get("roofline")()
     m = cat.model(model, "model")
@@ -325,13 +397,27 @@ def build_modes(model: str, new_gpu: str, old_gpu: str, n_in: int, n_out: int, r
     if old_per_new is None:
         t_pre = p_new.iteration_time_s([(n_in, 0)], 0, 0)
         old_per_new = max(1, int(base.uses[0].utilization_frac / (rate_rps * t_pre)))
-    modes = {"colocated": base,
-             "DPD": dpd(p_new, p_old, n_in, n_out, old_per_new * rate_rps, rate_rps, new, old,
-                        kv_bytes_per_token=m.kv_bytes_per_token, link_bytes_per_s=link_bytes_per_s)}
+    modes = {
+        "colocated": base,
+        "DPD": dpd(
+            p_new,
+            p_old,
+            n_in,
+            n_out,
+            old_per_new * rate_rps,
+            rate_rps,
+            new,
+            old,
+            kv_bytes_per_token=m.kv_bytes_per_token,
+            link_bytes_per_s=link_bytes_per_s,
+        ),
+    }
     if draft_model:
         if gamma is None or alpha is None:
-            raise ConfigError("theory: DSD needs gamma (draft tokens per iteration) and alpha (acceptance rate); "
-                              "no cited defaults exist for a draft/target pair. Pass both.")
+            raise ConfigError(
+                "theory: DSD needs gamma (draft tokens per iteration) and alpha (acceptance rate); "
+                "no cited defaults exist for a draft/target pair. Pass both."
+            )
         dm = cat.model(draft_model, "draft model")
         modes["DSD"] = dsd(p_new, perf.bind(g_old, dm, 1), n_in, n_out, rate_rps, new, old, gamma, alpha)
     return modes

@@ -6,6 +6,7 @@ One module per command group (:mod:`~greensim.cli.run`, :mod:`~greensim.cli.plan
 :mod:`greensim.cli.main` holds the ``greensim`` group and registers them. The console script
 is ``greensim = "greensim.cli:main"``.
 """
+
 from greensim.cli.main import main
 
 __all__ = ["main"]

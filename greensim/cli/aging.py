@@ -1,4 +1,5 @@
 """Command group `greensim aging`: runs of one experiment across the ages of a GPU group."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,10 @@ def aging_group():
 @output_options
 def aging_sweep_cmd(experiment, group, ages, overrides, out_dir, quiet, verbose):
     """Run EXPERIMENT once per age of one GPU group; write age_sweep.csv and age_sweep.png."""
-    progress = bool(configure_output(quiet, verbose))      # a progress bar per run only with -v
+    progress = bool(configure_output(quiet, verbose))  # a progress bar per run only with -v
     from greensim.api.aging import age_sweep
     from greensim.results.aging_plots import plot_age_sweep
+
     try:
         ages_l = [float(a) for a in ages.split(",") if a.strip()]
     except ValueError:
@@ -41,4 +43,3 @@ def aging_sweep_cmd(experiment, group, ages, overrides, out_dir, quiet, verbose)
     if not quiet:
         click.echo(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     click.echo(f"table: {out / 'age_sweep.csv'}  plot: {out / 'age_sweep.png'}")
-

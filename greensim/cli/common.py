@@ -3,6 +3,7 @@
 Kept apart from :mod:`greensim.cli.main`, which imports every command module to register
 it: a command module importing ``main`` for these helpers would close an import circle.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +30,12 @@ def fail(exc: GreensimError) -> NoReturn:
 
 def output_options(f: F) -> F:
     """Add ``-q/--quiet`` and ``-v/--verbose`` to a command; it passes both to :func:`configure_output`."""
-    f = click.option("-v", "--verbose", is_flag=True,
-                     help="Log what happens (INFO, on stderr) and show the progress bar.")(f)
-    f = click.option("-q", "--quiet", is_flag=True,
-                     help="No progress bar; print only the results path and essential lines.")(f)
+    f = click.option(
+        "-v", "--verbose", is_flag=True, help="Log what happens (INFO, on stderr) and show the progress bar."
+    )(f)
+    f = click.option(
+        "-q", "--quiet", is_flag=True, help="No progress bar; print only the results path and essential lines."
+    )(f)
     return f
 
 

@@ -4,6 +4,7 @@ Each command group lives in its own module; this one only collects them. Command
 modules import nothing heavy at module level (their imports sit inside the command
 functions), so ``greensim --help`` stays fast.
 """
+
 from __future__ import annotations
 
 import click
@@ -26,6 +27,18 @@ def main() -> None:
     """greensim: simulate carbon-aware LLM serving on heterogeneous GPUs."""
 
 
-for _cmd in (run_cmd, validate_cmd, check_cmd, schema_cmd, sweep_cmd, plan_cmd, replan_cmd, trace_group,
-             forecast_group, aging_group, theory_group, profile_cmd):
+for _cmd in (
+    run_cmd,
+    validate_cmd,
+    check_cmd,
+    schema_cmd,
+    sweep_cmd,
+    plan_cmd,
+    replan_cmd,
+    trace_group,
+    forecast_group,
+    aging_group,
+    theory_group,
+    profile_cmd,
+):
     main.add_command(_cmd)

@@ -1,5 +1,6 @@
 """Commands `greensim plan` (offline: the lowest-carbon deployment meeting the SLO) and
 `greensim replan` (online: re-choose the deployment per time window)."""
+
 from __future__ import annotations
 
 import click
@@ -12,8 +13,13 @@ __all__ = ["plan_cmd", "replan_cmd"]
 
 @click.command("plan")
 @click.argument("plan_file", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Parent folder (default: output.dir of the plan); writes <out>/<name>/plan/.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Parent folder (default: output.dir of the plan); writes <out>/<name>/plan/.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a plan field (repeatable).")
 @click.option("--brute-force", is_flag=True, help="Fully simulate every candidate (no pruning).")
 @click.option("--rows", type=int, default=15, show_default=True, help="Frontier rows to print.")
@@ -23,36 +29,51 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, 
     """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target.
 
     With -q the frontier table is left out; the search, winner and baseline lines remain."""
-    progress = configure_output(quiet, verbose) is not False      # a progress bar over simulations unless -q
+    progress = configure_output(quiet, verbose) is not False  # a progress bar over simulations unless -q
     from greensim.api.plan import plan, write_plan
+
     try:
         res = plan(plan_file, overrides=list(overrides), progress=progress, prune=not brute_force)
         folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
     except GreensimError as exc:
         fail(exc)
     df = res.frontier
-    cols = ["candidate", "stage", "predicted_carbon_g_per_request", "carbon_g_per_request", "slo_attainment_frac",
-            "feasible"]
+    cols = [
+        "candidate",
+        "stage",
+        "predicted_carbon_g_per_request",
+        "carbon_g_per_request",
+        "slo_attainment_frac",
+        "feasible",
+    ]
     if not quiet:
         with_pd_opts(lambda: click.echo(df[cols].head(rows).to_string(index=False, float_format=lambda x: f"{x:.5g}")))
         click.echo()
     st = res.stats
-    click.echo(f"{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
-               f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
-               f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}")
+    click.echo(
+        f"{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
+        f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
+        f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}"
+    )
     if "planning_intensity_gco2_per_kwh" in st:
-        click.echo(f"scored at {st['planning_intensity_gco2_per_kwh']:.1f} gCO2e/kWh: mean {st['planning_forecast']} "
-                   f"forecast over hours {st['plan_start_h']:g}-{st['plan_start_h'] + st['plan_horizon_h']:g}")
+        click.echo(
+            f"scored at {st['planning_intensity_gco2_per_kwh']:.1f} gCO2e/kWh: mean {st['planning_forecast']} "
+            f"forecast over hours {st['plan_start_h']:g}-{st['plan_start_h'] + st['plan_horizon_h']:g}"
+        )
     b = res.best
     if b is None:
         click.echo("no candidate could be simulated (see the reason column)")
     else:
         verdict = "meets" if res.feasible else "MISSES (nothing feasible; highest attainment)"
-        click.echo(f"winner: {b.name} - {b.carbon_g_per_request:.5g} gCO2e/request, SLO attainment "
-                   f"{b.slo_attainment_frac:.1%} ({verdict} the {res.spec.attainment_target:.0%} target)")
+        click.echo(
+            f"winner: {b.name} - {b.carbon_g_per_request:.5g} gCO2e/request, SLO attainment "
+            f"{b.slo_attainment_frac:.1%} ({verdict} the {res.spec.attainment_target:.0%} target)"
+        )
     if res.baseline is not None:
-        click.echo(f"baseline (colocated, new GPUs): {res.baseline.name} - "
-                   f"{res.baseline.carbon_g_per_request:.5g} gCO2e/request; saving {res.saving_frac:.1%}")
+        click.echo(
+            f"baseline (colocated, new GPUs): {res.baseline.name} - "
+            f"{res.baseline.carbon_g_per_request:.5g} gCO2e/request; saving {res.saving_frac:.1%}"
+        )
     click.echo(f"results: {folder}")
     if b is not None:
         click.echo(f"reproduce the winner: greensim run {folder / 'winner.yaml'}")
@@ -61,15 +82,21 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, 
 @click.command("replan")
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Parent folder for results (default: output.dir of the experiment).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Parent folder for results (default: output.dir of the experiment).",
+)
 @click.option("--no-plots", is_flag=True, help="Skip plan.png.")
 @output_options
 def replan_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     """Online scheduling per window: re-choose among EXPERIMENT's reconfigure.deployments at each
     window boundary (predicted carbon per request, SLO, hysteresis); compare with static deployments."""
-    progress = configure_output(quiet, verbose) is not False      # a line per simulated window unless -q
+    progress = configure_output(quiet, verbose) is not False  # a line per simulated window unless -q
     from greensim.api.plan import run_windows
+
     ov = list(overrides) + (["output.plots=false"] if no_plots else [])
     try:
         res = run_windows(experiment, overrides=ov, out_dir=out_dir, progress=progress)
@@ -80,14 +107,15 @@ def replan_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
         return
     click.echo(res.comparison.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     pr = res.prediction
-    extra = (f", {pr['n_simulations']} short simulations, {pr['n_cache_hits']} cache hits"
-             if "n_simulations" in pr else "")
+    extra = (
+        f", {pr['n_simulations']} short simulations, {pr['n_cache_hits']} cache hits" if "n_simulations" in pr else ""
+    )
     click.echo(f"predictor {pr['predictor']}: {pr['wall_s']:.2f} s{extra}; total wall {res.wall_s:.1f} s")
     click.echo(f"results: {res.folder}")
 
 
-
 def with_pd_opts(f):
     import pandas as pd
+
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         return f()

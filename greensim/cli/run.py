@@ -1,4 +1,5 @@
 """Commands `greensim run`, `validate`, `check` and `schema`: one experiment at a time."""
+
 from __future__ import annotations
 
 import sys
@@ -15,7 +16,10 @@ SUMMARY_ROWS = [
     ("throughput", lambda s: f"{s['throughput_rps']:.2f} req/s, {s['output_tokens_per_s']:.0f} tok/s"),
     ("SLO attainment (TTFT and TPOT)", lambda s: f"{s['slo_attainment_frac']:.1%}"),
     ("TTFT p50 / p90 / p99", lambda s: f"{s['ttft_s_p50']:.3f} / {s['ttft_s_p90']:.3f} / {s['ttft_s_p99']:.3f} s"),
-    ("TPOT p50 / p90 / p99", lambda s: f"{1e3 * s['tpot_s_p50']:.1f} / {1e3 * s['tpot_s_p90']:.1f} / {1e3 * s['tpot_s_p99']:.1f} ms"),
+    (
+        "TPOT p50 / p90 / p99",
+        lambda s: f"{1e3 * s['tpot_s_p50']:.1f} / {1e3 * s['tpot_s_p90']:.1f} / {1e3 * s['tpot_s_p99']:.1f} ms",
+    ),
     ("preemptions", lambda s: f"{s['n_preemptions']}"),
     ("energy", lambda s: f"{s['energy_kwh']:.4f} kWh"),
     ("carbon operational / embodied", lambda s: f"{s['operational_gco2']:.1f} / {s['embodied_gco2']:.1f} gCO2e"),
@@ -26,16 +30,27 @@ SUMMARY_ROWS = [
 
 @click.command("run")
 @click.argument("experiment", required=False, type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a field, e.g. --set workload.rate_rps=3 (repeatable).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Parent folder for results (default: output.dir of the experiment).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field, e.g. --set workload.rate_rps=3 (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Parent folder for results (default: output.dir of the experiment).",
+)
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @output_options
 def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     """Run EXPERIMENT (a YAML file; default: the bundled quickstart) and write a results folder."""
-    progress = configure_output(quiet, verbose)     # None: the experiment's simulation.progress
+    progress = configure_output(quiet, verbose)  # None: the experiment's simulation.progress
     from greensim.api.run import run
+
     ov = list(overrides) + (["output.plots=false"] if no_plots else [])
     try:
         res = run(experiment, overrides=ov, out_dir=out_dir, progress=progress)
@@ -58,6 +73,7 @@ def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
 def validate_cmd(experiment):
     """Check EXPERIMENT without running it: schema, names of GPUs/models/plug-ins, paths."""
     from greensim.api.validate import validate_experiment
+
     try:
         msg = validate_experiment(experiment)
     except GreensimError as exc:
@@ -66,9 +82,16 @@ def validate_cmd(experiment):
 
 
 @click.command("check")
-@click.option("--record", is_flag=True, help="Re-record the values (and seed-spread tolerances); commit them with the reason.")
-@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
-              help="Folder of check experiments with recorded.json (default: the bundled experiments/check).")
+@click.option(
+    "--record", is_flag=True, help="Re-record the values (and seed-spread tolerances); commit them with the reason."
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of check experiments with recorded.json (default: the bundled experiments/check).",
+)
 @output_options
 def check_cmd(record, folder, quiet, verbose):
     """Regression check: re-run small experiments, compare with recorded values (exit 1 on a change).
@@ -76,6 +99,7 @@ def check_cmd(record, folder, quiet, verbose):
     With -q only the metrics out of tolerance and the count are printed."""
     configure_output(quiet, verbose)
     from greensim.api.check import check_experiments, record_experiments
+
     try:
         if record:
             out = record_experiments(folder)
@@ -85,9 +109,11 @@ def check_cmd(record, folder, quiet, verbose):
     except GreensimError as exc:
         fail(exc)
     bad = [r for r in rows if not r.ok]
-    for r in (bad if quiet else rows):
+    for r in bad if quiet else rows:
         flag = "ok  " if r.ok else "FAIL"
-        click.echo(f"{flag} {r.experiment:<28} {r.metric:<26} recorded {r.recorded:<12.6g} now {r.value:<12.6g} tol {r.tolerance:.3g}")
+        click.echo(
+            f"{flag} {r.experiment:<28} {r.metric:<26} recorded {r.recorded:<12.6g} now {r.value:<12.6g} tol {r.tolerance:.3g}"
+        )
     click.echo(f"{len(rows) - len(bad)}/{len(rows)} metrics within tolerance")
     if bad:
         sys.exit(1)
@@ -98,9 +124,9 @@ def check_cmd(record, folder, quiet, verbose):
 def schema_cmd(out):
     """Print the JSON Schema of the experiment format (for editors)."""
     from greensim.api.schema import schema_text
+
     text = schema_text()
     if out:
         Path(out).write_text(text + "\n")
     else:
         click.echo(text)
-

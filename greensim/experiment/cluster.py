@@ -1,4 +1,5 @@
 """Experiment schema, ``cluster`` section: instance groups, links, speculative decoding, disaggregation, aging, scheduler."""
+
 from __future__ import annotations
 
 import difflib
@@ -13,45 +14,76 @@ from greensim.experiment.model import StrictModel
 # ------------------------------------------------------------------ cluster
 class InstanceGroup(StrictModel):
     """``count`` identical instances, each ``tp`` GPUs of one type serving the model."""
+
     gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
     tp: int = Field(1, ge=1, le=64, description="tensor-parallel degree = GPUs per instance")
     count: int = Field(1, ge=1, description="number of instances in this group")
     name: Optional[str] = Field(None, description="label; defaults to '<gpu>x<tp>'")
     max_batch_size: int = Field(256, ge=1, description="max requests per iteration (vLLM max_num_seqs default 256)")
     max_batched_tokens: int = Field(8192, ge=1, description="max tokens per iteration [tokens]")
-    chunked_prefill: bool = Field(False, description="mix prompt chunks with decode tokens (Sarathi/vLLM chunked prefill)")
+    chunked_prefill: bool = Field(
+        False, description="mix prompt chunks with decode tokens (Sarathi/vLLM chunked prefill)"
+    )
     block_tokens: int = Field(16, ge=1, description="tokens per KV block (vLLM default 16)")
-    memory_reserve_frac: float = Field(0.1, ge=0, lt=1, description="GPU memory kept out of weights+KV (vLLM gpu_memory_utilization 0.9)")
-    watermark_frac: float = Field(0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)")
-    age_years: float = Field(0.0, ge=0, description="GPU age at simulated t = 0 [years]; drives aging and embodied schemes")
+    memory_reserve_frac: float = Field(
+        0.1, ge=0, lt=1, description="GPU memory kept out of weights+KV (vLLM gpu_memory_utilization 0.9)"
+    )
+    watermark_frac: float = Field(
+        0.01, ge=0, lt=1, description="KV blocks kept free at admission (vLLM watermark 0.01)"
+    )
+    age_years: float = Field(
+        0.0, ge=0, description="GPU age at simulated t = 0 [years]; drives aging and embodied schemes"
+    )
     aging: Optional["Aging"] = Field(None, description="age-dependent failures and degradation (off by default)")
-    site: Optional[str] = Field(None, description="data-centre site (a name in carbon.sites) whose PUE prices this "
-                                "group's energy (and its DSD draft GPU's); default: carbon.pue")
+    site: Optional[str] = Field(
+        None,
+        description="data-centre site (a name in carbon.sites) whose PUE prices this "
+        "group's energy (and its DSD draft GPU's); default: carbon.pue",
+    )
 
     role: Literal["colocated", "prefill", "decode"] = Field(
-        "colocated", description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)")
-    speculative: Optional["Speculative"] = Field(None, description="speculative decoding (draft model on this GPU or on draft_gpu, DSD)")
+        "colocated",
+        description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)",
+    )
+    speculative: Optional["Speculative"] = Field(
+        None, description="speculative decoding (draft model on this GPU or on draft_gpu, DSD)"
+    )
 
     @model_validator(mode="after")
     def _speculative_mode(self):
         if self.speculative is not None and (self.role != "colocated" or self.chunked_prefill):
-            raise ValueError("speculative decoding needs role colocated and chunked_prefill false "
-                             f"(got role {self.role}, chunked_prefill {self.chunked_prefill})")
+            raise ValueError(
+                "speculative decoding needs role colocated and chunked_prefill false "
+                f"(got role {self.role}, chunked_prefill {self.chunked_prefill})"
+            )
         return self
 
 
 class LinkConfig(StrictModel):
     """The link KV caches (DPD) or draft tokens (DSD) travel over."""
-    kind: Optional[str] = Field(None, description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, nvlink_v100, nvlink_a100, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr); or set bandwidth_gbs")
-    bandwidth_gbs: Optional[float] = Field(None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed")
-    efficiency_frac: float = Field(1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate")
-    latency_s: float = Field(ge=0, description="per-transfer latency [s]; required: depends on NIC, switch and software stack")
+
+    kind: Optional[str] = Field(
+        None,
+        description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, nvlink_v100, nvlink_a100, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr); or set bandwidth_gbs",
+    )
+    bandwidth_gbs: Optional[float] = Field(
+        None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed"
+    )
+    efficiency_frac: float = Field(
+        1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate"
+    )
+    latency_s: float = Field(
+        ge=0, description="per-transfer latency [s]; required: depends on NIC, switch and software stack"
+    )
     scope: Literal["shared", "per_prefill", "per_decode", "per_pair"] = Field(
-        "per_pair", description="which transfers share a link's bandwidth: all, per prefill instance (its NIC), per decode instance, per (prefill, decode) pair")
+        "per_pair",
+        description="which transfers share a link's bandwidth: all, per prefill instance (its NIC), per decode instance, per (prefill, decode) pair",
+    )
 
     @model_validator(mode="after")
     def _kind_or_bandwidth(self):
         from greensim.core.link import LINK_TYPES
+
         if (self.kind is None) == (self.bandwidth_gbs is None):
             raise ValueError("set exactly one of kind or bandwidth_gbs")
         if self.kind is not None and self.kind not in LINK_TYPES:
@@ -63,27 +95,45 @@ class LinkConfig(StrictModel):
 
 class Speculative(StrictModel):
     """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
+
     draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
-    draft_gpu: Optional[str] = Field(None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU")
-    alpha: Optional[float] = Field(None, ge=0, lt=1, description="per-token acceptance probability of draft tokens in [0, 1); alpha or alpha_by_position is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)")
+    draft_gpu: Optional[str] = Field(
+        None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU"
+    )
+    alpha: Optional[float] = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="per-token acceptance probability of draft tokens in [0, 1); alpha or alpha_by_position is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)",
+    )
     alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
-        None, description="per-position acceptance a_1..a_gamma in [0, 1) (draft token k accepted with a_k given the earlier ones were); instead of alpha")
+        None,
+        description="per-position acceptance a_1..a_gamma in [0, 1) (draft token k accepted with a_k given the earlier ones were); instead of alpha",
+    )
     gamma: int = Field(ge=0, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
     gamma_policy: str = Field("fixed", description="gamma policy (fixed, goodput)")
-    probabilities: Literal["full_vocab", "top_k"] = Field("full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries")
+    probabilities: Literal["full_vocab", "top_k"] = Field(
+        "full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries"
+    )
     top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
     token_id_bytes: int = Field(4, ge=1, description="bytes per token id (int32, paper.md section 5)")
     link: Optional[LinkConfig] = Field(None, description="link between draft and target GPU; required with draft_gpu")
-    draft_gpu_age_years: float = Field(0.0, ge=0, description="age of the draft GPU at t = 0 [years] (its embodied scheme, e.g. sunk, depends on it)")
+    draft_gpu_age_years: float = Field(
+        0.0, ge=0, description="age of the draft GPU at t = 0 [years] (its embodied scheme, e.g. sunk, depends on it)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
         if (self.alpha is None) == (self.alpha_by_position is None):
             raise ValueError("set exactly one of alpha or alpha_by_position")
         if self.alpha_by_position is not None and len(self.alpha_by_position) != self.gamma:
-            raise ValueError(f"alpha_by_position has {len(self.alpha_by_position)} entries; it needs gamma = {self.gamma}")
+            raise ValueError(
+                f"alpha_by_position has {len(self.alpha_by_position)} entries; it needs gamma = {self.gamma}"
+            )
         if (self.draft_gpu is None) != (self.link is None):
-            raise ValueError("set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)")
+            raise ValueError(
+                "set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)"
+            )
         if (self.probabilities == "top_k") != (self.top_k is not None):
             raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self
@@ -91,9 +141,15 @@ class Speculative(StrictModel):
 
 class Disaggregation(StrictModel):
     """Prefill-decode disaggregation (DPD): how prefilled requests reach decode instances."""
-    decode_router: str = Field("least_loaded", description="decode-routing policy (round_robin, least_loaded, kv_capacity_aware)")
+
+    decode_router: str = Field(
+        "least_loaded", description="decode-routing policy (round_robin, least_loaded, kv_capacity_aware)"
+    )
     link: LinkConfig
-    layerwise: bool = Field(False, description="send KV layer by layer during the prefill (decode KV reserved at the prefill's start when possible)")
+    layerwise: bool = Field(
+        False,
+        description="send KV layer by layer during the prefill (decode KV reserved at the prefill's start when possible)",
+    )
 
 
 class WeibullFailures(StrictModel):
@@ -102,21 +158,28 @@ class WeibullFailures(StrictModel):
     No defaults: we found no published Weibull fit for datacentre GPUs in our sources
     (research/carbon.md), so shape and scale must be given by the experiment.
     """
+
     shape_k: float = Field(gt=0, description="Weibull shape k [-] (k > 1: hazard rises with age)")
     scale_years: float = Field(gt=0, description="Weibull scale lambda [years]")
     repair_s: float = Field(gt=0, description="time a failed instance stays down [s]")
-    repair_dist: Literal["constant", "exponential"] = Field("constant", description="repair time: constant, or exponential with mean repair_s")
+    repair_dist: Literal["constant", "exponential"] = Field(
+        "constant", description="repair time: constant, or exponential with mean repair_s"
+    )
     repair_model: Literal["minimal", "renewal"] = Field(
-        "minimal", description="after repair the hazard continues at the current age (minimal repair, Barlow & "
-        "Hunter 1960) or restarts at age 0 (renewal, a replaced GPU)")
+        "minimal",
+        description="after repair the hazard continues at the current age (minimal repair, Barlow & "
+        "Hunter 1960) or restarts at age 0 (renewal, a replaced GPU)",
+    )
 
 
 class Aging(StrictModel):
     """Age-dependent effects of one instance group; each is off unless given (no cited defaults exist)."""
-    failures: Optional[WeibullFailures] = None
-    throughput_loss_frac_per_year: float = Field(0.0, ge=0, lt=1, description="iteration slowdown: time x 1/(1 - r x age) [1/year]")
-    power_increase_frac_per_year: float = Field(0.0, ge=0, description="power x (1 + r x age) [1/year]")
 
+    failures: Optional[WeibullFailures] = None
+    throughput_loss_frac_per_year: float = Field(
+        0.0, ge=0, lt=1, description="iteration slowdown: time x 1/(1 - r x age) [1/year]"
+    )
+    power_increase_frac_per_year: float = Field(0.0, ge=0, description="power x (1 + r x age) [1/year]")
 
 
 InstanceGroup.model_rebuild()
@@ -124,57 +187,93 @@ InstanceGroup.model_rebuild()
 
 class SchedulerClass(StrictModel):
     """A request class of the greenllm scheduler: requests matching every condition given (none = all)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="class name (appears in the plan history)")
     max_input_tokens: Optional[int] = Field(None, ge=1, description="requests with at most this many input tokens")
-    slo_class: Optional[str] = Field(None, description="requests whose trace slo_class is this (a name in slo.classes, "
-                                     "or '' for requests without one)")
+    slo_class: Optional[str] = Field(
+        None,
+        description="requests whose trace slo_class is this (a name in slo.classes, or '' for requests without one)",
+    )
 
 
 class Scheduler(StrictModel):
     """Per-request SLO-aware carbon scheduling (router greenllm): each request class goes to the mode
     (a set of instance groups) the current plan assigns it; the plan is re-made every
     replan_interval_s from the rate per class seen over window_s and the grid intensity."""
-    classes: List[SchedulerClass] = Field(default_factory=lambda: [SchedulerClass(name="all")], min_length=1,
-                                          description="request classes, matched in order (first match); "
-                                          "default one class 'all'")
+
+    classes: List[SchedulerClass] = Field(
+        default_factory=lambda: [SchedulerClass(name="all")],
+        min_length=1,
+        description="request classes, matched in order (first match); default one class 'all'",
+    )
     modes: Optional[Dict[str, List[int]]] = Field(
-        None, description="mode name -> indices of cluster.instances forming it (decode groups join the mode "
-        "holding the prefill groups); default one mode per serving mode: colocated, dpd, dsd, spec")
+        None,
+        description="mode name -> indices of cluster.instances forming it (decode groups join the mode "
+        "holding the prefill groups); default one mode per serving mode: colocated, dpd, dsd, spec",
+    )
     replan_interval_s: float = Field(gt=0, description="time between re-plans [s]; required (a policy choice)")
     window_s: float = Field(gt=0, description="sliding window of the observed arrival rate per class [s]; required")
-    switch_s: float = Field(ge=0, description="warm-up of a mode that gets traffic again after having none "
-                            "(role switch / model load) [s]; required: no cited value (it depends on the "
-                            "model size, storage and serving stack)")
-    hysteresis_frac: float = Field(0.0, ge=0, description="switch only if the predicted carbon saving exceeds this "
-                                   "fraction of the current plan's [-]; 0 = always take the best")
+    switch_s: float = Field(
+        ge=0,
+        description="warm-up of a mode that gets traffic again after having none "
+        "(role switch / model load) [s]; required: no cited value (it depends on the "
+        "model size, storage and serving stack)",
+    )
+    hysteresis_frac: float = Field(
+        0.0,
+        ge=0,
+        description="switch only if the predicted carbon saving exceeds this "
+        "fraction of the current plan's [-]; 0 = always take the best",
+    )
     min_dwell_s: float = Field(0.0, ge=0, description="a plan holds at least this long before another switch [s]")
     inner_router: Literal["round_robin", "join_shortest_queue", "least_kv", "power_of_two"] = Field(
-        "join_shortest_queue", description="load balancer among the instances of a mode")
+        "join_shortest_queue", description="load balancer among the instances of a mode"
+    )
     objective: Literal["cluster", "attributed"] = Field(
-        "cluster", description="cluster: predicted carbon of every provisioned instance (idle and embodied of "
+        "cluster",
+        description="cluster: predicted carbon of every provisioned instance (idle and embodied of "
         "modes without traffic included, as the simulator charges); attributed: only modes with traffic "
         "(their GPUs' carbon over their utilisation, as per-mode profiles do: GPUs without traffic are "
-        "assumed released to other work)")
-    slo_headroom_frac: float = Field(1.0, gt=0, le=1, description="a mode is feasible if its predicted mean TTFT "
-                                     "and TPOT are within this fraction of the SLO [-]; 1 = the SLO itself")
-    max_utilization_frac: float = Field(1.0, gt=0, le=1, description="a mode is feasible only below this "
-                                        "predicted busy fraction of every GPU role [-]; 1 = stability only")
+        "assumed released to other work)",
+    )
+    slo_headroom_frac: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="a mode is feasible if its predicted mean TTFT "
+        "and TPOT are within this fraction of the SLO [-]; 1 = the SLO itself",
+    )
+    max_utilization_frac: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="a mode is feasible only below this "
+        "predicted busy fraction of every GPU role [-]; 1 = stability only",
+    )
 
 
 class Cluster(StrictModel):
     instances: List[InstanceGroup] = Field(min_length=1)
-    router: str = Field("round_robin", description="router name (round_robin, join_shortest_queue, least_kv, "
-                        "power_of_two, carbon_aware, greenllm)")
-    router_options: Dict[str, Any] = Field(default_factory=dict, description="keyword options of the router, e.g. "
-                                           "carbon_aware: {inner: join_shortest_queue}")
-    disaggregation: Optional[Disaggregation] = Field(None, description="required when an instance group has role prefill or decode")
+    router: str = Field(
+        "round_robin",
+        description="router name (round_robin, join_shortest_queue, least_kv, power_of_two, carbon_aware, greenllm)",
+    )
+    router_options: Dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword options of the router, e.g. carbon_aware: {inner: join_shortest_queue}",
+    )
+    disaggregation: Optional[Disaggregation] = Field(
+        None, description="required when an instance group has role prefill or decode"
+    )
     scheduler: Optional[Scheduler] = Field(None, description="per-request carbon scheduling; needs router greenllm")
 
     @model_validator(mode="after")
     def _scheduler_router(self):
         if self.scheduler is not None and self.router != "greenllm":
-            raise ValueError(f"cluster.scheduler is set but cluster.router is '{self.router}'; the scheduler is "
-                             f"the greenllm router's: set router: greenllm (or drop cluster.scheduler)")
+            raise ValueError(
+                f"cluster.scheduler is set but cluster.router is '{self.router}'; the scheduler is "
+                f"the greenllm router's: set router: greenllm (or drop cluster.scheduler)"
+            )
         if self.router == "greenllm" and self.scheduler is None:
             raise ValueError("router greenllm needs cluster.scheduler (at least replan_interval_s, window_s, switch_s)")
         return self
@@ -185,44 +284,73 @@ class Cluster(StrictModel):
         if ("prefill" in roles) != ("decode" in roles):
             have = "prefill" if "prefill" in roles else "decode"
             need = "decode" if have == "prefill" else "prefill"
-            raise ValueError(f"instances has role '{have}' but none with role '{need}'; "
-                             f"DPD needs both (or set every role to colocated)")
+            raise ValueError(
+                f"instances has role '{have}' but none with role '{need}'; "
+                f"DPD needs both (or set every role to colocated)"
+            )
         if "prefill" in roles and self.disaggregation is None:
-            raise ValueError("instances have prefill/decode roles: add cluster.disaggregation "
-                             "with decode_router and link")
+            raise ValueError(
+                "instances have prefill/decode roles: add cluster.disaggregation with decode_router and link"
+            )
         return self
 
 
 class Reconfigure(StrictModel):
     """Per-window reconfiguration (``greensim replan``): at each window boundary pick, among named
     deployments of the same GPUs, the lowest predicted carbon per request that meets the SLO."""
+
     window_s: float = Field(gt=0, description="window length [s]; the deployment is re-chosen at each boundary")
-    deployments: Dict[str, Cluster] = Field(min_length=1, description="name -> a cluster section (each one serving "
-                                            "mode: colocated, DPD or DSD)")
-    switch_s: float = Field(ge=0, description="time a switch takes (role switch / model load) during which the "
-                            "deployment serves nothing [s]; required: no cited value")
-    initial: Optional[str] = Field(None, description="deployment of the first window (no rate observed yet); "
-                                   "default: the first listed")
-    hysteresis_frac: float = Field(0.0, ge=0, description="switch only if the predicted saving exceeds this fraction [-]")
+    deployments: Dict[str, Cluster] = Field(
+        min_length=1, description="name -> a cluster section (each one serving mode: colocated, DPD or DSD)"
+    )
+    switch_s: float = Field(
+        ge=0,
+        description="time a switch takes (role switch / model load) during which the "
+        "deployment serves nothing [s]; required: no cited value",
+    )
+    initial: Optional[str] = Field(
+        None, description="deployment of the first window (no rate observed yet); default: the first listed"
+    )
+    hysteresis_frac: float = Field(
+        0.0, ge=0, description="switch only if the predicted saving exceeds this fraction [-]"
+    )
     min_dwell_s: float = Field(0.0, ge=0, description="a deployment holds at least this long before a switch [s]")
-    slo_headroom_frac: float = Field(1.0, gt=0, le=1, description="feasible if predicted mean TTFT and TPOT are "
-                                     "within this fraction of the SLO [-]")
-    max_utilization_frac: float = Field(1.0, gt=0, le=1, description="feasible only below this predicted busy "
-                                        "fraction of every GPU role [-]")
+    slo_headroom_frac: float = Field(
+        1.0, gt=0, le=1, description="feasible if predicted mean TTFT and TPOT are within this fraction of the SLO [-]"
+    )
+    max_utilization_frac: float = Field(
+        1.0, gt=0, le=1, description="feasible only below this predicted busy fraction of every GPU role [-]"
+    )
     predictor: Literal["theory", "simulate"] = Field(
-        "theory", description="how each deployment is scored at a boundary: 'theory' (greensim.carbon.theory closed forms "
+        "theory",
+        description="how each deployment is scored at a boundary: 'theory' (greensim.carbon.theory closed forms "
         "at the observed rate and mean lengths; feasible by slo_headroom_frac / max_utilization_frac) or 'simulate' "
         "(a short simulation of predictor_requests requests resampled from the previous window at its rate; feasible "
-        "if its SLO attainment >= attainment_target)")
-    predictor_requests: int = Field(300, ge=1, description="requests per short simulation of predictor 'simulate' "
-                                    "(default: the planner's search.short_requests)")
-    attainment_target: float = Field(0.9, gt=0, le=1, description="predictor 'simulate': feasible if the predicted "
-                                     "fraction of requests meeting both SLOs is at least this (paper.md section 3: "
-                                     "90 % attainment)")
-    predictor_round_frac: float = Field(0.05, ge=0, lt=1, description="predictor 'simulate': rate and intensity are "
-                                        "rounded to a geometric grid of this relative step and simulated at the grid "
-                                        "value, scores cached per (deployment, rate, intensity); 0: no rounding. A "
-                                        "cache granularity, not a measurement")
+        "if its SLO attainment >= attainment_target)",
+    )
+    predictor_requests: int = Field(
+        300,
+        ge=1,
+        description="requests per short simulation of predictor 'simulate' "
+        "(default: the planner's search.short_requests)",
+    )
+    attainment_target: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="predictor 'simulate': feasible if the predicted "
+        "fraction of requests meeting both SLOs is at least this (paper.md section 3: "
+        "90 % attainment)",
+    )
+    predictor_round_frac: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="predictor 'simulate': rate and intensity are "
+        "rounded to a geometric grid of this relative step and simulated at the grid "
+        "value, scores cached per (deployment, rate, intensity); 0: no rounding. A "
+        "cache granularity, not a measurement",
+    )
 
     @model_validator(mode="after")
     def _initial(self):

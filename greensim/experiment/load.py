@@ -3,6 +3,7 @@
 Precedence: model defaults < YAML file < ``--set key=value`` overrides. Every error
 names the dotted field path, the bad value and the fix; unknown keys suggest the
 closest valid key."""
+
 from __future__ import annotations
 
 import difflib
@@ -16,22 +17,35 @@ from pydantic import ValidationError
 
 from greensim.base.errors import ConfigError
 from greensim.experiment.carbon import DEFAULT_SITE, SeriesIntensity
-from greensim.experiment.workload import (EmpiricalLength, IndependentLengths, ServeGenArrivals, SyntheticWorkload,
-                                          TraceWorkload)
 from greensim.experiment.messages import format_validation_error
 from greensim.experiment.overrides import apply_overrides
 from greensim.experiment.schema import Experiment
+from greensim.experiment.workload import (
+    EmpiricalLength,
+    IndependentLengths,
+    ServeGenArrivals,
+    SyntheticWorkload,
+    TraceWorkload,
+)
 
-__all__ = ['load_experiment', 'parse_experiment', 'load_yaml', 'resolve_paths', 'check_sites', 'to_experiment',
-           'config_hash']
+__all__ = [
+    "load_experiment",
+    "parse_experiment",
+    "load_yaml",
+    "resolve_paths",
+    "check_sites",
+    "to_experiment",
+    "config_hash",
+]
 
 
 # ------------------------------------------------------------------ loading
 def parse_experiment(data: Any, where: str = "experiment", base_dir: Path | None = None) -> Experiment:
     """Validate a dict into an :class:`Experiment`; relative paths resolve against base_dir."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: the experiment must be a YAML mapping of keys to values, "
-                          f"got {type(data).__name__}.")
+        raise ConfigError(
+            f"{where}: the experiment must be a YAML mapping of keys to values, got {type(data).__name__}."
+        )
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
@@ -42,31 +56,37 @@ def parse_experiment(data: Any, where: str = "experiment", base_dir: Path | None
     return exp
 
 
-
-
 def check_sites(exp: Experiment, where: str) -> None:
     """Every instance group's site is defined in carbon.sites; 'default' is reserved."""
     if DEFAULT_SITE in exp.carbon.sites:
-        raise ConfigError(f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved for groups "
-                          f"without a site (they use carbon.pue). Rename the site or set carbon.pue.")
+        raise ConfigError(
+            f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved for groups "
+            f"without a site (they use carbon.pue). Rename the site or set carbon.pue."
+        )
     for i, g in enumerate(exp.cluster.instances):
         if g.site is not None and g.site not in exp.carbon.sites:
             close = difflib.get_close_matches(g.site, list(exp.carbon.sites), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             have = ", ".join(sorted(exp.carbon.sites)) or "none"
-            raise ConfigError(f"{where}: cluster.instances.{i}.site: unknown site '{g.site}' (carbon.sites "
-                              f"defines: {have}).{hint} Add carbon.sites.{g.site}: {{pue: ...}} or fix the name.")
+            raise ConfigError(
+                f"{where}: cluster.instances.{i}.site: unknown site '{g.site}' (carbon.sites "
+                f"defines: {have}).{hint} Add carbon.sites.{g.site}: {{pue: ...}} or fix the name."
+            )
     timed = sorted(n for n, s in exp.carbon.sites.items() if s.rtt_s is not None)
     if timed:
         for i, g in enumerate(exp.cluster.instances):
             if g.site is None:
-                raise ConfigError(f"{where}: cluster.instances.{i}.site: carbon.sites.{timed[0]} sets rtt_s (network "
-                                  f"round trip), so every instance group needs a site with rtt_s; this group has no "
-                                  f"site (it would pay no network delay). Add site: NAME.")
+                raise ConfigError(
+                    f"{where}: cluster.instances.{i}.site: carbon.sites.{timed[0]} sets rtt_s (network "
+                    f"round trip), so every instance group needs a site with rtt_s; this group has no "
+                    f"site (it would pay no network delay). Add site: NAME."
+                )
             if exp.carbon.sites[g.site].rtt_s is None:
-                raise ConfigError(f"{where}: carbon.sites.{g.site}.rtt_s: required because carbon.sites.{timed[0]} "
-                                  f"sets rtt_s and cluster.instances.{i} runs at site '{g.site}' (requests to it "
-                                  f"would pay no network delay). Add rtt_s [s].")
+                raise ConfigError(
+                    f"{where}: carbon.sites.{g.site}.rtt_s: required because carbon.sites.{timed[0]} "
+                    f"sets rtt_s and cluster.instances.{i} runs at site '{g.site}' (requests to it "
+                    f"would pay no network delay). Add rtt_s [s]."
+                )
 
 
 def resolve_paths(exp: Experiment, base: Path) -> Experiment:
@@ -84,8 +104,11 @@ def resolve_paths(exp: Experiment, base: Path) -> Experiment:
         if isinstance(wl.arrivals, ServeGenArrivals) and wl.arrivals.path:
             upd["arrivals"] = wl.arrivals.model_copy(update={"path": fix(wl.arrivals.path)})
         if isinstance(wl.lengths, IndependentLengths):
-            lupd = {k: getattr(wl.lengths, k).model_copy(update={"path": fix(getattr(wl.lengths, k).path)})
-                    for k in ("input_tokens", "output_tokens") if isinstance(getattr(wl.lengths, k), EmpiricalLength)}
+            lupd = {
+                k: getattr(wl.lengths, k).model_copy(update={"path": fix(getattr(wl.lengths, k).path)})
+                for k in ("input_tokens", "output_tokens")
+                if isinstance(getattr(wl.lengths, k), EmpiricalLength)
+            }
             upd["lengths"] = wl.lengths.model_copy(update=lupd)
         wl = wl.model_copy(update=upd)
     else:
@@ -97,15 +120,23 @@ def resolve_paths(exp: Experiment, base: Path) -> Experiment:
         wl = wl.model_copy(update=upd)
     ci = exp.carbon.intensity
     if isinstance(ci, SeriesIntensity) and ci.path is not None:
-        exp = exp.model_copy(update={"carbon": exp.carbon.model_copy(
-            update={"intensity": ci.model_copy(update={"path": fix(ci.path)})})})
-    sites = {n: s.model_copy(update={"intensity": s.intensity.model_copy(update={"path": fix(s.intensity.path)})})
-             if isinstance(s.intensity, SeriesIntensity) and s.intensity.path is not None else s
-             for n, s in exp.carbon.sites.items()}
+        exp = exp.model_copy(
+            update={"carbon": exp.carbon.model_copy(update={"intensity": ci.model_copy(update={"path": fix(ci.path)})})}
+        )
+    sites = {
+        n: s.model_copy(update={"intensity": s.intensity.model_copy(update={"path": fix(s.intensity.path)})})
+        if isinstance(s.intensity, SeriesIntensity) and s.intensity.path is not None
+        else s
+        for n, s in exp.carbon.sites.items()
+    }
     if sites != dict(exp.carbon.sites):
         exp = exp.model_copy(update={"carbon": exp.carbon.model_copy(update={"sites": sites})})
-    cat = exp.catalog.model_copy(update={"gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
-                                         "model_dirs": [fix(d) for d in exp.catalog.model_dirs]})
+    cat = exp.catalog.model_copy(
+        update={
+            "gpu_dirs": [fix(d) for d in exp.catalog.gpu_dirs],
+            "model_dirs": [fix(d) for d in exp.catalog.model_dirs],
+        }
+    )
     perf = exp.performance.model_copy(update={"profile_dirs": [fix(d) for d in exp.performance.profile_dirs]})
     return exp.model_copy(update={"workload": wl, "catalog": cat, "performance": perf})
 
@@ -114,8 +145,10 @@ def load_yaml(path: str | Path) -> Dict[str, Any]:
     """Read an experiment YAML file into a dict with clear errors."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{path}: no such experiment file. Check the path "
-                          f"(run `greensim run` with no argument for the bundled quickstart).")
+        raise ConfigError(
+            f"{path}: no such experiment file. Check the path "
+            f"(run `greensim run` with no argument for the bundled quickstart)."
+        )
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -136,6 +169,7 @@ def load_experiment(path: str | Path, overrides: Dict[str, Any] | List[str] | No
             raise ConfigError(f"{path}: the experiment must be a YAML mapping.")
         data = apply_overrides(data, overrides)
         from greensim.experiment.overrides import check_override_keys  # unknown override keys fail here, naming the key
+
         check_override_keys(data, overrides)
     return parse_experiment(data, where=str(path), base_dir=Path(path).resolve().parent)
 
@@ -149,6 +183,7 @@ def config_hash(exp: Experiment) -> str:
 def to_experiment(experiment: Any, overrides: Any = None) -> Experiment:
     """An :class:`Experiment` from a path, a dict or an Experiment, with ``overrides`` applied."""
     from greensim.experiment.overrides import check_override_keys
+
     if isinstance(experiment, Experiment):
         if overrides:
             data = apply_overrides(experiment.model_dump(mode="json"), overrides)

@@ -1,4 +1,5 @@
 """Readable validation errors: the dotted field path, the bad value and the fix."""
+
 from __future__ import annotations
 
 import difflib
@@ -8,8 +9,7 @@ from typing import Any, List, Optional, Union
 from pydantic import BaseModel, ValidationError
 from typing_extensions import Annotated
 
-
-__all__ = ['model_at', 'tag_member', 'unwrap_annotation', 'TAGS', 'format_validation_error']
+__all__ = ["model_at", "tag_member", "unwrap_annotation", "TAGS", "format_validation_error"]
 
 
 # ------------------------------------------------------------------ errors
@@ -18,7 +18,7 @@ def model_at(root: type, loc: tuple) -> Optional[type]:
     cur: Any = root
     for part in loc:
         tagged = tag_member(cur, part)
-        if tagged is not None:          # a discriminated union's tag appears in the path
+        if tagged is not None:  # a discriminated union's tag appears in the path
             cur = tagged
             continue
         cur = unwrap_annotation(cur, part)
@@ -67,25 +67,47 @@ def unwrap_annotation(tp: Any, part: Any) -> Any:
     return tp
 
 
-TAGS = ("constant", "uniform", "lognormal", "empirical", "poisson", "trace",
-         "synthetic", "gamma", "diurnal", "rate_series", "servegen", "fitted", "independent", "series")
+TAGS = (
+    "constant",
+    "uniform",
+    "lognormal",
+    "empirical",
+    "poisson",
+    "trace",
+    "synthetic",
+    "gamma",
+    "diurnal",
+    "rate_series",
+    "servegen",
+    "fitted",
+    "independent",
+    "series",
+)
 
 
-def format_validation_error(exc: ValidationError, where: str, root: Optional[type] = None, noun: str = "experiment",
-                   plain_value_errors: bool = False) -> str:
+def format_validation_error(
+    exc: ValidationError,
+    where: str,
+    root: Optional[type] = None,
+    noun: str = "experiment",
+    plain_value_errors: bool = False,
+) -> str:
     """One line per validation error: dotted path, what is wrong, the fix. ``root`` is the
     validated model (default :class:`Experiment`), for the valid keys of an unknown one;
     with ``plain_value_errors`` a model validator's message stands alone (it names its fields)."""
     if root is None:
         from greensim.experiment.schema import Experiment
+
         root = Experiment
     lines = []
     for e in exc.errors():
         loc = tuple(e["loc"])
         # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
         # lengths.fitted.trace, follows a tag and stays)
-        path = ".".join(str(p) for i, p in enumerate(loc)
-                        if not (p in TAGS and (i == 0 or loc[i - 1] not in TAGS))) or "(top level)"
+        path = (
+            ".".join(str(p) for i, p in enumerate(loc) if not (p in TAGS and (i == 0 or loc[i - 1] not in TAGS)))
+            or "(top level)"
+        )
         val = e.get("input")
         sval = repr(val) if not isinstance(val, dict) else "{...}"
         if len(sval) > 60:
@@ -107,4 +129,6 @@ def format_validation_error(exc: ValidationError, where: str, root: Optional[typ
             lines.append(f"{msg}." if not loc else f"{path}: {msg}.")
         else:
             lines.append(f"{path}: {e['msg']} (got {sval}). Fix the value.")
-    return f"{where}: invalid {noun} ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines)
+    return f"{where}: invalid {noun} ({len(lines)} problem{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(
+        lines
+    )

@@ -6,20 +6,21 @@ line); this module then checks each override's dotted path against the pydantic 
 once with the override's path and the closest valid key, instead of surfacing later as
 a pydantic error about a key the user never wrote, or (in a sweep) after runs started.
 """
+
 from __future__ import annotations
 
 import difflib
 import typing
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
+import yaml
 from pydantic import BaseModel
 
-import yaml
-
-from greensim.experiment.messages import unwrap_annotation
 from greensim.base.errors import ConfigError
+from greensim.experiment.messages import unwrap_annotation
 
 __all__ = ["apply_overrides", "coerce_value", "override_keys", "check_override_key", "check_override_keys"]
+
 
 def override_keys(overrides: Dict[str, Any] | List[str] | None) -> List[str]:
     """The dotted keys of ``{"a.b": v}`` or ``["a.b=v", ...]`` overrides, in order."""
@@ -62,8 +63,7 @@ def _tags(models: List[type]) -> List[str]:
     """Discriminator candidates: fields every member has, each typed as a Literal
     (``kind``, ``dist``, ``process``...), so new unions need no change here."""
     common = set.intersection(*(set(m.model_fields) for m in models))
-    return sorted(n for n in common
-                  if all(typing.get_origin(m.model_fields[n].annotation) is Literal for m in models))
+    return sorted(n for n in common if all(typing.get_origin(m.model_fields[n].annotation) is Literal for m in models))
 
 
 def _label(models: List[type], data: Any) -> str:
@@ -95,6 +95,7 @@ def check_override_key(key: str, data: Dict[str, Any], root: type | None = None)
     """
     if root is None:
         from greensim.experiment.schema import Experiment
+
         root = Experiment
     parts = key.split(".")
     tp: Any = root
@@ -116,31 +117,32 @@ def check_override_key(key: str, data: Dict[str, Any], root: type | None = None)
                 hint = f" Did you mean '{'.'.join(parts[:i] + [close[0]])}'?" if close else ""
                 where = f"'{here}'{_label(models, cur)}" if here else "the experiment"
                 raise ConfigError(
-                    f"override '{key}': {where} has no field '{part}'.{hint} "
-                    f"Valid keys there: {', '.join(valid)}.")
+                    f"override '{key}': {where} has no field '{part}'.{hint} Valid keys there: {', '.join(valid)}."
+                )
             tp = fields[part]
             cur = cur.get(part) if isinstance(cur, dict) else None
         elif origin in (list, List, tuple, Tuple):
             try:
                 idx = int(part)
             except ValueError:
-                raise ConfigError(f"override '{key}': '{here}' is a list; '{part}' is not an index. "
-                                  f"Use a number, e.g. '{here}.0'.") from None
+                raise ConfigError(
+                    f"override '{key}': '{here}' is a list; '{part}' is not an index. Use a number, e.g. '{here}.0'."
+                ) from None
             tp = typing.get_args(tp)[0] if typing.get_args(tp) else Any
             cur = cur[idx] if isinstance(cur, list) and -len(cur) <= idx < len(cur) else None
         elif origin in (dict, Dict):
             tp = typing.get_args(tp)[1] if typing.get_args(tp) else Any
             cur = cur.get(part) if isinstance(cur, dict) else None
         elif tp is Any or origin is Union:
-            return      # free-form value: anything below is the value's business
+            return  # free-form value: anything below is the value's business
         else:
             name = getattr(tp, "__name__", str(tp))
-            raise ConfigError(f"override '{key}': '{here}' is a value ({name}), not a section; "
-                              f"set '{here}' itself.")
+            raise ConfigError(f"override '{key}': '{here}' is a value ({name}), not a section; set '{here}' itself.")
 
 
-def check_override_keys(data: Dict[str, Any], overrides: Dict[str, Any] | List[str] | None,
-                        root: type | None = None) -> None:
+def check_override_keys(
+    data: Dict[str, Any], overrides: Dict[str, Any] | List[str] | None, root: type | None = None
+) -> None:
     """Check every override key (see :func:`check_override_key`); ``data`` has them applied."""
     for key in override_keys(overrides):
         check_override_key(key, data, root)
@@ -160,6 +162,7 @@ def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any] | List[str])
     ``"a.b=value"`` strings (values parsed as YAML). List items are addressed by index.
     """
     import copy
+
     out = copy.deepcopy(data)
     items = overrides.items() if isinstance(overrides, dict) else []
     if isinstance(overrides, list):
@@ -178,12 +181,14 @@ def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any] | List[str])
                 try:
                     cur = cur[int(p)]
                 except (ValueError, IndexError):
-                    raise ConfigError(f"override {key!r}: '{p}' is not a valid index of "
-                                      f"{'.'.join(parts[:i]) or 'the list'} (length {len(cur)}).") from None
+                    raise ConfigError(
+                        f"override {key!r}: '{p}' is not a valid index of "
+                        f"{'.'.join(parts[:i]) or 'the list'} (length {len(cur)})."
+                    ) from None
             else:
                 cur = cur.setdefault(p, {})
                 if not isinstance(cur, (dict, list)):
-                    raise ConfigError(f"override {key!r}: '{'.'.join(parts[:i + 1])}' is a value, not a section.")
+                    raise ConfigError(f"override {key!r}: '{'.'.join(parts[: i + 1])}' is a value, not a section.")
         last = parts[-1]
         if isinstance(cur, list):
             try:
@@ -193,5 +198,3 @@ def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any] | List[str])
         else:
             cur[last] = value
     return out
-
-

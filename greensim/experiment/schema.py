@@ -1,21 +1,23 @@
 """The root of the experiment file, :class:`Experiment`, and its JSON Schema."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
 from pydantic import Field
 
-from greensim.experiment.model import StrictModel
 from greensim.experiment.carbon import Carbon
 from greensim.experiment.cluster import Cluster, Reconfigure
+from greensim.experiment.model import StrictModel
 from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
 from greensim.experiment.workload import Workload
 
-__all__ = ['Experiment', 'json_schema']
+__all__ = ["Experiment", "json_schema"]
 
 
 class Experiment(StrictModel):
     """One simulated experiment: the single description of a run."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="experiment name (folder-safe)")
     seed: int = Field(0, ge=0, description="root seed of every random stream")
     model: str = Field(description="model name from the catalogue, e.g. Llama-3.1-8B")
@@ -27,10 +29,9 @@ class Experiment(StrictModel):
     output: Output = Field(default_factory=Output)
     catalog: CatalogDirs = Field(default_factory=CatalogDirs)
     simulation: SimulationOpts = Field(default_factory=SimulationOpts)
-    reconfigure: Optional[Reconfigure] = Field(None, description="per-window reconfiguration among deployments "
-                                               "(greensim replan); greensim run ignores it")
-
-
+    reconfigure: Optional[Reconfigure] = Field(
+        None, description="per-window reconfiguration among deployments (greensim replan); greensim run ignores it"
+    )
 
 
 def json_schema() -> Dict[str, Any]:

@@ -1,4 +1,5 @@
 """Experiment schema: SLOs, performance model, output, catalogue folders, simulation options, reconfiguration."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Literal, Optional
@@ -16,8 +17,8 @@ class SLOPair(StrictModel):
 
 class SLO(SLOPair):
     """Default SLO pair, plus optional per-class pairs for traces with an slo_class column."""
-    classes: Dict[str, SLOPair] = Field(default_factory=dict)
 
+    classes: Dict[str, SLOPair] = Field(default_factory=dict)
 
 
 class Performance(StrictModel):
@@ -26,15 +27,19 @@ class Performance(StrictModel):
     eta_memory: Optional[float] = Field(None, gt=0, le=1, description="override memory-bandwidth efficiency")
     iteration_overhead_s: Optional[float] = Field(None, ge=0, description="override per-iteration overhead [s]")
     band: Literal["pessimistic", "nominal", "optimistic"] = Field(
-        "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml")
-    profile_dirs: List[str] = Field(default_factory=list,
-                                    description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)")
+        "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml"
+    )
+    profile_dirs: List[str] = Field(
+        default_factory=list, description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)"
+    )
     decode_power: Literal["constant", "utilization"] = Field(
-        "constant", description="decode power of the roofline: constant (gpus.yaml decode_power_frac x TDP, "
+        "constant",
+        description="decode power of the roofline: constant (gpus.yaml decode_power_frac x TDP, "
         "splitwise-sim; the default) or utilization (idle + (TDP - idle) x (a + b u_mem + c u_compute) of the "
         "iteration's achieved bandwidth and FLOP utilisation, profiles/decode_power.yaml fitted on our H100/H200 "
         "decode measurements; an extrapolation of that shape on other GPUs). Colocated instances only; measured "
-        "profiles (model: profiled) keep their measured power")
+        "profiles (model: profiled) keep their measured power",
+    )
 
 
 class Output(StrictModel):

@@ -1,4 +1,5 @@
 """Experiment schema, ``workload`` section: lengths, arrival processes, trace and synthetic workloads."""
+
 from __future__ import annotations
 
 from typing import Dict, List, Literal, Optional, Union
@@ -12,12 +13,14 @@ from greensim.experiment.model import StrictModel
 # ------------------------------------------------------------------ lengths
 class ConstantLength(StrictModel):
     """Every request has the same token count."""
+
     dist: Literal["constant"]
     value: int = Field(ge=1, description="token count [tokens]")
 
 
 class UniformLength(StrictModel):
     """Integer token counts uniform on [low, high]."""
+
     dist: Literal["uniform"]
     low: int = Field(ge=1, description="smallest token count [tokens]")
     high: int = Field(ge=1, description="largest token count [tokens]")
@@ -31,6 +34,7 @@ class UniformLength(StrictModel):
 
 class LognormalLength(StrictModel):
     """Lognormal token counts, rounded and clipped to [min, max]."""
+
     dist: Literal["lognormal"]
     median: float = Field(gt=0, description="median token count [tokens] (= exp(mu))")
     sigma: float = Field(ge=0, description="standard deviation of log(tokens)")
@@ -40,18 +44,21 @@ class LognormalLength(StrictModel):
 
 class EmpiricalLength(StrictModel):
     """Token counts resampled (with replacement) from a column of a trace file."""
+
     dist: Literal["empirical"]
     path: str = Field(description="CSV or parquet file holding the column")
     column: str = Field(description="column name, e.g. input_tokens")
 
 
-LengthDist = Annotated[Union[ConstantLength, UniformLength, LognormalLength, EmpiricalLength],
-                       Field(discriminator="dist")]
+LengthDist = Annotated[
+    Union[ConstantLength, UniformLength, LognormalLength, EmpiricalLength], Field(discriminator="dist")
+]
 
 
 # ------------------------------------------------------------------ workloads
 class PoissonWorkload(StrictModel):
     """Poisson arrivals with independent input/output length distributions."""
+
     kind: Literal["poisson"]
     rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
     n_requests: int = Field(ge=1, description="number of requests to generate")
@@ -61,21 +68,32 @@ class PoissonWorkload(StrictModel):
 
 class TraceWorkload(StrictModel):
     """Replay of a trace with columns arrival_time_s, input_tokens, output_tokens."""
+
     kind: Literal["trace"]
-    path: Optional[str] = Field(None, description="trace file (.csv, .parquet, .jsonl); relative to the experiment file")
+    path: Optional[str] = Field(
+        None, description="trace file (.csv, .parquet, .jsonl); relative to the experiment file"
+    )
     format: str = Field("auto", description="trace reader name, or 'auto' from the file suffix")
     max_requests: Optional[int] = Field(None, ge=1, description="keep only the first N requests")
     time_scale: float = Field(1.0, gt=0, description="multiply arrival times by this factor")
     # issue 5: named traces, column mapping, experiment options
     name: Optional[str] = Field(None, description="a named trace (greensim trace list), instead of path")
-    data_dir: Optional[str] = Field(None, description="folder holding named traces; default the traces/ folder "
-                                    "of the shared data ($GREENSIM_DATA_DIR, else ../shared/data)")
-    columns: Dict[str, str] = Field(default_factory=dict, description="format 'columns': greensim column -> "
-                                    "file column, e.g. {arrival_time_s: ts, input_tokens: prompt_len}")
+    data_dir: Optional[str] = Field(
+        None,
+        description="folder holding named traces; default the traces/ folder "
+        "of the shared data ($GREENSIM_DATA_DIR, else ../shared/data)",
+    )
+    columns: Dict[str, str] = Field(
+        default_factory=dict,
+        description="format 'columns': greensim column -> "
+        "file column, e.g. {arrival_time_s: ts, input_tokens: prompt_len}",
+    )
     time_unit: Literal["s", "ms", "us", "ns", "datetime"] = Field(
-        "s", description="unit of the file's time column (format 'columns'); 'datetime' parses timestamps")
-    select: Dict[str, str] = Field(default_factory=dict, description="keep rows whose (normalised) column equals "
-                                   "the value, e.g. {model: ChatGPT}")
+        "s", description="unit of the file's time column (format 'columns'); 'datetime' parses timestamps"
+    )
+    select: Dict[str, str] = Field(
+        default_factory=dict, description="keep rows whose (normalised) column equals the value, e.g. {model: ChatGPT}"
+    )
     include_failed: bool = Field(False, description="BurstGPT: keep failed requests (0 response tokens)")
     window_start_s: Optional[float] = Field(None, ge=0, description="keep arrivals at or after this trace time [s]")
     window_end_s: Optional[float] = Field(None, gt=0, description="keep arrivals before this trace time [s]")
@@ -85,19 +103,25 @@ class TraceWorkload(StrictModel):
     min_output_tokens: Optional[int] = Field(None, ge=0, description="drop requests with fewer output tokens")
     max_output_tokens: Optional[int] = Field(None, ge=1, description="drop requests with more output tokens")
     max_total_tokens: Optional[int] = Field(None, ge=2, description="drop requests whose input+output exceeds this")
-    repeat_until_s: Optional[float] = Field(None, gt=0, description="tile the (windowed, scaled) trace until "
-                                            "this simulated time [s]")
-    drop_invalid: bool = Field(False, description="drop rows with missing/invalid values (and report how many) "
-                               "instead of failing")
-    arrivals: Optional["Arrivals"] = Field(None, description="generate arrival times (needed for length-only "
-                                           "traces; replaces a trace's own times)")
+    repeat_until_s: Optional[float] = Field(
+        None, gt=0, description="tile the (windowed, scaled) trace until this simulated time [s]"
+    )
+    drop_invalid: bool = Field(
+        False, description="drop rows with missing/invalid values (and report how many) instead of failing"
+    )
+    arrivals: Optional["Arrivals"] = Field(
+        None, description="generate arrival times (needed for length-only traces; replaces a trace's own times)"
+    )
 
     @model_validator(mode="after")
     def _source(self):
         if (self.path is None) == (self.name is None):
             raise ValueError("set exactly one of path (a file) or name (a named trace, see `greensim trace list`)")
-        if self.window_start_s is not None and self.window_end_s is not None and \
-                self.window_end_s <= self.window_start_s:
+        if (
+            self.window_start_s is not None
+            and self.window_end_s is not None
+            and self.window_end_s <= self.window_start_s
+        ):
             raise ValueError(f"window_end_s ({self.window_end_s}) must be > window_start_s ({self.window_start_s})")
         if self.time_scale != 1.0 and self.rate_scale != 1.0:
             raise ValueError("set time_scale or rate_scale, not both (rate_scale k = time_scale 1/k)")
@@ -107,12 +131,14 @@ class TraceWorkload(StrictModel):
 # --- arrival processes, joint length models, synthetic workloads (issue 5) -------------
 class PoissonArrivals(StrictModel):
     """Homogeneous Poisson arrivals (exponential inter-arrival gaps, CV = 1)."""
+
     process: Literal["poisson"]
     rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
 
 
 class GammaArrivals(StrictModel):
     """Renewal process with Gamma inter-arrival gaps: CV > 1 is burstier than Poisson."""
+
     process: Literal["gamma"]
     rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
     cv: float = Field(gt=0, description="coefficient of variation of the inter-arrival gaps (1 = Poisson)")
@@ -120,13 +146,22 @@ class GammaArrivals(StrictModel):
 
 class DiurnalArrivals(StrictModel):
     """Time-varying rate mean*(1 + a*cos(2*pi*(t - peak_s)/period_s)), a from peak_to_trough."""
+
     process: Literal["diurnal"]
     mean_rate_rps: float = Field(gt=0, description="time-averaged arrival rate [requests/s]")
-    peak_to_trough: float = Field(1.45, ge=1, description="ratio of the highest to the lowest rate; default 1.45, "
-                                  "the ratio of the busiest to the quietest hourly mean of ServeGen m-large "
-                                  "(shared/research/traces.md section 4)")
-    peak_s: float = Field(19 * 3600.0, ge=0, description="time of the peak within the period [s]; default 19:00, "
-                          "ServeGen m-large's busiest hour (shared/research/traces.md section 4)")
+    peak_to_trough: float = Field(
+        1.45,
+        ge=1,
+        description="ratio of the highest to the lowest rate; default 1.45, "
+        "the ratio of the busiest to the quietest hourly mean of ServeGen m-large "
+        "(shared/research/traces.md section 4)",
+    )
+    peak_s: float = Field(
+        19 * 3600.0,
+        ge=0,
+        description="time of the peak within the period [s]; default 19:00, "
+        "ServeGen m-large's busiest hour (shared/research/traces.md section 4)",
+    )
     period_s: float = Field(86400.0, gt=0, description="period of the cycle [s] (one day)")
     start_s: float = Field(0.0, ge=0, description="time of day of simulated t=0 [s]")
     cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time (1 = Poisson)")
@@ -135,6 +170,7 @@ class DiurnalArrivals(StrictModel):
 
 class RateSeriesArrivals(StrictModel):
     """Piecewise-constant rate: rates_rps[i] holds on [i*bin_s, (i+1)*bin_s); repeats periodically."""
+
     process: Literal["rate_series"]
     rates_rps: List[float] = Field(min_length=1, description="rate of each bin [requests/s], >= 0")
     bin_s: float = Field(gt=0, description="length of each bin [s]")
@@ -146,33 +182,54 @@ class RateSeriesArrivals(StrictModel):
 
 class ServeGenArrivals(StrictModel):
     """Rate series of one model of the ServeGen per-10-minute profile (Alibaba Bailian)."""
+
     process: Literal["servegen"]
-    path: Optional[str] = Field(None, description="servegen_rate_profile_10min.csv; default: found by name "
-                                "like a named trace (workload data_dir, else <shared data>/traces: $GREENSIM_DATA_DIR or ../shared/data)")
-    model: str = Field("m-large", description="ServeGen model: m-large, m-mid, m-small, deepseek-r1, mm-image; "
-                       "default m-large (no collection gaps, shared/research/traces.md section 4)")
+    path: Optional[str] = Field(
+        None,
+        description="servegen_rate_profile_10min.csv; default: found by name "
+        "like a named trace (workload data_dir, else <shared data>/traces: $GREENSIM_DATA_DIR or ../shared/data)",
+    )
+    model: str = Field(
+        "m-large",
+        description="ServeGen model: m-large, m-mid, m-small, deepseek-r1, mm-image; "
+        "default m-large (no collection gaps, shared/research/traces.md section 4)",
+    )
     rate_scale: float = Field(1.0, gt=0, description="multiply every rate by this factor")
-    mean_rate_rps: Optional[float] = Field(None, gt=0, description="rescale the profile so its mean over all its "
-                                           "windows (14 days for language models) is this rate [requests/s]")
-    start_s: float = Field(0.0, ge=0, description="offset into the profile of simulated t=0 [s] (0 = midnight of day 1)")
-    cv: float = Field(1.0, gt=0, description="inter-arrival CV in operational time; default 1: a superposition of "
-                      "many independent clients tends to Poisson (Palm-Khintchine theorem)")
+    mean_rate_rps: Optional[float] = Field(
+        None,
+        gt=0,
+        description="rescale the profile so its mean over all its "
+        "windows (14 days for language models) is this rate [requests/s]",
+    )
+    start_s: float = Field(
+        0.0, ge=0, description="offset into the profile of simulated t=0 [s] (0 = midnight of day 1)"
+    )
+    cv: float = Field(
+        1.0,
+        gt=0,
+        description="inter-arrival CV in operational time; default 1: a superposition of "
+        "many independent clients tends to Poisson (Palm-Khintchine theorem)",
+    )
 
 
 class FittedArrivals(StrictModel):
     """Gamma renewal arrivals with the mean rate and inter-arrival CV fitted to a named trace."""
+
     process: Literal["fitted"]
     trace: str = Field(description="name of a fitted trace (traces/fitted/<name>.yaml)")
     rate_rps: Optional[float] = Field(None, gt=0, description="mean rate [requests/s]; default: the trace's")
     cv: Optional[float] = Field(None, gt=0, description="inter-arrival CV; default: the trace's")
 
 
-Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, DiurnalArrivals, RateSeriesArrivals,
-                           ServeGenArrivals, FittedArrivals], Field(discriminator="process")]
+Arrivals = Annotated[
+    Union[PoissonArrivals, GammaArrivals, DiurnalArrivals, RateSeriesArrivals, ServeGenArrivals, FittedArrivals],
+    Field(discriminator="process"),
+]
 
 
 class IndependentLengths(StrictModel):
     """Input and output lengths drawn independently from two distributions."""
+
     kind: Literal["independent"]
     input_tokens: LengthDist
     output_tokens: LengthDist
@@ -180,6 +237,7 @@ class IndependentLengths(StrictModel):
 
 class FittedLengths(StrictModel):
     """Joint input/output lengths from a model fitted to a named trace (marginal quantiles + empirical copula)."""
+
     kind: Literal["fitted"]
     trace: str = Field(description="name of a fitted trace (traces/fitted/<name>.yaml), e.g. azure_llm_2023_conv")
 
@@ -189,6 +247,7 @@ Lengths = Annotated[Union[IndependentLengths, FittedLengths], Field(discriminato
 
 class SyntheticWorkload(StrictModel):
     """Generated requests: an arrival process and a length model; stops at n_requests or duration_s."""
+
     kind: Literal["synthetic"]
     arrivals: Arrivals
     lengths: Lengths
@@ -203,4 +262,4 @@ class SyntheticWorkload(StrictModel):
 
 
 Workload = Annotated[Union[PoissonWorkload, TraceWorkload, SyntheticWorkload], Field(discriminator="kind")]
-TraceWorkload.model_rebuild()   # resolve the forward reference to Arrivals
+TraceWorkload.model_rebuild()  # resolve the forward reference to Arrivals

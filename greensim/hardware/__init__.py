@@ -4,6 +4,7 @@ their uncertainty bands and GPU aging (degradation and failures).
 
 Performance models are plug-ins registered by name in :data:`PERFORMANCE_MODELS`.
 """
+
 from greensim.hardware.profiled import ProfiledModel  # registers "profiled"
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import RooflineModel  # registers "roofline"

@@ -22,15 +22,16 @@ Degradation: iteration times are divided by ``1 - r_t x age`` and power multipli
 Randomness: one child stream per instance from ``SeedSequence(seed, spawn_key=(2,))``,
 so enabling aging never shifts the arrival stream (child 0 of the root).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from greensim.core.interfaces import BoundPerformance
 from greensim.base.errors import ConfigError
 from greensim.base.units import S_PER_YEAR
+from greensim.core.interfaces import BoundPerformance
 
 __all__ = ["WeibullFailureModel", "DegradedPerformance", "degrade", "failure_model_for", "AGING_STREAM"]
 
@@ -54,7 +55,7 @@ class WeibullFailureModel:
         kids = np.random.SeedSequence(seed, spawn_key=(AGING_STREAM,)).spawn(len(self.params))
         self.rng = [np.random.default_rng(k) for k in kids]
         self._age0_s = [p["age_years"] * S_PER_YEAR if p else 0.0 for p in self.params]
-        self._renewed_at = [None] * len(self.params)   # sim time of the last renewal
+        self._renewed_at = [None] * len(self.params)  # sim time of the last renewal
 
     def age_s(self, i: int, now_s: float) -> float:
         """Age of instance ``i``'s GPUs at simulated time ``now_s`` [s]."""
@@ -109,7 +110,7 @@ class DegradedPerformance(BoundPerformance):
     def decode_iterations_until(self, n, ctx0, kmax, dt_s):
         return self.inner.decode_iterations_until(n, ctx0, kmax, dt_s / self.tf)
 
-    def __getattr__(self, name):      # other attributes (names, specs) of the wrapped model
+    def __getattr__(self, name):  # other attributes (names, specs) of the wrapped model
         return getattr(self.inner, name)
 
 
@@ -120,9 +121,11 @@ def degrade(bound: BoundPerformance, group, where: str) -> BoundPerformance:
         return bound
     keep = 1.0 - ag.throughput_loss_frac_per_year * group.age_years
     if not keep > 0:
-        raise ConfigError(f"{where}.aging.throughput_loss_frac_per_year: {ag.throughput_loss_frac_per_year} per "
-                          f"year at age {group.age_years} years leaves no throughput (factor {keep:g}). "
-                          f"Lower the rate or the age.")
+        raise ConfigError(
+            f"{where}.aging.throughput_loss_frac_per_year: {ag.throughput_loss_frac_per_year} per "
+            f"year at age {group.age_years} years leaves no throughput (factor {keep:g}). "
+            f"Lower the rate or the age."
+        )
     return DegradedPerformance(bound, 1.0 / keep, 1.0 + ag.power_increase_frac_per_year * group.age_years)
 
 
@@ -131,12 +134,19 @@ def failure_model_for(exp) -> Optional[WeibullFailureModel]:
     params: List[Optional[dict]] = []
     for g in exp.cluster.instances:
         f = g.aging.failures if g.aging is not None else None
-        p = None if f is None else {"shape_k": f.shape_k, "scale_years": f.scale_years, "age_years": g.age_years,
-                                    "repair_s": f.repair_s, "repair_dist": f.repair_dist,
-                                    "repair_model": f.repair_model}
+        p = (
+            None
+            if f is None
+            else {
+                "shape_k": f.shape_k,
+                "scale_years": f.scale_years,
+                "age_years": g.age_years,
+                "repair_s": f.repair_s,
+                "repair_dist": f.repair_dist,
+                "repair_model": f.repair_model,
+            }
+        )
         params.extend([p] * g.count)
     if all(p is None for p in params):
         return None
     return WeibullFailureModel(params, exp.seed)
-
-

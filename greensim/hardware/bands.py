@@ -1,5 +1,6 @@
 """Uncertainty bands: pessimistic / nominal / optimistic latency and power around a bound
 performance model, with half-widths from ``profiles/uncertainty.yaml``."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Tuple
@@ -10,7 +11,6 @@ from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.core.interfaces import BoundPerformance
 from greensim.hardware.catalog import GPUSpec
-
 
 BANDS = ("pessimistic", "nominal", "optimistic")
 
@@ -30,9 +30,11 @@ def band_fraction(unc: Mapping[str, Any], gpu: GPUSpec, measured: bool) -> Tuple
     r = unc.get("roofline", {})
     e = r.get("gpus", {}).get(gpu.name) or r.get("architectures", {}).get(gpu.architecture)
     if not e:
-        raise ProfileError(f"performance.band: no uncertainty for GPU '{gpu.name}' (architecture "
-                           f"'{gpu.architecture}') in profiles/uncertainty.yaml. Regenerate it with "
-                           "`python -m greensim.tools.validation`, or use band: nominal.")
+        raise ProfileError(
+            f"performance.band: no uncertainty for GPU '{gpu.name}' (architecture "
+            f"'{gpu.architecture}') in profiles/uncertainty.yaml. Regenerate it with "
+            "`python -m greensim.tools.validation`, or use band: nominal."
+        )
     return float(e["latency_frac"]), float(e["power_frac"])
 
 

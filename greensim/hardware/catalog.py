@@ -4,6 +4,7 @@ The shipped catalogue lives in ``profiles/`` (installed as ``greensim._profiles`
 an experiment may name extra folders whose ``*.yaml`` (or ``*.csv``: a ``name`` column plus
 the YAML fields as columns) files add or override entries.
 """
+
 from __future__ import annotations
 
 import copy
@@ -11,15 +12,14 @@ import difflib
 import functools
 import math
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping
 
 import yaml
 
 from greensim.base.errors import ProfileError
-from greensim.base.units import BYTES_PER_GB, FLOPS_PER_TFLOPS
 from greensim.base.paths import bundled
+from greensim.base.units import BYTES_PER_GB, FLOPS_PER_TFLOPS
 
 __all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog"]
 
@@ -51,7 +51,8 @@ class GPUSpec:
             raise ProfileError(
                 f"{field_path}: GPU '{self.name}' has no sourced {' and '.join(missing)} in the catalogue "
                 f"({self.sources.get('tdp_w_source', 'no source found')}), so its energy cannot be computed. "
-                f"Add the values with a citation in a YAML file under a folder named in catalog.gpu_dirs.")
+                f"Add the values with a citation in a YAML file under a folder named in catalog.gpu_dirs."
+            )
 
     @property
     def prefill_power_w(self) -> float:
@@ -87,11 +88,21 @@ class ModelSpec:
 
     def shape(self) -> Dict[str, Any]:
         """Plain-dict shape for the profiler (:mod:`greensim.tools.profiler`)."""
-        return {"name": self.name, "n_layers": self.n_layers, "hidden_size": self.hidden_size,
-                "n_heads": self.n_heads, "n_kv_heads": self.n_kv_heads, "head_dim": self.head_dim,
-                "intermediate_size": self.intermediate_size, "vocab_size": self.vocab_size,
-                "tied_embeddings": self.tied_embeddings, "gated_mlp": self.gated_mlp,
-                "norm": self.norm, "rope": self.rope, "dtype_bytes": self.dtype_bytes}
+        return {
+            "name": self.name,
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "head_dim": self.head_dim,
+            "intermediate_size": self.intermediate_size,
+            "vocab_size": self.vocab_size,
+            "tied_embeddings": self.tied_embeddings,
+            "gated_mlp": self.gated_mlp,
+            "norm": self.norm,
+            "rope": self.rope,
+            "dtype_bytes": self.dtype_bytes,
+        }
 
     @property
     def n_params_per_layer(self) -> int:
@@ -103,8 +114,12 @@ class ModelSpec:
     @property
     def n_params(self) -> int:
         emb = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
-        return (self.n_layers * self.n_params_per_layer + emb + self.hidden_size
-                + self.learned_pos_embeddings * self.hidden_size)
+        return (
+            self.n_layers * self.n_params_per_layer
+            + emb
+            + self.hidden_size
+            + self.learned_pos_embeddings * self.hidden_size
+        )
 
     @property
     def weight_bytes(self) -> float:
@@ -118,8 +133,9 @@ class ModelSpec:
     @property
     def matmul_flops_per_token(self) -> float:
         """Dense-matmul FLOPs per token (2 per MAC), all layers plus the LM head."""
-        return 2.0 * (self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size)
-                      + self.vocab_size * self.hidden_size)
+        return 2.0 * (
+            self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size) + self.vocab_size * self.hidden_size
+        )
 
     @property
     def attn_flops_per_token_ctx(self) -> float:
@@ -127,10 +143,17 @@ class ModelSpec:
         return 4.0 * self.n_layers * self.n_heads * self.head_dim
 
 
-_GPU_REQUIRED = ["memory_gb", "mem_bandwidth_gbs", "fp16_tflops_dense", "tdp_w", "idle_w",
-                 "prefill_power_frac", "decode_power_frac", "embodied_kgco2e"]
-_MODEL_REQUIRED = ["n_layers", "hidden_size", "n_heads", "n_kv_heads", "head_dim",
-                   "intermediate_size", "vocab_size"]
+_GPU_REQUIRED = [
+    "memory_gb",
+    "mem_bandwidth_gbs",
+    "fp16_tflops_dense",
+    "tdp_w",
+    "idle_w",
+    "prefill_power_frac",
+    "decode_power_frac",
+    "embodied_kgco2e",
+]
+_MODEL_REQUIRED = ["n_layers", "hidden_size", "n_heads", "n_kv_heads", "head_dim", "intermediate_size", "vocab_size"]
 
 
 def _num(entry: Mapping[str, Any], key: str, where: str, positive: bool = True) -> float:
@@ -142,7 +165,9 @@ def _num(entry: Mapping[str, Any], key: str, where: str, positive: bool = True) 
     except (TypeError, ValueError):
         raise ProfileError(f"{where}.{key}: {v!r} is not a number.") from None
     if not math.isfinite(x) or x < 0 or (positive and x == 0):
-        raise ProfileError(f"{where}.{key}: {v!r} must be a finite {'positive' if positive else 'non-negative'} number.")
+        raise ProfileError(
+            f"{where}.{key}: {v!r} must be a finite {'positive' if positive else 'non-negative'} number."
+        )
     return x
 
 
@@ -184,15 +209,23 @@ def _model_from_entry(name: str, e: Mapping[str, Any], where: str) -> ModelSpec:
         if v != int(v):
             raise ProfileError(f"{where}.{k}: {v} must be an integer.")
     return ModelSpec(
-        name=name, n_layers=int(e["n_layers"]), hidden_size=int(e["hidden_size"]),
-        n_heads=int(e["n_heads"]), n_kv_heads=int(e["n_kv_heads"]), head_dim=int(e["head_dim"]),
-        intermediate_size=int(e["intermediate_size"]), vocab_size=int(e["vocab_size"]),
-        dtype_bytes=int(e.get("dtype_bytes", 2)), tied_embeddings=bool(e.get("tied_embeddings", False)),
+        name=name,
+        n_layers=int(e["n_layers"]),
+        hidden_size=int(e["hidden_size"]),
+        n_heads=int(e["n_heads"]),
+        n_kv_heads=int(e["n_kv_heads"]),
+        head_dim=int(e["head_dim"]),
+        intermediate_size=int(e["intermediate_size"]),
+        vocab_size=int(e["vocab_size"]),
+        dtype_bytes=int(e.get("dtype_bytes", 2)),
+        tied_embeddings=bool(e.get("tied_embeddings", False)),
         source=str(e.get("source", "")),
-        gated_mlp=bool(e.get("gated_mlp", True)), norm=_choice(e, "norm", ("rms", "layer"), where),
+        gated_mlp=bool(e.get("gated_mlp", True)),
+        norm=_choice(e, "norm", ("rms", "layer"), where),
         rope=bool(e.get("rope", True)),
-        learned_pos_embeddings=int(_num(e, "learned_pos_embeddings", where, positive=False)
-                                   if "learned_pos_embeddings" in e else 0),
+        learned_pos_embeddings=int(
+            _num(e, "learned_pos_embeddings", where, positive=False) if "learned_pos_embeddings" in e else 0
+        ),
     )
 
 
@@ -206,8 +239,13 @@ def _choice(e: Mapping[str, Any], key: str, allowed: tuple, where: str) -> str:
 class Catalog:
     """Name -> spec lookup for GPUs and models, with aliases and helpful errors."""
 
-    def __init__(self, gpus: Dict[str, GPUSpec], models: Dict[str, ModelSpec],
-                 aliases: Dict[str, Dict[str, str]], raw: Dict[str, Dict[str, Any]]):
+    def __init__(
+        self,
+        gpus: Dict[str, GPUSpec],
+        models: Dict[str, ModelSpec],
+        aliases: Dict[str, Dict[str, str]],
+        raw: Dict[str, Dict[str, Any]],
+    ):
         self.gpus, self.models, self._aliases, self.raw = gpus, models, aliases, raw
 
     def _lookup(self, kind: str, table: Mapping[str, Any], name: str, field_path: str):
@@ -216,8 +254,15 @@ class Catalog:
             valid = sorted(table)
             cands = difflib.get_close_matches(name, valid + list(self._aliases[kind]), n=6)
             close = list(dict.fromkeys(self._aliases[kind].get(c.lower(), c) for c in cands))[:3]
-            hint = (f" Did you mean '{close[0]}'" + (f" (or {', '.join(repr(c) for c in close[1:])})" if close[1:] else "")
-                    + "?") if close else ""
+            hint = (
+                (
+                    f" Did you mean '{close[0]}'"
+                    + (f" (or {', '.join(repr(c) for c in close[1:])})" if close[1:] else "")
+                    + "?"
+                )
+                if close
+                else ""
+            )
             raise ProfileError(
                 f"{field_path}: unknown {kind} '{name}' (known: {', '.join(valid)}).{hint} "
                 f"Fix the name, or add a {kind} entry to a YAML file in a folder listed "
@@ -236,6 +281,7 @@ def _read_csv(path: Path, where: str) -> Dict[str, Any]:
     """A catalogue CSV: one entry per row, a ``name`` column plus the YAML fields as columns
     (empty cells are absent; numbers and true/false are parsed)."""
     import csv
+
     rows = list(csv.DictReader(path.read_text().splitlines()))
     out: Dict[str, Any] = {}
     for i, r in enumerate(rows, start=2):
@@ -271,13 +317,14 @@ def _read_yaml(path: Path | Any, where: str) -> Dict[str, Any]:
     return data
 
 
-def load_catalog(extra_gpu_dirs: Iterable[str | Path] = (),
-                 extra_model_dirs: Iterable[str | Path] = ()) -> Catalog:
+def load_catalog(extra_gpu_dirs: Iterable[str | Path] = (), extra_model_dirs: Iterable[str | Path] = ()) -> Catalog:
     """Load the shipped catalogue, then extra folders (later files override earlier)."""
     pkg = bundled("profiles")
     raw: Dict[str, Dict[str, Any]] = {"gpu": {}, "model": {}}
-    sources = {"gpu": [(pkg / "gpus.yaml", "profiles/gpus.yaml")],
-               "model": [(pkg / "models.yaml", "profiles/models.yaml")]}
+    sources = {
+        "gpu": [(pkg / "gpus.yaml", "profiles/gpus.yaml")],
+        "model": [(pkg / "models.yaml", "profiles/models.yaml")],
+    }
     for kind, dirs in (("gpu", extra_gpu_dirs), ("model", extra_model_dirs)):
         for d in dirs:
             p = Path(d)

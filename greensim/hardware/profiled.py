@@ -21,6 +21,7 @@ Uncertainty bands (``performance.band``): ``pessimistic`` multiplies times and p
 ``1 + u``, ``optimistic`` by ``1 - u``, with ``u`` from ``profiles/uncertainty.yaml``
 (generated with profiles/VALIDATION.md from leave-one-out and published-data errors).
 """
+
 from __future__ import annotations
 
 import bisect
@@ -32,19 +33,18 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from greensim.hardware.catalog import GPUSpec, ModelSpec
-from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.base.errors import ProfileError
+from greensim.base.paths import bundled
+from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.hardware.bands import BANDS, BandedBound, band_fraction, load_uncertainty
+from greensim.hardware.catalog import GPUSpec, ModelSpec
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import BoundRoofline, RooflineModel
-from greensim.base.paths import bundled
 
 __all__ = ["MeasuredProfile", "load_profile", "find_profiles", "ProfiledModel", "BoundProfiled"]
 
 log = logging.getLogger("greensim.hardware")
-COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s", "time_p90_s",
-           "power_w", "n_rep"]
+COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s", "time_p90_s", "power_w", "n_rep"]
 PHASES = ("idle", "prefill", "decode", "mixed")
 _INT = ("batch", "prompt_tokens", "ctx_tokens", "n_rep")
 
@@ -78,9 +78,11 @@ class MeasuredProfile:
                 self.mixed.append((r["prompt_tokens"], r["batch"], r["ctx_tokens"], r["time_s"], r["power_w"]))
         self.prefill = sorted((t, v[0], v[1]) for t, v in pre.items())
         if not self.prefill or not self.decode:
-            raise ProfileError(f"{path}: needs prefill and decode rows (phase column); found "
-                               f"{len(self.prefill)} prefill and {len(self.decode)} decode batch sizes. "
-                               "Re-run `greensim profile`.")
+            raise ProfileError(
+                f"{path}: needs prefill and decode rows (phase column); found "
+                f"{len(self.prefill)} prefill and {len(self.decode)} decode batch sizes. "
+                "Re-run `greensim profile`."
+            )
         self.batches = sorted(self.decode)
         self.ctxs = sorted({c for d in self.decode.values() for c in d})
         self.pre_tokens = [p[0] for p in self.prefill]
@@ -121,10 +123,12 @@ def load_profile(path: str | Path) -> MeasuredProfile:
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise ProfileError(f"{p}: missing column(s) {missing} (header has {reader.fieldnames}). "
-                           f"A profile needs the columns {COLUMNS}; re-run `greensim profile`.")
+        raise ProfileError(
+            f"{p}: missing column(s) {missing} (header has {reader.fieldnames}). "
+            f"A profile needs the columns {COLUMNS}; re-run `greensim profile`."
+        )
     rows = []
-    for i, r in enumerate(reader, start=2):      # line 1 is the header
+    for i, r in enumerate(reader, start=2):  # line 1 is the header
         if r["phase"] not in PHASES:
             raise ProfileError(f"{p}: row {i}, column 'phase': {r['phase']!r} is not one of {list(PHASES)}.")
         out: Dict[str, Any] = {"phase": r["phase"]}
@@ -135,8 +139,10 @@ def load_profile(path: str | Path) -> MeasuredProfile:
             except (TypeError, ValueError):
                 raise ProfileError(f"{p}: row {i}, column '{c}': {v!r} is not a number.") from None
             if not math.isfinite(x) or x < 0:
-                raise ProfileError(f"{p}: row {i}, column '{c}': {v!r} must be a finite non-negative number "
-                                   "(NaN is not allowed: drop the row or re-measure it).")
+                raise ProfileError(
+                    f"{p}: row {i}, column '{c}': {v!r} must be a finite non-negative number "
+                    "(NaN is not allowed: drop the row or re-measure it)."
+                )
             out[c] = int(x) if c in _INT else x
         if out["phase"] != "idle" and out["time_s"] <= 0:
             raise ProfileError(f"{p}: row {i}, column 'time_s': {r['time_s']!r} must be positive.")
@@ -183,11 +189,12 @@ def _bracket(xs: Sequence[float], x: float) -> Optional[Tuple[int, float]]:
 class BoundProfiled(BoundPerformance):
     """Interpolated measured profile of one instance, with a roofline fallback."""
 
-    def __init__(self, profile: MeasuredProfile, fallback: BoundRoofline, gpu: GPUSpec, tp: int,
-                 warned: Optional[set] = None):
+    def __init__(
+        self, profile: MeasuredProfile, fallback: BoundRoofline, gpu: GPUSpec, tp: int, warned: Optional[set] = None
+    ):
         self.profile, self.fb = profile, fallback
         self._where = f"{gpu.name} x TP{tp} {profile.meta.get('model', '')}".strip()
-        self._warned = set() if warned is None else warned     # shared by a model's instances
+        self._warned = set() if warned is None else warned  # shared by a model's instances
         self.idle_power_w = profile.idle_w if profile.idle_w is not None else fallback.idle_power_w
         self.decode_power_w = _median([p for _, p in profile.dec_power])
         self._pre_t = [p[0] for p in profile.prefill]
@@ -202,9 +209,14 @@ class BoundProfiled(BoundPerformance):
         key = (self._where, kind)
         if key not in self._warned:
             self._warned.add(key)
-            log.warning("profiled %s: %s is outside the measured grid (%s); using the calibrated roofline "
-                        "for this and every later %s outside it (logged once)",
-                        self._where, why, self.profile.path, kind)
+            log.warning(
+                "profiled %s: %s is outside the measured grid (%s); using the calibrated roofline "
+                "for this and every later %s outside it (logged once)",
+                self._where,
+                why,
+                self.profile.path,
+                kind,
+            )
 
     # --- decode ------------------------------------------------------------------------
     def _row_pair(self, n: int):
@@ -252,10 +264,10 @@ class BoundProfiled(BoundPerformance):
         total = 0.0
         j_lo = max(0, math.ceil(cs[0] - c0 - 1e-9))
         j_hi = min(k - 1, math.floor(cs[-1] - c0 + 1e-9))
-        if j_lo > 0:                                  # contexts below the grid
+        if j_lo > 0:  # contexts below the grid
             self._fallback("decode context", f"decode context below {cs[0]}")
             total += self.fb.decode_run_time_s(n, ctx0, min(j_lo, k))
-        if j_hi < k - 1:                              # contexts above the grid
+        if j_hi < k - 1:  # contexts above the grid
             s = max(j_hi + 1, j_lo)
             if s < k:
                 self._fallback("decode context", f"decode context above {cs[-1]}")
@@ -273,7 +285,7 @@ class BoundProfiled(BoundPerformance):
             if end >= j:
                 slope = (ts[s + 1] - ts[s]) / (cs[s + 1] - cs[s])
                 cnt = end - j + 1
-                sum_c = cnt * c0 + (j + end) * cnt * 0.5      # sum of c0 + j over the span
+                sum_c = cnt * c0 + (j + end) * cnt * 0.5  # sum of c0 + j over the span
                 total += cnt * (ts[s] - slope * cs[s]) + slope * sum_c
                 j = end + 1
             if j > j_hi:
@@ -287,8 +299,9 @@ class BoundProfiled(BoundPerformance):
                 return 0.0
             t = self._decode_time(n_decode, decode_ctx_tokens / n_decode)
             if t is None:
-                self._fallback("decode batch x context",
-                               f"decode batch {n_decode} x context {decode_ctx_tokens / n_decode:.0f}")
+                self._fallback(
+                    "decode batch x context", f"decode batch {n_decode} x context {decode_ctx_tokens / n_decode:.0f}"
+                )
                 return self.fb.iteration_time_s(chunks, n_decode, decode_ctx_tokens)
             return t
         tokens = n_decode
@@ -360,8 +373,12 @@ class ProfiledModel(PerformanceModel):
         fb = self.roofline._bind(gpu, model, tp)
         prof = self.profile_for(gpu, model, tp)
         if prof is None:
-            log.info("profiled: no measured profile for %s / %s / TP%d; using the calibrated roofline",
-                     gpu.name, model.name, tp)
+            log.info(
+                "profiled: no measured profile for %s / %s / TP%d; using the calibrated roofline",
+                gpu.name,
+                model.name,
+                tp,
+            )
             bound: BoundPerformance = fb
         else:
             bound = BoundProfiled(prof, fb, gpu, tp, self._warned)

@@ -30,22 +30,21 @@ instance's peak bandwidth and FLOP/s. Decode-run energy stays closed form: ``P_d
 affine in ``t``, ``M`` and ``F``, each summed exactly (iteration by iteration only where the
 clip binds inside the run).
 """
+
 from __future__ import annotations
 
 import math
-from importlib import resources
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from greensim.hardware.catalog import GPUSpec, ModelSpec
-from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.base.errors import ProfileError
-from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.base.paths import bundled
+from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
+from greensim.hardware.catalog import GPUSpec, ModelSpec
+from greensim.hardware.registry import PERFORMANCE_MODELS
 
-__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params", "load_decode_power_params",
-           "DECODE_POWER_MODES"]
+__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params", "load_decode_power_params", "DECODE_POWER_MODES"]
 
 DECODE_POWER_MODES = ("constant", "utilization")
 
@@ -67,13 +66,21 @@ class BoundRoofline(BoundPerformance):
 
     power_varies = False
 
-    def __init__(self, gpu: GPUSpec, model: ModelSpec, tp: int, eta_compute: float,
-                 eta_memory: float, t_fixed_s: float, allreduce_latency_s: float,
-                 allreduce_bandwidth_bps: float,
-                 decode_power: Optional[Tuple[float, float, float]] = None):
+    def __init__(
+        self,
+        gpu: GPUSpec,
+        model: ModelSpec,
+        tp: int,
+        eta_compute: float,
+        eta_memory: float,
+        t_fixed_s: float,
+        allreduce_latency_s: float,
+        allreduce_bandwidth_bps: float,
+        decode_power: Optional[Tuple[float, float, float]] = None,
+    ):
         self.gpu, self.model, self.tp = gpu, model, tp
-        self._flops = tp * eta_compute * gpu.peak_flops          # effective FLOP/s
-        self._bw = tp * eta_memory * gpu.mem_bandwidth_bps       # effective bytes/s
+        self._flops = tp * eta_compute * gpu.peak_flops  # effective FLOP/s
+        self._bw = tp * eta_memory * gpu.mem_bandwidth_bps  # effective bytes/s
         self._f_mm = model.matmul_flops_per_token
         self._f_attn = model.attn_flops_per_token_ctx
         self._w = model.weight_bytes
@@ -90,8 +97,10 @@ class BoundRoofline(BoundPerformance):
         if decode_power is not None:
             a, b, c = decode_power
             if a < 0 or b < 0 or c < 0:
-                raise ProfileError(f"profiles/decode_power.yaml: a, b, c must be >= 0 (monotone curve), "
-                                   f"got {decode_power}; regenerate it with `python -m greensim.tools.power_fit`.")
+                raise ProfileError(
+                    f"profiles/decode_power.yaml: a, b, c must be >= 0 (monotone curve), "
+                    f"got {decode_power}; regenerate it with `python -m greensim.tools.power_fit`."
+                )
             span = tp * (gpu.tdp_w - gpu.idle_w)
             # P * t = p0 * t + kb * M + kc * F (unclipped)
             self._p0 = self.idle_power_w + span * a
@@ -168,8 +177,7 @@ class BoundRoofline(BoundPerformance):
         hi = self.idle_power_w + self._span
         return hi if p > hi else p
 
-    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int,
-                          time_s: float) -> float:
+    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:
         if not self.power_varies:
             return self.power_w(sum(q for q, _ in chunks), n_decode)
         p_tok = 0
@@ -203,10 +211,15 @@ class BoundRoofline(BoundPerformance):
             jx = (am - ac) / dd
             if 0.0 <= jx < k:
                 js.update((min(k - 1, math.floor(jx)), min(k - 1, math.floor(jx) + 1)))
-        if any(self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j),
-                             self.iteration_time_s((), n, ctx0 + n * j)) >= hi for j in js):
-            return sum(self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j), t) * t
-                       for j in range(k) for t in (self.iteration_time_s((), n, ctx0 + n * j),))
+        if any(
+            self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j), self.iteration_time_s((), n, ctx0 + n * j)) >= hi
+            for j in js
+        ):
+            return sum(
+                self._curve_w(*self.decode_bytes_flops(n, ctx0 + n * j), t) * t
+                for j in range(k)
+                for t in (self.iteration_time_s((), n, ctx0 + n * j),)
+            )
         tri = k * (k - 1) * 0.5
         m_sum = k * (self._w + self._kv * (ctx0 + n)) + self._kv * n * tri
         f_sum = k * (n * self._f_mm + self._f_attn * ctx0) + self._f_attn * n * tri
@@ -222,12 +235,12 @@ class BoundRoofline(BoundPerformance):
         am = (self._w + self._kv * (ctx0 + n)) / self._bw
         bm = self._kv * n / self._bw
         const = k * (self._t_fixed + self._comm_a + self._comm_b * n)
-        d0, dd = ac - am, bc - bm          # tc - tm at j = 0, and its slope
+        d0, dd = ac - am, bc - bm  # tc - tm at j = 0, and its slope
         if dd == 0.0:
-            split = k if d0 > 0 else 0     # compute-bound for j < split
+            split = k if d0 > 0 else 0  # compute-bound for j < split
         else:
-            jx = -d0 / dd                  # crossover (real)
-            if dd > 0:                     # memory-bound first, compute-bound from ceil(jx)
+            jx = -d0 / dd  # crossover (real)
+            if dd > 0:  # memory-bound first, compute-bound from ceil(jx)
                 s = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
                 return const + _aff(am, bm, 0, s) + _aff(ac, bc, s, k)
             split = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
@@ -274,6 +287,7 @@ class RooflineModel(PerformanceModel):
         if band == "nominal":
             return bound
         from greensim.hardware.bands import BANDS, BandedBound, band_fraction, load_uncertainty
+
         if band not in BANDS:
             raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
         ut, up = band_fraction(load_uncertainty(), gpu, measured=False)
@@ -285,11 +299,14 @@ class RooflineModel(PerformanceModel):
         eng = dict(self.params["engine"])
         o = self.overrides
         return BoundRoofline(
-            gpu, model, tp,
+            gpu,
+            model,
+            tp,
             eta_compute=float(o.get("eta_compute") or e["eta_compute"]),
             eta_memory=float(o.get("eta_memory") or e["eta_memory"]),
-            t_fixed_s=float(o["iteration_overhead_s"] if o.get("iteration_overhead_s") is not None
-                            else eng["iteration_overhead_s"]),
+            t_fixed_s=float(
+                o["iteration_overhead_s"] if o.get("iteration_overhead_s") is not None else eng["iteration_overhead_s"]
+            ),
             allreduce_latency_s=float(e.get("allreduce_latency_s", eng["allreduce_latency_s"])),
             allreduce_bandwidth_bps=float(e.get("allreduce_bandwidth_gbs", eng["allreduce_bandwidth_gbs"])) * 1e9,
             decode_power=self._curve,

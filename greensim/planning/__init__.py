@@ -10,8 +10,8 @@ SLO-aware scheduler, offline); :mod:`.online` re-plans per time window
     res = plan("experiments/plans/chat_a100_v100.yaml")
     res.frontier, res.best, res.baseline, res.saving_frac
 """
+
 from greensim.planning.search import Candidate, PlanResult, enumerate_candidates, plan
 from greensim.planning.spec import PlanSpec, load_plan_spec, parse_plan_spec
 
-__all__ = ["plan", "load_plan_spec", "parse_plan_spec", "PlanSpec", "PlanResult", "Candidate",
-           "enumerate_candidates"]
+__all__ = ["plan", "load_plan_spec", "parse_plan_spec", "PlanSpec", "PlanResult", "Candidate", "enumerate_candidates"]

@@ -30,6 +30,7 @@ Approximations, reported per window so their size is visible:
 
 The same windows run every deployment statically (no switch), the baselines.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,9 +45,9 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import pandas as pd
 
+from greensim.base.errors import ConfigError
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.core.requests import RequestTable
-from greensim.base.errors import ConfigError
 from greensim.policies.scheduler import PlanScore, better, build_modes, decide, predict
 
 __all__ = ["WindowsResult", "SimulationPredictor", "run_windows"]
@@ -66,7 +67,7 @@ class ShiftedIntensity(CarbonIntensity):
     def at(self, t_s):
         return self.base.at(np.asarray(t_s) + self.offset_s)
 
-    def __getattr__(self, name):          # n_filled, series ... of the base source
+    def __getattr__(self, name):  # n_filled, series ... of the base source
         return getattr(self.base, name)
 
 
@@ -83,6 +84,7 @@ class WindowsResult:
     prediction : the predictor's cost: predictor, wall_s (time spent scoring deployments), and for
         'simulate' n_simulations, n_cache_hits, predictor_requests.
     """
+
     windows: pd.DataFrame
     static: pd.DataFrame
     comparison: pd.DataFrame
@@ -91,7 +93,9 @@ class WindowsResult:
     prediction: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _window_table(table: RequestTable, idx: np.ndarray, t0: float, hold_until: float) -> Tuple[RequestTable, np.ndarray]:
+def _window_table(
+    table: RequestTable, idx: np.ndarray, t0: float, hold_until: float
+) -> Tuple[RequestTable, np.ndarray]:
     arr = table.arrival_s[idx] - t0
     delay = np.maximum(0.0, hold_until - arr)
     sc = table.slo_class[idx] if table.slo_class is not None else None
@@ -118,17 +122,32 @@ def _carbon_after(t, mode, cut_s: float, bin_s: float) -> float:
 
 def _simulate_window(prep, mode, base, idx: np.ndarray, t0: float, w: float, hold_s: float) -> Dict[str, Any]:
     from greensim.assembly.simulate import simulate
+
     ci_mean = float(base.intensity.mean_over(np.asarray([t0]), np.asarray([t0 + w]))[0])
     if idx.size == 0:
         c = _idle_rate(mode, ci_mean) * w
-        return {"n": 0, "n_met": 0, "carbon_gco2": c, "energy_kwh": float("nan"), "tail_s": 0.0,
-                "tail_gco2": 0.0, "gap_gco2": c, "held": 0, "ci_actual": ci_mean}
+        return {
+            "n": 0,
+            "n_met": 0,
+            "carbon_gco2": c,
+            "energy_kwh": float("nan"),
+            "tail_s": 0.0,
+            "tail_gco2": 0.0,
+            "gap_gco2": c,
+            "held": 0,
+            "ci_actual": ci_mean,
+        }
     sub, delay = _window_table(base.table, idx, t0, hold_s)
-    last = float(sub.arrival_s[-1])
     bin_s = prep.experiment.simulation.timeline_bin_s or max(w / 200.0, 1e-3)
-    p = dataclasses.replace(prep, table=sub, bin_s=bin_s, ttft_slo_s=base.ttft_slo_s[idx],
-                            tpot_slo_s=base.tpot_slo_s[idx], intensity=ShiftedIntensity(base.intensity, t0),
-                            forecast=None)
+    p = dataclasses.replace(
+        prep,
+        table=sub,
+        bin_s=bin_s,
+        ttft_slo_s=base.ttft_slo_s[idx],
+        tpot_slo_s=base.tpot_slo_s[idx],
+        intensity=ShiftedIntensity(base.intensity, t0),
+        forecast=None,
+    )
     t = simulate(p)
     s = t.summary
     q = t.requests
@@ -136,14 +155,23 @@ def _simulate_window(prep, mode, base, idx: np.ndarray, t0: float, w: float, hol
     h = float(s["duration_s"])
     carbon = float(s["carbon_gco2"])
     gap = 0.0
-    if h < w:                               # the deployment stays provisioned until the window ends
+    if h < w:  # the deployment stays provisioned until the window ends
         ci_gap = float(base.intensity.mean_over(np.asarray([t0 + h]), np.asarray([t0 + w]))[0])
         gap = _idle_rate(mode, ci_gap) * (w - h)
     tail = _carbon_after(t, mode, w, p.bin_s) if h > w else 0.0
-    return {"n": int(len(q)), "n_met": int(met.sum()), "carbon_gco2": carbon + gap,
-            "energy_kwh": float(s["energy_kwh"]), "tail_s": max(0.0, h - w), "tail_gco2": tail, "gap_gco2": gap,
-            "held": int((delay > 0).sum()), "ci_actual": ci_mean,
-            "mean_n_in": float(sub.n_input_tokens.mean()), "mean_n_out": float(sub.n_output_tokens.mean())}
+    return {
+        "n": int(len(q)),
+        "n_met": int(met.sum()),
+        "carbon_gco2": carbon + gap,
+        "energy_kwh": float(s["energy_kwh"]),
+        "tail_s": max(0.0, h - w),
+        "tail_gco2": tail,
+        "gap_gco2": gap,
+        "held": int((delay > 0).sum()),
+        "ci_actual": ci_mean,
+        "mean_n_in": float(sub.n_input_tokens.mean()),
+        "mean_n_out": float(sub.n_output_tokens.mean()),
+    }
 
 
 def _grid(x: float, step: float) -> float:
@@ -166,8 +194,9 @@ class SimulationPredictor:
     ``n_simulations``, ``n_cache_hits`` and ``wall_s`` count the work.
     """
 
-    def __init__(self, preps: Dict[str, Any], modes: Dict[str, Any], base, seed: int, n_requests: int,
-                 round_frac: float):
+    def __init__(
+        self, preps: Dict[str, Any], modes: Dict[str, Any], base, seed: int, n_requests: int, round_frac: float
+    ):
         self.preps, self.modes, self.base = preps, modes, base
         self.seed, self.n, self.step = int(seed), int(n_requests), float(round_frac)
         self.cache: Dict[Tuple[str, float, float], Tuple[float, float]] = {}
@@ -186,8 +215,9 @@ class SimulationPredictor:
         return self.cache[key]
 
     def _simulate(self, d: str, k: int, idx: np.ndarray, rate: float, ci: float) -> Tuple[float, float]:
-        from greensim.carbon.intensity import ConstantIntensitySource
         from greensim.assembly.simulate import simulate
+        from greensim.carbon.intensity import ConstantIntensitySource
+
         b = self.base
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(0x5052, k)))
         draw = np.sort(rng.choice(idx, size=self.n, replace=True))
@@ -195,9 +225,16 @@ class SimulationPredictor:
         sc = b.table.slo_class[draw] if b.table.slo_class is not None else None
         tab = RequestTable(arr, b.table.n_input_tokens[draw], b.table.n_output_tokens[draw], sc)
         last = float(arr[-1])
-        bin_s = last / 256                  # a power of two: the last arrival is a bin edge exactly
-        p = dataclasses.replace(self.preps[d], table=tab, bin_s=bin_s, ttft_slo_s=b.ttft_slo_s[draw],
-                                tpot_slo_s=b.tpot_slo_s[draw], intensity=ConstantIntensitySource(ci), forecast=None)
+        bin_s = last / 256  # a power of two: the last arrival is a bin edge exactly
+        p = dataclasses.replace(
+            self.preps[d],
+            table=tab,
+            bin_s=bin_s,
+            ttft_slo_s=b.ttft_slo_s[draw],
+            tpot_slo_s=b.tpot_slo_s[draw],
+            intensity=ConstantIntensitySource(ci),
+            forecast=None,
+        )
         t = simulate(p)
         carbon = float(t.summary["carbon_gco2"]) - _carbon_after(t, self.modes[d], last, bin_s)
         return carbon / last, float(t.requests["slo_met"].mean())
@@ -209,8 +246,13 @@ def _predicted_intensity(base, t0: float, w: float) -> float:
     return float(np.asarray(base.intensity.at(np.asarray([t0])))[0])
 
 
-def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_dir: str | Path | None = None,
-                progress: bool = False) -> WindowsResult:
+def run_windows(
+    experiment: Any,
+    overrides: Any = None,
+    write: bool = True,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+) -> WindowsResult:
     """Run the per-window online scheduler of ``experiment`` (its ``reconfigure`` section) and the
     static baselines over the same windows; see the module docstring.
 
@@ -221,15 +263,18 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
     write : write ``<output.dir>/<name>/replan-<hash8>/`` (windows.csv, static.csv, comparison.csv,
         summary.json, plan.png, experiment.yaml, manifest.json).
     """
-    from greensim.experiment.load import config_hash, to_experiment
-    from greensim.base.version import provenance
     from greensim.assembly.prepare import prepare
+    from greensim.base.version import provenance
+    from greensim.experiment.load import config_hash, to_experiment
+
     t_wall = time.perf_counter()
     exp = to_experiment(experiment, overrides)
     rc = exp.reconfigure
     if rc is None:
-        raise ConfigError("reconfigure: `greensim replan` needs a reconfigure section with window_s, switch_s and "
-                          "deployments (name -> cluster section). See experiments/online_replan.yaml.")
+        raise ConfigError(
+            "reconfigure: `greensim replan` needs a reconfigure section with window_s, switch_s and "
+            "deployments (name -> cluster section). See experiments/online_replan.yaml."
+        )
     base = prepare(exp)
     names = list(rc.deployments)
     preps, modes = {}, {}
@@ -238,17 +283,22 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
         preps[d] = prepare(ed)
         ms = build_modes(preps[d].groups, exp.carbon.pue, where=f"reconfigure.deployments.{d}")
         if len(ms) != 1:
-            raise ConfigError(f"reconfigure.deployments.{d}: serves in modes {sorted(ms)}; the window scheduler "
-                              f"predicts one mode per deployment. Split it into deployments (or use router greenllm "
-                              f"for per-request mixing).")
+            raise ConfigError(
+                f"reconfigure.deployments.{d}: serves in modes {sorted(ms)}; the window scheduler "
+                f"predicts one mode per deployment. Split it into deployments (or use router greenllm "
+                f"for per-request mixing)."
+            )
         modes[d] = next(iter(ms.values()))
     w = rc.window_s
     arr = base.table.arrival_s
     n_win = int(math.floor(float(arr[-1]) / w)) + 1
     bounds = np.searchsorted(arr, np.arange(n_win + 1) * w, side="left")
     cache: Dict[Tuple[str, int, bool], Dict[str, Any]] = {}
-    simp = (SimulationPredictor(preps, modes, base, exp.seed, rc.predictor_requests, rc.predictor_round_frac)
-            if rc.predictor == "simulate" else None)
+    simp = (
+        SimulationPredictor(preps, modes, base, exp.seed, rc.predictor_requests, rc.predictor_round_frac)
+        if rc.predictor == "simulate"
+        else None
+    )
     t_predict = 0.0
 
     def sim(d: str, k: int, held: bool) -> Dict[str, Any]:
@@ -283,9 +333,14 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
                 else:
                     p = predict(modes[d], rate, n_in, n_out, ci_pred)
                     gps = p.carbon_gps
-                    viol = 0.0 if rate <= 0 else (math.inf if not p.stable else
-                                                   max(p.util / mu, p.ttft_s / (h * ttft), p.tpot_s / (h * tpot)))
-                r_sim = _grid(rate, rc.predictor_round_frac) if simp is not None else rate   # rate simulated
+                    viol = (
+                        0.0
+                        if rate <= 0
+                        else (
+                            math.inf if not p.stable else max(p.util / mu, p.ttft_s / (h * ttft), p.tpot_s / (h * tpot))
+                        )
+                    )
+                r_sim = _grid(rate, rc.predictor_round_frac) if simp is not None else rate  # rate simulated
                 per_req = gps / r_sim if r_sim > 0 else gps
                 scores[d] = PlanScore((d,), gps, viol, per_req)
                 pred[d] = per_req
@@ -302,45 +357,86 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
         out = sim(cur, k, switch)
         idx = slice(bounds[k], bounds[k + 1])
         if bounds[k + 1] > bounds[k]:
-            prev_stats = ((bounds[k + 1] - bounds[k]) / w, float(base.table.n_input_tokens[idx].mean()),
-                          float(base.table.n_output_tokens[idx].mean()))
-        else:                               # an empty window: rate 0, lengths as before
+            prev_stats = (
+                (bounds[k + 1] - bounds[k]) / w,
+                float(base.table.n_input_tokens[idx].mean()),
+                float(base.table.n_output_tokens[idx].mean()),
+            )
+        else:  # an empty window: rate 0, lengths as before
             prev_stats = (0.0,) + (prev_stats[1:] if prev_stats else (1.0, 2.0))
-        rows.append({"window": k, "start_s": t0, "deployment": cur, "best": best, "switched": switch,
-                     "reason": why, "observed_rate_rps": rate, "intensity_predicted_gco2_per_kwh": ci_pred,
-                     **{f"predicted_gco2_per_request_{d}": pred.get(d, float("nan")) for d in names},
-                     **({f"predicted_attainment_{d}": att.get(d, float("nan")) for d in names} if simp else {}),
-                     "intensity_actual_gco2_per_kwh": out["ci_actual"], "n_requests": out["n"],
-                     "n_slo_met": out["n_met"], "n_held": out["held"], "carbon_gco2": out["carbon_gco2"],
-                     "tail_s": out["tail_s"], "tail_gco2": out["tail_gco2"], "gap_gco2": out["gap_gco2"]})
+        rows.append(
+            {
+                "window": k,
+                "start_s": t0,
+                "deployment": cur,
+                "best": best,
+                "switched": switch,
+                "reason": why,
+                "observed_rate_rps": rate,
+                "intensity_predicted_gco2_per_kwh": ci_pred,
+                **{f"predicted_gco2_per_request_{d}": pred.get(d, float("nan")) for d in names},
+                **({f"predicted_attainment_{d}": att.get(d, float("nan")) for d in names} if simp else {}),
+                "intensity_actual_gco2_per_kwh": out["ci_actual"],
+                "n_requests": out["n"],
+                "n_slo_met": out["n_met"],
+                "n_held": out["held"],
+                "carbon_gco2": out["carbon_gco2"],
+                "tail_s": out["tail_s"],
+                "tail_gco2": out["tail_gco2"],
+                "gap_gco2": out["gap_gco2"],
+            }
+        )
     windows = pd.DataFrame(rows)
     srows = []
     for d in names:
         for k in range(n_win):
             o = sim(d, k, False)
-            srows.append({"deployment": d, "window": k, "start_s": k * w, "n_requests": o["n"],
-                          "n_slo_met": o["n_met"], "carbon_gco2": o["carbon_gco2"], "tail_gco2": o["tail_gco2"],
-                          "gap_gco2": o["gap_gco2"]})
+            srows.append(
+                {
+                    "deployment": d,
+                    "window": k,
+                    "start_s": k * w,
+                    "n_requests": o["n"],
+                    "n_slo_met": o["n_met"],
+                    "carbon_gco2": o["carbon_gco2"],
+                    "tail_gco2": o["tail_gco2"],
+                    "gap_gco2": o["gap_gco2"],
+                }
+            )
     static = pd.DataFrame(srows)
 
     def summarise(name: str, df: pd.DataFrame, switches: int) -> Dict[str, Any]:
         n = int(df["n_requests"].sum())
         c = float(df["carbon_gco2"].sum())
-        return {"strategy": name, "carbon_gco2": c, "gco2_per_request": c / n if n else float("nan"),
-                "slo_attainment_frac": float(df["n_slo_met"].sum()) / n if n else float("nan"),
-                "n_switches": switches, "tail_gco2_frac": float(df["tail_gco2"].sum()) / c if c else 0.0}
+        return {
+            "strategy": name,
+            "carbon_gco2": c,
+            "gco2_per_request": c / n if n else float("nan"),
+            "slo_attainment_frac": float(df["n_slo_met"].sum()) / n if n else float("nan"),
+            "n_switches": switches,
+            "tail_gco2_frac": float(df["tail_gco2"].sum()) / c if c else 0.0,
+        }
+
     comp = [summarise("online", windows, n_switches)]
     comp += [summarise(f"static:{d}", static[static["deployment"] == d], 0) for d in names]
     comparison = pd.DataFrame(comp)
     prediction: Dict[str, Any] = {"predictor": rc.predictor, "wall_s": t_predict}
     if simp is not None:
-        prediction.update({"n_simulations": simp.n_simulations, "n_cache_hits": simp.n_cache_hits,
-                           "predictor_requests": rc.predictor_requests, "simulation_wall_s": simp.wall_s})
+        prediction.update(
+            {
+                "n_simulations": simp.n_simulations,
+                "n_cache_hits": simp.n_cache_hits,
+                "predictor_requests": rc.predictor_requests,
+                "simulation_wall_s": simp.wall_s,
+            }
+        )
     wall = time.perf_counter() - t_wall
     folder = None
     if write:
-        from greensim.results.writer import write_text, to_jsonable, write_folder_atomically
         import yaml
+
+        from greensim.results.writer import to_jsonable, write_folder_atomically, write_text
+
         hsh = config_hash(exp)
         base_dir = Path(out_dir) if out_dir is not None else Path(exp.output.dir)
 
@@ -349,15 +445,32 @@ def run_windows(experiment: Any, overrides: Any = None, write: bool = True, out_
             windows.to_csv(tmp / "windows.csv", index=False)
             static.to_csv(tmp / "static.csv", index=False)
             comparison.to_csv(tmp / "comparison.csv", index=False)
-            write_text(tmp / "summary.json", json.dumps(to_jsonable(
-                {"comparison": comparison.to_dict(orient="records"), "n_windows": n_win, "window_s": w,
-                 "prediction": prediction}), indent=2))
+            write_text(
+                tmp / "summary.json",
+                json.dumps(
+                    to_jsonable(
+                        {
+                            "comparison": comparison.to_dict(orient="records"),
+                            "n_windows": n_win,
+                            "window_s": w,
+                            "prediction": prediction,
+                        }
+                    ),
+                    indent=2,
+                ),
+            )
             if exp.output.plots:
                 from greensim.results.online_plots import plot_plan
+
                 plot_plan(windows, comparison, tmp / "plan.png", exp.name)
-        manifest = {**provenance(), "config_sha256": hsh, "seed": exp.seed, "wall_s": wall,
-                    "n_requests": int(len(arr)), "n_windows": n_win}
+
+        manifest = {
+            **provenance(),
+            "config_sha256": hsh,
+            "seed": exp.seed,
+            "wall_s": wall,
+            "n_requests": int(len(arr)),
+            "n_windows": n_win,
+        }
         folder = write_folder_atomically(base_dir / exp.name / f"replan-{hsh[:8]}", fill, manifest)
     return WindowsResult(windows, static, comparison, folder, wall, prediction)
-
-

@@ -1,4 +1,5 @@
 """Plan results: the frontier table and plot, plan.json and winner.yaml, written atomically."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ from typing import Any, Dict
 
 import yaml
 
-from greensim.results.writer import to_jsonable, write_folder_atomically
 from greensim.planning.search import Candidate, PlanResult
+from greensim.results.writer import to_jsonable, write_folder_atomically
 
 __all__ = ["plan_summary", "plot_frontier", "write_plan", "winner_experiment_dict"]
 
@@ -18,17 +19,36 @@ _COLORS = {"colocated": "tab:blue", "dpd": "tab:orange", "dsd": "tab:green", "sp
 def _cand(c: Candidate | None) -> Any:
     if c is None:
         return None
-    return {"name": c.name, "mode": c.mode, "new_gpu": c.new_gpu, "n_new": c.n_new, "old_gpu": c.old_gpu,
-            "n_old": c.n_old, "gamma": c.gamma, "max_batch_size": c.max_batch_size, "stage": c.stage,
-            "carbon_g_per_request": c.carbon_g_per_request, "slo_attainment_frac": c.slo_attainment_frac,
-            "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request}
+    return {
+        "name": c.name,
+        "mode": c.mode,
+        "new_gpu": c.new_gpu,
+        "n_new": c.n_new,
+        "old_gpu": c.old_gpu,
+        "n_old": c.n_old,
+        "gamma": c.gamma,
+        "max_batch_size": c.max_batch_size,
+        "stage": c.stage,
+        "carbon_g_per_request": c.carbon_g_per_request,
+        "slo_attainment_frac": c.slo_attainment_frac,
+        "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
+    }
 
 
 def plan_summary(res: PlanResult) -> Dict[str, Any]:
     """The decision as a JSON-able dict: winner, baseline, saving, feasibility and search statistics."""
-    return to_jsonable({"plan": res.spec.name, "attainment_target": res.spec.attainment_target,
-                        "feasible": res.feasible, "winner": _cand(res.best), "baseline": _cand(res.baseline),
-                        "saving_frac": res.saving_frac, "wall_s": res.wall_s, **res.stats})
+    return to_jsonable(
+        {
+            "plan": res.spec.name,
+            "attainment_target": res.spec.attainment_target,
+            "feasible": res.feasible,
+            "winner": _cand(res.best),
+            "baseline": _cand(res.baseline),
+            "saving_frac": res.saving_frac,
+            "wall_s": res.wall_s,
+            **res.stats,
+        }
+    )
 
 
 def winner_experiment_dict(res: PlanResult) -> Dict[str, Any] | None:
@@ -43,8 +63,10 @@ def winner_experiment_dict(res: PlanResult) -> Dict[str, Any] | None:
 def plot_frontier(res: PlanResult, path: Path) -> None:
     """Carbon per request vs SLO attainment, one point per simulated candidate, coloured by mode."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     df = res.frontier
     df = df[df["slo_attainment_frac"].notna()]
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -53,21 +75,45 @@ def plot_frontier(res: PlanResult, path: Path) -> None:
         short = g[g["stage"] != "full_sim"]
         col = _COLORS.get(mode, "gray")
         if len(full):
-            ax.scatter(100 * full["slo_attainment_frac"], full["carbon_g_per_request"], c=col,
-                       label=f"{mode} (full)", s=36, zorder=3)
+            ax.scatter(
+                100 * full["slo_attainment_frac"],
+                full["carbon_g_per_request"],
+                c=col,
+                label=f"{mode} (full)",
+                s=36,
+                zorder=3,
+            )
         if len(short):
-            ax.scatter(100 * short["slo_attainment_frac"], short["carbon_g_per_request"], facecolors="none",
-                       edgecolors=col, label=f"{mode} (short)", s=36, zorder=2)
+            ax.scatter(
+                100 * short["slo_attainment_frac"],
+                short["carbon_g_per_request"],
+                facecolors="none",
+                edgecolors=col,
+                label=f"{mode} (short)",
+                s=36,
+                zorder=2,
+            )
     ax.axvline(100 * res.spec.attainment_target, color="k", ls="--", lw=1, label="target")
     for c, mk, lab in ((res.best, "*", "winner"), (res.baseline, "s", "baseline (new GPUs)")):
         if c is not None and c.slo_attainment_frac is not None:
-            ax.scatter([100 * c.slo_attainment_frac], [c.carbon_g_per_request], marker=mk, s=260 if mk == "*" else 120,
-                       facecolors="none", edgecolors="red", linewidths=1.8, label=lab, zorder=4)
+            ax.scatter(
+                [100 * c.slo_attainment_frac],
+                [c.carbon_g_per_request],
+                marker=mk,
+                s=260 if mk == "*" else 120,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=1.8,
+                label=lab,
+                zorder=4,
+            )
     ax.set_xlabel("SLO attainment [% of requests meeting TTFT and TPOT]")
     ax.set_ylabel("carbon per request [gCO2e]")
     sav = res.saving_frac
-    ax.set_title(f"plan {res.spec.name}: {len(df)} candidates simulated"
-                 + (f", saving {sav:.1%} vs new-GPU baseline" if sav is not None else ""))
+    ax.set_title(
+        f"plan {res.spec.name}: {len(df)} candidates simulated"
+        + (f", saving {sav:.1%} vs new-GPU baseline" if sav is not None else "")
+    )
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -94,10 +140,12 @@ def write_plan(res: PlanResult, out_dir: str | Path | None = None, plots: bool =
         if winner is not None:
             (tmp / "winner.yaml").write_text(
                 f"# winner of plan {res.spec.name}: {res.best.name} (greensim plan)\n"
-                + yaml.safe_dump(winner, sort_keys=False))
+                + yaml.safe_dump(winner, sort_keys=False)
+            )
         if plots:
             plot_frontier(res, tmp / "frontier.png")
 
     from greensim.base.version import provenance
+
     manifest = {**provenance(), "n_candidates": len(df), "wall_s": res.wall_s}
     return write_folder_atomically(base / res.spec.name / "plan", fill, manifest)

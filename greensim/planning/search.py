@@ -27,6 +27,7 @@ plan's window (:func:`_planning_intensity`).
 
 ``prune=False`` is brute force: every buildable candidate gets a full simulation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,10 +39,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
-from greensim.experiment.schema import Experiment
-from greensim.experiment.load import parse_experiment
 from greensim.base.errors import ConfigError, GreensimError
 from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
+from greensim.experiment.load import parse_experiment
+from greensim.experiment.schema import Experiment
 from greensim.planning.spec import PlanSpec, load_plan_spec
 
 __all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates"]
@@ -61,6 +62,7 @@ class Candidate:
     ``carbon_g_per_request`` / ``slo_attainment_frac`` come from the most complete run
     (full simulation, else short, else None); ``summary`` is the full run's summary.
     """
+
     name: str
     mode: str
     new_gpu: str
@@ -101,6 +103,7 @@ class Candidate:
 @dataclass
 class PlanResult:
     """Outcome of :func:`plan`: every candidate, the winner, the new-GPU baseline and the saving."""
+
     spec: PlanSpec
     candidates: List[Candidate]
     best: Optional[Candidate]
@@ -127,33 +130,44 @@ class PlanResult:
         for c in self.candidates:
             s = c._metrics() or {}
             n = s.get("n_requests") or 0
-            rows.append({
-                "candidate": c.name, "mode": c.mode, "new_gpu": c.new_gpu, "n_new": c.n_new,
-                "old_gpu": c.old_gpu, "n_old": c.n_old, "gamma": c.gamma, "max_batch_size": c.max_batch_size,
-                "stage": c.stage,
-                "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
-                "predicted_utilization_frac": c.predicted_utilization_frac,
-                "attainment_upper_bound_frac": c.attainment_upper_bound_frac,
-                "carbon_g_per_request": c.carbon_g_per_request,
-                "slo_attainment_frac": c.slo_attainment_frac,
-                "feasible": bool(c.slo_attainment_frac is not None and c.slo_attainment_frac >= target),
-                "operational_g_per_request": s.get("operational_gco2_per_request"),
-                "embodied_g_per_request": s.get("embodied_gco2_per_request"),
-                "unused_g_per_request": c.unused_gco2_per_request,
-                "energy_j_per_request": (s["energy_kwh"] * J_PER_KWH / n) if n else None,
-                "ttft_s_p90": s.get("ttft_s_p90"), "tpot_s_p90": s.get("tpot_s_p90"),
-                "n_requests_simulated": n or None,
-                "short_carbon_g_per_request": (self._short(c, "carbon_gco2_per_request")),
-                "short_slo_attainment_frac": (self._short(c, "slo_attainment_frac")),
-                "short_score_g_per_request": (self._short(c, "steady_carbon_gco2_per_request")),
-                "winner": self.best is not None and c.name == self.best.name,
-                "baseline": self.baseline is not None and c.name == self.baseline.name,
-                "wall_s": c.wall_s, "reason": c.reason,
-            })
+            rows.append(
+                {
+                    "candidate": c.name,
+                    "mode": c.mode,
+                    "new_gpu": c.new_gpu,
+                    "n_new": c.n_new,
+                    "old_gpu": c.old_gpu,
+                    "n_old": c.n_old,
+                    "gamma": c.gamma,
+                    "max_batch_size": c.max_batch_size,
+                    "stage": c.stage,
+                    "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
+                    "predicted_utilization_frac": c.predicted_utilization_frac,
+                    "attainment_upper_bound_frac": c.attainment_upper_bound_frac,
+                    "carbon_g_per_request": c.carbon_g_per_request,
+                    "slo_attainment_frac": c.slo_attainment_frac,
+                    "feasible": bool(c.slo_attainment_frac is not None and c.slo_attainment_frac >= target),
+                    "operational_g_per_request": s.get("operational_gco2_per_request"),
+                    "embodied_g_per_request": s.get("embodied_gco2_per_request"),
+                    "unused_g_per_request": c.unused_gco2_per_request,
+                    "energy_j_per_request": (s["energy_kwh"] * J_PER_KWH / n) if n else None,
+                    "ttft_s_p90": s.get("ttft_s_p90"),
+                    "tpot_s_p90": s.get("tpot_s_p90"),
+                    "n_requests_simulated": n or None,
+                    "short_carbon_g_per_request": (self._short(c, "carbon_gco2_per_request")),
+                    "short_slo_attainment_frac": (self._short(c, "slo_attainment_frac")),
+                    "short_score_g_per_request": (self._short(c, "steady_carbon_gco2_per_request")),
+                    "winner": self.best is not None and c.name == self.best.name,
+                    "baseline": self.baseline is not None and c.name == self.baseline.name,
+                    "wall_s": c.wall_s,
+                    "reason": c.reason,
+                }
+            )
         df = pd.DataFrame(rows)
         if len(df):
-            df = df.sort_values(["feasible", "carbon_g_per_request"], ascending=[False, True],
-                                na_position="last", kind="stable").reset_index(drop=True)
+            df = df.sort_values(
+                ["feasible", "carbon_g_per_request"], ascending=[False, True], na_position="last", kind="stable"
+            ).reset_index(drop=True)
         return df
 
     @staticmethod
@@ -181,24 +195,40 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
     for b in s.max_batch_sizes:
         for nw in news:
             if "colocated" in s.modes:
-                out += [Candidate(_cand_name("colocated", nw.gpu, n, None, 0, None, b), "colocated", nw.gpu, n,
-                                  None, 0, None, b) for n in range(1, nw.count + 1)]
+                out += [
+                    Candidate(
+                        _cand_name("colocated", nw.gpu, n, None, 0, None, b), "colocated", nw.gpu, n, None, 0, None, b
+                    )
+                    for n in range(1, nw.count + 1)
+                ]
             if "spec" in s.modes:
-                out += [Candidate(_cand_name("spec", nw.gpu, n, None, 0, g, b), "spec", nw.gpu, n, None, 0, g, b)
-                        for n in range(1, nw.count + 1) for g in s.gammas]
+                out += [
+                    Candidate(_cand_name("spec", nw.gpu, n, None, 0, g, b), "spec", nw.gpu, n, None, 0, g, b)
+                    for n in range(1, nw.count + 1)
+                    for g in s.gammas
+                ]
             for od in olds:
                 if "dpd" in s.modes:
-                    out += [Candidate(_cand_name("dpd", nw.gpu, p, od.gpu, d, None, b), "dpd", nw.gpu, p, od.gpu, d,
-                                      None, b)
-                            for p in range(1, nw.count + 1) for d in range(1, od.count + 1)]
+                    out += [
+                        Candidate(
+                            _cand_name("dpd", nw.gpu, p, od.gpu, d, None, b), "dpd", nw.gpu, p, od.gpu, d, None, b
+                        )
+                        for p in range(1, nw.count + 1)
+                        for d in range(1, od.count + 1)
+                    ]
                 if "dsd" in s.modes:
-                    out += [Candidate(_cand_name("dsd", nw.gpu, n, od.gpu, n, g, b), "dsd", nw.gpu, n, od.gpu, n, g, b)
-                            for n in range(1, min(nw.count, od.count * od.tp) + 1) for g in s.gammas]
+                    out += [
+                        Candidate(_cand_name("dsd", nw.gpu, n, od.gpu, n, g, b), "dsd", nw.gpu, n, od.gpu, n, g, b)
+                        for n in range(1, min(nw.count, od.count * od.tp) + 1)
+                        for g in s.gammas
+                    ]
     names = [c.name for c in out]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ConfigError(f"inventory: GPU types appear more than once with the same role ({sorted(dup)[:3]}). "
-                          f"Merge them into one item with the summed count.")
+        raise ConfigError(
+            f"inventory: GPU types appear more than once with the same role ({sorted(dup)[:3]}). "
+            f"Merge them into one item with the summed count."
+        )
     return out
 
 
@@ -211,15 +241,21 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     base = spec.model_dump(mode="json")
     s = spec.search
     nw = _item(spec, c.new_gpu, "new")
-    group = {"gpu": nw.gpu, "tp": nw.tp, "count": c.n_new, "max_batch_size": c.max_batch_size,
-             "max_batched_tokens": s.max_batched_tokens, "age_years": nw.age_years}
+    group = {
+        "gpu": nw.gpu,
+        "tp": nw.tp,
+        "count": c.n_new,
+        "max_batch_size": c.max_batch_size,
+        "max_batched_tokens": s.max_batched_tokens,
+        "age_years": nw.age_years,
+    }
     cluster: Dict[str, Any] = {"router": s.router, "instances": [group]}
     link = base["link"]
     if c.mode in ("spec", "dsd"):
         d = s.draft
         sp: Dict[str, Any] = {"draft_model": d.model, "gamma": c.gamma, "probabilities": d.probabilities}
         if d.alpha_by_position is not None:
-            sp["alpha_by_position"] = list(d.alpha_by_position[:c.gamma])
+            sp["alpha_by_position"] = list(d.alpha_by_position[: c.gamma])
         else:
             sp["alpha"] = d.alpha
         if d.top_k is not None:
@@ -231,13 +267,31 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     elif c.mode == "dpd":
         od = _item(spec, c.old_gpu, "old")
         group["role"] = "prefill"
-        cluster["instances"].append({"gpu": od.gpu, "tp": od.tp, "count": c.n_old, "role": "decode",
-                                     "max_batch_size": c.max_batch_size,
-                                     "max_batched_tokens": s.max_batched_tokens, "age_years": od.age_years})
+        cluster["instances"].append(
+            {
+                "gpu": od.gpu,
+                "tp": od.tp,
+                "count": c.n_old,
+                "role": "decode",
+                "max_batch_size": c.max_batch_size,
+                "max_batched_tokens": s.max_batched_tokens,
+                "age_years": od.age_years,
+            }
+        )
         cluster["disaggregation"] = {"decode_router": s.decode_router, "link": link}
-    return {"name": f"{spec.name}.{c.name}", "seed": spec.seed, "model": spec.model, "workload": base["workload"],
-            "cluster": cluster, "slo": base["slo"], "carbon": base["carbon"], "performance": base["performance"],
-            "output": base["output"], "catalog": base["catalog"], "simulation": {**base["simulation"], "progress": False}}
+    return {
+        "name": f"{spec.name}.{c.name}",
+        "seed": spec.seed,
+        "model": spec.model,
+        "workload": base["workload"],
+        "cluster": cluster,
+        "slo": base["slo"],
+        "carbon": base["carbon"],
+        "performance": base["performance"],
+        "output": base["output"],
+        "catalog": base["catalog"],
+        "simulation": {**base["simulation"], "progress": False},
+    }
 
 
 def _shorten(exp: Experiment, n: int) -> Experiment:
@@ -257,19 +311,25 @@ class _Context:
     """What the theory stage needs once per plan: catalogue, bound models, workload statistics."""
 
     def __init__(self, spec: PlanSpec, exp: Experiment):
+        from greensim.assembly.prepare import slo_arrays
         from greensim.carbon.registry import INTENSITY_SOURCES
         from greensim.hardware.catalog import load_catalog
         from greensim.hardware.registry import PERFORMANCE_MODELS
-        from greensim.assembly.prepare import slo_arrays
         from greensim.workloads import build_workload
+
         self.spec = spec
         self.cat = load_catalog(spec.catalog.gpu_dirs, spec.catalog.model_dirs)
         self.model = self.cat.model(spec.model, "model")
         self.draft = self.cat.model(spec.search.draft.model, "search.draft.model") if spec.search.draft else None
         p = spec.performance
         self.perf = PERFORMANCE_MODELS.get(p.model, field="performance.model")(
-            eta_compute=p.eta_compute, eta_memory=p.eta_memory, iteration_overhead_s=p.iteration_overhead_s,
-            band=p.band, profile_dirs=p.profile_dirs, decode_power=p.decode_power)
+            eta_compute=p.eta_compute,
+            eta_memory=p.eta_memory,
+            iteration_overhead_s=p.iteration_overhead_s,
+            band=p.band,
+            profile_dirs=p.profile_dirs,
+            decode_power=p.decode_power,
+        )
         table = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])
         self.n_in = np.asarray(table.n_input_tokens, dtype=np.int64)
         self.n_out = np.asarray(table.n_output_tokens, dtype=np.int64)
@@ -280,7 +340,8 @@ class _Context:
         self.ttft_slo, self.tpot_slo = slo_arrays(exp, self.n, table.slo_class)
         ic = spec.carbon.intensity
         src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
-            **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+            **{k: v for k, v in ic.model_dump().items() if k != "kind"}
+        )
         self.ci = float(np.asarray(src.mean_over(np.array([0.0]), np.array([max(float(arr[-1]), 1e-3)])))[0])
         self._bound: Dict[Any, Any] = {}
         self._memo: Dict[Any, np.ndarray] = {}
@@ -343,6 +404,7 @@ class _BatchCapped:
 
 def _link_bps(spec: PlanSpec) -> float:
     from greensim.core.link import link_bandwidth_bps
+
     lk = spec.link
     return link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac)
 
@@ -350,6 +412,7 @@ def _link_bps(spec: PlanSpec) -> float:
 def _theory(ctx: _Context, c: Candidate) -> None:
     """Fill predicted carbon, utilisation and the attainment upper bound; set reason when hopeless."""
     from greensim.carbon import theory as th
+
     spec = ctx.spec
     m = ctx.model
     nw = _item(spec, c.new_gpu, "new")
@@ -363,7 +426,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
     d = spec.search.draft
     alpha = None
     if d is not None:
-        alpha = d.alpha if d.alpha is not None else float(np.mean(d.alpha_by_position[:c.gamma or 1]))
+        alpha = d.alpha if d.alpha is not None else float(np.mean(d.alpha_by_position[: c.gamma or 1]))
     try:
         if c.mode == "colocated":
             tok_lb = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
@@ -374,22 +437,40 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             bw = _link_bps(spec)
             kvb = m.kv_bytes_per_token
-            per_link = {"shared": 1, "per_prefill": c.n_new, "per_decode": c.n_old,
-                        "per_pair": c.n_new * c.n_old}[spec.link.scope]
+            per_link = {"shared": 1, "per_prefill": c.n_new, "per_decode": c.n_old, "per_pair": c.n_new * c.n_old}[
+                spec.link.scope
+            ]
             link_util = ctx.rate / per_link * kvb * float(ctx.n_in.mean()) / bw if math.isfinite(bw) else 0.0
             dec = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
             xfer = kvb * ctx.n_in / bw + spec.link.latency_s
             tok_lb = dec + xfer / np.maximum(ctx.n_out - 1, 1)
-            mode = th.dpd(p_new, p_old, n_in, n_out, ctx.rate / c.n_new, ctx.rate / c.n_old, new, old,
-                          kv_bytes_per_token=kvb, link_bytes_per_s=bw)
-        else:   # spec, dsd
+            mode = th.dpd(
+                p_new,
+                p_old,
+                n_in,
+                n_out,
+                ctx.rate / c.n_new,
+                ctx.rate / c.n_old,
+                new,
+                old,
+                kv_bytes_per_token=kvb,
+                link_bytes_per_s=bw,
+            )
+        else:  # spec, dsd
             g = c.gamma
             if c.mode == "dsd":
                 od = _item(spec, c.old_gpu, "old")
                 p_draft = ctx.bound(od.gpu, ctx.draft, 1, c.max_batch_size)
                 bw = _link_bps(spec)
-                per_tok = 4 + (ctx.draft.vocab_size if d.probabilities == "full_vocab"
-                               else d.top_k * (1 + 4 / ctx.draft.dtype_bytes)) * ctx.draft.dtype_bytes
+                per_tok = (
+                    4
+                    + (
+                        ctx.draft.vocab_size
+                        if d.probabilities == "full_vocab"
+                        else d.top_k * (1 + 4 / ctx.draft.dtype_bytes)
+                    )
+                    * ctx.draft.dtype_bytes
+                )
                 link_s = g * per_tok / bw + 2 * spec.link.latency_s
                 dkey = ("dec", od.gpu, "draft")
             else:
@@ -416,8 +497,10 @@ def _theory(ctx: _Context, c: Candidate) -> None:
         c.reason = f"theory: the link would be {link_util:.0%} busy with KV transfers"
         c.predicted_utilization_frac = max(c.predicted_utilization_frac, link_util)
     if c.attainment_upper_bound_frac < spec.attainment_target and not c.reason:
-        c.reason = (f"theory: at most {c.attainment_upper_bound_frac:.1%} of requests can meet the SLOs even "
-                    f"served alone (target {spec.attainment_target:.0%})")
+        c.reason = (
+            f"theory: at most {c.attainment_upper_bound_frac:.1%} of requests can meet the SLOs even "
+            f"served alone (target {spec.attainment_target:.0%})"
+        )
     c.predicted_carbon_g_per_request += _unused_gco2_per_request(ctx, c, ctx.horizon_s, ctx.n, ctx.ci)
 
 
@@ -425,6 +508,7 @@ def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma:
     """Colocated speculative decoding: :func:`greensim.carbon.theory.dsd` with draft and target on one GPU
     (both prefills and the whole draft/verify loop keep the same instance busy)."""
     from greensim.carbon import theory as th
+
     n_iter = (n_out - 1) / ((1 - alpha ** (gamma + 1)) / (1 - alpha))
     ctx = n_in + n_out / 2.0
     t_pre_t = p_new.iteration_time_s([(n_in, 0)], 0, 0)
@@ -437,8 +521,11 @@ def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma:
     b = th.decode_batch(None, rate, n_iter, ctx, t_pre_t + t_pre_d, lambda x: sum(parts(x)[:2]))
     t_draft, t_ver, bi = parts(b)
     busy = t_pre_t + t_pre_d + n_iter * (t_draft + t_ver) / b
-    energy = (t_pre_t * p_new.power_w(n_in, 0) + t_pre_d * p_draft.power_w(n_in, 0)
-              + n_iter * (t_draft * p_draft.decode_power_w + t_ver * p_new.power_w(bi * (gamma + 1), 0)) / b)
+    energy = (
+        t_pre_t * p_new.power_w(n_in, 0)
+        + t_pre_d * p_draft.power_w(n_in, 0)
+        + n_iter * (t_draft * p_draft.decode_power_w + t_ver * p_new.power_w(bi * (gamma + 1), 0)) / b
+    )
     return th.Mode("spec", (th._use("new", busy, energy, rate, p_new, *new),))
 
 
@@ -457,8 +544,10 @@ def _unused_gco2_per_request(ctx: _Context, c: Candidate, duration_s: float, n: 
         if free <= 0:
             continue
         e, lt = ctx.embodied(it.gpu, it.age_years)
-        g += free * (ci * spec.carbon.pue * ctx.idle_w(it.gpu) * duration_s / J_PER_KWH
-                     + G_PER_KG * e * duration_s / (lt * S_PER_YEAR))
+        g += free * (
+            ci * spec.carbon.pue * ctx.idle_w(it.gpu) * duration_s / J_PER_KWH
+            + G_PER_KG * e * duration_s / (lt * S_PER_YEAR)
+        )
     return g / n
 
 
@@ -468,6 +557,7 @@ def _simulate(exp: Experiment) -> Dict[str, Any]:
     import time
 
     from greensim.assembly import prepare, simulate
+
     t0 = time.perf_counter()
     r = simulate(prepare(exp))
     r.summary["sim_wall_s"] = time.perf_counter() - t0
@@ -497,8 +587,11 @@ def steady_state(result: Any) -> Dict[str, float]:
     arr = req["arrival_s"].to_numpy(dtype=float)
     T = float(arr.max()) if len(arr) else 0.0
     if not (T > 0) or not (H > 0):
-        return {"steady_window_s": T, "steady_work_requests": float("nan"),
-                "steady_carbon_gco2_per_request": float(s["carbon_gco2_per_request"])}
+        return {
+            "steady_window_s": T,
+            "steady_work_requests": float("nan"),
+            "steady_carbon_gco2_per_request": float(s["carbon_gco2_per_request"]),
+        }
     edges = np.unique(tl["t_s"].to_numpy(dtype=float))
     width = np.diff(np.append(edges, H))
     frac = np.clip((T - edges) / np.where(width > 0, width, 1.0), 0.0, 1.0)
@@ -513,12 +606,16 @@ def steady_state(result: Any) -> Dict[str, float]:
         part = (1.0 + (n_out - 1.0) * np.clip((T - first) / (done - first), 0.0, 1.0)) / n_out
     phi = np.where(ok & (done <= T), 1.0, np.where(ok & (first <= T), np.nan_to_num(part, nan=1.0), 0.0))
     work = float(phi.sum())
-    return {"steady_window_s": T, "steady_work_requests": work,
-            "steady_carbon_gco2_per_request": (op + emb) / work if work > 0 else float("nan")}
+    return {
+        "steady_window_s": T,
+        "steady_work_requests": work,
+        "steady_carbon_gco2_per_request": (op + emb) / work if work > 0 else float("nan"),
+    }
 
 
-def plan(spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True,
-         prune: bool = True) -> PlanResult:
+def plan(
+    spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True, prune: bool = True
+) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
 
     Parameters
@@ -551,12 +648,18 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
         except GreensimError as exc:
             c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
     alive = [c for c in cands if c.experiment is not None]
-    log.info("plan %s: %d candidates, %d buildable (%s)", spec.name, len(cands), len(alive),
-             "pruned search" if prune else "brute force")
+    log.info(
+        "plan %s: %d candidates, %d buildable (%s)",
+        spec.name,
+        len(cands),
+        len(alive),
+        "pruned search" if prune else "brute force",
+    )
 
     bar = None
     if progress:
         from tqdm import tqdm
+
         bar = tqdm(total=len(alive) if not prune else None, unit="sim", desc=f"plan {spec.name}", leave=False)
     n_short = n_full = 0
 
@@ -568,7 +671,8 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
             c.summary = _simulate(c.experiment)
             c.stage = STAGE_FULL
             c.unused_gco2_per_request = _unused_gco2_per_request(
-                ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"])
+                ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"]
+            )
         except GreensimError as exc:
             c.stage, c.reason = STAGE_ERROR, f"simulation failed: {exc}"
         c.wall_s += time.perf_counter() - t
@@ -585,7 +689,8 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
             c.stage = STAGE_SHORT
             s = c.short_summary
             c.unused_gco2_per_request = _unused_gco2_per_request(
-                ctx, c, s["duration_s"], s["n_requests"], s["intensity_mean_gco2_per_kwh"])
+                ctx, c, s["duration_s"], s["n_requests"], s["intensity_mean_gco2_per_kwh"]
+            )
         except GreensimError as exc:
             c.stage, c.reason = STAGE_ERROR, f"simulation failed: {exc}"
         c.wall_s += time.perf_counter() - t
@@ -597,19 +702,21 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
         return c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target
 
     def short_promising(c):
-        return (c.short_summary is not None
-                and c.short_summary["slo_attainment_frac"] >= target - spec.search.short_slack)
+        return (
+            c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target - spec.search.short_slack
+        )
 
     def full_ok(c):
         return c.summary is not None and c.summary["slo_attainment_frac"] >= target
 
-    def short_carbon(c):      # arrival-window score (steady_state): no drain-tail bias between candidates
+    def short_carbon(c):  # arrival-window score (steady_state): no drain-tail bias between candidates
         s = c.short_summary
         work = s.get("steady_work_requests")
         if not (work and work > 0):
             return s["carbon_gco2_per_request"] + c.unused_gco2_per_request
         return s["steady_carbon_gco2_per_request"] + _unused_gco2_per_request(
-            ctx, c, s["steady_window_s"], work, s["intensity_mean_gco2_per_kwh"])
+            ctx, c, s["steady_window_s"], work, s["intensity_mean_gco2_per_kwh"]
+        )
 
     try:
         if not prune:
@@ -629,18 +736,38 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                 if short_ok(c):
                     bar_pred = min(bar_pred, c.predicted_carbon_g_per_request)
             for c in skipped:
-                c.reason = (f"theory: predicted carbon more than {margin:.0%} above a candidate that met "
-                            f"the target in its short simulation")
+                c.reason = (
+                    f"theory: predicted carbon more than {margin:.0%} above a candidate that met "
+                    f"the target in its short simulation"
+                )
             if confirm:
-                found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
-                if not found and skipped:       # the bar's candidates failed: reopen the skipped ones
+                found = _confirm(
+                    alive,
+                    run_full,
+                    short_promising,
+                    full_ok,
+                    short_carbon,
+                    spec.search.top_k,
+                    spec.search.confirm_margin,
+                )
+                if not found and skipped:  # the bar's candidates failed: reopen the skipped ones
                     for c in skipped:
                         c.reason = ""
                         run_short(c)
-                    found = _confirm(alive, run_full, short_promising, full_ok, short_carbon, spec.search.top_k, spec.search.confirm_margin)
-                if not found:                   # nothing confirmed: the most promising by attainment
-                    for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
-                                    key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c))):
+                    found = _confirm(
+                        alive,
+                        run_full,
+                        short_promising,
+                        full_ok,
+                        short_carbon,
+                        spec.search.top_k,
+                        spec.search.confirm_margin,
+                    )
+                if not found:  # nothing confirmed: the most promising by attainment
+                    for c in sorted(
+                        [c for c in alive if c.short_summary is not None and c.summary is None],
+                        key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c)),
+                    ):
                         run_full(c)
                         if full_ok(c):
                             break
@@ -652,10 +779,14 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                         if c.short_summary is None and c.summary is None:
                             c.reason = f"simulated as nothing met the target (was {c.reason or 'not screened'})"
                             run_short(c)
-                    for c in sorted([c for c in alive if c.short_summary is not None and c.summary is None],
-                                    key=lambda c: (-c.short_summary["slo_attainment_frac"], c.name)):
-                        top = max((x.summary["slo_attainment_frac"] for x in alive if x.summary is not None),
-                                  default=-math.inf)
+                    for c in sorted(
+                        [c for c in alive if c.short_summary is not None and c.summary is None],
+                        key=lambda c: (-c.short_summary["slo_attainment_frac"], c.name),
+                    ):
+                        top = max(
+                            (x.summary["slo_attainment_frac"] for x in alive if x.summary is not None),
+                            default=-math.inf,
+                        )
                         if c.short_summary["slo_attainment_frac"] >= top - spec.search.short_slack:
                             run_full(c)
                 # the new-GPU colocated baseline, confirmed the same way
@@ -664,8 +795,15 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                         if c.mode == "colocated" and c.short_summary is None:
                             c.reason = ""
                             run_short(c)
-                    _confirm([c for c in alive if c.mode == "colocated"], run_full, short_promising, full_ok, short_carbon,
-                             spec.search.top_k, spec.search.confirm_margin)
+                    _confirm(
+                        [c for c in alive if c.mode == "colocated"],
+                        run_full,
+                        short_promising,
+                        full_ok,
+                        short_carbon,
+                        spec.search.top_k,
+                        spec.search.confirm_margin,
+                    )
     finally:
         if bar is not None:
             bar.close()
@@ -686,8 +824,15 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     base_feas = [c for c in feas if c.mode == "colocated"]
     baseline = min(base_feas, key=lambda c: (c.carbon_g_per_request, c.name)) if base_feas else None
     stages = pd.Series([c.stage for c in cands]).value_counts().to_dict()
-    stats = {"n_candidates": len(cands), "n_short_simulations": n_short, "n_full_simulations": n_full,
-             "stages": stages, "prune": prune, "confirm": confirm, **planning}
+    stats = {
+        "n_candidates": len(cands),
+        "n_short_simulations": n_short,
+        "n_full_simulations": n_full,
+        "stages": stages,
+        "prune": prune,
+        "confirm": confirm,
+        **planning,
+    }
     return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
 
 
@@ -698,25 +843,33 @@ def _planning_intensity(spec: PlanSpec):
     fo = spec.carbon.forecast
     if fo is None:
         return spec, {}
-    from greensim.carbon.registry import INTENSITY_SOURCES
     from greensim.carbon.forecast import ForecastView, make_forecaster
+    from greensim.carbon.registry import INTENSITY_SOURCES
     from greensim.experiment.carbon import ConstantIntensity
+
     ic = spec.carbon.intensity
     src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
-        **{k: v for k, v in ic.model_dump().items() if k != "kind"})
+        **{k: v for k, v in ic.model_dump().items() if k != "kind"}
+    )
     horizon_h = spec.plan_horizon_h if spec.plan_horizon_h is not None else fo.horizon_h
     n = max(1, int(math.ceil(horizon_h * 3600.0 / src.series.step_s)))
-    view = ForecastView(src, make_forecaster(fo.kind, **({"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {})),
-                        oracle=fo.oracle)
+    view = ForecastView(
+        src, make_forecaster(fo.kind, **({"lag_h": fo.lag_h} if fo.kind == "seasonal_naive" else {})), oracle=fo.oracle
+    )
     try:
         values = np.asarray(view.at(spec.plan_start_h * 3600.0, n), dtype=float)
     except ConfigError as exc:
         raise ConfigError(f"plan_start_h / carbon.forecast: {exc}") from None
     mean = float(values.mean())
-    carbon = spec.carbon.model_copy(update={"intensity": ConstantIntensity(kind="constant", gco2_per_kwh=mean),
-                                            "forecast": None})
-    info = {"planning_intensity_gco2_per_kwh": mean, "planning_forecast": fo.kind + (" (oracle)" if fo.oracle else ""),
-            "plan_start_h": spec.plan_start_h, "plan_horizon_h": horizon_h}
+    carbon = spec.carbon.model_copy(
+        update={"intensity": ConstantIntensity(kind="constant", gco2_per_kwh=mean), "forecast": None}
+    )
+    info = {
+        "planning_intensity_gco2_per_kwh": mean,
+        "planning_forecast": fo.kind + (" (oracle)" if fo.oracle else ""),
+        "plan_start_h": spec.plan_start_h,
+        "plan_horizon_h": horizon_h,
+    }
     return spec.model_copy(update={"carbon": carbon}), info
 
 
@@ -745,6 +898,7 @@ def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, margi
 def _check_fits(ctx: _Context, c: Candidate) -> None:
     """Raise if the model (and draft) do not fit the candidate's GPUs (same check as greensim.assembly.prepare)."""
     from greensim.core.memory import kv_capacity_blocks
+
     spec, m = ctx.spec, ctx.model
     nw = _item(spec, c.new_gpu, "new")
     g_new = ctx.cat.gpu(nw.gpu, "gpu")
@@ -758,8 +912,22 @@ def _check_fits(ctx: _Context, c: Candidate) -> None:
         g_old = ctx.cat.gpu(od.gpu, "gpu")
         g_old.require_power(f"inventory ({od.gpu})")
         if c.mode == "dpd":
-            kv_capacity_blocks(g_old.memory_bytes, od.tp, m.weight_bytes, m.kv_bytes_per_token, 16, 0.1,
-                               where=f"decode on {od.tp}x{od.gpu}")
+            kv_capacity_blocks(
+                g_old.memory_bytes,
+                od.tp,
+                m.weight_bytes,
+                m.kv_bytes_per_token,
+                16,
+                0.1,
+                where=f"decode on {od.tp}x{od.gpu}",
+            )
         else:
-            kv_capacity_blocks(g_old.memory_bytes, 1, ctx.draft.weight_bytes, ctx.draft.kv_bytes_per_token, 16, 0.1,
-                               where=f"draft on {od.gpu}")
+            kv_capacity_blocks(
+                g_old.memory_bytes,
+                1,
+                ctx.draft.weight_bytes,
+                ctx.draft.kv_bytes_per_token,
+                16,
+                0.1,
+                where=f"draft on {od.gpu}",
+            )

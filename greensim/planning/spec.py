@@ -5,6 +5,7 @@ A plan file holds the base experiment sections (``name``, ``seed``, ``model``, `
 :mod:`greensim.experiment`, so they validate identically) plus the GPU ``inventory``, the
 ``link`` between old and new GPUs, the ``attainment_target`` and the ``search`` knobs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +14,14 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from typing_extensions import Annotated
 
-from greensim.experiment.carbon import DEFAULT_SITE, Carbon
-from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
-from greensim.experiment.cluster import LinkConfig
-from greensim.experiment.workload import Workload
-from greensim.experiment.messages import format_validation_error
-from greensim.experiment.load import resolve_paths, load_yaml
-from greensim.experiment.overrides import apply_overrides
 from greensim.base.errors import ConfigError
+from greensim.experiment.carbon import DEFAULT_SITE, Carbon
+from greensim.experiment.cluster import LinkConfig
+from greensim.experiment.load import load_yaml, resolve_paths
+from greensim.experiment.messages import format_validation_error
+from greensim.experiment.overrides import apply_overrides
+from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
+from greensim.experiment.workload import Workload
 
 __all__ = ["PlanSpec", "InventoryItem", "DraftSpec", "SearchSpec", "MODES", "load_plan_spec", "parse_plan_spec"]
 
@@ -33,27 +34,44 @@ class _Base(BaseModel):
 
 class InventoryItem(_Base):
     """GPUs of one type available to the planner."""
+
     gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
     count: int = Field(ge=1, description="number of instances of this type available (each tp GPUs)")
-    role: Literal["new", "old"] = Field(description="new: may host colocated serving, prefill (DPD) and the target "
-                                        "model (DSD, spec); old: may host decode (DPD) and the draft model (DSD)")
-    age_years: float = Field(0.0, ge=0, description="GPU age at simulated t = 0 [years]; with carbon.embodied_schemes "
-                             "(e.g. sunk) it sets the embodied charge of reused GPUs")
+    role: Literal["new", "old"] = Field(
+        description="new: may host colocated serving, prefill (DPD) and the target "
+        "model (DSD, spec); old: may host decode (DPD) and the draft model (DSD)"
+    )
+    age_years: float = Field(
+        0.0,
+        ge=0,
+        description="GPU age at simulated t = 0 [years]; with carbon.embodied_schemes "
+        "(e.g. sunk) it sets the embodied charge of reused GPUs",
+    )
     tp: int = Field(1, ge=1, le=64, description="GPUs per instance (tensor-parallel degree); DSD drafts use 1")
 
 
 class DraftSpec(_Base):
     """The draft model for speculative decoding (modes dsd and spec)."""
+
     model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
-    alpha: Optional[float] = Field(None, ge=0, lt=1, description="per-token acceptance probability in [0, 1); alpha "
-                                   "or alpha_by_position is required, no cited default exists for a draft/target "
-                                   "pair and data set (Leviathan et al. 2023 report 0.5-0.9 for theirs)")
+    alpha: Optional[float] = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="per-token acceptance probability in [0, 1); alpha "
+        "or alpha_by_position is required, no cited default exists for a draft/target "
+        "pair and data set (Leviathan et al. 2023 report 0.5-0.9 for theirs)",
+    )
     alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
-        None, description="per-position acceptance a_1..a_n in [0, 1); needs at least max(search.gammas) entries, "
-        "a candidate with gamma g uses the first g")
+        None,
+        description="per-position acceptance a_1..a_n in [0, 1); needs at least max(search.gammas) entries, "
+        "a candidate with gamma g uses the first g",
+    )
     probabilities: Literal["full_vocab", "top_k"] = Field(
-        "full_vocab", description="draft probabilities sent per draft token over the link (as "
-        "cluster.instances[*].speculative.probabilities)")
+        "full_vocab",
+        description="draft probabilities sent per draft token over the link (as "
+        "cluster.instances[*].speculative.probabilities)",
+    )
     top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
 
     @model_validator(mode="after")
@@ -67,50 +85,89 @@ class DraftSpec(_Base):
 
 class SearchSpec(_Base):
     """What the planner enumerates and how hard it searches."""
+
     modes: List[Literal["colocated", "dpd", "dsd", "spec"]] = Field(
-        list(MODES), min_length=1, description="deployment modes to enumerate: colocated (new GPUs only), dpd "
+        list(MODES),
+        min_length=1,
+        description="deployment modes to enumerate: colocated (new GPUs only), dpd "
         "(prefill on new, decode on old), dsd (target on new, draft on old), spec (target and draft on new); "
-        "default all four (paper.md section 7's search space plus colocated speculation)")
+        "default all four (paper.md section 7's search space plus colocated speculation)",
+    )
     gammas: List[Annotated[int, Field(ge=1, le=32)]] = Field(
-        [2, 4, 6], min_length=1, description="draft tokens per iteration to try (dsd, spec); default [2, 4, 6]: a "
+        [2, 4, 6],
+        min_length=1,
+        description="draft tokens per iteration to try (dsd, spec); default [2, 4, 6]: a "
         "search grid (a choice, not a measurement) around gamma 4 of experiments/dsd_v100_a100.yaml; the best "
-        "gamma rises with alpha (Leviathan et al. 2023, section 3.5)")
+        "gamma rises with alpha (Leviathan et al. 2023, section 3.5)",
+    )
     draft: Optional[DraftSpec] = Field(None, description="draft model and acceptance; required with modes dsd or spec")
     max_batch_sizes: List[Annotated[int, Field(ge=1)]] = Field(
-        [256], min_length=1, description="batch caps (max requests per iteration) to try; default [256], vLLM's "
-        "max_num_seqs default")
-    max_batched_tokens: int = Field(8192, ge=1, description="max tokens per iteration of every instance [tokens] "
-                                    "(as cluster.instances[*].max_batched_tokens; vLLM-style default 8192)")
+        [256],
+        min_length=1,
+        description="batch caps (max requests per iteration) to try; default [256], vLLM's max_num_seqs default",
+    )
+    max_batched_tokens: int = Field(
+        8192,
+        ge=1,
+        description="max tokens per iteration of every instance [tokens] "
+        "(as cluster.instances[*].max_batched_tokens; vLLM-style default 8192)",
+    )
     router: str = Field("round_robin", description="router among the serving instances (cluster.router)")
-    decode_router: str = Field("kv_capacity_aware", description="DPD decode router "
-                               "(cluster.disaggregation.decode_router)")
-    short_requests: int = Field(300, ge=10, description="requests per short simulation (the first N of the "
-                                "workload); default 300: a speed/accuracy choice, its attainment error is measured "
-                                "by benchmarks/bench_planner.py (short_slack covers it)")
-    prune_margin: float = Field(0.3, ge=0, description="a candidate whose theory-predicted carbon per request "
-                                "exceeds (1 + prune_margin) x the predicted carbon of a candidate already found "
-                                "feasible (short simulation) is skipped; default 0.3: the theory fell 1-23 % below "
-                                "the full simulations (benchmarks/bench_planner.py on experiments/plans at 4 and 8 "
-                                "req/s), so two candidates' predictions can be off by up to (1-0.03)/(1-0.23) = 1.26x")
-    short_slack: float = Field(0.15, ge=0, le=1, description="a short simulation whose attainment is at least "
-                               "attainment_target - short_slack makes its candidate eligible for a full simulation; "
-                               "default 0.15: short (300-request) runs fell up to 0.096 below the full (1,500) "
-                               "ones near the target (benchmarks/bench_planner.py), 0.15 leaves 1.5x that")
-    confirm_margin: float = Field(0.15, ge=0, description="once a candidate is confirmed feasible, every "
-                                  "short-promising candidate whose short score is at most (1 + confirm_margin) x "
-                                  "that candidate's short score is also confirmed; default 0.15: among candidates "
-                                  "within 0.15 of the target, short-run score / full-run carbon spread 1.06-1.13x "
-                                  "(max / min) over experiments/plans at 4 and 8 req/s and the paper's chat plan at "
-                                  "SLO x2, FR grid, 3-year A100s (benchmarks/bench_planner.py, README Planner)")
-    top_k: int = Field(3, ge=1, description="candidates (lowest short-simulation carbon among those meeting the "
-                       "target) confirmed by a full simulation")
-    charge_unused: bool = Field(False, description="also charge inventory GPUs a candidate leaves unused (their idle "
-                                "power and embodied carbon over the run); default false: unused GPUs are assumed "
-                                "switched off or serving other work")
+    decode_router: str = Field(
+        "kv_capacity_aware", description="DPD decode router (cluster.disaggregation.decode_router)"
+    )
+    short_requests: int = Field(
+        300,
+        ge=10,
+        description="requests per short simulation (the first N of the "
+        "workload); default 300: a speed/accuracy choice, its attainment error is measured "
+        "by benchmarks/bench_planner.py (short_slack covers it)",
+    )
+    prune_margin: float = Field(
+        0.3,
+        ge=0,
+        description="a candidate whose theory-predicted carbon per request "
+        "exceeds (1 + prune_margin) x the predicted carbon of a candidate already found "
+        "feasible (short simulation) is skipped; default 0.3: the theory fell 1-23 % below "
+        "the full simulations (benchmarks/bench_planner.py on experiments/plans at 4 and 8 "
+        "req/s), so two candidates' predictions can be off by up to (1-0.03)/(1-0.23) = 1.26x",
+    )
+    short_slack: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description="a short simulation whose attainment is at least "
+        "attainment_target - short_slack makes its candidate eligible for a full simulation; "
+        "default 0.15: short (300-request) runs fell up to 0.096 below the full (1,500) "
+        "ones near the target (benchmarks/bench_planner.py), 0.15 leaves 1.5x that",
+    )
+    confirm_margin: float = Field(
+        0.15,
+        ge=0,
+        description="once a candidate is confirmed feasible, every "
+        "short-promising candidate whose short score is at most (1 + confirm_margin) x "
+        "that candidate's short score is also confirmed; default 0.15: among candidates "
+        "within 0.15 of the target, short-run score / full-run carbon spread 1.06-1.13x "
+        "(max / min) over experiments/plans at 4 and 8 req/s and the paper's chat plan at "
+        "SLO x2, FR grid, 3-year A100s (benchmarks/bench_planner.py, README Planner)",
+    )
+    top_k: int = Field(
+        3,
+        ge=1,
+        description="candidates (lowest short-simulation carbon among those meeting the "
+        "target) confirmed by a full simulation",
+    )
+    charge_unused: bool = Field(
+        False,
+        description="also charge inventory GPUs a candidate leaves unused (their idle "
+        "power and embodied carbon over the run); default false: unused GPUs are assumed "
+        "switched off or serving other work",
+    )
 
 
 class PlanSpec(_Base):
     """A planning problem: workload, SLOs, carbon, GPU inventory, link and search knobs."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="plan name (folder-safe)")
     seed: int = Field(0, ge=0, description="root seed of every random stream (every candidate uses it)")
     model: str = Field(description="target model name from the catalogue, e.g. Llama-3.1-8B")
@@ -121,43 +178,70 @@ class PlanSpec(_Base):
     catalog: CatalogDirs = Field(default_factory=CatalogDirs)
     output: Output = Field(default_factory=Output)
     simulation: SimulationOpts = Field(default_factory=lambda: SimulationOpts(progress=False))
-    attainment_target: float = Field(0.9, gt=0, le=1, description="fraction of requests that must meet both "
-                                     "SLOs; default 0.9, the paper's target (paper.md section 3)")
+    attainment_target: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="fraction of requests that must meet both "
+        "SLOs; default 0.9, the paper's target (paper.md section 3)",
+    )
     inventory: List[InventoryItem] = Field(min_length=1, description="GPUs available, by type and role")
-    link: Optional[LinkConfig] = Field(None, description="link between old and new GPUs (DPD KV transfers, DSD "
-                                       "draft tokens); required when old GPUs and mode dpd or dsd are present")
+    link: Optional[LinkConfig] = Field(
+        None,
+        description="link between old and new GPUs (DPD KV transfers, DSD "
+        "draft tokens); required when old GPUs and mode dpd or dsd are present",
+    )
     search: SearchSpec = Field(default_factory=SearchSpec)
-    plan_start_h: float = Field(0.0, ge=0, description="with carbon.forecast: the planning origin, hours after "
-                                "simulated t = 0 of carbon.intensity (a series); the forecast uses only values "
-                                "before it")
-    plan_horizon_h: Optional[int] = Field(None, ge=1, description="with carbon.forecast: hours the plan is for; "
-                                          "candidates are scored at the mean forecast intensity over them; default "
-                                          "carbon.forecast.horizon_h")
+    plan_start_h: float = Field(
+        0.0,
+        ge=0,
+        description="with carbon.forecast: the planning origin, hours after "
+        "simulated t = 0 of carbon.intensity (a series); the forecast uses only values "
+        "before it",
+    )
+    plan_horizon_h: Optional[int] = Field(
+        None,
+        ge=1,
+        description="with carbon.forecast: hours the plan is for; "
+        "candidates are scored at the mean forecast intensity over them; default "
+        "carbon.forecast.horizon_h",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
         if not any(i.role == "new" for i in self.inventory):
-            raise ValueError("inventory has no GPU with role new; every mode needs one (colocated serving, "
-                             "prefill, or the target model). Add {gpu: ..., count: ..., role: new}")
+            raise ValueError(
+                "inventory has no GPU with role new; every mode needs one (colocated serving, "
+                "prefill, or the target model). Add {gpu: ..., count: ..., role: new}"
+            )
         modes = set(self.search.modes)
         has_old = any(i.role == "old" for i in self.inventory)
         if modes & {"dsd", "spec"} and self.search.draft is None:
-            raise ValueError(f"search.draft is required with modes {sorted(modes & {'dsd', 'spec'})}: add "
-                             "search.draft {model: ..., alpha: ...} or drop those modes from search.modes")
+            raise ValueError(
+                f"search.draft is required with modes {sorted(modes & {'dsd', 'spec'})}: add "
+                "search.draft {model: ..., alpha: ...} or drop those modes from search.modes"
+            )
         if has_old and modes & {"dpd", "dsd"} and self.link is None:
-            raise ValueError("link is required with old GPUs and modes dpd/dsd: add link {kind or bandwidth_gbs, "
-                             "latency_s}")
+            raise ValueError(
+                "link is required with old GPUs and modes dpd/dsd: add link {kind or bandwidth_gbs, latency_s}"
+            )
         if self.carbon.forecast is not None and self.carbon.intensity.kind != "series":
-            raise ValueError(f"carbon.forecast: planning against a forecast needs a history, i.e. "
-                             f"carbon.intensity.kind 'series' (got '{self.carbon.intensity.kind}'). Use a series "
-                             "or drop carbon.forecast")
+            raise ValueError(
+                f"carbon.forecast: planning against a forecast needs a history, i.e. "
+                f"carbon.intensity.kind 'series' (got '{self.carbon.intensity.kind}'). Use a series "
+                "or drop carbon.forecast"
+            )
         if self.carbon.forecast is None and (self.plan_horizon_h is not None or self.plan_start_h):
-            raise ValueError("plan_start_h / plan_horizon_h: they only apply with carbon.forecast. Add "
-                             "carbon.forecast {kind: ...} or drop them")
+            raise ValueError(
+                "plan_start_h / plan_horizon_h: they only apply with carbon.forecast. Add "
+                "carbon.forecast {kind: ...} or drop them"
+            )
         d = self.search.draft
         if d is not None and d.alpha_by_position is not None and len(d.alpha_by_position) < max(self.search.gammas):
-            raise ValueError(f"search.draft.alpha_by_position has {len(d.alpha_by_position)} entries but "
-                             f"search.gammas goes up to {max(self.search.gammas)}; give one entry per position")
+            raise ValueError(
+                f"search.draft.alpha_by_position has {len(d.alpha_by_position)} entries but "
+                f"search.gammas goes up to {max(self.search.gammas)}; give one entry per position"
+            )
         return self
 
 
@@ -168,10 +252,14 @@ def parse_plan_spec(data: Any, where: str = "plan", base_dir: Optional[Path] = N
     try:
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, where, root=PlanSpec, noun="plan", plain_value_errors=True)) from None
+        raise ConfigError(
+            format_validation_error(exc, where, root=PlanSpec, noun="plan", plain_value_errors=True)
+        ) from None
     if DEFAULT_SITE in spec.carbon.sites:
-        raise ConfigError(f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved (groups "
-                          f"without a site use carbon.pue). Rename the site or set carbon.pue.")
+        raise ConfigError(
+            f"{where}: carbon.sites.{DEFAULT_SITE}: the name '{DEFAULT_SITE}' is reserved (groups "
+            f"without a site use carbon.pue). Rename the site or set carbon.pue."
+        )
     if base_dir is not None:
         spec = resolve_paths(spec, base_dir)
     _check_catalogue(spec, where)
@@ -179,8 +267,9 @@ def parse_plan_spec(data: Any, where: str = "plan", base_dir: Optional[Path] = N
 
 
 def _check_catalogue(spec: PlanSpec, where: str) -> None:
-    from greensim.hardware.catalog import load_catalog
     from greensim.base.errors import ProfileError
+    from greensim.hardware.catalog import load_catalog
+
     try:
         cat = load_catalog(spec.catalog.gpu_dirs, spec.catalog.model_dirs)
         cat.model(spec.model, "model")

@@ -8,6 +8,7 @@ gamma policies (:mod:`.speculation`) and the cross-site carbon-aware router
 (:mod:`.carbon_aware`). Other packages add their own through entry points
 (see :class:`greensim.base.registry.Registry`).
 """
+
 from greensim.policies import carbon_aware, disaggregation, routers, scheduler, speculation  # noqa: F401  (built-ins)
 from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 

@@ -34,24 +34,27 @@ carbon, then lower predicted TTFT (so equal sites share the load), then the site
 (default join_shortest_queue) picks the instance. A site whose rtt_s alone exceeds the
 budget is therefore never chosen while another site is predicted within it.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from greensim.core.interfaces import InstanceView, RouterContext
 from greensim.base.errors import ConfigError
 from greensim.base.units import J_PER_KWH
+from greensim.core.interfaces import InstanceView, RouterContext
 from greensim.policies.registry import ROUTERS
 
 __all__ = ["CarbonAware"]
 
-_NEEDED = {"sites": "per-site intensity, forecast, PUE and rtt_s (carbon.sites)",
-           "instance_perf": "the bound performance model of each instance",
-           "ttft_slo_s": "the TTFT SLO of each request (slo.ttft_s)",
-           "tpot_slo_s": "the TPOT SLO of each request (slo.tpot_s)",
-           "mean_output_tokens": "the mean output length"}
+_NEEDED = {
+    "sites": "per-site intensity, forecast, PUE and rtt_s (carbon.sites)",
+    "instance_perf": "the bound performance model of each instance",
+    "ttft_slo_s": "the TTFT SLO of each request (slo.ttft_s)",
+    "tpot_slo_s": "the TPOT SLO of each request (slo.tpot_s)",
+    "mean_output_tokens": "the mean output length",
+}
 
 
 @ROUTERS.register("carbon_aware")
@@ -67,24 +70,32 @@ class CarbonAware:
     rng : random stream for an inner router that draws (greensim.assembly passes it).
     """
 
-    def __init__(self, inner: str = "join_shortest_queue", ttft_budget_frac: float = 1.0,
-                 output_tokens: Optional[float] = None, rng: Optional[np.random.Generator] = None):
+    def __init__(
+        self,
+        inner: str = "join_shortest_queue",
+        ttft_budget_frac: float = 1.0,
+        output_tokens: Optional[float] = None,
+        rng: Optional[np.random.Generator] = None,
+    ):
         if inner == "carbon_aware":
-            raise ConfigError("cluster.router_options.inner: carbon_aware cannot be its own inner router; "
-                              "use join_shortest_queue, round_robin, least_kv or power_of_two.")
+            raise ConfigError(
+                "cluster.router_options.inner: carbon_aware cannot be its own inner router; "
+                "use join_shortest_queue, round_robin, least_kv or power_of_two."
+            )
         self._inner_factory = ROUTERS.get(inner, field="cluster.router_options.inner")
         if not (ttft_budget_frac > 0):
-            raise ConfigError(f"cluster.router_options.ttft_budget_frac: {ttft_budget_frac!r} must be > 0 "
-                              f"(1 = the TTFT SLO itself).")
+            raise ConfigError(
+                f"cluster.router_options.ttft_budget_frac: {ttft_budget_frac!r} must be > 0 (1 = the TTFT SLO itself)."
+            )
         if output_tokens is not None and not (output_tokens >= 1):
             raise ConfigError(f"cluster.router_options.output_tokens: {output_tokens!r} must be >= 1 [tokens].")
         self.frac = float(ttft_budget_frac)
         self.n_out = output_tokens
         self.rng = rng
         self._inner: Dict[str, Any] = {}
-        self._groups: Optional[tuple] = None      # (id of the instance list, {site: [indices]})
-        self._ci_cache: Dict[str, tuple] = {}     # site -> (hour index, forecast value)
-        self._energy: Dict[tuple, float] = {}     # (performance model, prompt tokens) -> energy estimate [J]
+        self._groups: Optional[tuple] = None  # (id of the instance list, {site: [indices]})
+        self._ci_cache: Dict[str, tuple] = {}  # site -> (hour index, forecast value)
+        self._energy: Dict[tuple, float] = {}  # (performance model, prompt tokens) -> energy estimate [J]
         self.ctx: Optional[RouterContext] = None
 
     # ---------------------------------------------------------------- checks
@@ -94,24 +105,33 @@ class CarbonAware:
         used = []
         for i, g in enumerate(exp.cluster.instances):
             if g.site is None:
-                raise ConfigError(f"cluster.instances.{i}.site: router carbon_aware routes across sites; every "
-                                  f"instance group needs site: NAME (a carbon.sites entry with pue and rtt_s).")
+                raise ConfigError(
+                    f"cluster.instances.{i}.site: router carbon_aware routes across sites; every "
+                    f"instance group needs site: NAME (a carbon.sites entry with pue and rtt_s)."
+                )
             if exp.carbon.sites[g.site].rtt_s is None:
-                raise ConfigError(f"carbon.sites.{g.site}.rtt_s: router carbon_aware needs the network round trip "
-                                  f"of every site it routes to (it predicts TTFT with it). Add rtt_s [s].")
+                raise ConfigError(
+                    f"carbon.sites.{g.site}.rtt_s: router carbon_aware needs the network round trip "
+                    f"of every site it routes to (it predicts TTFT with it). Add rtt_s [s]."
+                )
             used.append(g.site)
         if len(set(used)) < 2:
-            raise ConfigError(f"cluster.router: carbon_aware chooses among sites, but every instance group is at "
-                              f"site '{used[0]}'. Put groups at two or more carbon.sites, or use "
-                              f"join_shortest_queue.")
+            raise ConfigError(
+                f"cluster.router: carbon_aware chooses among sites, but every instance group is at "
+                f"site '{used[0]}'. Put groups at two or more carbon.sites, or use "
+                f"join_shortest_queue."
+            )
 
     def bind(self, ctx: RouterContext) -> None:
         missing = [k for k in _NEEDED if ctx.extras.get(k) is None]
         if missing:
-            raise ConfigError("cluster.router: carbon_aware needs " + "; ".join(f"'{k}' ({_NEEDED[k]})"
-                              for k in missing) + " in the router extras. Build the simulation with "
-                              "greensim.assembly.prepare.router_extras(prepare(experiment)), which fills them from the "
-                              "experiment's slo and carbon.sites.")
+            raise ConfigError(
+                "cluster.router: carbon_aware needs "
+                + "; ".join(f"'{k}' ({_NEEDED[k]})" for k in missing)
+                + " in the router extras. Build the simulation with "
+                "greensim.assembly.prepare.router_extras(prepare(experiment)), which fills them from the "
+                "experiment's slo and carbon.sites."
+            )
         self.ctx = ctx
         self.sites = ctx.extras["sites"]
         self.perf = ctx.extras["instance_perf"]
@@ -129,8 +149,10 @@ class CarbonAware:
                 g.setdefault(inst.cfg.site, []).append(j)
             for s in g:
                 if s not in self.sites or self.sites[s].rtt_s is None:
-                    raise ConfigError(f"carbon.sites.{s}.rtt_s: router carbon_aware needs the round trip of "
-                                      f"site '{s}'. Add rtt_s [s].")
+                    raise ConfigError(
+                        f"carbon.sites.{s}.rtt_s: router carbon_aware needs the round trip of "
+                        f"site '{s}'. Add rtt_s [s]."
+                    )
             self._groups = (instances, dict(sorted(g.items())))
         return self._groups[1]
 
@@ -153,14 +175,15 @@ class CarbonAware:
         idle = perf.idle_power_w
         t_pre = perf.iteration_time_s(((n_in, 0),), 0, 0)
         t_dec = perf.iteration_time_s((), 1, int(n_in + self.n_out / 2))
-        return (max(perf.power_w(n_in, 0) - idle, 0.0) * t_pre
-                + self.n_out * max(perf.power_w(0, 1) - idle, 0.0) * t_dec)
+        return max(perf.power_w(n_in, 0) - idle, 0.0) * t_pre + self.n_out * max(perf.power_w(0, 1) - idle, 0.0) * t_dec
 
     def tpot_s(self, perf, n_in: int, n_running: int) -> float:
         """Predicted time per output token at an instance [s] (see the module docstring)."""
         b = n_running + 1
-        return (perf.iteration_time_s((), b, int(b * (n_in + self.n_out / 2)))
-                + b * perf.iteration_time_s(((n_in, 0),), 0, 0) / self.n_out)
+        return (
+            perf.iteration_time_s((), b, int(b * (n_in + self.n_out / 2)))
+            + b * perf.iteration_time_s(((n_in, 0),), 0, 0) / self.n_out
+        )
 
     def ttft_s(self, perf, rtt_s: float, n_in: int, n_waiting: int, n_running: int) -> float:
         """Predicted TTFT at an instance [s] (see the module docstring)."""
@@ -184,8 +207,11 @@ class CarbonAware:
                 e = self._energy[key] = self.energy_j(perf, n_in)
             info = self.sites[site]
             g = e / J_PER_KWH * self.intensity_now(site, now) * info.pue
-            out[site] = (g, self.ttft_s(perf, info.rtt_s, n_in, inst.n_waiting, inst.n_running),
-                         self.tpot_s(perf, n_in, inst.n_running))
+            out[site] = (
+                g,
+                self.ttft_s(perf, info.rtt_s, n_in, inst.n_waiting, inst.n_running),
+                self.tpot_s(perf, n_in, inst.n_running),
+            )
         return out
 
     # ---------------------------------------------------------------- routing
@@ -201,13 +227,15 @@ class CarbonAware:
         idx = self._groups_of(instances)[site]
         inner = self._inner.get(site)
         if inner is None:
-            inner = self._inner[site] = _with_rng(self._inner_factory, self.rng if self.rng is not None
-                                                  else np.random.default_rng(0))
+            inner = self._inner[site] = _with_rng(
+                self._inner_factory, self.rng if self.rng is not None else np.random.default_rng(0)
+            )
         return idx[inner.choose(request_id, n_input_tokens, [instances[j] for j in idx])]
 
 
 def _with_rng(factory, rng):
     import inspect
+
     try:
         takes = "rng" in inspect.signature(factory).parameters
     except (TypeError, ValueError):

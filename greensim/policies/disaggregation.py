@@ -4,6 +4,7 @@ The engine offers only the decode instances that can reserve the request's KV no
 (batch slot and blocks free); a router picks one of them by index. Ties go to the
 lowest index, so runs are deterministic.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

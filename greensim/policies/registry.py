@@ -1,5 +1,6 @@
 """Registries of the in-loop policies: routers (``cluster.router``), DPD decode routers
 (``cluster.disaggregation.decode_router``) and speculative gamma policies."""
+
 from greensim.base.registry import Registry
 
 ROUTERS: Registry = Registry("router", entry_point_group="greensim.routers")

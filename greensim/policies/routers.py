@@ -1,4 +1,5 @@
 """Request routers: which instance serves an arriving request."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -67,7 +68,7 @@ class PowerOfTwoChoices:
             return 0
         a = int(self.rng.integers(n))
         b = int(self.rng.integers(n - 1))
-        b += b >= a                       # a second, distinct instance
+        b += b >= a  # a second, distinct instance
         la = instances[a].n_waiting + instances[a].n_running
         lb = instances[b].n_waiting + instances[b].n_running
         return a if la <= lb else b

@@ -42,21 +42,22 @@ current plan has held ``min_dwell_s``. Switching cost: a mode that gets traffic 
 after having none warms up for ``switch_s`` (role switch / model load), during which its
 classes stay on the modes that served them before.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
-from greensim.carbon import theory
-from greensim.carbon.embodied import embodied_charge_gco2
 from greensim.base.errors import ConfigError
 from greensim.base.units import J_PER_KWH
+from greensim.carbon import theory
+from greensim.carbon.embodied import embodied_charge_gco2
 from greensim.policies.registry import ROUTERS
 
 __all__ = ["Role", "ModeModel", "Prediction", "build_modes", "predict", "Planner", "GreenLLM"]
@@ -68,22 +69,24 @@ MAX_PLANS = 4096
 @dataclass(frozen=True)
 class Role:
     """One GPU role of a mode: ``n`` identical instances."""
+
     name: str
     perf: Any
     n: int
     tp: int
-    idle_w: float          # idle power of one instance [W]
-    emb_gps: float         # embodied carbon charged per instance [gCO2e/s]
+    idle_w: float  # idle power of one instance [W]
+    emb_gps: float  # embodied carbon charged per instance [gCO2e/s]
     pue: float
 
 
 @dataclass(frozen=True)
 class ModeModel:
     """A mode as the planner sees it: kind, instance groups, GPU roles and speculative knobs."""
+
     name: str
-    kind: str                       # colocated | dpd | dsd | spec
-    groups: Tuple[int, ...]         # router-visible groups (DPD: the prefill groups)
-    roles: Tuple[Role, ...]         # colocated/spec: (gpu,); dpd: (prefill, decode); dsd: (target, draft)
+    kind: str  # colocated | dpd | dsd | spec
+    groups: Tuple[int, ...]  # router-visible groups (DPD: the prefill groups)
+    roles: Tuple[Role, ...]  # colocated/spec: (gpu,); dpd: (prefill, decode); dsd: (target, draft)
     draft_perf: Any = None
     gamma: int = 0
     alpha: float = 0.0
@@ -92,34 +95,56 @@ class ModeModel:
 @dataclass(frozen=True)
 class Prediction:
     """Predicted steady state of a mode at an arrival rate."""
-    carbon_gps: float      # carbon rate of the mode's GPUs [gCO2e/s]
+
+    carbon_gps: float  # carbon rate of the mode's GPUs [gCO2e/s]
     ttft_s: float
     tpot_s: float
-    util: float            # busiest role's busy fraction [-]
+    util: float  # busiest role's busy fraction [-]
     stable: bool
 
 
 def _emb_rate(spec) -> float:
     """Embodied carbon charged per second of one instance at t = 0 [gCO2e/s]."""
-    return embodied_charge_gco2(spec.embodied_kgco2e + spec.host_kgco2e_per_gpu, spec.tp, 1.0, spec.lifetime_years,
-                                spec.scheme, spec.age_years, spec.extended_years, where=f"carbon ({spec.gpu})")
+    return embodied_charge_gco2(
+        spec.embodied_kgco2e + spec.host_kgco2e_per_gpu,
+        spec.tp,
+        1.0,
+        spec.lifetime_years,
+        spec.scheme,
+        spec.age_years,
+        spec.extended_years,
+        where=f"carbon ({spec.gpu})",
+    )
 
 
 def _role(name: str, gis, perf, spec, pue_default: float, n: Optional[int] = None) -> Role:
-    return Role(name, perf, n if n is not None else sum(g.config.count for g in gis), spec.tp,
-                float(perf.idle_power_w), _emb_rate(spec), spec.pue if spec.pue is not None else pue_default)
+    return Role(
+        name,
+        perf,
+        n if n is not None else sum(g.config.count for g in gis),
+        spec.tp,
+        float(perf.idle_power_w),
+        _emb_rate(spec),
+        spec.pue if spec.pue is not None else pue_default,
+    )
 
 
 def _same(gis, what: str, key, mode: str, where: str) -> None:
     vals = sorted({str(key(g)) for g in gis})
     if len(vals) > 1:
-        raise ConfigError(f"{where}: mode '{mode}' has {what} {', '.join(vals)} in groups "
-                          f"{[g.index for g in gis]}; the planner predicts one GPU type per role. Give each its "
-                          f"own mode in cluster.scheduler.modes.")
+        raise ConfigError(
+            f"{where}: mode '{mode}' has {what} {', '.join(vals)} in groups "
+            f"{[g.index for g in gis]}; the planner predicts one GPU type per role. Give each its "
+            f"own mode in cluster.scheduler.modes."
+        )
 
 
-def build_modes(groups: Sequence[Any], pue: float, modes: Optional[Dict[str, List[int]]] = None,
-                where: str = "cluster.scheduler.modes") -> Dict[str, ModeModel]:
+def build_modes(
+    groups: Sequence[Any],
+    pue: float,
+    modes: Optional[Dict[str, List[int]]] = None,
+    where: str = "cluster.scheduler.modes",
+) -> Dict[str, ModeModel]:
     """Modes from the instance groups of a prepared experiment (:class:`greensim.assembly.prepare.GroupInfo`).
 
     Parameters
@@ -140,14 +165,16 @@ def build_modes(groups: Sequence[Any], pue: float, modes: Optional[Dict[str, Lis
             raise ConfigError(f"{where}.{name}: empty list of instance groups. List indices of cluster.instances.")
         for i in idx:
             if not (isinstance(i, int) and 0 <= i < len(groups)):
-                raise ConfigError(f"{where}.{name}: {i!r} is not an index of cluster.instances "
-                                  f"(0..{len(groups) - 1}).")
+                raise ConfigError(f"{where}.{name}: {i!r} is not an index of cluster.instances (0..{len(groups) - 1}).")
             if groups[i].mode == "decode":
-                raise ConfigError(f"{where}.{name}: group {i} has role decode; decode groups are reached through "
-                                  f"the prefill groups and join the mode holding them. List only the prefill group(s).")
+                raise ConfigError(
+                    f"{where}.{name}: group {i} has role decode; decode groups are reached through "
+                    f"the prefill groups and join the mode holding them. List only the prefill group(s)."
+                )
             if i in seen:
-                raise ConfigError(f"{where}: group {i} is in modes '{seen[i]}' and '{name}'; each group belongs "
-                                  f"to one mode.")
+                raise ConfigError(
+                    f"{where}: group {i} is in modes '{seen[i]}' and '{name}'; each group belongs to one mode."
+                )
             seen[i] = name
     missing = [g.index for g in visible if g.index not in seen]
     if missing:
@@ -165,26 +192,42 @@ def build_modes(groups: Sequence[Any], pue: float, modes: Optional[Dict[str, Lis
             out[name] = ModeModel(name, kind, tuple(idx), (_role("gpu", gis, g0.perf, g0.carbon, pue),))
         elif kind == "dpd":
             if len(visible) and any(g.mode == "prefill" and g.index not in idx for g in visible):
-                raise ConfigError(f"{where}.{name}: every prefill group must be in one mode (they share the "
-                                  f"decode pool).")
+                raise ConfigError(
+                    f"{where}.{name}: every prefill group must be in one mode (they share the decode pool)."
+                )
             _same(decode, "decode GPUs", lambda g: (g.gpu, g.config.tp), name, where)
             d0 = decode[0]
-            out[name] = ModeModel(name, kind, tuple(idx), (_role("prefill", gis, g0.perf, g0.carbon, pue),
-                                                           _role("decode", decode, d0.perf, d0.carbon, pue)))
+            out[name] = ModeModel(
+                name,
+                kind,
+                tuple(idx),
+                (_role("prefill", gis, g0.perf, g0.carbon, pue), _role("decode", decode, d0.perf, d0.carbon, pue)),
+            )
         else:
             sp = g0.config.speculative
-            _same(gis, "speculative settings", lambda g: (g.config.speculative.draft_model,
-                                                           g.config.speculative.draft_gpu,
-                                                           g.config.speculative.gamma,
-                                                           g.config.speculative.alpha), name, where)
+            _same(
+                gis,
+                "speculative settings",
+                lambda g: (
+                    g.config.speculative.draft_model,
+                    g.config.speculative.draft_gpu,
+                    g.config.speculative.gamma,
+                    g.config.speculative.alpha,
+                ),
+                name,
+                where,
+            )
             if sp.alpha is None:
-                raise ConfigError(f"cluster.instances.{g0.index}.speculative: the planner's closed form needs a "
-                                  f"scalar alpha, not alpha_by_position. Set alpha for a scheduled mode.")
+                raise ConfigError(
+                    f"cluster.instances.{g0.index}.speculative: the planner's closed form needs a "
+                    f"scalar alpha, not alpha_by_position. Set alpha for a scheduled mode."
+                )
             roles = [_role("target", gis, g0.perf, g0.carbon, pue)]
             if kind == "dsd":
                 roles.append(_role("draft", gis, g0.part["draft_perf"], g0.draft_carbon, pue))
-            out[name] = ModeModel(name, kind, tuple(idx), tuple(roles), draft_perf=g0.part["draft_perf"],
-                                  gamma=sp.gamma, alpha=sp.alpha)
+            out[name] = ModeModel(
+                name, kind, tuple(idx), tuple(roles), draft_perf=g0.part["draft_perf"], gamma=sp.gamma, alpha=sp.alpha
+            )
     return out
 
 
@@ -204,8 +247,9 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
     elif mode.kind == "dpd":
         rd = mode.roles[1]
         m = theory.dpd(p0, rd.perf, n_in, n_out, lam, rate / rd.n, (r0.tp, 0.0, 1.0), (rd.tp, 0.0, 1.0))
-        b = theory.decode_batch(rd.perf, rate / rd.n, n_out - 1, ctx, 0.0,
-                                lambda x: theory._decode_time(rd.perf, x, ctx))
+        b = theory.decode_batch(
+            rd.perf, rate / rd.n, n_out - 1, ctx, 0.0, lambda x: theory._decode_time(rd.perf, x, ctx)
+        )
         tpot = theory._decode_time(rd.perf, b, ctx)
         uses = m.uses
         ttft = _ttft(t_pre, lam, 0.0)
@@ -218,14 +262,26 @@ def _busy(mode: ModeModel, rate: float, n_in: int, n_out: int):
         def loop(x):
             bi = max(1, int(round(x)))
             return mode.gamma * theory._decode_time(dp, x, ctx) + p0.iteration_time_s(
-                [(mode.gamma + 1, int(ctx))] * bi, 0, 0)
+                [(mode.gamma + 1, int(ctx))] * bi, 0, 0
+            )
+
         pre = max(t_pre, t_pre_d) if mode.kind == "dsd" else t_pre + t_pre_d
         b = theory.decode_batch(None, lam, (n_out - 1) / per_iter, ctx, pre, loop)
         tpot = loop(b) / per_iter
-        if mode.kind == "spec":           # draft and target share the GPU: one role, sums of both
+        if mode.kind == "spec":  # draft and target share the GPU: one role, sums of both
             u_new, u_old = m.uses
-            uses = (theory.RoleUse("target", u_new.busy_s + u_old.busy_s, u_new.busy_j + u_old.busy_j,
-                                   u_new.utilization_frac + u_old.utilization_frac, r0.idle_w, r0.tp, 0.0, 1.0),)
+            uses = (
+                theory.RoleUse(
+                    "target",
+                    u_new.busy_s + u_old.busy_s,
+                    u_new.busy_j + u_old.busy_j,
+                    u_new.utilization_frac + u_old.utilization_frac,
+                    r0.idle_w,
+                    r0.tp,
+                    0.0,
+                    1.0,
+                ),
+            )
             if uses[0].utilization_frac > 1:
                 raise ConfigError(f"mode '{mode.name}': draft and target together saturate the GPU")
         else:
@@ -256,19 +312,20 @@ def predict(mode: ModeModel, rate_rps: float, n_in: float, n_out: float, intensi
     n_in_i, n_out_i = max(1, int(round(n_in))), max(2, int(round(n_out)))
     try:
         uses, ttft, tpot = _busy(mode, rate_rps, n_in_i, n_out_i)
-    except ConfigError:                     # the theory says the rate saturates a role
+    except ConfigError:  # the theory says the rate saturates a role
         return Prediction(math.inf, math.inf, math.inf, math.inf, False)
     c = 0.0
     for r, u in zip(mode.roles, uses):
         c += intensity * r.pue * (rate_rps * u.busy_j + (r.n - rate_rps * u.busy_s) * r.idle_w) / J_PER_KWH
         c += r.n * r.emb_gps
     util = max(u.utilization_frac for u in uses)
-    return Prediction(c, ttft, tpot, util, True)     # the theory raises beyond saturation
+    return Prediction(c, ttft, tpot, util, True)  # the theory raises beyond saturation
 
 
 @dataclass(frozen=True)
 class ClassStats:
     """What the planner knows of one class: rate [req/s], mean lengths [tokens], SLO pair [s]."""
+
     rate_rps: float
     n_in: float
     n_out: float
@@ -278,9 +335,9 @@ class ClassStats:
 
 @dataclass(frozen=True)
 class PlanScore:
-    assignment: Tuple[str, ...]     # mode per class
-    carbon_gps: float               # objective [gCO2e/s]
-    violation: float                # <= 1: feasible
+    assignment: Tuple[str, ...]  # mode per class
+    carbon_gps: float  # objective [gCO2e/s]
+    violation: float  # <= 1: feasible
     gco2_per_request: float
 
     @property
@@ -291,8 +348,9 @@ class PlanScore:
 class Planner:
     """Scores every assignment of classes to modes (see the module docstring)."""
 
-    def __init__(self, modes: Dict[str, ModeModel], objective: str = "cluster", headroom: float = 1.0,
-                 max_util: float = 1.0):
+    def __init__(
+        self, modes: Dict[str, ModeModel], objective: str = "cluster", headroom: float = 1.0, max_util: float = 1.0
+    ):
         self.modes = modes
         self.names = list(modes)
         self.objective, self.headroom, self.max_util = objective, headroom, max_util
@@ -316,8 +374,11 @@ class Planner:
                 viol = p.util / self.max_util
                 for c in members:
                     if stats[c].rate_rps > 0:
-                        viol = max(viol, p.ttft_s / (self.headroom * stats[c].ttft_slo_s),
-                                   p.tpot_s / (self.headroom * stats[c].tpot_slo_s))
+                        viol = max(
+                            viol,
+                            p.ttft_s / (self.headroom * stats[c].ttft_slo_s),
+                            p.tpot_s / (self.headroom * stats[c].tpot_slo_s),
+                        )
         carbon = p.carbon_gps if (rate > 0 or self.objective == "cluster") else 0.0
         memo[key] = (carbon, viol)
         return memo[key]
@@ -353,8 +414,9 @@ def better(a: PlanScore, b: PlanScore) -> bool:
     return a.carbon_gps < b.carbon_gps * (1 - 1e-12)
 
 
-def decide(best: PlanScore, cur: Optional[PlanScore], now: float, since: float, hysteresis: float,
-           min_dwell: float) -> Tuple[bool, str]:
+def decide(
+    best: PlanScore, cur: Optional[PlanScore], now: float, since: float, hysteresis: float, min_dwell: float
+) -> Tuple[bool, str]:
     """Whether to switch from ``cur`` to ``best`` (hysteresis and minimum dwell), and why."""
     if cur is None:
         return True, "initial"
@@ -380,8 +442,11 @@ def classify_fn(classes, where: str = "cluster.scheduler.classes"):
         for i, (mx, sc) in enumerate(conds):
             if (mx is None or n_in <= mx) and (sc is None or sc == slo):
                 return i
-        raise ConfigError(f"{where}: a request with {n_in} input tokens and slo_class '{slo}' matches no class. "
-                          f"Add a catch-all class (no conditions) last.")
+        raise ConfigError(
+            f"{where}: a request with {n_in} input tokens and slo_class '{slo}' matches no class. "
+            f"Add a catch-all class (no conditions) last."
+        )
+
     return f
 
 
@@ -399,8 +464,10 @@ class GreenLLM:
         ex = ctx.extras
         exp = ex.get("experiment")
         if exp is None or ex.get("groups") is None:
-            raise ConfigError("router greenllm needs the extras greensim.assembly passes routers (experiment, "
-                              "groups); run it through greensim.run.")
+            raise ConfigError(
+                "router greenllm needs the extras greensim.assembly passes routers (experiment, "
+                "groups); run it through greensim.run."
+            )
         sc = exp.cluster.scheduler
         self.cfg = sc
         self.modes = build_modes(ex["groups"], exp.carbon.pue, sc.modes)
@@ -411,15 +478,24 @@ class GreenLLM:
             raise ConfigError(f"cluster.scheduler.classes: duplicate class names {names}. Name each class once.")
         for i, c in enumerate(sc.classes):
             if c.slo_class not in (None, "") and c.slo_class not in exp.slo.classes:
-                raise ConfigError(f"cluster.scheduler.classes.{i}.slo_class: '{c.slo_class}' is not in slo.classes "
-                                  f"({sorted(exp.slo.classes) or 'none defined'}). Fix the name or define it.")
+                raise ConfigError(
+                    f"cluster.scheduler.classes.{i}.slo_class: '{c.slo_class}' is not in slo.classes "
+                    f"({sorted(exp.slo.classes) or 'none defined'}). Fix the name or define it."
+                )
         if len(self.modes) ** len(names) > MAX_PLANS:
-            raise ConfigError(f"cluster.scheduler: {len(self.modes)} modes ^ {len(names)} classes = "
-                              f"{len(self.modes) ** len(names)} plans (> {MAX_PLANS}). Use fewer classes or modes.")
+            raise ConfigError(
+                f"cluster.scheduler: {len(self.modes)} modes ^ {len(names)} classes = "
+                f"{len(self.modes) ** len(names)} plans (> {MAX_PLANS}). Use fewer classes or modes."
+            )
         self.class_names = names
         self.classify = classify_fn(sc.classes)
-        self.class_slo = [((exp.slo.classes[c.slo_class] if c.slo_class else exp.slo).ttft_s,
-                           (exp.slo.classes[c.slo_class] if c.slo_class else exp.slo).tpot_s) for c in sc.classes]
+        self.class_slo = [
+            (
+                (exp.slo.classes[c.slo_class] if c.slo_class else exp.slo).ttft_s,
+                (exp.slo.classes[c.slo_class] if c.slo_class else exp.slo).tpot_s,
+            )
+            for c in sc.classes
+        ]
         self.planner = Planner(self.modes, sc.objective, sc.slo_headroom_frac, sc.max_utilization_frac)
         t = ex["table"]
         self._nout = np.asarray(t.n_output_tokens)
@@ -429,10 +505,10 @@ class GreenLLM:
         for m in self.mode_names:
             f = ROUTERS.get(sc.inner_router, field="cluster.scheduler.inner_router")
             try:
-                self.inner[m] = f(rng=np.random.default_rng(int(self.rng.integers(2 ** 63))))
+                self.inner[m] = f(rng=np.random.default_rng(int(self.rng.integers(2**63))))
             except TypeError:
                 self.inner[m] = f()
-        self.win = [deque() for _ in names]          # (arrival, n_in, n_out) per class
+        self.win = [deque() for _ in names]  # (arrival, n_in, n_out) per class
         self.plan: Optional[Tuple[str, ...]] = None
         self.serving: List[Optional[str]] = [None] * len(names)
         self.warm_until = {m: 0.0 for m in self.mode_names}
@@ -440,7 +516,7 @@ class GreenLLM:
         self.next_replan = 0.0
         self.rows: List[dict] = []
         self.req_class: List[Tuple[int, int, str]] = []
-        self._idx_of: Any = None                        # instance list the mode indices refer to
+        self._idx_of: Any = None  # instance list the mode indices refer to
         self._mode_idx: Dict[str, List[int]] = {}
         self.n_switches = 0
 
@@ -459,8 +535,11 @@ class GreenLLM:
                 w.popleft()
             if w:
                 a = np.asarray(w, dtype=float)
-                out.append(ClassStats(len(w) / max(span, 1e-9), float(a[:, 1].mean()), float(a[:, 2].mean()),
-                                      *self.class_slo[i]))
+                out.append(
+                    ClassStats(
+                        len(w) / max(span, 1e-9), float(a[:, 1].mean()), float(a[:, 2].mean()), *self.class_slo[i]
+                    )
+                )
             else:
                 out.append(ClassStats(0.0, 0.0, 0.0, *self.class_slo[i]))
         return out
@@ -476,16 +555,25 @@ class GreenLLM:
                 self.n_switches += 1
         inforce = best if switch else cur
         for i, c in enumerate(self.class_names):
-            self.rows.append({"time_s": now, "class": c, "mode": inforce.assignment[i],
-                              "best_mode": best.assignment[i], "serving_mode": self.serving[i],
-                              "rate_rps": stats[i].rate_rps, "intensity_gco2_per_kwh": ci,
-                              "predicted_gco2_per_request": inforce.gco2_per_request,
-                              "best_gco2_per_request": best.gco2_per_request,
-                              "predicted_feasible": inforce.feasible, "switched": switch and cur is not None,
-                              "reason": why})
+            self.rows.append(
+                {
+                    "time_s": now,
+                    "class": c,
+                    "mode": inforce.assignment[i],
+                    "best_mode": best.assignment[i],
+                    "serving_mode": self.serving[i],
+                    "rate_rps": stats[i].rate_rps,
+                    "intensity_gco2_per_kwh": ci,
+                    "predicted_gco2_per_request": inforce.gco2_per_request,
+                    "best_gco2_per_request": best.gco2_per_request,
+                    "predicted_feasible": inforce.feasible,
+                    "switched": switch and cur is not None,
+                    "reason": why,
+                }
+            )
 
     def _adopt(self, assignment: Tuple[str, ...], now: float) -> None:
-        if self.plan is None:                    # the deployed cluster: every mode is warm at the start
+        if self.plan is None:  # the deployed cluster: every mode is warm at the start
             self.serving = list(assignment)
         else:
             active = {m for m in self.serving} | {m for m, t in self.warm_until.items() if t > now}
@@ -508,7 +596,7 @@ class GreenLLM:
             if self.serving[i] != m and self.warm_until[m] <= now:
                 self.serving[i] = m
         m = self.serving[c]
-        if instances is not self._idx_of:               # the simulation passes one list per arrival path
+        if instances is not self._idx_of:  # the simulation passes one list per arrival path
             self._idx_of, self._mode_idx = instances, {}
         idx = self._mode_idx.get(m)
         if idx is None:
@@ -525,5 +613,10 @@ class GreenLLM:
         reqs = pd.DataFrame(self.req_class, columns=["request_id", "class_index", "mode"])
         reqs["class"] = [self.class_names[i] for i in reqs["class_index"]]
         reqs = reqs.drop(columns="class_index")
-        return ({"plans": plans, "scheduler_requests": reqs},
-                {"n_plan_switches": int(self.n_switches), "n_replans": int(len(self.rows) // max(1, len(self.class_names)))})
+        return (
+            {"plans": plans, "scheduler_requests": reqs},
+            {
+                "n_plan_switches": int(self.n_switches),
+                "n_replans": int(len(self.rows) // max(1, len(self.class_names))),
+            },
+        )

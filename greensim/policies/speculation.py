@@ -3,6 +3,7 @@
 A policy returns ``g`` in ``[0, gamma_max]`` for the next iteration of a batch; the
 engine caps each request at its remaining tokens minus one.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -19,8 +20,13 @@ class FixedGamma:
     #: choose() always returns gamma_max: the engine may plan each request's run ahead
     always_gamma_max = True
 
-    def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
-               iteration_time_s: Callable[[int], float]) -> int:
+    def choose(
+        self,
+        n_batch: int,
+        gamma_max: int,
+        expected_tokens: Callable[[int], float],
+        iteration_time_s: Callable[[int], float],
+    ) -> int:
         return gamma_max
 
 
@@ -36,8 +42,13 @@ class GoodputGamma:
     smaller ``g``.
     """
 
-    def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
-               iteration_time_s: Callable[[int], float]) -> int:
+    def choose(
+        self,
+        n_batch: int,
+        gamma_max: int,
+        expected_tokens: Callable[[int], float],
+        iteration_time_s: Callable[[int], float],
+    ) -> int:
         best, best_rate = 0, -1.0
         for g in range(gamma_max + 1):
             rate = expected_tokens(g) / iteration_time_s(g)

@@ -1,4 +1,5 @@
 """Results: tables, summary, atomic run folders and plots."""
+
 from greensim.results.metrics import InstanceCarbonSpec, Tables, build_tables
 from greensim.results.writer import write_run
 

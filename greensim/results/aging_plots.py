@@ -1,13 +1,15 @@
 """Plot of an aging sweep: SLO attainment and carbon per request against GPU age."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 
 def plot_age_sweep(df, path, title: str) -> None:
     """PNG: SLO attainment and carbon per request against the age of the aged group."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     ax[0].plot(df["age_years"], 100 * df["slo_attainment_frac"], marker="o")
     ax[0].set_ylabel("SLO attainment [%]")

@@ -5,6 +5,7 @@ requests it served in proportion to their GPU-busy-time share; its operational c
 in proportion to their energy share. The parts sum to the totals; carbon of an
 instance that served no request is reported as ``unattributed_gco2``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,11 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from greensim.base.units import J_PER_KWH
 from greensim.carbon import embodied_gco2, operational_gco2  # noqa: F401 (public re-exports)
 from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.core.simulation import SimOutput
-from greensim.base.units import J_PER_KWH
 
 __all__ = ["InstanceCarbonSpec", "Tables", "build_tables"]
 
@@ -25,17 +26,18 @@ __all__ = ["InstanceCarbonSpec", "Tables", "build_tables"]
 @dataclass(frozen=True)
 class InstanceCarbonSpec:
     """What carbon accounting needs to know of an instance."""
+
     gpu: str
     tp: int
-    embodied_kgco2e: float       # per GPU [kgCO2e]
+    embodied_kgco2e: float  # per GPU [kgCO2e]
     lifetime_years: float
-    scheme: str = "linear"       # embodied amortisation scheme (greensim.carbon.embodied)
-    age_years: float = 0.0       # GPU age at t = 0 [years]
-    extended_years: Optional[float] = None   # scheme "extended": extra service years
-    host_kgco2e_per_gpu: float = 0.0         # host server's embodied share per GPU [kgCO2e]
-    site: str = "default"                    # data-centre site (carbon.sites); "default": carbon.pue
-    pue: Optional[float] = None              # the site's PUE [-]; None: build_tables' pue (carbon.pue)
-    intensity: Optional[CarbonIntensity] = None   # the site's grid intensity; None: build_tables' intensity
+    scheme: str = "linear"  # embodied amortisation scheme (greensim.carbon.embodied)
+    age_years: float = 0.0  # GPU age at t = 0 [years]
+    extended_years: Optional[float] = None  # scheme "extended": extra service years
+    host_kgco2e_per_gpu: float = 0.0  # host server's embodied share per GPU [kgCO2e]
+    site: str = "default"  # data-centre site (carbon.sites); "default": carbon.pue
+    pue: Optional[float] = None  # the site's PUE [-]; None: build_tables' pue (carbon.pue)
+    intensity: Optional[CarbonIntensity] = None  # the site's grid intensity; None: build_tables' intensity
 
 
 @dataclass
@@ -44,8 +46,8 @@ class Tables:
     instances: pd.DataFrame
     timeline: pd.DataFrame
     summary: Dict[str, Any]
-    regions: Optional[pd.DataFrame] = None   # per-region totals (carbon.compare_regions)
-    extra: Optional[Dict[str, pd.DataFrame]] = None   # a policy's own tables (router.report()), e.g. "plans"
+    regions: Optional[pd.DataFrame] = None  # per-region totals (carbon.compare_regions)
+    extra: Optional[Dict[str, pd.DataFrame]] = None  # a policy's own tables (router.report()), e.g. "plans"
 
 
 def _ffill(x: np.ndarray) -> np.ndarray:
@@ -88,22 +90,31 @@ def _by_site(instances: pd.DataFrame, requests: pd.DataFrame, done: np.ndarray) 
     g = instances.groupby("site", sort=True)
     out: Dict[str, Dict[str, float]] = {
         f"{c}_by_site": {str(k): float(v) for k, v in g[c].sum().items()}
-        for c in ("operational_gco2", "embodied_gco2", "carbon_gco2")}
+        for c in ("operational_gco2", "embodied_gco2", "carbon_gco2")
+    }
     out["energy_kwh_by_site"] = {str(k): float(v) / J_PER_KWH for k, v in g["energy_j"].sum().items()}
     site_of = instances.set_index("instance")["site"]
     routed = requests["instance"].to_numpy()
     sites = pd.Series(routed[done]).map(site_of)
     counts = sites.value_counts()
     n = int(done.sum())
-    out["request_share_by_site"] = {str(k): float(counts.get(k, 0)) / n if n else float("nan")
-                                    for k in sorted(g.groups)}
-    out["intensity_mean_gco2_per_kwh_by_site"] = {str(k): float(v) for k, v in
-                                                  g["intensity_mean_gco2_per_kwh"].first().items()}
+    out["request_share_by_site"] = {
+        str(k): float(counts.get(k, 0)) / n if n else float("nan") for k in sorted(g.groups)
+    }
+    out["intensity_mean_gco2_per_kwh_by_site"] = {
+        str(k): float(v) for k, v in g["intensity_mean_gco2_per_kwh"].first().items()
+    }
     return out
 
 
-def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity: CarbonIntensity,
-                 pue: float, ttft_slo_s: np.ndarray, tpot_slo_s: np.ndarray) -> Tables:
+def build_tables(
+    out: SimOutput,
+    specs: Sequence[InstanceCarbonSpec],
+    intensity: CarbonIntensity,
+    pue: float,
+    ttft_slo_s: np.ndarray,
+    tpot_slo_s: np.ndarray,
+) -> Tables:
     """Per-request, per-instance and timeline tables plus the summary dict.
 
     ``pue`` prices the energy of instances whose spec has no site PUE (``carbon.pue``).
@@ -141,7 +152,7 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         ci_k = ci_cache.get(id(src))
         if ci_k is None:
             ci_k = ci_cache[id(src)] = np.asarray(src.mean_over(edges, edges + out.bin_s), dtype=float)
-        op_bins = energy_bins / J_PER_KWH * ci_k * pue_k     # = operational_gco2(energy_bins, bin_s, src, pue_k)
+        op_bins = energy_bins / J_PER_KWH * ci_k * pue_k  # = operational_gco2(energy_bins, bin_s, src, pue_k)
         total_op_bins += op_bins
         total_power_bins += np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0)
         idle_s = max(H - led.busy_s, 0.0)
@@ -149,8 +160,16 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         energy = led.busy_j + idle_j
         op = float(op_bins.sum())
         e_kg = spec.embodied_kgco2e + spec.host_kgco2e_per_gpu
-        emb = embodied_charge_gco2(e_kg, spec.tp, H, spec.lifetime_years, spec.scheme, spec.age_years,
-                                   spec.extended_years, where=f"carbon ({spec.gpu})")
+        emb = embodied_charge_gco2(
+            e_kg,
+            spec.tp,
+            H,
+            spec.lifetime_years,
+            spec.scheme,
+            spec.age_years,
+            spec.extended_years,
+            where=f"carbon ({spec.gpu})",
+        )
         by_scheme = embodied_by_scheme(e_kg, spec.tp, H, spec.lifetime_years, spec.age_years, spec.extended_years)
         for sch, v in by_scheme.items():
             emb_if[sch] += v
@@ -159,39 +178,64 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         if served.size and tot_busy > 0:
             w = share_busy / tot_busy
             e_i = share_j + idle_j * w
-            req_energy[served] += e_i       # += : a request may use two instances (DPD, DSD)
+            req_energy[served] += e_i  # += : a request may use two instances (DPD, DSD)
             req_op[served] += op * e_i / energy if energy > 0 else 0.0
             req_emb[served] += emb * w
         else:
             unattributed += op + emb
-        inst_rows.append({
-            "instance": k, "name": inst.cfg.name, "gpu": spec.gpu, "tp": spec.tp,
-            "kv_blocks": inst.total_kv_blocks, "n_requests": int(served.size),
-            "n_iterations": inst.n_iterations, "n_preemptions": inst.n_preemptions,
-            "busy_s": led.busy_s, "idle_s": idle_s,
-            "utilization_frac": led.busy_s / H if H > 0 else 0.0,
-            "busy_energy_j": led.busy_j, "idle_energy_j": idle_j, "energy_j": energy,
-            "operational_gco2": op, "embodied_gco2": emb, "carbon_gco2": op + emb,
-            "embodied_scheme": spec.scheme, "age_years": spec.age_years, "site": spec.site, "pue": pue_k,
-            "intensity_mean_gco2_per_kwh": float(np.sum(ci_k * width) / np.sum(width)) if np.sum(width) > 0
-            else float("nan"),
-            **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
-            "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
-            "n_failures": int(getattr(inst, "n_failures", 0)),
-        })
+        inst_rows.append(
+            {
+                "instance": k,
+                "name": inst.cfg.name,
+                "gpu": spec.gpu,
+                "tp": spec.tp,
+                "kv_blocks": inst.total_kv_blocks,
+                "n_requests": int(served.size),
+                "n_iterations": inst.n_iterations,
+                "n_preemptions": inst.n_preemptions,
+                "busy_s": led.busy_s,
+                "idle_s": idle_s,
+                "utilization_frac": led.busy_s / H if H > 0 else 0.0,
+                "busy_energy_j": led.busy_j,
+                "idle_energy_j": idle_j,
+                "energy_j": energy,
+                "operational_gco2": op,
+                "embodied_gco2": emb,
+                "carbon_gco2": op + emb,
+                "embodied_scheme": spec.scheme,
+                "age_years": spec.age_years,
+                "site": spec.site,
+                "pue": pue_k,
+                "intensity_mean_gco2_per_kwh": float(np.sum(ci_k * width) / np.sum(width))
+                if np.sum(width) > 0
+                else float("nan"),
+                **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
+                "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
+                "n_failures": int(getattr(inst, "n_failures", 0)),
+            }
+        )
         qmax = np.full(nbins, -1, dtype=np.int64)
         bmax = np.full(nbins, -1, dtype=np.int64)
         mq = min(nbins, len(led.bin_queue_max))
         qmax[:mq] = led.bin_queue_max[:mq]
         bmax[:mq] = led.bin_batch_max[:mq]
-        qmax, bmax = _ffill(qmax), _ffill(bmax)   # a bin inside one long iteration keeps its state
-        tl_frames.append(pd.DataFrame({
-            "t_s": edges, "instance": k, "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
-            "energy_j": energy_bins, "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
-            "queue_max": qmax, "batch_max": bmax, "operational_gco2": op_bins,
-            "intensity_gco2_per_kwh": ci_k,
-            "carbon_gco2_per_s": np.divide(op_bins, width, out=np.zeros(nbins), where=width > 0),
-        }))
+        qmax, bmax = _ffill(qmax), _ffill(bmax)  # a bin inside one long iteration keeps its state
+        tl_frames.append(
+            pd.DataFrame(
+                {
+                    "t_s": edges,
+                    "instance": k,
+                    "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
+                    "energy_j": energy_bins,
+                    "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
+                    "queue_max": qmax,
+                    "batch_max": bmax,
+                    "operational_gco2": op_bins,
+                    "intensity_gco2_per_kwh": ci_k,
+                    "carbon_gco2_per_s": np.divide(op_bins, width, out=np.zeros(nbins), where=width > 0),
+                }
+            )
+        )
 
     ttft = rec.first_token_s - t.arrival_s
     e2e = rec.done_s - t.arrival_s
@@ -200,27 +244,44 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         tpot = np.where(nout > 1, (rec.done_s - rec.first_token_s) / np.maximum(nout - 1, 1), np.nan)
     done = ~rec.rejected
     queue_delay = rec.first_scheduled_s - t.arrival_s
-    if "network_delay_s" in rec.extra:       # time at the instance: less the one-way trip there
+    if "network_delay_s" in rec.extra:  # time at the instance: less the one-way trip there
         queue_delay = rec.first_scheduled_s - (t.arrival_s + rec.extra["network_delay_s"] / 2)
-        queue_delay[(queue_delay < 0) & (queue_delay > -1e-9)] = 0.0   # float rounding of arrival + delay
+        queue_delay[(queue_delay < 0) & (queue_delay > -1e-9)] = 0.0  # float rounding of arrival + delay
     ttft_ok = ttft <= ttft_slo_s
     tpot_ok = np.where(nout > 1, tpot <= tpot_slo_s, True)
     slo_met = done & ttft_ok & tpot_ok
     gpu_busy = rec.busy_s
     for _, busy_col, _ in rec.parts:
         gpu_busy = gpu_busy + busy_col
-    requests = pd.DataFrame({
-        "request_id": np.arange(n), "instance": rec.instance, "arrival_s": t.arrival_s,
-        "n_input_tokens": t.n_input_tokens, "n_output_tokens": nout,
-        "queue_delay_s": queue_delay, "ttft_s": ttft, "tpot_s": tpot,
-        "e2e_s": e2e, "n_preemptions": rec.n_preemptions, "n_requeues": rec.n_requeues, "n_generated_tokens": rec.n_generated,
-        "gpu_busy_s": gpu_busy, "energy_j": req_energy, "operational_gco2": req_op,
-        "embodied_gco2": req_emb, "carbon_gco2": req_op + req_emb,
-        "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
-        "ttft_slo_s": ttft_slo_s, "tpot_slo_s": tpot_slo_s, "slo_met": slo_met,
-        "rejected": rec.rejected, "reject_reason": rec.reject_reason,
-        **rec.extra,
-    }, copy=False)   # columns are fresh arrays: no second copy (1M requests: ~200 MB saved)
+    requests = pd.DataFrame(
+        {
+            "request_id": np.arange(n),
+            "instance": rec.instance,
+            "arrival_s": t.arrival_s,
+            "n_input_tokens": t.n_input_tokens,
+            "n_output_tokens": nout,
+            "queue_delay_s": queue_delay,
+            "ttft_s": ttft,
+            "tpot_s": tpot,
+            "e2e_s": e2e,
+            "n_preemptions": rec.n_preemptions,
+            "n_requeues": rec.n_requeues,
+            "n_generated_tokens": rec.n_generated,
+            "gpu_busy_s": gpu_busy,
+            "energy_j": req_energy,
+            "operational_gco2": req_op,
+            "embodied_gco2": req_emb,
+            "carbon_gco2": req_op + req_emb,
+            "slo_class": t.slo_class if t.slo_class is not None else np.full(n, "", dtype=object),
+            "ttft_slo_s": ttft_slo_s,
+            "tpot_slo_s": tpot_slo_s,
+            "slo_met": slo_met,
+            "rejected": rec.rejected,
+            "reject_reason": rec.reject_reason,
+            **rec.extra,
+        },
+        copy=False,
+    )  # columns are fresh arrays: no second copy (1M requests: ~200 MB saved)
     instances = pd.DataFrame(inst_rows)
     timeline = pd.concat(tl_frames, ignore_index=True)
     n_done = int(done.sum())
@@ -230,7 +291,9 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
     out_tokens = float(nout[done].sum())
     carbon_total = op_total + emb_total
     summary: Dict[str, Any] = {
-        "n_requests": n, "n_completed": n_done, "n_rejected": int(rec.rejected.sum()),
+        "n_requests": n,
+        "n_completed": n_done,
+        "n_rejected": int(rec.rejected.sum()),
         "n_preemptions": int(rec.n_preemptions.sum()),
         "n_failures": int(sum(getattr(i, "n_failures", 0) for i in out.instances)),
         "n_requeues": int(getattr(rec, "n_requeues", np.zeros(1, dtype=np.int64)).sum()),
@@ -242,7 +305,12 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         "ttft_attainment_frac": float((done & ttft_ok).mean()) if n else 0.0,
         "tpot_attainment_frac": float((done & tpot_ok).mean()) if n else 0.0,
     }
-    timed = [("ttft_s", ttft), ("tpot_s", tpot), ("e2e_s", e2e), ("queue_delay_s", requests["queue_delay_s"].to_numpy())]
+    timed = [
+        ("ttft_s", ttft),
+        ("tpot_s", tpot),
+        ("e2e_s", e2e),
+        ("queue_delay_s", requests["queue_delay_s"].to_numpy()),
+    ]
     timed += [(c, rec.extra[c]) for c in ("decode_wait_s", "kv_transfer_s") if c in rec.extra]
     if "kv_transfer_bytes" in rec.extra:
         summary["kv_transfer_bytes"] = float(rec.extra["kv_transfer_bytes"].sum())
@@ -251,24 +319,36 @@ def build_tables(out: SimOutput, specs: Sequence[InstanceCarbonSpec], intensity:
         summary[f"{name}_mean"] = float(np.nanmean(xx)) if np.isfinite(xx).any() else float("nan")
         for q in (50, 90, 99):
             summary[f"{name}_p{q}"] = _pct(xx, q)
-    summary.update({
-        "energy_kwh": energy_total / J_PER_KWH,
-        "operational_gco2": op_total, "embodied_gco2": emb_total, "carbon_gco2": carbon_total,
-        "unattributed_gco2": unattributed,
-        "carbon_gco2_per_request": carbon_total / n_done if n_done else float("nan"),
-        "operational_gco2_per_request": op_total / n_done if n_done else float("nan"),
-        "embodied_gco2_per_request": emb_total / n_done if n_done else float("nan"),
-        "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
-        "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
-        "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
-        **_by_site(instances, requests, done),
-        "embodied_scheme": {s.gpu: s.scheme for s in specs},
-        **{f"embodied_gco2_if_{k}": v for k, v in emb_if.items()
-           if k != "extended" or any(s.extended_years is not None for s in specs)},
-        **{f"carbon_gco2_per_request_if_{k}": (op_total + v) / n_done if n_done else float("nan")
-           for k, v in emb_if.items() if k != "extended" or any(s.extended_years is not None for s in specs)},
-        "intensity_mean_gco2_per_kwh": float(np.sum(ci_bins * width) / np.sum(width)) if np.sum(width) > 0 else float("nan"),
-        "intensity_n_filled": int(getattr(intensity, "n_filled", 0)),
-        "gpu_utilization_frac": {str(r["name"]) + f"#{r['instance']}": r["utilization_frac"] for r in inst_rows},
-    })
+    summary.update(
+        {
+            "energy_kwh": energy_total / J_PER_KWH,
+            "operational_gco2": op_total,
+            "embodied_gco2": emb_total,
+            "carbon_gco2": carbon_total,
+            "unattributed_gco2": unattributed,
+            "carbon_gco2_per_request": carbon_total / n_done if n_done else float("nan"),
+            "operational_gco2_per_request": op_total / n_done if n_done else float("nan"),
+            "embodied_gco2_per_request": emb_total / n_done if n_done else float("nan"),
+            "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
+            "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
+            "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
+            **_by_site(instances, requests, done),
+            "embodied_scheme": {s.gpu: s.scheme for s in specs},
+            **{
+                f"embodied_gco2_if_{k}": v
+                for k, v in emb_if.items()
+                if k != "extended" or any(s.extended_years is not None for s in specs)
+            },
+            **{
+                f"carbon_gco2_per_request_if_{k}": (op_total + v) / n_done if n_done else float("nan")
+                for k, v in emb_if.items()
+                if k != "extended" or any(s.extended_years is not None for s in specs)
+            },
+            "intensity_mean_gco2_per_kwh": float(np.sum(ci_bins * width) / np.sum(width))
+            if np.sum(width) > 0
+            else float("nan"),
+            "intensity_n_filled": int(getattr(intensity, "n_filled", 0)),
+            "gpu_utilization_frac": {str(r["name"]) + f"#{r['instance']}": r["utilization_frac"] for r in inst_rows},
+        }
+    )
     return Tables(requests, instances, timeline, summary)

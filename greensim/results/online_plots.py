@@ -1,4 +1,5 @@
 """Plots of online scheduling: per-window plans (``greensim replan``) and the greenllm router's per-class plan history."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -7,8 +8,10 @@ import pandas as pd
 def plot_plan(windows: pd.DataFrame, comparison: pd.DataFrame, path, title: str = "") -> None:
     """PNG: intensity (forecast and actual), observed rate and the chosen deployment per window."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     hours = windows["start_s"] / 3600.0
     fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
     ax = axes[0]
@@ -17,22 +20,31 @@ def plot_plan(windows: pd.DataFrame, comparison: pd.DataFrame, path, title: str 
     ax.set_ylabel("gCO2e/kWh")
     ax.legend(fontsize=8)
     ax = axes[1]
-    ax.step(hours, windows["n_requests"] / (windows["start_s"].diff().median() if len(windows) > 1 else 1.0),
-            where="post")
+    ax.step(
+        hours, windows["n_requests"] / (windows["start_s"].diff().median() if len(windows) > 1 else 1.0), where="post"
+    )
     ax.set_ylabel("arrival rate [req/s]")
     ax = axes[2]
     names = sorted(set(windows["deployment"]) | set(windows["best"]))
     y = windows["deployment"].map({n: i for i, n in enumerate(names)})
     ax.step(hours, y, where="post", lw=2)
     sw = windows[windows["switched"]]
-    ax.plot(sw["start_s"] / 3600.0, sw["deployment"].map({n: i for i, n in enumerate(names)}), "o", color="C3",
-            label="switch")
+    ax.plot(
+        sw["start_s"] / 3600.0,
+        sw["deployment"].map({n: i for i, n in enumerate(names)}),
+        "o",
+        color="C3",
+        label="switch",
+    )
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("time [h]")
     ax.set_ylabel("deployment")
     on = comparison.iloc[0]
-    ax.set_title(f"online: {on['gco2_per_request']:.4f} gCO2e/req, SLO {on['slo_attainment_frac']:.1%}, "
-                 f"{int(on['n_switches'])} switches", fontsize=9)
+    ax.set_title(
+        f"online: {on['gco2_per_request']:.4f} gCO2e/req, SLO {on['slo_attainment_frac']:.1%}, "
+        f"{int(on['n_switches'])} switches",
+        fontsize=9,
+    )
     axes[0].set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -43,8 +55,10 @@ def plot_class_plan(plans: pd.DataFrame, path, title: str = "") -> None:
     """PNG of a greenllm plan history: intensity, rate per class and the mode each class is planned on
     (solid) and served by (dotted; differs during a warm-up)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
     first = plans.drop_duplicates("time_s")
     hours = first["time_s"] / 3600.0

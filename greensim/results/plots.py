@@ -1,4 +1,5 @@
 """PNG plots of a run: latency CDFs with SLO lines, carbon breakdown, timeline."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,8 +49,7 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("carbon [gCO2e]")
     s = tables.summary
-    ax.set_title(f"{title}: {s['carbon_gco2']:.1f} gCO2e total, "
-                 f"{s['carbon_gco2_per_request']:.3g} g/request")
+    ax.set_title(f"{title}: {s['carbon_gco2']:.1f} gCO2e total, {s['carbon_gco2_per_request']:.3g} g/request")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -77,4 +77,5 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     plt.close(fig)
 
     from greensim.results.carbon_plots import plot_carbon_timeline
+
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)

@@ -3,6 +3,7 @@
 Written like a run folder (:mod:`greensim.results.writer`): under a temporary name,
 ``manifest.json`` last, then renamed; a folder without ``manifest.json`` is incomplete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from greensim.results.writer import write_text, to_jsonable, write_folder_atomically  # noqa: E402
+from greensim.results.writer import to_jsonable, write_folder_atomically, write_text  # noqa: E402
 
 __all__ = ["write_sweep", "plot_carbon_vs_slo", "plot_heatmaps", "swept_axes"]
 
@@ -57,8 +58,10 @@ def plot_heatmaps(df: pd.DataFrame, x: str, y: str, path: Path, title: str) -> N
     """Heatmaps of SLO attainment and carbon per request over two swept keys (mean over the rest)."""
     ok = df[df["status"] == "ok"]
     fig, axs = plt.subplots(1, 2, figsize=(11, 4.5))
-    for ax, metric, label, cmap in ((axs[0], SLO_METRIC, "SLO attainment [fraction]", "viridis"),
-                                    (axs[1], CARBON_METRIC, "carbon per request [gCO2e]", "magma_r")):
+    for ax, metric, label, cmap in (
+        (axs[0], SLO_METRIC, "SLO attainment [fraction]", "viridis"),
+        (axs[1], CARBON_METRIC, "carbon per request [gCO2e]", "magma_r"),
+    ):
         table = ok.pivot_table(index=y, columns=x, values=metric, aggfunc="mean")
         im = ax.imshow(table.to_numpy(dtype=float), origin="lower", aspect="auto", cmap=cmap)
         ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns], rotation=30, fontsize=8)
@@ -66,8 +69,15 @@ def plot_heatmaps(df: pd.DataFrame, x: str, y: str, path: Path, title: str) -> N
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         for (r, c), v in pd.DataFrame(table.to_numpy()).stack().items():
-            ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7,
-                    bbox={"facecolor": "white", "alpha": 0.6, "linewidth": 0})
+            ax.text(
+                c,
+                r,
+                f"{v:.3g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                bbox={"facecolor": "white", "alpha": 0.6, "linewidth": 0},
+            )
         fig.colorbar(im, ax=ax, label=label)
     fig.suptitle(f"{title}: mean over other parameters and replicates")
     fig.tight_layout()
@@ -75,8 +85,14 @@ def plot_heatmaps(df: pd.DataFrame, x: str, y: str, path: Path, title: str) -> N
     plt.close(fig)
 
 
-def write_sweep(target_parent: Path, name: str, df: pd.DataFrame, description: Dict[str, Any],
-                manifest: Dict[str, Any], plots: bool = True) -> Path:
+def write_sweep(
+    target_parent: Path,
+    name: str,
+    df: pd.DataFrame,
+    description: Dict[str, Any],
+    manifest: Dict[str, Any],
+    plots: bool = True,
+) -> Path:
     """Write ``<target_parent>/<name>/sweep-<hash8>/`` atomically and return its path.
 
     The hash is over the runs' cache keys, so the same sweep lands in the same folder.
@@ -95,4 +111,5 @@ def write_sweep(target_parent: Path, name: str, df: pd.DataFrame, description: D
             two = swept_axes(df[df["status"] == "ok"], axes)[:2]
             if len(two) == 2:
                 plot_heatmaps(df, two[0], two[1], tmp / "heatmap.png", name)
+
     return write_folder_atomically(target, fill, manifest)

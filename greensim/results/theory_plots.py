@@ -1,4 +1,5 @@
 """Plots of the closed-form carbon model (:mod:`greensim.carbon.theory`)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,12 +7,15 @@ import numpy as np
 from greensim.carbon.theory import Mode, savings_grid
 
 
-def plot_savings_heatmap(base: Mode, alt: Mode, intensities, lifetimes_years, role: str, path,
-                         pue: float = 1.0, title: str = "") -> None:
+def plot_savings_heatmap(
+    base: Mode, alt: Mode, intensities, lifetimes_years, role: str, path, pue: float = 1.0, title: str = ""
+) -> None:
     """PNG heatmap of the saving over (intensity x lifetime of ``role``), with the break-even contour."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     s = savings_grid(base, alt, intensities, lifetimes_years, role, pue) * 100
     lim = max(1e-9, float(np.nanmax(np.abs(s))))
     fig, ax = plt.subplots(figsize=(8, 5))

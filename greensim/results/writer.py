@@ -2,6 +2,7 @@
 
 A folder is complete iff it holds ``manifest.json`` (written last, before the rename).
 """
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict
 
-import pandas as pd
 import yaml
 
 __all__ = ["write_run", "write_folder_atomically", "to_jsonable"]
@@ -64,25 +64,32 @@ def write_folder_atomically(target: Path, fill: Callable[[Path], None], manifest
     return target
 
 
-def write_run(target: Path, experiment: Dict[str, Any], tables, manifest: Dict[str, Any],
-              table_format: str = "parquet", plot: Callable[[Path], None] | None = None) -> Path:
+def write_run(
+    target: Path,
+    experiment: Dict[str, Any],
+    tables,
+    manifest: Dict[str, Any],
+    table_format: str = "parquet",
+    plot: Callable[[Path], None] | None = None,
+) -> Path:
     """Write the run folder at ``target`` atomically and return its path."""
+
     def fill(tmp: Path) -> None:
         write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
-        for name, df in (("requests", tables.requests), ("instances", tables.instances),
-                         ("timeline", tables.timeline)):
+        for name, df in (("requests", tables.requests), ("instances", tables.instances), ("timeline", tables.timeline)):
             if table_format == "parquet":
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
             else:
                 df.to_csv(tmp / f"{name}.csv", index=False)
-        for name, df in (getattr(tables, "extra", None) or {}).items():   # policy tables (router.report())
+        for name, df in (getattr(tables, "extra", None) or {}).items():  # policy tables (router.report())
             if table_format == "parquet":
                 df.to_parquet(tmp / f"{name}.parquet", index=False)
             else:
                 df.to_csv(tmp / f"{name}.csv", index=False)
-        if getattr(tables, "regions", None) is not None:     # carbon.compare_regions: per-region totals
+        if getattr(tables, "regions", None) is not None:  # carbon.compare_regions: per-region totals
             tables.regions.to_csv(tmp / "regions.csv", index=False)
         write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
         if plot is not None:
             plot(tmp)
+
     return write_folder_atomically(target, fill, manifest)

@@ -1,6 +1,7 @@
 """The device interface the profiler drives (:class:`Backend`). Standard library only, so
 the profiler runs standalone on a GPU machine (copy ``backend.py``, ``profiler.py`` and
 ``torch_decoder.py`` side by side)."""
+
 from __future__ import annotations
 
 from typing import Callable, List, Optional
@@ -30,8 +31,14 @@ class Backend:
         """Instantaneous board power of the GPUs in use [W], or None."""
         return None
 
-    def make_prefill(self, tokens: int): raise NotImplementedError
-    def make_decode(self, batch: int, ctx: int): raise NotImplementedError
-    def make_mixed(self, prompt: int, batch: int, ctx: int): raise NotImplementedError
+    def make_prefill(self, tokens: int):
+        raise NotImplementedError
+
+    def make_decode(self, batch: int, ctx: int):
+        raise NotImplementedError
+
+    def make_mixed(self, prompt: int, batch: int, ctx: int):
+        raise NotImplementedError
+
     def release(self) -> None:
         """Free what the last ``make_*`` allocated."""

@@ -13,6 +13,7 @@ Recipe of research/profiles.md sections 4-5:
    of Vidur's all_reduce.csv. (With TP>1 rows only, overhead and latency are degenerate.)
 3. validation: errors per GPU/TP/phase, NCCL variants, H100-from-A100 cross-check, V100 GEMMs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,13 +36,13 @@ APEX = "profiles/apex_plus/comp/V100-PCIE-16GB/gemm_0.csv"
 SPLITWISE = "profiles/splitwise_sim/perf_model.csv"
 SPECS = "profiles/gpu_specs.csv"
 OLD = "profiles/old_gpu_measurements.csv"
-ANCHOR_MODEL, ANCHOR_CTX = "Llama-3.1-8B", 512   # context not stated in the source; small effect
-GPUS = {"A100-80GB": "a100", "H100-SXM": "h100"}            # catalogue name -> data folder
-HW = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}     # splitwise hardware -> name
+ANCHOR_MODEL, ANCHOR_CTX = "Llama-3.1-8B", 512  # context not stated in the source; small effect
+GPUS = {"A100-80GB": "a100", "H100-SXM": "h100"}  # catalogue name -> data folder
+HW = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}  # splitwise hardware -> name
 MODEL = "Llama-2-70B"
 OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
-COMPUTE_TOKENS, MEMORY_TOKENS = (2048, 4096), (1, 2, 4, 8, 16, 24, 32)   # as in Vidur's grid
-APEX_DIMS = (2048, 32768)            # weight dims of Llama-7B..70B layers at TP1-8
+COMPUTE_TOKENS, MEMORY_TOKENS = (2048, 4096), (1, 2, 4, 8, 16, 24, 32)  # as in Vidur's grid
+APEX_DIMS = (2048, 32768)  # weight dims of Llama-7B..70B layers at TP1-8
 KEYS = ["hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"]
 PHASES = ("prompt", "token")
 HOW = f"; fitted by `{COMMAND}`"
@@ -54,12 +55,18 @@ def vidur_gemms(data: Path, g: str) -> pd.DataFrame:
         d = pd.read_csv(data / VIDUR.format(g=g, m=m))
         tp, h, hd = d.num_tensor_parallel_workers, d.n_embd, d.n_embd / d.n_head
         up = d.n_expanded_embd * np.where(d.use_gated_mlp.astype(bool), 2, 1)
-        kn = {"attn_pre_proj": (h, (d.n_head + 2 * d.n_kv_head) * hd / tp),
-              "attn_post_proj": (d.n_head * hd / tp, h),
-              "mlp_up_proj": (h, up / tp), "mlp_down_proj": (d.n_expanded_embd / tp, h)}
+        kn = {
+            "attn_pre_proj": (h, (d.n_head + 2 * d.n_kv_head) * hd / tp),
+            "attn_post_proj": (d.n_head * hd / tp, h),
+            "mlp_up_proj": (h, up / tp),
+            "mlp_down_proj": (d.n_expanded_embd / tp, h),
+        }
         for op in OPS:
-            out.append(pd.DataFrame({"tok": d.num_tokens, "k": kn[op][0], "n": kn[op][1],
-                                     "t": d[f"time_stats.{op}.median"] * 1e-3}))
+            out.append(
+                pd.DataFrame(
+                    {"tok": d.num_tokens, "k": kn[op][0], "n": kn[op][1], "t": d[f"time_stats.{op}.median"] * 1e-3}
+                )
+            )
     return pd.concat(out, ignore_index=True)
 
 
@@ -81,9 +88,15 @@ def efficiencies(g: pd.DataFrame, peak_flops: float, bw: float) -> dict:
     c, m = g.tok.between(*COMPUTE_TOKENS), g.tok.isin(MEMORY_TOKENS)
     ec, em = f[c] / g.t[c] / peak_flops, b[m] / g.t[m] / bw
     q = lambda s: [round(float(s.quantile(x)), 3) for x in (0.25, 0.75)]  # noqa: E731
-    return {"eta_compute": round(float(ec.median()), 3), "eta_memory": round(float(em.median()), 3),
-            "n_c": int(c.sum()), "iqr_c": q(ec), "n_m": int(m.sum()), "iqr_m": q(em),
-            "em_all_small": round(float((b / g.t / bw)[g.tok <= MEMORY_TOKENS[-1]].median()), 3)}
+    return {
+        "eta_compute": round(float(ec.median()), 3),
+        "eta_memory": round(float(em.median()), 3),
+        "n_c": int(c.sum()),
+        "iqr_c": q(ec),
+        "n_m": int(m.sum()),
+        "iqr_m": q(em),
+        "em_all_small": round(float((b / g.t / bw)[g.tok <= MEMORY_TOKENS[-1]].median()), 3),
+    }
 
 
 def allreduce_fit(data: Path, *gs: str) -> Tuple[float, float]:
@@ -94,8 +107,9 @@ def allreduce_fit(data: Path, *gs: str) -> Tuple[float, float]:
     col = "time_stats.all_reduce.median"
     med = d.groupby(["g", "num_workers", "size"])[col].median().reset_index()
     s, t = med["size"].to_numpy(float), med[col].to_numpy() * 1e-3
-    f = least_squares(lambda x: np.log((x[0] * 1e-6 + s / (x[1] * 1e9)) / t), [30.0, 100.0],
-                      bounds=([0.0, 1.0], [1e3, 1e4]))
+    f = least_squares(
+        lambda x: np.log((x[0] * 1e-6 + s / (x[1] * 1e9)) / t), [30.0, 100.0], bounds=([0.0, 1.0], [1e3, 1e4])
+    )
     return float(f.x[0]) * 1e-6, float(f.x[1])
 
 
@@ -107,8 +121,9 @@ def splitwise(data: Path) -> pd.DataFrame:
     return d.groupby(KEYS, as_index=False)[["prompt_time", "token_time"]].median()
 
 
-def predict(rows: pd.DataFrame, eta: Dict[str, Tuple[float, float]], t_fixed: float,
-            ar: Dict[str, Tuple[float, float]]) -> np.ndarray:
+def predict(
+    rows: pd.DataFrame, eta: Dict[str, Tuple[float, float]], t_fixed: float, ar: Dict[str, Tuple[float, float]]
+) -> np.ndarray:
     """Model [prompt ms, token ms] per row: prefill of batch x prompt_size tokens in one
     iteration; mean decode iteration over token_size steps from context batch x prompt_size."""
     cat = load_catalog()
@@ -149,8 +164,11 @@ def fit_engine(rows, eta, fixed: dict, x0: dict):
         return p["t_fixed_ms"] * 1e-3, p.get("ar") or {n: (p["lat_us"] * 1e-6, p["bw_gbs"]) for n in HW.values()}
 
     lim = {"t_fixed_ms": (0.0, 100.0), "lat_us": (0.0, 1e3), "bw_gbs": (1.0, 1e4)}
-    f = least_squares(lambda x: np.log(predict(rows, eta, *unpack(x)) / meas).ravel(), list(x0.values()),
-                      bounds=([lim[k][0] for k in names], [lim[k][1] for k in names]))
+    f = least_squares(
+        lambda x: np.log(predict(rows, eta, *unpack(x)) / meas).ravel(),
+        list(x0.values()),
+        bounds=([lim[k][0] for k in names], [lim[k][1] for k in names]),
+    )
     t_fixed, ar = unpack(f.x)
     return t_fixed, ar, predict(rows, eta, t_fixed, ar)
 
@@ -158,8 +176,11 @@ def fit_engine(rows, eta, fixed: dict, x0: dict):
 def errors(rows: pd.DataFrame, pred: np.ndarray) -> dict:
     """Median / max abs % error per GPU, TP and phase, pooled over TP, and overall."""
     e = np.abs(100 * (pred / rows[["prompt_time", "token_time"]].to_numpy() - 1))
-    s = lambda a: {"median_abs_pct": round(float(np.median(a)), 1),  # noqa: E731
-                   "max_abs_pct": round(float(np.max(a)), 1), "n": int(len(a))}
+    s = lambda a: {
+        "median_abs_pct": round(float(np.median(a)), 1),  # noqa: E731
+        "max_abs_pct": round(float(np.max(a)), 1),
+        "n": int(len(a)),
+    }
     out: dict = {}
     for hw, g in rows.reset_index(drop=True).groupby("hardware"):
         d = out[HW[hw]] = {"all_tp": {p: s(e[g.index, j]) for j, p in enumerate(PHASES)}}
@@ -201,53 +222,97 @@ def calibrate(data: Path) -> dict:
     t_a = max(0.0, anchor["A100-80GB"][0] - anchor["A100-80GB"][1])
     _, ar_a, pred_a = fit_engine(a100, eta, {"t_fixed_ms": t_a * 1e3}, {"lat_us": lat0, "bw_gbs": bw0})
     pred_x = predict(h100, {n: eta["A100-80GB"] for n in GPUS}, t_a, ar_a)
-    i_a, i_h = [int(np.flatnonzero((r.tensor_parallel == 2) & (r.prompt_size == 512) & (r.batch_size == 1)
-                                   & (r.token_size == 128))[0]) for r in (a100, h100)]
-    ratio = {p: {"measured": round(float(a100.iloc[i_a][c] / h100.iloc[i_h][c]), 2),
-                 "model": round(float(pred_a[i_a, j] / pred_x[i_h, j]), 2)}
-             for j, (p, c) in enumerate(zip(PHASES, ("prompt_time", "token_time")))}
+    i_a, i_h = [
+        int(
+            np.flatnonzero(
+                (r.tensor_parallel == 2) & (r.prompt_size == 512) & (r.batch_size == 1) & (r.token_size == 128)
+            )[0]
+        )
+        for r in (a100, h100)
+    ]
+    ratio = {
+        p: {
+            "measured": round(float(a100.iloc[i_a][c] / h100.iloc[i_h][c]), 2),
+            "model": round(float(pred_a[i_a, j] / pred_x[i_h, j]), 2),
+        }
+        for j, (p, c) in enumerate(zip(PHASES, ("prompt_time", "token_time")))
+    }
     va = apex[apex.tok.between(*COMPUTE_TOKENS) | apex.tok.isin(MEMORY_TOKENS)]
     f, b = flops_bytes(va)
-    v_err = lambda ec, em: round(float(np.median(np.abs(  # noqa: E731
-        100 * (np.maximum(f / (ec * v100[0]), b / (em * v100[1])) / va.t - 1)))), 1)
+    v_err = lambda ec, em: round(
+        float(
+            np.median(
+                np.abs(  # noqa: E731
+                    100 * (np.maximum(f / (ec * v100[0]), b / (em * v100[1])) / va.t - 1)
+                )
+            )
+        ),
+        1,
+    )
 
     # Output with provenance.
     def eta_entry(n: str, path: str, peak: Tuple[float, float], peak_src: str) -> dict:
         e, pk = eff[n], f"{peak[0] / 1e12:g} TFLOP/s, {peak[1] / 1e9:g} GB/s from {peak_src}"
-        return {"eta_compute": e["eta_compute"],
-                "eta_compute_source": f"median of achieved FLOP/s / peak ({pk}) over {e['n_c']} GEMM rows with "
-                                      f"{COMPUTE_TOKENS[0]}-{COMPUTE_TOKENS[1]} tokens (IQR {e['iqr_c']}) in "
-                                      f"shared/data/{path}{HOW}",
-                "eta_memory": e["eta_memory"],
-                "eta_memory_source": f"median of achieved bytes/s / bandwidth ({pk}) over {e['n_m']} GEMM rows with "
-                                     f"tokens in {list(MEMORY_TOKENS)} (IQR {e['iqr_m']}) in shared/data/{path}{HOW}"}
+        return {
+            "eta_compute": e["eta_compute"],
+            "eta_compute_source": f"median of achieved FLOP/s / peak ({pk}) over {e['n_c']} GEMM rows with "
+            f"{COMPUTE_TOKENS[0]}-{COMPUTE_TOKENS[1]} tokens (IQR {e['iqr_c']}) in "
+            f"shared/data/{path}{HOW}",
+            "eta_memory": e["eta_memory"],
+            "eta_memory_source": f"median of achieved bytes/s / bandwidth ({pk}) over {e['n_m']} GEMM rows with "
+            f"tokens in {list(MEMORY_TOKENS)} (IQR {e['iqr_m']}) in shared/data/{path}{HOW}",
+        }
 
-    gpus = {n: eta_entry(n, VIDUR.format(g=g, m="{7b,70b}") + f" (ops {'/'.join(OPS)}; TP1-8)", peaks[n],
-                         "profiles/gpus.yaml") for n, g in GPUS.items()}
-    volta = eta_entry("Volta", APEX + f" (V100-PCIe-16GB; weights m,k in {list(APEX_DIMS)}; odd token counts, up "
-                      f"to ~2x slower from tile alignment, fall outside the token set: all 1-32 would give eta_memory "
-                      f"{eff['Volta']['em_all_small']})", v100, f"shared/data/{SPECS} row V100-PCIe-16GB")
+    gpus = {
+        n: eta_entry(
+            n, VIDUR.format(g=g, m="{7b,70b}") + f" (ops {'/'.join(OPS)}; TP1-8)", peaks[n], "profiles/gpus.yaml"
+        )
+        for n, g in GPUS.items()
+    }
+    volta = eta_entry(
+        "Volta",
+        APEX + f" (V100-PCIe-16GB; weights m,k in {list(APEX_DIMS)}; odd token counts, up "
+        f"to ~2x slower from tile alignment, fall outside the token set: all 1-32 would give eta_memory "
+        f"{eff['Volta']['em_all_small']})",
+        v100,
+        f"shared/data/{SPECS} row V100-PCIe-16GB",
+    )
     copy = lambda e, src: {"eta_compute": e["eta_compute"], "eta_memory": e["eta_memory"], "source": src}  # noqa: E731
-    arch = {"Volta": volta,
-            "Turing": copy(volta, "no T4 GEMM data: the Volta factors above (FP16 tensor cores in both), "
-                                  "research/profiles.md section 5 step 4; derived, not measured"),
-            "Ampere": copy(gpus["A100-80GB"], "the A100-80GB factors (gpus.A100-80GB)"),
-            "Hopper": copy(gpus["H100-SXM"], "the H100-SXM factors (gpus.H100-SXM)"),
-            "Ada": copy(gpus["A100-80GB"], "no Ada (L4, L40S) GEMM data: the A100-80GB factors, research/profiles.md "
-                                           "section 5 step 4 (A10/L4/L40S use A100-fitted eta); derived, not measured")}
-    sw = (f"shared/data/{SPLITWISE} (Llama-2-70B, a100-80gb/h100-80gb, TP2/4/8, median of repetitions, "
-          f"{len(rows)} configurations; TP2 batch-64 rows dropped as suspect)")
+    arch = {
+        "Volta": volta,
+        "Turing": copy(
+            volta,
+            "no T4 GEMM data: the Volta factors above (FP16 tensor cores in both), "
+            "research/profiles.md section 5 step 4; derived, not measured",
+        ),
+        "Ampere": copy(gpus["A100-80GB"], "the A100-80GB factors (gpus.A100-80GB)"),
+        "Hopper": copy(gpus["H100-SXM"], "the H100-SXM factors (gpus.H100-SXM)"),
+        "Ada": copy(
+            gpus["A100-80GB"],
+            "no Ada (L4, L40S) GEMM data: the A100-80GB factors, research/profiles.md "
+            "section 5 step 4 (A10/L4/L40S use A100-fitted eta); derived, not measured",
+        ),
+    }
+    sw = (
+        f"shared/data/{SPLITWISE} (Llama-2-70B, a100-80gb/h100-80gb, TP2/4/8, median of repetitions, "
+        f"{len(rows)} configurations; TP2 batch-64 rows dropped as suspect)"
+    )
     ar_files = f"shared/data/{VIDUR_AR.format(g='{a100,h100}')}"
-    joint = ("jointly with {0}: least squares on log(model/measured) of prompt_time and token_time over " + sw +
-             "; etas and iteration_overhead_s fixed, start from the NCCL fit lat + size/bw of " + ar_files +
-             "; engine-effective: absorbs every per-layer TP cost, slower than NCCL "
-             "(validation.variant_nccl_allreduce)" + HOW)
+    joint = (
+        "jointly with {0}: least squares on log(model/measured) of prompt_time and token_time over "
+        + sw
+        + "; etas and iteration_overhead_s fixed, start from the NCCL fit lat + size/bw of "
+        + ar_files
+        + "; engine-effective: absorbs every per-layer TP cost, slower than NCCL "
+        "(validation.variant_nccl_allreduce)" + HOW
+    )
     engine = {
         "iteration_overhead_s": round(t_fixed, 5),
         "iteration_overhead_s_source": f"median over A100-80GB and H100-SXM of measured batch-1 TP1 decode time minus "
         f"the roofline without overhead (context {ANCHOR_CTX} assumed), {ANCHOR_MODEL} rows of shared/data/{OLD} "
         "(secondary source: blog citing Koyeb benchmarks; per GPU "
-        + ", ".join(f"{n} {1e3 * (m - r):.2f} ms" for n, (m, r) in anchor.items()) + "); "
+        + ", ".join(f"{n} {1e3 * (m - r):.2f} ms" for n, (m, r) in anchor.items())
+        + "); "
         f"the only TP1 data: splitwise rows are all TP>1, where overhead and 2 x layers x all-reduce latency are "
         f"not separately identifiable{HOW}",
         "allreduce_latency_s": g3(lat),
@@ -255,36 +320,51 @@ def calibrate(data: Path) -> dict:
         "allreduce_bandwidth_gbs": g3(bw),
         "allreduce_bandwidth_gbs_source": joint.replace("{0}", "allreduce_latency_s"),
     }
-    brief = lambda e: {g: e[g]["all_tp"] for g in HW.values()} | {  # noqa: E731
-        "overall_median_abs_pct": e["overall_median_abs_pct"]}
+    brief = lambda e: (
+        {g: e[g]["all_tp"] for g in HW.values()}
+        | {  # noqa: E731
+            "overall_median_abs_pct": e["overall_median_abs_pct"]
+        }
+    )
     validation = {
         "source": f"BoundRoofline with the values above vs {sw}; prompt = one prefill iteration of batch x "
-                  "prompt_size tokens; token = mean decode iteration over token_size steps from context batch x "
-                  f"prompt_size; error = abs(model/measured - 1) in %{HOW}",
+        "prompt_size tokens; token = mean decode iteration over token_size steps from context batch x "
+        f"prompt_size; error = abs(model/measured - 1) in %{HOW}",
         "splitwise": errors(rows, pred),
         "tp1_decode_abs_pct": tp1_err(t_fixed),
         "variant_nccl_latency": {
             "note": "allreduce_latency_s fixed to the NCCL fit instead, iteration_overhead_s and bandwidth fitted on "
-                    "splitwise: same splitwise errors (the degenerate direction), but the TP>1 overhead then lands in "
-                    "iteration_overhead_s and TP1 decode is far too slow",
-            "allreduce_latency_s": g3(lat0 * 1e-6), "iteration_overhead_s": round(t_v1, 5),
-            "splitwise": brief(errors(rows, pred_v1)), "tp1_decode_abs_pct": tp1_err(t_v1)},
+            "splitwise: same splitwise errors (the degenerate direction), but the TP>1 overhead then lands in "
+            "iteration_overhead_s and TP1 decode is far too slow",
+            "allreduce_latency_s": g3(lat0 * 1e-6),
+            "iteration_overhead_s": round(t_v1, 5),
+            "splitwise": brief(errors(rows, pred_v1)),
+            "tp1_decode_abs_pct": tp1_err(t_v1),
+        },
         "variant_nccl_allreduce": {
             "note": f"latency and bandwidth per GPU from the NCCL fit of {ar_files} (single node, TP2/4/8 pooled), "
-                    "iteration_overhead_s fitted on splitwise",
+            "iteration_overhead_s fitted on splitwise",
             "allreduce": {n: {"latency_s": g3(v[0]), "bandwidth_gbs": g3(v[1])} for n, v in nccl.items()},
-            "iteration_overhead_s": round(t_v2, 5), "splitwise": brief(errors(rows, pred_v2)),
-            "tp1_decode_abs_pct": tp1_err(t_v2)},
+            "iteration_overhead_s": round(t_v2, 5),
+            "splitwise": brief(errors(rows, pred_v2)),
+            "tp1_decode_abs_pct": tp1_err(t_v2),
+        },
         "cross_check_h100_from_a100": {
             "note": "research/profiles.md section 5 step 3: overhead (A100 TP1 row) and all-reduce (A100 splitwise "
-                    "rows) fitted on A100 only, A100 etas, H100 peak FLOP/s and bandwidth; errors on the H100 rows",
-            "a100_only_fit": {"iteration_overhead_s": round(t_a, 5), "allreduce_latency_s": g3(ar_a["A100-80GB"][0]),
-                              "allreduce_bandwidth_gbs": g3(ar_a["A100-80GB"][1])},
+            "rows) fitted on A100 only, A100 etas, H100 peak FLOP/s and bandwidth; errors on the H100 rows",
+            "a100_only_fit": {
+                "iteration_overhead_s": round(t_a, 5),
+                "allreduce_latency_s": g3(ar_a["A100-80GB"][0]),
+                "allreduce_bandwidth_gbs": g3(ar_a["A100-80GB"][1]),
+            },
             "errors": errors(h100, pred_x)["H100-SXM"],
-            "a100_over_h100_time_tp2_p512_b1": ratio},
+            "a100_over_h100_time_tp2_p512_b1": ratio,
+        },
         "v100_gemm_median_abs_pct": {
             "note": "roofline max(F/(eta_c*peak), B/(eta_m*bw)) vs the APEX+ V100 GEMM rows used for Volta",
-            "volta_eta": v_err(*eta["Volta"]), "a100_eta": v_err(*eta["A100-80GB"])},
+            "volta_eta": v_err(*eta["Volta"]),
+            "a100_eta": v_err(*eta["A100-80GB"]),
+        },
     }
     return {"engine": engine, "gpus": gpus, "architectures": arch, "validation": validation}
 
@@ -295,14 +375,22 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("profiles/roofline.yaml"))
     a = ap.parse_args(argv)
     res = calibrate(a.data)
-    header = ("# Roofline calibration. GENERATED by greensim/tools/calibrate.py; do not edit by hand.\n"
-              f"# Regenerate: {COMMAND}\n# Every value names its data file, statistic and command; "
-              "'validation' holds the measured-vs-model errors.\n")
+    header = (
+        "# Roofline calibration. GENERATED by greensim/tools/calibrate.py; do not edit by hand.\n"
+        f"# Regenerate: {COMMAND}\n# Every value names its data file, statistic and command; "
+        "'validation' holds the measured-vs-model errors.\n"
+    )
     a.out.write_text(header + yaml.safe_dump(res, sort_keys=False, width=120))
-    strip = lambda d: {k: strip(v) if isinstance(v, dict) else v  # noqa: E731
-                       for k, v in d.items() if "source" not in k and k != "note"}
-    print(yaml.safe_dump(strip({k: res[k] for k in ("engine", "gpus", "architectures")}), sort_keys=False,
-                         default_flow_style=None))
+    strip = lambda d: {
+        k: strip(v) if isinstance(v, dict) else v  # noqa: E731
+        for k, v in d.items()
+        if "source" not in k and k != "note"
+    }
+    print(
+        yaml.safe_dump(
+            strip({k: res[k] for k in ("engine", "gpus", "architectures")}), sort_keys=False, default_flow_style=None
+        )
+    )
     print(yaml.safe_dump({k: res["validation"][k] for k in ("splitwise", "tp1_decode_abs_pct")}, sort_keys=False))
     return 0
 

@@ -14,11 +14,11 @@ fitted by bounded least squares (``a`` in [0, 1], ``b, c >= 0``: monotone in bot
 relative errors of the predicted watts, in-sample and leave-one-model-out (the model's rows on both GPUs
 left out of the fit). Applying the curve to other GPUs (V100, A100, T4) extrapolates the H100/H200 shape.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Dict, List
 
@@ -27,16 +27,16 @@ import pandas as pd
 import yaml
 from scipy.optimize import lsq_linear
 
+from greensim.base.paths import bundled
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.roofline import RooflineModel
-from greensim.base.paths import bundled
 
 COMMAND = "python -m greensim.tools.power_fit --out profiles/decode_power.yaml"
-FOLDERS = ("H100-SXM", "H200")          # profiles/measured/<folder> = catalogue GPU name
+FOLDERS = ("H100-SXM", "H200")  # profiles/measured/<folder> = catalogue GPU name
 
 
 def _measured_root() -> Path:
-    return (bundled("profiles") / "measured")
+    return bundled("profiles") / "measured"
 
 
 def decode_rows(root: Path | None = None) -> pd.DataFrame:
@@ -62,12 +62,23 @@ def decode_rows(root: Path | None = None) -> pd.DataFrame:
                 n, ctx = int(r.batch), int(r.ctx_tokens) * int(r.batch)
                 t = b.iteration_time_s((), n, ctx)
                 m, fl = b.decode_bytes_flops(n, ctx)
-                out.append({"gpu": folder, "model": model_name, "tp": tp, "file": f"{folder}/{f.name}",
-                            "batch": n, "ctx_tokens": int(r.ctx_tokens), "power_w": float(r.power_w), "t_s": t,
-                            "u_mem": m / (t * tp * gpu.mem_bandwidth_bps),
-                            "u_compute": fl / (t * tp * gpu.peak_flops),
-                            "frac": (float(r.power_w) / tp - gpu.idle_w) / (gpu.tdp_w - gpu.idle_w),
-                            "idle_w": gpu.idle_w, "tdp_w": gpu.tdp_w})
+                out.append(
+                    {
+                        "gpu": folder,
+                        "model": model_name,
+                        "tp": tp,
+                        "file": f"{folder}/{f.name}",
+                        "batch": n,
+                        "ctx_tokens": int(r.ctx_tokens),
+                        "power_w": float(r.power_w),
+                        "t_s": t,
+                        "u_mem": m / (t * tp * gpu.mem_bandwidth_bps),
+                        "u_compute": fl / (t * tp * gpu.peak_flops),
+                        "frac": (float(r.power_w) / tp - gpu.idle_w) / (gpu.tdp_w - gpu.idle_w),
+                        "idle_w": gpu.idle_w,
+                        "tdp_w": gpu.tdp_w,
+                    }
+                )
     return pd.DataFrame(out)
 
 
@@ -85,8 +96,12 @@ def predict_w(rows: pd.DataFrame, abc: np.ndarray) -> np.ndarray:
 
 def _stats(rel: np.ndarray) -> dict:
     a = np.abs(rel) * 100
-    return {"median_abs_pct": round(float(np.median(a)), 1), "p90_abs_pct": round(float(np.quantile(a, 0.9)), 1),
-            "max_abs_pct": round(float(np.max(a)), 1), "n": int(len(a))}
+    return {
+        "median_abs_pct": round(float(np.median(a)), 1),
+        "p90_abs_pct": round(float(np.quantile(a, 0.9)), 1),
+        "max_abs_pct": round(float(np.max(a)), 1),
+        "n": int(len(a)),
+    }
 
 
 def run(root: Path | None = None) -> dict:
@@ -102,28 +117,36 @@ def run(root: Path | None = None) -> dict:
     val: Dict[str, dict] = {}
     for g in FOLDERS:
         k = (rows.gpu == g).to_numpy()
-        val[g] = {"in_sample": _stats(rel[k]), "leave_one_model_out": _stats(loo[k]),
-                  "constant_decode_power_frac": _stats(const[k])}
+        val[g] = {
+            "in_sample": _stats(rel[k]),
+            "leave_one_model_out": _stats(loo[k]),
+            "constant_decode_power_frac": _stats(const[k]),
+        }
     files = sorted(rows.file.unique())
-    src = (f"bounded least squares on {len(rows)} decode rows (phase decode, all batches and contexts) of "
-           f"profiles/measured/{{{','.join(FOLDERS)}}}/*.csv ({len(files)} files: {', '.join(files)}; measured here "
-           "with `greensim profile`, provenance in the .meta.json files and profiles/VALIDATION.md); features from "
-           "the shipped roofline (profiles/roofline.yaml); idle_w and tdp_w from profiles/gpus.yaml; "
-           f"fitted by `{COMMAND}`")
+    src = (
+        f"bounded least squares on {len(rows)} decode rows (phase decode, all batches and contexts) of "
+        f"profiles/measured/{{{','.join(FOLDERS)}}}/*.csv ({len(files)} files: {', '.join(files)}; measured here "
+        "with `greensim profile`, provenance in the .meta.json files and profiles/VALIDATION.md); features from "
+        "the shipped roofline (profiles/roofline.yaml); idle_w and tdp_w from profiles/gpus.yaml; "
+        f"fitted by `{COMMAND}`"
+    )
     return {
         "form": "P = tp * (idle_w + (tdp_w - idle_w) * clip(a + b * u_mem + c * u_compute, 0, 1)); "
-                "u_mem = bytes / (t * tp * mem_bandwidth), u_compute = FLOPs / (t * tp * peak_flops), "
-                "with bytes, FLOPs and t the roofline's for the iteration",
-        "a": round(float(abc[0]), 4), "b": round(float(abc[1]), 4), "c": round(float(abc[2]), 4),
+        "u_mem = bytes / (t * tp * mem_bandwidth), u_compute = FLOPs / (t * tp * peak_flops), "
+        "with bytes, FLOPs and t the roofline's for the iteration",
+        "a": round(float(abc[0]), 4),
+        "b": round(float(abc[1]), 4),
+        "c": round(float(abc[2]), 4),
         "source": src,
         "extrapolation": "fitted on H100-SXM and H200 only; applied to any other GPU (V100, A100, T4, ...) it "
-                         "transfers the H100/H200 shape to that GPU's idle_w and tdp_w. No old-GPU phase power "
-                         "measurement exists (shared/data/profiles/power_measurements.csv: NOT FOUND for V100/T4).",
+        "transfers the H100/H200 shape to that GPU's idle_w and tdp_w. No old-GPU phase power "
+        "measurement exists (shared/data/profiles/power_measurements.csv: NOT FOUND for V100/T4).",
         "validation": {
             "note": "relative error of the predicted watts vs measured, per GPU: in-sample, leave-one-model-out "
-                    "(the model's rows on both GPUs excluded from the fit), and the constant model "
-                    "(decode_power_frac x tdp_w) for comparison",
-            **val},
+            "(the model's rows on both GPUs excluded from the fit), and the constant model "
+            "(decode_power_frac x tdp_w) for comparison",
+            **val,
+        },
     }
 
 
@@ -132,9 +155,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="write the YAML here (default: print)")
     a = ap.parse_args(argv)
     res = run()
-    header = ("# Decode power curve for performance.decode_power: utilization. GENERATED by "
-              "greensim/tools/power_fit.py; do not edit by hand.\n"
-              f"# Regenerate: {COMMAND}\n")
+    header = (
+        "# Decode power curve for performance.decode_power: utilization. GENERATED by "
+        "greensim/tools/power_fit.py; do not edit by hand.\n"
+        f"# Regenerate: {COMMAND}\n"
+    )
     text = header + yaml.safe_dump(res, sort_keys=False, width=110)
     if a.out is None:
         sys.stdout.write(text)

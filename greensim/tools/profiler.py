@@ -23,6 +23,7 @@ times are lower bounds of what vLLM reaches on the same GPU (see profiles/measur
 Output: one CSV per (GPU, model, TP) with :data:`COLUMNS` and a ``.meta.json`` sidecar
 with provenance (GPU name, driver, torch/CUDA versions, date, exact command).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,12 +42,20 @@ try:
 except ImportError:  # run as a standalone script next to backend.py
     from backend import Backend  # type: ignore
 
-__all__ = ["COLUMNS", "PHASES", "Backend", "default_grid", "measure", "profile_shape",
-           "write_profile", "profile_stem", "main"]
+__all__ = [
+    "COLUMNS",
+    "PHASES",
+    "Backend",
+    "default_grid",
+    "measure",
+    "profile_shape",
+    "write_profile",
+    "profile_stem",
+    "main",
+]
 
 #: Columns of a measured-profile CSV (units in the names).
-COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s",
-           "time_p90_s", "power_w", "n_rep"]
+COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s", "time_p90_s", "power_w", "n_rep"]
 PHASES = ("idle", "prefill", "decode", "mixed")
 
 
@@ -58,17 +67,34 @@ def default_grid(quick: bool = False) -> Dict[str, List[int]]:
     quick : a tiny grid for tests and CPU smoke runs.
     """
     if quick:
-        return {"prefill_tokens": [16, 32, 64], "decode_batch": [1, 2, 4], "decode_ctx": [16, 64],
-                "mixed_prompt": [16], "mixed_batch": [2], "mixed_ctx": [32]}
-    return {"prefill_tokens": [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
-            "decode_batch": [1, 2, 4, 8, 16, 32, 64, 128, 256],
-            "decode_ctx": [128, 512, 1024, 2048, 4096, 8192],
-            "mixed_prompt": [128, 512, 2048], "mixed_batch": [8, 32, 128], "mixed_ctx": [1024]}
+        return {
+            "prefill_tokens": [16, 32, 64],
+            "decode_batch": [1, 2, 4],
+            "decode_ctx": [16, 64],
+            "mixed_prompt": [16],
+            "mixed_batch": [2],
+            "mixed_ctx": [32],
+        }
+    return {
+        "prefill_tokens": [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        "decode_batch": [1, 2, 4, 8, 16, 32, 64, 128, 256],
+        "decode_ctx": [128, 512, 1024, 2048, 4096, 8192],
+        "mixed_prompt": [128, 512, 2048],
+        "mixed_batch": [8, 32, 128],
+        "mixed_ctx": [1024],
+    }
 
 
-def measure(fn: Callable[[], None], backend: Backend, *, warmup: int = 3, min_rep: int = 5,
-            max_rep: int = 500, window_s: float = 0.3, clock: Callable[[], float] = time.perf_counter
-            ) -> Dict[str, float]:
+def measure(
+    fn: Callable[[], None],
+    backend: Backend,
+    *,
+    warmup: int = 3,
+    min_rep: int = 5,
+    max_rep: int = 500,
+    window_s: float = 0.3,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Dict[str, float]:
     """Time ``fn`` and its average board power over a window of back-to-back runs.
 
     Parameters
@@ -101,12 +127,18 @@ def measure(fn: Callable[[], None], backend: Backend, *, warmup: int = 3, min_re
         power = float("nan") if p is None else p
     q = sorted(times)
     pick = lambda f: q[min(len(q) - 1, int(round(f * (len(q) - 1))))]  # noqa: E731
-    return {"time_s": statistics.median(q), "time_p10_s": pick(0.1), "time_p90_s": pick(0.9),
-            "power_w": power, "n_rep": n}
+    return {
+        "time_s": statistics.median(q),
+        "time_p10_s": pick(0.1),
+        "time_p90_s": pick(0.9),
+        "power_w": power,
+        "n_rep": n,
+    }
 
 
-def _cell(backend: Backend, make: Callable[[], Any], log: Callable[[str], None], what: str,
-          **kw: Any) -> Optional[Dict[str, float]]:
+def _cell(
+    backend: Backend, make: Callable[[], Any], log: Callable[[str], None], what: str, **kw: Any
+) -> Optional[Dict[str, float]]:
     """Build and measure one cell; None (logged) if it does not fit or fails on the device."""
     try:
         fn = make()
@@ -125,12 +157,18 @@ def _row(phase: str, batch: int, prompt: int, ctx: int, m: Mapping[str, float]) 
     return {"phase": phase, "batch": batch, "prompt_tokens": prompt, "ctx_tokens": ctx, **m}
 
 
-def profile_shape(backend: Backend, grid: Mapping[str, Sequence[int]], *, idle_s: float = 2.0,
-                  window_s: float = 0.3, log: Callable[[str], None] = print,
-                  sleep: Callable[[float], None] = time.sleep,
-                  clock: Callable[[], float] = time.perf_counter,
-                  deadline: Optional[float] = None,
-                  checkpoint: Optional[Callable[[List[Dict[str, Any]]], None]] = None) -> List[Dict[str, Any]]:
+def profile_shape(
+    backend: Backend,
+    grid: Mapping[str, Sequence[int]],
+    *,
+    idle_s: float = 2.0,
+    window_s: float = 0.3,
+    log: Callable[[str], None] = print,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.perf_counter,
+    deadline: Optional[float] = None,
+    checkpoint: Optional[Callable[[List[Dict[str, Any]]], None]] = None,
+) -> List[Dict[str, Any]]:
     """Measure every cell of ``grid`` that fits; return the profile rows (see :data:`COLUMNS`).
 
     Cells that do not fit in memory (``make_*`` returns None) are skipped and logged.
@@ -147,8 +185,19 @@ def profile_shape(backend: Backend, grid: Mapping[str, Sequence[int]], *, idle_s
     else:
         p = backend.power_w()
         idle = float("nan") if p is None else p
-    rows.append({"phase": "idle", "batch": 0, "prompt_tokens": 0, "ctx_tokens": 0, "time_s": 0.0,
-                 "time_p10_s": 0.0, "time_p90_s": 0.0, "power_w": idle, "n_rep": 1})
+    rows.append(
+        {
+            "phase": "idle",
+            "batch": 0,
+            "prompt_tokens": 0,
+            "ctx_tokens": 0,
+            "time_s": 0.0,
+            "time_p10_s": 0.0,
+            "time_p90_s": 0.0,
+            "power_w": idle,
+            "n_rep": 1,
+        }
+    )
     kw = {"window_s": window_s, "clock": clock}
     for p in grid["prefill_tokens"]:
         m = _cell(backend, lambda: backend.make_prefill(p), log, f"prefill {p}", **kw)
@@ -189,8 +238,9 @@ def profile_stem(gpu: str, model: str, tp: int) -> str:
     return f"{safe(gpu)}/{safe(model)}_tp{tp}"
 
 
-def write_profile(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any], out_dir: str,
-                  gpu: str, model: str, tp: int) -> str:
+def write_profile(
+    rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any], out_dir: str, gpu: str, model: str, tp: int
+) -> str:
     """Write ``<out_dir>/<gpu>/<model>_tp<tp>.csv`` and its ``.meta.json``; return the CSV path."""
     path = os.path.join(out_dir, profile_stem(gpu, model, tp) + ".csv")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -205,12 +255,20 @@ def write_profile(rows: Iterable[Mapping[str, Any]], meta: Mapping[str, Any], ou
     return path
 
 
-def _provenance(backend: Any, shape: Mapping[str, Any], tp: int, grid: Mapping[str, Any],
-                argv: Sequence[str]) -> Dict[str, Any]:
+def _provenance(
+    backend: Any, shape: Mapping[str, Any], tp: int, grid: Mapping[str, Any], argv: Sequence[str]
+) -> Dict[str, Any]:
     info = getattr(backend, "info", lambda: {})()
-    return {"model": shape["name"], "shape": dict(shape), "tp": tp, "grid": dict(grid),
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": " ".join(argv), "source": "measured here", **info}
+    return {
+        "model": shape["name"],
+        "shape": dict(shape),
+        "tp": tp,
+        "grid": dict(grid),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": " ".join(argv),
+        "source": "measured here",
+        **info,
+    }
 
 
 def _worker(rank: int, args: argparse.Namespace, shapes: Dict[str, Any]) -> None:
@@ -244,8 +302,16 @@ def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cl
         gpu = args.gpu or be.info().get("gpu_name", "cpu")
         meta = _provenance(be, shape, args.tp, grid, sys.argv)
         save = (lambda rows: write_profile(rows, meta, args.out, gpu, name, args.tp)) if rank == 0 else None
-        rows = profile_shape(be, grid, idle_s=args.idle_s, window_s=args.window_s, log=log,
-                             sleep=be.sleep, deadline=deadline, checkpoint=save)
+        rows = profile_shape(
+            be,
+            grid,
+            idle_s=args.idle_s,
+            window_s=args.window_s,
+            log=log,
+            sleep=be.sleep,
+            deadline=deadline,
+            checkpoint=save,
+        )
         if rank == 0:
             p = write_profile(rows, meta, args.out, gpu, name, args.tp)
             print(f"{name}: wrote {p} ({time.perf_counter() - t_start:.0f} s so far)", flush=True)
@@ -276,6 +342,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         ap.error(f"--models: {missing} not in {args.shapes} (known: {sorted(shapes)})")
     if args.tp > 1:
         import torch.multiprocessing as mp  # type: ignore
+
         mp.spawn(_worker, args=(args, shapes), nprocs=args.tp, join=True)
     else:
         _worker(0, args, shapes)

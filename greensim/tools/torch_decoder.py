@@ -15,6 +15,7 @@ tokenizer CPU work, one sequence per prefill, no quantisation. Decode steps are 
 as CUDA graphs (vLLM does the same for decode batches); prefill and mixed iterations run
 eagerly (vLLM does too).
 """
+
 from __future__ import annotations
 
 import os
@@ -35,6 +36,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 def _nvml():
     try:
         import pynvml  # nvidia-ml-py
+
         pynvml.nvmlInit()
         return pynvml
     except Exception:  # noqa: BLE001  (no NVML: power columns become NaN)
@@ -49,7 +51,7 @@ class _Layer:
         inter = s["intermediate_size"] // tp
         self.gated = s.get("gated_mlp", True)
         self.rms = s.get("norm", "rms") == "rms"
-        w = lambda *shape: (torch.randn(*shape, device=dev, dtype=dt) * 0.02)  # noqa: E731
+        w = lambda *shape: torch.randn(*shape, device=dev, dtype=dt) * 0.02  # noqa: E731
         self.wqkv = w((self.nh + 2 * self.nkv) * hd, h)
         self.wo = w(h, self.nh * hd)
         self.wup = w(inter * (2 if self.gated else 1), h)
@@ -84,14 +86,16 @@ def _rope(x, cos, sin):
 class TorchBackend(Backend):
     """Random-weight decoder on one GPU (or ``tp`` GPUs, one process each)."""
 
-    def __init__(self, shape: Mapping[str, Any], tp: int = 1, rank: int = 0, device: str = "cuda",
-                 dtype: str = "bfloat16"):
+    def __init__(
+        self, shape: Mapping[str, Any], tp: int = 1, rank: int = 0, device: str = "cuda", dtype: str = "bfloat16"
+    ):
         self.s, self.tp, self.rank = dict(shape), tp, rank
         self.cuda = device.startswith("cuda")
         base = int(device.split(":")[1]) if self.cuda and ":" in device else 0
         rank_dev = base + rank  # NVML indices match with CUDA_DEVICE_ORDER=PCI_BUS_ID
         if tp > 1:
             import torch.distributed as dist
+
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
             os.environ.setdefault("MASTER_PORT", "29517")
             if self.cuda:
@@ -107,7 +111,7 @@ class TorchBackend(Backend):
             torch.cuda.set_device(self.dev)
         self.dt = DTYPES[dtype]
         self.nv = _nvml() if self.cuda else None
-        self._handles = ([self.nv.nvmlDeviceGetHandleByIndex(base + i) for i in range(tp)] if self.nv else [])
+        self._handles = [self.nv.nvmlDeviceGetHandleByIndex(base + i) for i in range(tp)] if self.nv else []
         self.layers: List[_Layer] = []
         self._live: List[Any] = []
         self._fits = self._build()
@@ -116,8 +120,11 @@ class TorchBackend(Backend):
     def _weight_bytes(self) -> float:
         s, tp = self.s, self.tp
         h, hd = s["hidden_size"], s["head_dim"]
-        per = h * (s["n_heads"] + 2 * s["n_kv_heads"]) * hd + s["n_heads"] * hd * h \
+        per = (
+            h * (s["n_heads"] + 2 * s["n_kv_heads"]) * hd
+            + s["n_heads"] * hd * h
             + h * s["intermediate_size"] * (3 if s.get("gated_mlp", True) else 2)
+        )
         return 2.0 * (s["n_layers"] * per + 2 * s["vocab_size"] * h) / tp
 
     def _build(self) -> bool:
@@ -130,8 +137,11 @@ class TorchBackend(Backend):
             self.layers.append(_Layer(s, self.tp, self.dev, self.dt))
         h = s["hidden_size"]
         self.emb = torch.randn(s["vocab_size"] // self.tp, h, device=self.dev, dtype=self.dt) * 0.02
-        self.lm = self.emb if s.get("tied_embeddings") else (
-            torch.randn(s["vocab_size"] // self.tp, h, device=self.dev, dtype=self.dt) * 0.02)
+        self.lm = (
+            self.emb
+            if s.get("tied_embeddings")
+            else (torch.randn(s["vocab_size"] // self.tp, h, device=self.dev, dtype=self.dt) * 0.02)
+        )
         self.nf = torch.ones(h, device=self.dev, dtype=self.dt)
         self.pos = torch.zeros(h, device=self.dev, dtype=self.dt)
         self.rope = s.get("rope", True)
@@ -173,8 +183,9 @@ class TorchBackend(Backend):
                 kc, vc = kv["p"][li]
                 kc[0, :, :P].copy_(kp)
                 vc[0, :, :P].copy_(vp)
-                o = F.scaled_dot_product_attention(qp.unsqueeze(0), kp.unsqueeze(0), vp.unsqueeze(0),
-                                                   is_causal=True, enable_gqa=L.nh != L.nkv)
+                o = F.scaled_dot_product_attention(
+                    qp.unsqueeze(0), kp.unsqueeze(0), vp.unsqueeze(0), is_causal=True, enable_gqa=L.nh != L.nkv
+                )
                 outs.append(o[0].transpose(0, 1).reshape(P, L.nh * L.hd))
             if decode:
                 B, ctx, cos, sin = decode
@@ -185,17 +196,17 @@ class TorchBackend(Backend):
                 if self.rope:
                     qd, kd = _rope(qd, cos, sin), _rope(kd, cos, sin)
                 kc, vc = kv["d"][li]
-                kc[:, :, ctx:ctx + 1].copy_(kd)
-                vc[:, :, ctx:ctx + 1].copy_(vd)
+                kc[:, :, ctx : ctx + 1].copy_(kd)
+                vc[:, :, ctx : ctx + 1].copy_(vd)
                 # GQA decode: the g query heads of a KV head act as g query positions.
-                o = F.scaled_dot_product_attention(qd, kc[:, :, :ctx + 1], vc[:, :, :ctx + 1])
+                o = F.scaled_dot_product_attention(qd, kc[:, :, : ctx + 1], vc[:, :, : ctx + 1])
                 outs.append(o.reshape(B, L.nh * L.hd))
             a = outs[0] if len(outs) == 1 else torch.cat(outs, 0)
             x = r + self._allreduce(F.linear(a, L.wo))
             x = x + self._allreduce(L.mlp(L.norm(x, L.n2)))
         last = []
         if prefill:
-            last.append(x[P - 1:P])
+            last.append(x[P - 1 : P])
         if decode:
             last.append(x[P:])
         z = last[0] if len(last) == 1 else torch.cat(last, 0)
@@ -211,13 +222,20 @@ class TorchBackend(Backend):
         if self.cuda:
             free, _ = torch.cuda.mem_get_info(self.dev)
             tokens = tokens or batch + cap
-            act = 4.0 * tokens * max(s["intermediate_size"] // self.tp * 2, s["hidden_size"] * 4) * 2 \
-                + 2.0 * max(batch, 1) * s["vocab_size"] // self.tp * 4 + 256 * 2**20
+            act = (
+                4.0 * tokens * max(s["intermediate_size"] // self.tp * 2, s["hidden_size"] * 4) * 2
+                + 2.0 * max(batch, 1) * s["vocab_size"] // self.tp * 4
+                + 256 * 2**20
+            )
             if need + act > 0.9 * free:
                 return None
-        return [(torch.zeros(batch, nkv, cap, s["head_dim"], device=self.dev, dtype=self.dt),
-                 torch.zeros(batch, nkv, cap, s["head_dim"], device=self.dev, dtype=self.dt))
-                for _ in range(s["n_layers"])]
+        return [
+            (
+                torch.zeros(batch, nkv, cap, s["head_dim"], device=self.dev, dtype=self.dt),
+                torch.zeros(batch, nkv, cap, s["head_dim"], device=self.dev, dtype=self.dt),
+            )
+            for _ in range(s["n_layers"])
+        ]
 
     def _ok(self, kvs: Dict[str, Any]) -> bool:
         ok = all(v is not None for v in kvs.values())
@@ -320,9 +338,15 @@ class TorchBackend(Backend):
         time.sleep(s)
 
     def info(self) -> Dict[str, Any]:
-        d: Dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda, "dtype": str(self.dt),
-                             "tp": self.tp, "kv_cache": "contiguous", "decode": "CUDA graph replay",
-                             "attention": "torch.nn.functional.scaled_dot_product_attention"}
+        d: Dict[str, Any] = {
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "dtype": str(self.dt),
+            "tp": self.tp,
+            "kv_cache": "contiguous",
+            "decode": "CUDA graph replay",
+            "attention": "torch.nn.functional.scaled_dot_product_attention",
+        }
         if self.cuda:
             d["gpu_name"] = torch.cuda.get_device_name(self.dev)
             d["cuda_device_order"] = os.environ.get("CUDA_DEVICE_ORDER", "")

@@ -12,6 +12,7 @@ Registered in :data:`greensim.workloads.ARRIVALS` by ``process`` name; each entr
 ``fn(cfg, rng, n, duration_s, where) -> arrival times [s]`` (sorted, starting near 0),
 stopping after ``n`` arrivals or at ``duration_s``, whichever comes first.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,16 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from greensim.experiment.workload import (DiurnalArrivals, FittedArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals, ServeGenArrivals)
 from greensim.base.errors import ConfigError, TraceError
 from greensim.base.registry import Registry
+from greensim.experiment.workload import (
+    DiurnalArrivals,
+    FittedArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+    RateSeriesArrivals,
+    ServeGenArrivals,
+)
 
 __all__ = ["ARRIVALS", "arrival_times", "renewal_unit", "PiecewiseRate", "servegen_rates"]
 
@@ -42,8 +50,9 @@ def _gaps(rng: np.random.Generator, cv: float, size: int) -> np.ndarray:
     return rng.gamma(shape, 1.0 / shape, size)
 
 
-def renewal_unit(rng: np.random.Generator, cv: float, n: Optional[int] = None,
-                 horizon: Optional[float] = None) -> np.ndarray:
+def renewal_unit(
+    rng: np.random.Generator, cv: float, n: Optional[int] = None, horizon: Optional[float] = None
+) -> np.ndarray:
     """Arrival times of a renewal process of rate 1 (gap mean 1, CV ``cv``).
 
     Stops after ``n`` arrivals or before ``horizon``, whichever comes first. Vectorised:
@@ -110,15 +119,21 @@ class PiecewiseRate:
         return k * self.period_s + np.minimum(t, self.edges_s[j + 1])
 
 
-def _time_varying(rate: PiecewiseRate, cv: float, start_s: float, rng: np.random.Generator,
-                  n: Optional[int], duration_s: Optional[float]) -> np.ndarray:
+def _time_varying(
+    rate: PiecewiseRate,
+    cv: float,
+    start_s: float,
+    rng: np.random.Generator,
+    n: Optional[int],
+    duration_s: Optional[float],
+) -> np.ndarray:
     s0 = float(rate.cumulative(np.array([start_s]))[0])
     horizon = None
     if duration_s is not None:
         horizon = float(rate.cumulative(np.array([start_s + duration_s]))[0]) - s0
     s = renewal_unit(rng, cv, n=n, horizon=horizon)
     t = rate.inverse(s + s0) - start_s
-    return np.maximum.accumulate(np.maximum(t, 0.0))   # guard rounding at bin edges
+    return np.maximum.accumulate(np.maximum(t, 0.0))  # guard rounding at bin edges
 
 
 @ARRIVALS.register("poisson")
@@ -130,7 +145,9 @@ def _poisson(cfg: PoissonArrivals, rng, n, duration_s, where):
 @ARRIVALS.register("gamma")
 def _gamma(cfg: GammaArrivals, rng, n, duration_s, where):
     _check_stop(n, duration_s, where)
-    return renewal_unit(rng, cfg.cv, n=n, horizon=None if duration_s is None else duration_s * cfg.rate_rps) / cfg.rate_rps
+    return (
+        renewal_unit(rng, cfg.cv, n=n, horizon=None if duration_s is None else duration_s * cfg.rate_rps) / cfg.rate_rps
+    )
 
 
 def diurnal_rate(cfg: DiurnalArrivals, where: str = "arrivals") -> PiecewiseRate:
@@ -168,6 +185,7 @@ def servegen_rates(cfg: ServeGenArrivals, data_dir: Optional[str] = None, where:
     """(rates [req/s] per window, window length [s]) of one ServeGen model, before scaling."""
     from greensim.workloads.named import find_named_trace
     from greensim.workloads.traces import read_trace_frame
+
     if cfg.path:
         path = cfg.path
     else:
@@ -184,8 +202,10 @@ def servegen_rates(cfg: ServeGenArrivals, data_dir: Optional[str] = None, where:
         i = int(np.flatnonzero(~np.isfinite(rates))[0])
         raise TraceError(f"{where}.path ({path}): total_rate_rps is not a number in window {i} of {cfg.model}.")
     if len(set(length)) != 1 or not np.allclose(np.diff(start), length[0]):
-        raise TraceError(f"{where}.path ({path}): the windows of {cfg.model} are not contiguous and of equal "
-                         f"length; a rate series needs both.")
+        raise TraceError(
+            f"{where}.path ({path}): the windows of {cfg.model} are not contiguous and of equal "
+            f"length; a rate series needs both."
+        )
     return rates, float(length[0])
 
 
@@ -200,17 +220,26 @@ def _servegen(cfg: ServeGenArrivals, rng, n, duration_s, where, data_dir: Option
 @ARRIVALS.register("fitted")
 def _fitted(cfg: FittedArrivals, rng, n, duration_s, where):
     from greensim.workloads.fitted import load_fit
+
     fit = load_fit(cfg.trace, f"{where}.trace")
     arr = fit.get("arrivals")
     if not arr:
-        raise ConfigError(f"{where}.trace: '{cfg.trace}' has no arrival times (lengths only), so no arrival "
-                          f"process was fitted. Use process poisson/gamma/diurnal/servegen with it.")
+        raise ConfigError(
+            f"{where}.trace: '{cfg.trace}' has no arrival times (lengths only), so no arrival "
+            f"process was fitted. Use process poisson/gamma/diurnal/servegen with it."
+        )
     g = GammaArrivals(process="gamma", rate_rps=cfg.rate_rps or arr["rate_rps"], cv=cfg.cv or arr["iat_cv"])
     return _gamma(g, rng, n, duration_s, where)
 
 
-def arrival_times(cfg, rng: np.random.Generator, n: Optional[int] = None, duration_s: Optional[float] = None,
-                  where: str = "workload.arrivals", data_dir: Optional[str] = None) -> np.ndarray:
+def arrival_times(
+    cfg,
+    rng: np.random.Generator,
+    n: Optional[int] = None,
+    duration_s: Optional[float] = None,
+    where: str = "workload.arrivals",
+    data_dir: Optional[str] = None,
+) -> np.ndarray:
     """Arrival times [s] of the configured process (see module docstring)."""
     fn = ARRIVALS.get(cfg.process, field=f"{where}.process")
     if cfg.process == "servegen":

@@ -17,6 +17,7 @@ Trace replay applies the experiment options in this order (all vectorised):
 Every row dropped or changed is reported through the ``greensim.workloads`` logger
 (WARNING) and in :func:`load_trace`'s notes.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,14 +28,20 @@ from typing import List, Optional, Tuple
 import numpy as np
 import pandas as pd
 
-from greensim.experiment.workload import (FittedLengths, IndependentLengths, PoissonWorkload, SyntheticWorkload, TraceWorkload)
-from greensim.core.requests import RequestTable
 from greensim.base.errors import ConfigError, TraceError
-from greensim.workloads.registry import WORKLOADS
+from greensim.core.requests import RequestTable
+from greensim.experiment.workload import (
+    FittedLengths,
+    IndependentLengths,
+    PoissonWorkload,
+    SyntheticWorkload,
+    TraceWorkload,
+)
 from greensim.workloads.arrivals import arrival_times
 from greensim.workloads.clean import clean_frame
 from greensim.workloads.named import find_named_trace
 from greensim.workloads.readers import ReadOptions, notes_of
+from greensim.workloads.registry import WORKLOADS
 from greensim.workloads.synthetic import poisson_table, sample_lengths
 from greensim.workloads.traces import frame_to_table, read_trace_frame
 
@@ -46,8 +53,14 @@ log = logging.getLogger("greensim.workloads")
 @WORKLOADS.register("poisson")
 def _poisson(cfg: PoissonWorkload, seeds: np.random.SeedSequence) -> RequestTable:
     s_arr, s_len = seeds.spawn(2)
-    return poisson_table(cfg.rate_rps, cfg.n_requests, cfg.input_tokens, cfg.output_tokens,
-                         np.random.default_rng(s_arr), np.random.default_rng(s_len))
+    return poisson_table(
+        cfg.rate_rps,
+        cfg.n_requests,
+        cfg.input_tokens,
+        cfg.output_tokens,
+        np.random.default_rng(s_arr),
+        np.random.default_rng(s_len),
+    )
 
 
 def _source(cfg: TraceWorkload) -> Tuple[str, str, str]:
@@ -55,9 +68,11 @@ def _source(cfg: TraceWorkload) -> Tuple[str, str, str]:
     if cfg.name is not None:
         info, path = find_named_trace(cfg.name, cfg.data_dir, "workload.name")
         if info.format == "servegen":
-            raise TraceError(f"workload.name: '{cfg.name}' is a rate profile, not a per-request trace. Use it as "
-                             f"an arrival process: workload.arrivals: {{process: servegen, model: m-large}} with a "
-                             f"length-only trace, or kind: synthetic.")
+            raise TraceError(
+                f"workload.name: '{cfg.name}' is a rate profile, not a per-request trace. Use it as "
+                f"an arrival process: workload.arrivals: {{process: servegen, model: m-large}} with a "
+                f"length-only trace, or kind: synthetic."
+            )
         return str(path), (info.format if cfg.format == "auto" else cfg.format), f"{cfg.name} ({path.name})"
     return str(cfg.path), cfg.format, str(cfg.path)
 
@@ -71,48 +86,58 @@ def _tile(t: np.ndarray, period_s: float, until_s: float) -> np.ndarray:
     return idx[keep], times[keep]
 
 
-def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = None
-               ) -> Tuple[pd.DataFrame, List[str]]:
+def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = None) -> Tuple[pd.DataFrame, List[str]]:
     """The trace as a cleaned frame after every experiment option, and notes on what was done."""
     path, fmt, label = _source(cfg)
     where = f"workload ({label})"
     if cfg.columns and fmt == "auto":
         fmt = "columns"
     if fmt != "columns" and (cfg.columns or cfg.time_unit != "s"):
-        raise ConfigError(f"workload.columns / workload.time_unit apply to format 'columns' only (format is "
-                          f"'{fmt}'). Set workload.format: columns, or remove them.")
+        raise ConfigError(
+            f"workload.columns / workload.time_unit apply to format 'columns' only (format is "
+            f"'{fmt}'). Set workload.format: columns, or remove them."
+        )
     if cfg.include_failed and fmt != "burstgpt":
         raise ConfigError(f"workload.include_failed applies to format 'burstgpt' only (format is '{fmt}').")
     opts = ReadOptions(columns=cfg.columns, time_unit=cfg.time_unit, include_failed=cfg.include_failed)
     df = read_trace_frame(path, fmt, where=where, opts=opts)
     notes = notes_of(df)
     if fmt == "servegen":
-        raise TraceError(f"{where}: a ServeGen rate profile is not a per-request trace; use arrivals: "
-                         f"{{process: servegen}}.")
+        raise TraceError(
+            f"{where}: a ServeGen rate profile is not a per-request trace; use arrivals: {{process: servegen}}."
+        )
     for col, value in cfg.select.items():
         if col not in df.columns:
-            raise TraceError(f"workload.select: '{col}' is not a column of {label} (columns: "
-                             f"{', '.join(map(str, df.columns))}).")
+            raise TraceError(
+                f"workload.select: '{col}' is not a column of {label} (columns: {', '.join(map(str, df.columns))})."
+            )
         keep = df[col].astype(str).to_numpy() == str(value)
         notes.append(f"select {col} == {value!r}: kept {int(keep.sum())} of {len(df)} rows.")
         df = df.loc[keep]
     has_times = "arrival_time_s" in df.columns
     if not has_times and cfg.arrivals is None:
-        raise TraceError(f"{where}: this trace has no arrival times (lengths only). Set workload.arrivals, e.g. "
-                         f"{{process: poisson, rate_rps: 5}} or {{process: servegen, model: m-large, "
-                         f"mean_rate_rps: 5}}.")
+        raise TraceError(
+            f"{where}: this trace has no arrival times (lengths only). Set workload.arrivals, e.g. "
+            f"{{process: poisson, rate_rps: 5}} or {{process: servegen, model: m-large, "
+            f"mean_rate_rps: 5}}."
+        )
     df, dropped = clean_frame(df, where, drop_invalid=cfg.drop_invalid, need_arrival=cfg.arrivals is None)
     if dropped:
-        notes.append(f"drop_invalid: dropped {sum(dropped.values())} row(s): "
-                     + ", ".join(f"{k} {v}" for k, v in dropped.items()) + ".")
+        notes.append(
+            f"drop_invalid: dropped {sum(dropped.values())} row(s): "
+            + ", ".join(f"{k} {v}" for k, v in dropped.items())
+            + "."
+        )
     inp = df["input_tokens"].to_numpy()
     out = df["output_tokens"].to_numpy()
     keep = np.ones(len(df), dtype=bool)
-    for lim, arr, op, text in ((cfg.min_input_tokens, inp, np.greater_equal, "input_tokens >="),
-                               (cfg.max_input_tokens, inp, np.less_equal, "input_tokens <="),
-                               (cfg.min_output_tokens, out, np.greater_equal, "output_tokens >="),
-                               (cfg.max_output_tokens, out, np.less_equal, "output_tokens <="),
-                               (cfg.max_total_tokens, inp + out, np.less_equal, "input+output tokens <=")):
+    for lim, arr, op, text in (
+        (cfg.min_input_tokens, inp, np.greater_equal, "input_tokens >="),
+        (cfg.max_input_tokens, inp, np.less_equal, "input_tokens <="),
+        (cfg.min_output_tokens, out, np.greater_equal, "output_tokens >="),
+        (cfg.max_output_tokens, out, np.less_equal, "output_tokens <="),
+        (cfg.max_total_tokens, inp + out, np.less_equal, "input+output tokens <="),
+    ):
         if lim is not None:
             ok = op(arr, lim)
             notes.append(f"length filter {text} {lim}: dropped {int((keep & ~ok).sum())} row(s).")
@@ -122,7 +147,7 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
     if cfg.arrivals is not None:
         rng = np.random.default_rng(seeds if seeds is not None else np.random.SeedSequence(0))
         t = arrival_times(cfg.arrivals, rng, n=len(df), where="workload.arrivals", data_dir=cfg.data_dir)
-        df = df.iloc[:t.size].copy()
+        df = df.iloc[: t.size].copy()
         df["arrival_time_s"] = t
         notes.append(f"arrival times generated by process {cfg.arrivals.process} for {len(df)} request(s).")
     t = df["arrival_time_s"].to_numpy(dtype=float)
@@ -130,8 +155,10 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
     if lo is not None or hi is not None:
         lo_ = 0.0 if lo is None else lo
         m = (t >= lo_) & (t < (np.inf if hi is None else hi))
-        notes.append(f"window [{lo_:g}, {'end' if hi is None else f'{hi:g}'}) s: kept {int(m.sum())} of {t.size} "
-                     f"requests; times shifted by -{lo_:g} s.")
+        notes.append(
+            f"window [{lo_:g}, {'end' if hi is None else f'{hi:g}'}) s: kept {int(m.sum())} of {t.size} "
+            f"requests; times shifted by -{lo_:g} s."
+        )
         df = df.loc[m]
         t = t[m] - lo_
     scale = cfg.time_scale / cfg.rate_scale
@@ -143,20 +170,25 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
         elif t.size > 1 and t[-1] > t[0]:
             period = t[-1] + (t[-1] - t[0]) / (t.size - 1)
         else:
-            raise TraceError(f"{where}: repeat_until_s needs at least two distinct arrival times (or a window_end_s "
-                             f"to set the period).")
+            raise TraceError(
+                f"{where}: repeat_until_s needs at least two distinct arrival times (or a window_end_s "
+                f"to set the period)."
+            )
         idx, t = _tile(t, period, cfg.repeat_until_s)
-        notes.append(f"repeated every {period:g} s until {cfg.repeat_until_s:g} s: {t.size} requests "
-                     f"({t.size / max(len(df), 1):.2f} copies).")
+        notes.append(
+            f"repeated every {period:g} s until {cfg.repeat_until_s:g} s: {t.size} requests "
+            f"({t.size / max(len(df), 1):.2f} copies)."
+        )
         df = df.iloc[idx]
     df = df.copy()
     df["arrival_time_s"] = t
     if cfg.max_requests is not None and len(df) > cfg.max_requests:
         notes.append(f"max_requests: kept the first {cfg.max_requests} of {len(df)} requests.")
-        df = df.iloc[:cfg.max_requests]
+        df = df.iloc[: cfg.max_requests]
     if len(df) == 0:
-        raise TraceError(f"{where}: no requests left after the window and filters. Widen workload.window_* or the "
-                         f"length limits.")
+        raise TraceError(
+            f"{where}: no requests left after the window and filters. Widen workload.window_* or the length limits."
+        )
     return df.reset_index(drop=True), notes
 
 
@@ -172,10 +204,13 @@ def _trace(cfg: TraceWorkload, seeds: np.random.SeedSequence) -> RequestTable:
 def _lengths(cfg, n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     if isinstance(cfg, FittedLengths):
         from greensim.workloads.fitted import load_length_model
+
         return load_length_model(cfg.trace, "workload.lengths.trace").sample(n, rng)
     assert isinstance(cfg, IndependentLengths)
-    return (sample_lengths(cfg.input_tokens, n, rng, "workload.lengths.input_tokens"),
-            sample_lengths(cfg.output_tokens, n, rng, "workload.lengths.output_tokens"))
+    return (
+        sample_lengths(cfg.input_tokens, n, rng, "workload.lengths.input_tokens"),
+        sample_lengths(cfg.output_tokens, n, rng, "workload.lengths.output_tokens"),
+    )
 
 
 @WORKLOADS.register("synthetic")
@@ -183,8 +218,9 @@ def _synthetic(cfg: SyntheticWorkload, seeds: np.random.SeedSequence) -> Request
     s_arr, s_len = seeds.spawn(2)
     t = arrival_times(cfg.arrivals, np.random.default_rng(s_arr), n=cfg.n_requests, duration_s=cfg.duration_s)
     if t.size == 0:
-        raise TraceError("workload: the arrival process produced no request before duration_s; raise the rate or "
-                         "the duration.")
+        raise TraceError(
+            "workload: the arrival process produced no request before duration_s; raise the rate or the duration."
+        )
     inp, out = _lengths(cfg.lengths, t.size, np.random.default_rng(s_len))
     return RequestTable.from_arrays(t, inp, out, where="workload")
 

@@ -4,6 +4,7 @@ Without ``drop_invalid`` the first bad value raises :class:`~greensim.base.error
 with it, bad rows are dropped and counted by reason (the caller reports the counts).
 Rows are numbered as in the file from 0, header not counted (row r is line r + 2 of a CSV).
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Tuple
@@ -25,8 +26,9 @@ def _rows(df: pd.DataFrame) -> np.ndarray:
     return idx.to_numpy() if pd.api.types.is_integer_dtype(idx) else np.arange(len(df))
 
 
-def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
-                need_arrival: bool = True) -> Tuple[pd.DataFrame, Dict[str, int]]:
+def clean_frame(
+    df: pd.DataFrame, where: str, drop_invalid: bool = False, need_arrival: bool = True
+) -> Tuple[pd.DataFrame, Dict[str, int]]:
     """Check the columns and values of a normalised trace frame.
 
     Parameters
@@ -51,9 +53,11 @@ def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
     required = (("arrival_time_s",) if need_arrival else ()) + REQUIRED_LENGTH_COLUMNS
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise TraceError(f"{where}: missing column(s) {', '.join(missing)} (found: "
-                         f"{', '.join(map(str, df.columns))}). A trace needs {', '.join(required)}; rename the "
-                         f"columns, or use format 'columns' with workload.columns to map them.")
+        raise TraceError(
+            f"{where}: missing column(s) {', '.join(missing)} (found: "
+            f"{', '.join(map(str, df.columns))}). A trace needs {', '.join(required)}; rename the "
+            f"columns, or use format 'columns' with workload.columns to map them."
+        )
     rows = _rows(df)
     n = len(df)
     bad_any = np.zeros(n, dtype=bool)
@@ -62,8 +66,11 @@ def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
     cols = [c for c in ("arrival_time_s",) + REQUIRED_LENGTH_COLUMNS if c in df.columns]
     for c in cols:
         raw = df[c]
-        x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float) if raw.dtype == object or \
-            not pd.api.types.is_numeric_dtype(raw) else raw.to_numpy(dtype=float)
+        x = (
+            pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+            if raw.dtype == object or not pd.api.types.is_numeric_dtype(raw)
+            else raw.to_numpy(dtype=float)
+        )
         checks: List[Tuple[str, np.ndarray, str]] = []
         nonnum = np.isnan(x) & raw.notna().to_numpy()
         checks.append(("non-numeric", nonnum, "has a non-numeric value {v!r} at row {r}"))
@@ -71,8 +78,9 @@ def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
         fin = np.isfinite(x)
         checks.append(("negative", fin & (x < 0), "is negative at row {r} (value {v})"))
         if c != "arrival_time_s":
-            checks.append(("non-integer", fin & (x >= 0) & (x != np.floor(x)),
-                           "has a non-integer value {v} at row {r}"))
+            checks.append(
+                ("non-integer", fin & (x >= 0) & (x != np.floor(x)), "has a non-integer value {v} at row {r}")
+            )
             checks.append(("zero tokens", fin & (x == 0), "is 0 at row {r}"))
         for reason, mask, text in checks:
             if not mask.any():
@@ -81,11 +89,18 @@ def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
             if not drop_invalid:
                 i = k[0]
                 msg = text.format(v=raw.iloc[i], r=rows[i])
-                extra = (" Every request needs >= 1 input and >= 1 output token." if reason == "zero tokens" else
-                         " Token counts must be whole numbers." if reason == "non-integer" else
-                         " Times and token counts must be >= 0." if reason == "negative" else "")
-                raise TraceError(f"{where}: column '{c}' {msg} ({k.size} row{'s' if k.size > 1 else ''}).{extra} "
-                                 f"{_FIX}")
+                extra = (
+                    " Every request needs >= 1 input and >= 1 output token."
+                    if reason == "zero tokens"
+                    else " Token counts must be whole numbers."
+                    if reason == "non-integer"
+                    else " Times and token counts must be >= 0."
+                    if reason == "negative"
+                    else ""
+                )
+                raise TraceError(
+                    f"{where}: column '{c}' {msg} ({k.size} row{'s' if k.size > 1 else ''}).{extra} {_FIX}"
+                )
             new = mask & ~bad_any
             if new.any():
                 dropped[f"{c}: {reason}"] = int(new.sum())
@@ -100,9 +115,11 @@ def clean_frame(df: pd.DataFrame, where: str, drop_invalid: bool = False,
             i = int(np.flatnonzero(late)[0])
             if not drop_invalid:
                 j = int(np.flatnonzero(t[:i] == prev_max[i - 1])[-1])
-                raise TraceError(f"{where}: column 'arrival_time_s' is not sorted (row {rows[i]} arrives before "
-                                 f"row {rows[j]}): {t[i]} s < {t[j]} s ({int(late.sum())} such rows). Sort the trace "
-                                 f"by arrival time. {_FIX}")
+                raise TraceError(
+                    f"{where}: column 'arrival_time_s' is not sorted (row {rows[i]} arrives before "
+                    f"row {rows[j]}): {t[i]} s < {t[j]} s ({int(late.sum())} such rows). Sort the trace "
+                    f"by arrival time. {_FIX}"
+                )
             dropped["arrival_time_s: out of order"] = int(late.sum())
             bad_any |= late
     keep = ~bad_any

@@ -18,13 +18,13 @@ inter-arrival CV (:mod:`greensim.workloads.arrivals`).
 Fits live in ``traces/fitted/<name>.yaml`` (installed as ``greensim._traces``), written by
 ``greensim trace fit NAME --out traces/fitted`` with the source file's SHA-256 and row count.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import functools
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict
 
@@ -34,8 +34,16 @@ import yaml
 from greensim.base.errors import ConfigError, TraceError
 from greensim.base.paths import bundled
 
-__all__ = ["JointLengthModel", "fit_lengths", "fit_arrivals", "load_fit", "fitted_names", "fit_document",
-           "FIT_LEVELS", "FIT_GRID"]
+__all__ = [
+    "JointLengthModel",
+    "fit_lengths",
+    "fit_arrivals",
+    "load_fit",
+    "fitted_names",
+    "fit_document",
+    "FIT_LEVELS",
+    "FIT_GRID",
+]
 
 #: quantile levels per marginal (0.1% steps: p50/p90/p99 fall on knots)
 FIT_LEVELS = 1000
@@ -98,19 +106,26 @@ class JointLengthModel:
         return np.maximum(np.rint(x), 1).astype(np.int64)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"n_levels": int(len(self.input_quantiles) - 1), "copula_grid": self.grid,
-                "input_quantiles": [round(float(x), 3) for x in self.input_quantiles],
-                "output_quantiles": [round(float(x), 3) for x in self.output_quantiles],
-                "copula_counts": [[int(x) for x in row] for row in np.asarray(self.copula_counts)]}
+        return {
+            "n_levels": int(len(self.input_quantiles) - 1),
+            "copula_grid": self.grid,
+            "input_quantiles": [round(float(x), 3) for x in self.input_quantiles],
+            "output_quantiles": [round(float(x), 3) for x in self.output_quantiles],
+            "copula_counts": [[int(x) for x in row] for row in np.asarray(self.copula_counts)],
+        }
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "JointLengthModel":
-        return cls(np.asarray(d["input_quantiles"], dtype=float), np.asarray(d["output_quantiles"], dtype=float),
-                   np.asarray(d["copula_counts"], dtype=np.int64))
+        return cls(
+            np.asarray(d["input_quantiles"], dtype=float),
+            np.asarray(d["output_quantiles"], dtype=float),
+            np.asarray(d["copula_counts"], dtype=np.int64),
+        )
 
 
-def fit_lengths(input_tokens: np.ndarray, output_tokens: np.ndarray, n_levels: int = FIT_LEVELS,
-                grid: int = FIT_GRID) -> JointLengthModel:
+def fit_lengths(
+    input_tokens: np.ndarray, output_tokens: np.ndarray, n_levels: int = FIT_LEVELS, grid: int = FIT_GRID
+) -> JointLengthModel:
     """Fit a :class:`JointLengthModel` to paired token counts (see module docstring)."""
     x = np.asarray(input_tokens, dtype=float)
     y = np.asarray(output_tokens, dtype=float)
@@ -131,8 +146,12 @@ def fit_arrivals(arrival_s: np.ndarray) -> Dict[str, float]:
     if t.size < 3 or t[-1] <= t[0]:
         raise TraceError("fit: need at least 3 arrivals spanning a positive time to fit an arrival process.")
     g = np.diff(t)
-    return {"rate_rps": float(1.0 / g.mean()), "iat_cv": float(g.std() / g.mean()),
-            "duration_s": float(t[-1] - t[0]), "n_requests": int(t.size)}
+    return {
+        "rate_rps": float(1.0 / g.mean()),
+        "iat_cv": float(g.std() / g.mean()),
+        "duration_s": float(t[-1] - t[0]),
+        "n_requests": int(t.size),
+    }
 
 
 def _sha256(path: Path) -> str:
@@ -143,11 +162,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fit_document(name: str, path: Path, frame, source: str = "", license: str = "",
-                 command: str = "") -> Dict[str, Any]:
+def fit_document(
+    name: str, path: Path, frame, source: str = "", license: str = "", command: str = ""
+) -> Dict[str, Any]:
     """The YAML document of a fit: provenance, arrival fit (if times), length model, summary."""
-    from greensim.workloads.stats import trace_stats
     from greensim.base.version import __version__
+    from greensim.workloads.stats import trace_stats
+
     arr = frame["arrival_time_s"].to_numpy() if "arrival_time_s" in frame.columns else None
     inp = frame["input_tokens"].to_numpy()
     out = frame["output_tokens"].to_numpy()
@@ -156,13 +177,17 @@ def fit_document(name: str, path: Path, frame, source: str = "", license: str = 
     return {
         "name": name,
         "provenance": {
-            "source_file": path.name, "source_sha256": _sha256(path), "source_rows": int(len(frame)),
-            "source": source, "license": license,
+            "source_file": path.name,
+            "source_sha256": _sha256(path),
+            "source_rows": int(len(frame)),
+            "source": source,
+            "license": license,
             "fitted_by": command or f"greensim trace fit {name} --out traces/fitted",
-            "greensim_version": __version__, "date": _dt.date.today().isoformat(),
+            "greensim_version": __version__,
+            "date": _dt.date.today().isoformat(),
             "method": "marginal quantiles at 0.1% steps + 20x20 checkerboard copula of ranks (ties broken by "
-                      "a seeded random order); arrivals: Gamma renewal with the trace's 1/mean gap and gap CV. "
-                      "See greensim/workloads/fitted.py.",
+            "a seeded random order); arrivals: Gamma renewal with the trace's 1/mean gap and gap CV. "
+            "See greensim/workloads/fitted.py.",
         },
         "summary": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in st.items()},
         "arrivals": fit_arrivals(arr) if arr is not None else None,
@@ -189,11 +214,14 @@ def load_fit(name: str, field: str = "trace") -> Dict[str, Any]:
     """The fit document of a shipped fit (``traces/fitted/<name>.yaml``)."""
     if not (_fits_dir() / f"{name}.yaml").is_file():
         import difflib
+
         names = fitted_names()
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{field}: no fitted model '{name}' (fitted: {', '.join(names)}).{hint} "
-                          f"Fit one with `greensim trace fit FILE --out traces/fitted`.")
+        raise ConfigError(
+            f"{field}: no fitted model '{name}' (fitted: {', '.join(names)}).{hint} "
+            f"Fit one with `greensim trace fit FILE --out traces/fitted`."
+        )
     return yaml.safe_load(_read_fit(name))
 
 

@@ -11,6 +11,7 @@ reported by the caller; no row is dropped without a note.
 Values are *not* validated here: :func:`greensim.workloads.validate.clean_frame`
 checks every column and names the file, row and column of the first bad value.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -56,8 +57,10 @@ def _with_notes(df: pd.DataFrame, notes: List[str]) -> pd.DataFrame:
 def _need(df: pd.DataFrame, cols, path: Path, fmt: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise TraceError(f"{path.name}: format '{fmt}' needs column(s) {', '.join(map(repr, missing))} "
-                         f"(found: {', '.join(map(str, df.columns))}). Check workload.format or rename the columns.")
+        raise TraceError(
+            f"{path.name}: format '{fmt}' needs column(s) {', '.join(map(repr, missing))} "
+            f"(found: {', '.join(map(str, df.columns))}). Check workload.format or rename the columns."
+        )
 
 
 def _seconds_from_datetimes(col: pd.Series, path: Path, column: str) -> np.ndarray:
@@ -65,8 +68,10 @@ def _seconds_from_datetimes(col: pd.Series, path: Path, column: str) -> np.ndarr
     ts = pd.to_datetime(col, format="ISO8601", utc=True, errors="coerce")
     bad = np.flatnonzero(ts.isna().to_numpy())
     if bad.size:
-        raise TraceError(f"{path.name}: column '{column}' has an unparseable timestamp {col.iloc[bad[0]]!r} at "
-                         f"row {bad[0]} ({bad.size} rows). Expected ISO-8601, e.g. 2023-11-16 18:17:03.9799600.")
+        raise TraceError(
+            f"{path.name}: column '{column}' has an unparseable timestamp {col.iloc[bad[0]]!r} at "
+            f"row {bad[0]} ({bad.size} rows). Expected ISO-8601, e.g. 2023-11-16 18:17:03.9799600."
+        )
     ns = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
     # integer nanoseconds first: float seconds since the epoch would lose sub-microsecond detail
     return (ns - ns.min()).astype(np.float64) * 1e-9
@@ -112,9 +117,11 @@ def _read_columns(path: Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     raw = _read_any(path)
     mapping = dict(opts.columns)
     if not mapping:
-        raise TraceError(f"{path.name}: format 'columns' needs workload.columns, e.g. "
-                         f"{{arrival_time_s: ts, input_tokens: prompt_len, output_tokens: gen_len}} "
-                         f"(file columns: {', '.join(map(str, raw.columns))}).")
+        raise TraceError(
+            f"{path.name}: format 'columns' needs workload.columns, e.g. "
+            f"{{arrival_time_s: ts, input_tokens: prompt_len, output_tokens: gen_len}} "
+            f"(file columns: {', '.join(map(str, raw.columns))})."
+        )
     _need(raw, list(mapping.values()), path, "columns")
     df = pd.DataFrame({ours: raw[theirs] for ours, theirs in mapping.items()})
     notes = []
@@ -145,10 +152,12 @@ def _read_azure(path: Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     raw = pd.read_csv(path)
     _need(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "azure_llm")
     t = _seconds_from_datetimes(raw["TIMESTAMP"].astype(str).str.strip(), path, "TIMESTAMP")
-    df = pd.DataFrame({"arrival_time_s": t, "input_tokens": raw["ContextTokens"],
-                       "output_tokens": raw["GeneratedTokens"]})
-    notes = ["parsed TIMESTAMP as ISO-8601 (naive times read as UTC); arrival_time_s = seconds since the "
-             "earliest TIMESTAMP."]
+    df = pd.DataFrame(
+        {"arrival_time_s": t, "input_tokens": raw["ContextTokens"], "output_tokens": raw["GeneratedTokens"]}
+    )
+    notes = [
+        "parsed TIMESTAMP as ISO-8601 (naive times read as UTC); arrival_time_s = seconds since the earliest TIMESTAMP."
+    ]
     return _with_notes(df, notes)
 
 
@@ -171,8 +180,9 @@ def _read_burstgpt(path: Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     raw = pd.read_csv(path)
     _need(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "burstgpt")
     t = pd.to_numeric(raw["Timestamp"], errors="coerce")
-    df = pd.DataFrame({"arrival_time_s": t, "input_tokens": raw["Request tokens"],
-                       "output_tokens": raw["Response tokens"]})
+    df = pd.DataFrame(
+        {"arrival_time_s": t, "input_tokens": raw["Request tokens"], "output_tokens": raw["Response tokens"]}
+    )
     for theirs, ours in (("Model", "model"), ("Log Type", "log_type"), ("Session ID", "session_id")):
         if theirs in raw.columns:
             df[ours] = raw[theirs]
@@ -183,12 +193,14 @@ def _read_burstgpt(path: Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     if n_failed:
         if opts.include_failed:
             df.loc[failed, "output_tokens"] = 1
-            notes.append(f"kept {n_failed} failed request(s) (Response tokens = 0) as 1-output-token requests "
-                         f"(include_failed).")
+            notes.append(
+                f"kept {n_failed} failed request(s) (Response tokens = 0) as 1-output-token requests (include_failed)."
+            )
         else:
-            df = df.loc[~failed]          # keep the file's row numbers for error messages
-            notes.append(f"dropped {n_failed} failed request(s) (Response tokens = 0); set include_failed: true "
-                         f"to keep them.")
+            df = df.loc[~failed]  # keep the file's row numbers for error messages
+            notes.append(
+                f"dropped {n_failed} failed request(s) (Response tokens = 0); set include_failed: true to keep them."
+            )
     if len(df) and np.isfinite(df["arrival_time_s"].min()):
         first = float(df["arrival_time_s"].min())
         if first != 0.0:
@@ -212,8 +224,9 @@ def _read_mooncake(path: Path, opts: ReadOptions | None = None) -> pd.DataFrame:
     raw = pd.read_json(path, lines=True)
     _need(raw, ["timestamp", "input_length", "output_length"], path, "mooncake")
     t = pd.to_numeric(raw["timestamp"], errors="coerce") * 1e-3
-    df = pd.DataFrame({"arrival_time_s": t - t.min(), "input_tokens": raw["input_length"],
-                       "output_tokens": raw["output_length"]})
+    df = pd.DataFrame(
+        {"arrival_time_s": t - t.min(), "input_tokens": raw["input_length"], "output_tokens": raw["output_length"]}
+    )
     if "hash_ids" in raw.columns:
         df["hash_ids"] = [" ".join(map(str, h)) if isinstance(h, list) else "" for h in raw["hash_ids"]]
     return _with_notes(df, ["converted timestamp from ms to s since the first request."])

@@ -1,4 +1,5 @@
 """Summary statistics of a request trace, and its plot (rate over time, length histograms)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,7 @@ def trace_stats(arrival_s: Optional[np.ndarray], input_tokens: np.ndarray, outpu
     index of dispersion of counts in 60 s bins, and input/output mean, p50/p90/p99, max
     [tokens], plus the Spearman rank correlation of input and output lengths."""
     from scipy.stats import spearmanr
+
     x = np.asarray(input_tokens, dtype=float)
     y = np.asarray(output_tokens, dtype=float)
     s: Dict[str, Any] = {"n_requests": int(x.size)}
@@ -26,7 +28,7 @@ def trace_stats(arrival_s: Optional[np.ndarray], input_tokens: np.ndarray, outpu
         s["mean_rate_rps"] = float(1.0 / g.mean()) if g.mean() > 0 else float("inf")
         s["iat_cv"] = float(g.std() / g.mean()) if g.mean() > 0 else float("nan")
         if s["duration_s"] >= 120:
-            counts = np.bincount(((t - t[0]) // 60.0).astype(np.int64))[:-1]   # drop the partial last minute
+            counts = np.bincount(((t - t[0]) // 60.0).astype(np.int64))[:-1]  # drop the partial last minute
             s["idc_60s"] = float(counts.var() / counts.mean()) if counts.mean() > 0 else float("nan")
     for name, v in (("input_tokens", x), ("output_tokens", y)):
         s[f"{name}_mean"] = float(v.mean())
@@ -41,25 +43,31 @@ def format_stats(s: Dict[str, Any]) -> str:
     """A readable multi-line summary of :func:`trace_stats`."""
     lines = [f"rows                 {s['n_requests']:,}"]
     if "duration_s" in s:
-        lines += [f"duration             {s['duration_s']:,.1f} s",
-                  f"mean rate            {s['mean_rate_rps']:.3f} req/s (1 / mean inter-arrival gap)",
-                  f"inter-arrival CV     {s['iat_cv']:.3f}"]
+        lines += [
+            f"duration             {s['duration_s']:,.1f} s",
+            f"mean rate            {s['mean_rate_rps']:.3f} req/s (1 / mean inter-arrival gap)",
+            f"inter-arrival CV     {s['iat_cv']:.3f}",
+        ]
         if "idc_60s" in s:
             lines.append(f"IDC of 60 s counts   {s['idc_60s']:.2f} (1 = Poisson)")
     else:
         lines.append("arrival times        none (lengths only)")
     for name in ("input_tokens", "output_tokens"):
-        lines.append(f"{name:<20} mean {s[f'{name}_mean']:,.0f}  p50 {s[f'{name}_p50']:,.0f}  "
-                     f"p90 {s[f'{name}_p90']:,.0f}  p99 {s[f'{name}_p99']:,.0f}  max {s[f'{name}_max']:,.0f}")
+        lines.append(
+            f"{name:<20} mean {s[f'{name}_mean']:,.0f}  p50 {s[f'{name}_p50']:,.0f}  "
+            f"p90 {s[f'{name}_p90']:,.0f}  p99 {s[f'{name}_p99']:,.0f}  max {s[f'{name}_max']:,.0f}"
+        )
     lines.append(f"Spearman(in, out)    {s['spearman_input_output']:.3f}")
     return "\n".join(lines)
 
 
-def plot_trace(path: Path, arrival_s: Optional[np.ndarray], input_tokens: np.ndarray, output_tokens: np.ndarray,
-               title: str) -> None:
+def plot_trace(
+    path: Path, arrival_s: Optional[np.ndarray], input_tokens: np.ndarray, output_tokens: np.ndarray, title: str
+) -> None:
     """Write a PNG: request rate over time (60 s bins, or span/100 if shorter) and log-binned
     histograms of input and output lengths."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -101,25 +109,35 @@ def profile_stats(df):
     """Per model of a ServeGen rate profile: windows, span [d], mean / p5 / p95 / max rate
     [req/s], CV of the window rates, and the ratio of the highest to the lowest hourly mean."""
     import pandas as pd
+
     rows = []
     for model, g in df.groupby("model", sort=False):
         r = g["total_rate_rps"].to_numpy(dtype=float)
         hour = ((g["window_start_s"].to_numpy(dtype=float) % 86400) // 3600).astype(int)
         hourly = pd.Series(r).groupby(hour).mean()
-        rows.append({"model": model, "windows": int(r.size),
-                     "span_d": float((g["window_start_s"].max() + g["window_len_s"].iloc[0]) / 86400),
-                     "mean_rps": float(r.mean()), "p5_rps": float(np.percentile(r, 5)),
-                     "p95_rps": float(np.percentile(r, 95)), "max_rps": float(r.max()),
-                     "cv": float(r.std() / r.mean()),
-                     "hourly_peak_to_trough": float(hourly.max() / hourly.min()) if hourly.min() > 0 else float("inf")})
+        rows.append(
+            {
+                "model": model,
+                "windows": int(r.size),
+                "span_d": float((g["window_start_s"].max() + g["window_len_s"].iloc[0]) / 86400),
+                "mean_rps": float(r.mean()),
+                "p5_rps": float(np.percentile(r, 5)),
+                "p95_rps": float(np.percentile(r, 95)),
+                "max_rps": float(r.max()),
+                "cv": float(r.std() / r.mean()),
+                "hourly_peak_to_trough": float(hourly.max() / hourly.min()) if hourly.min() > 0 else float("inf"),
+            }
+        )
     return pd.DataFrame(rows).round(3)
 
 
 def plot_profile(path: Path, df, title: str) -> None:
     """PNG of each model's rate over time (ServeGen profile)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(14, 4))
     for model, g in df.groupby("model", sort=False):
         ax.plot(g["window_start_s"].to_numpy() / 86400, g["total_rate_rps"].to_numpy(), lw=0.7, label=model)

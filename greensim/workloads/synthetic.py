@@ -1,11 +1,12 @@
 """Synthetic workloads: Poisson arrivals and token-length distributions."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from greensim.experiment.workload import ConstantLength, EmpiricalLength, LognormalLength, UniformLength
-from greensim.core.requests import RequestTable
 from greensim.base.errors import TraceError
+from greensim.core.requests import RequestTable
+from greensim.experiment.workload import ConstantLength, EmpiricalLength, LognormalLength, UniformLength
 from greensim.workloads.traces import read_trace_frame
 
 __all__ = ["sample_lengths", "poisson_table"]
@@ -23,8 +24,10 @@ def sample_lengths(dist, n: int, rng: np.random.Generator, where: str) -> np.nda
     if isinstance(dist, EmpiricalLength):
         df = read_trace_frame(dist.path, where=f"{where}.path")
         if dist.column not in df.columns:
-            raise TraceError(f"{where}.column: '{dist.column}' is not a column of {dist.path} "
-                             f"(columns: {', '.join(map(str, df.columns))}).")
+            raise TraceError(
+                f"{where}.column: '{dist.column}' is not a column of {dist.path} "
+                f"(columns: {', '.join(map(str, df.columns))})."
+            )
         pool = df[dist.column].to_numpy(dtype=float)
         pool = pool[np.isfinite(pool) & (pool >= 1)]
         if pool.size == 0:
@@ -33,9 +36,15 @@ def sample_lengths(dist, n: int, rng: np.random.Generator, where: str) -> np.nda
     raise TraceError(f"{where}: unsupported length distribution {dist!r}")
 
 
-def poisson_table(rate_rps: float, n: int, input_dist, output_dist,
-                  rng_arrivals: np.random.Generator, rng_lengths: np.random.Generator,
-                  where: str = "workload") -> RequestTable:
+def poisson_table(
+    rate_rps: float,
+    n: int,
+    input_dist,
+    output_dist,
+    rng_arrivals: np.random.Generator,
+    rng_lengths: np.random.Generator,
+    where: str = "workload",
+) -> RequestTable:
     """Poisson arrivals (exponential gaps, first arrival at its first gap)."""
     gaps = rng_arrivals.exponential(1.0 / rate_rps, size=n)
     arrival = np.cumsum(gaps)

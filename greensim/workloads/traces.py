@@ -5,18 +5,18 @@ The normalised columns are ``arrival_time_s, input_tokens, output_tokens``; an o
 formats live in :mod:`greensim.workloads.readers`; validation in
 :mod:`greensim.workloads.clean`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from greensim.core.requests import RequestTable
 from greensim.base.errors import TraceError
-from greensim.workloads.registry import TRACE_READERS
+from greensim.core.requests import RequestTable
 from greensim.workloads.clean import clean_frame
 from greensim.workloads.readers import ReadOptions
+from greensim.workloads.registry import TRACE_READERS
 
 __all__ = ["read_trace_frame", "table_from_frame", "REQUIRED_COLUMNS", "format_from_suffix"]
 
@@ -27,13 +27,16 @@ _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jso
 def format_from_suffix(p: Path, where: str) -> str:
     fmt = _SUFFIX_FORMATS.get(p.suffix.lower())
     if fmt is None:
-        raise TraceError(f"{where}: cannot tell the format of '{p.name}' from its suffix; "
-                         f"set workload.format to one of: {', '.join(TRACE_READERS.names())}.")
+        raise TraceError(
+            f"{where}: cannot tell the format of '{p.name}' from its suffix; "
+            f"set workload.format to one of: {', '.join(TRACE_READERS.names())}."
+        )
     return fmt
 
 
-def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload.path",
-                     opts: ReadOptions | None = None) -> pd.DataFrame:
+def read_trace_frame(
+    path: str | Path, fmt: str = "auto", where: str = "workload.path", opts: ReadOptions | None = None
+) -> pd.DataFrame:
     """Read a trace file with the named reader (or by suffix) into greensim's columns.
 
     The reader's notes on what it did are in ``df.attrs["notes"]``
@@ -41,8 +44,10 @@ def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload
     """
     p = Path(path)
     if not p.is_file():
-        raise TraceError(f"{where}: trace file '{path}' not found. Check the path "
-                         f"(relative paths resolve against the experiment file's folder).")
+        raise TraceError(
+            f"{where}: trace file '{path}' not found. Check the path "
+            f"(relative paths resolve against the experiment file's folder)."
+        )
     if fmt == "auto":
         fmt = format_from_suffix(p, where)
     reader = TRACE_READERS.get(fmt, field="workload.format")
@@ -54,8 +59,9 @@ def read_trace_frame(path: str | Path, fmt: str = "auto", where: str = "workload
         raise TraceError(f"{where}: could not read '{p.name}' as {fmt}: {exc}") from None
 
 
-def table_from_frame(df: pd.DataFrame, where: str, max_requests: int | None = None,
-                     time_scale: float = 1.0, drop_invalid: bool = False) -> RequestTable:
+def table_from_frame(
+    df: pd.DataFrame, where: str, max_requests: int | None = None, time_scale: float = 1.0, drop_invalid: bool = False
+) -> RequestTable:
     """Validate columns and values (see :func:`~greensim.workloads.clean.clean_frame`) and build a RequestTable."""
     if max_requests is not None:
         df = df.iloc[:max_requests]
@@ -73,5 +79,6 @@ def frame_to_table(df: pd.DataFrame, where: str, time_scale: float = 1.0) -> Req
     if time_scale != 1.0:
         arrival = arrival * time_scale
     sc = df["slo_class"].to_numpy() if "slo_class" in df.columns else None
-    return RequestTable.from_arrays(arrival, df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy(), sc,
-                                    where=where)
+    return RequestTable.from_arrays(
+        arrival, df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy(), sc, where=where
+    )

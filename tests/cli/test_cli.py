@@ -1,15 +1,14 @@
 """CLI: run and validate, including bad inputs (clear one-paragraph errors, exit 2)."""
+
 import json
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import make_experiment
 
 from greensim.cli import main
-from conftest import make_experiment
 
 
 def write(tmp_path, d, name="exp.yaml"):
@@ -31,8 +30,17 @@ def test_run_writes_complete_results_folder(tmp_path):
     folders = list((tmp_path / "out" / "t").iterdir())
     assert len(folders) == 1
     f = folders[0]
-    for name in ["experiment.yaml", "requests.parquet", "instances.parquet", "timeline.parquet",
-                 "summary.json", "manifest.json", "latency_cdf.png", "carbon_breakdown.png", "timeline.png"]:
+    for name in [
+        "experiment.yaml",
+        "requests.parquet",
+        "instances.parquet",
+        "timeline.parquet",
+        "summary.json",
+        "manifest.json",
+        "latency_cdf.png",
+        "carbon_breakdown.png",
+        "timeline.png",
+    ]:
         assert (f / name).is_file(), name
     s = json.loads((f / "summary.json").read_text())
     assert s["n_requests"] == 200 == len(pd.read_parquet(f / "requests.parquet"))
@@ -55,8 +63,10 @@ def test_same_seed_same_numbers_through_cli(tmp_path):
 
 def test_crash_while_writing_leaves_no_complete_looking_folder(tmp_path, monkeypatch):
     import greensim.results.writer as w
+
     def boom(*a, **k):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(w, "write_text", boom)
     p = write(tmp_path, make_experiment())
     with pytest.raises(RuntimeError):
@@ -80,15 +90,26 @@ def test_schema_exports_json_schema(tmp_path):
 BAD = [
     ("malformed yaml", "name: t\nmodel: [unclosed\n", r"malformed YAML at line \d+"),
     ("empty file", "", "file is empty"),
-    ("unknown gpu", {"cluster.instances": [{"gpu": "A100-8OGB"}]}, r"unknown gpu 'A100-8OGB'.*known:.*Did you mean 'A100-80GB'"),
+    (
+        "unknown gpu",
+        {"cluster.instances": [{"gpu": "A100-8OGB"}]},
+        r"unknown gpu 'A100-8OGB'.*known:.*Did you mean 'A100-80GB'",
+    ),
     ("unknown model", {"model": "Llama-9-7B"}, r"model: unknown model 'Llama-9-7B'"),
     ("model does not fit", {"model": "Llama-2-70B"}, r"does not fit.*Raise tp"),
     ("negative rate", {"workload.rate_rps": -1}, r"workload\.rate_rps: Input should be greater than 0 \(got -1\)"),
     ("zero SLO", {"slo.ttft_s": 0}, r"slo\.ttft_s: Input should be greater than 0"),
-    ("unknown key", {"cluster.instances": [{"gpu": "A100-80GB", "max_batch_sise": 8}]},
-     r"cluster\.instances\.0\.max_batch_sise: unknown key\. Did you mean 'max_batch_size'\?"),
+    (
+        "unknown key",
+        {"cluster.instances": [{"gpu": "A100-80GB", "max_batch_sise": 8}]},
+        r"cluster\.instances\.0\.max_batch_sise: unknown key\. Did you mean 'max_batch_size'\?",
+    ),
     ("unknown top key", {"workloads": 1}, r"workloads: unknown key\. Did you mean 'workload'\?"),
-    ("unknown router", {"cluster.router": "random"}, r"cluster\.router: unknown router 'random' \(valid: carbon_aware, greenllm, join_shortest_queue, least_kv, power_of_two, round_robin\)"),
+    (
+        "unknown router",
+        {"cluster.router": "random"},
+        r"cluster\.router: unknown router 'random' \(valid: carbon_aware, greenllm, join_shortest_queue, least_kv, power_of_two, round_robin\)",
+    ),
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
 ]
@@ -102,6 +123,7 @@ def test_bad_experiment_clear_error_exit_2(tmp_path, cmd, label, bad, pattern):
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     import re
+
     assert re.search(pattern, res.output, re.S), res.output
     assert not (tmp_path / "o").exists()
 
@@ -115,7 +137,11 @@ TRACE_BAD = [
     ("missing column", "arrival_time_s,input_tokens\n0,10\n", r"missing column\(s\) output_tokens"),
     ("negative", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,-3,5\n", r"'input_tokens' is negative at row 1"),
     ("NaN", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,,5\n", r"'input_tokens' has NaN/inf at row 1"),
-    ("unsorted", "arrival_time_s,input_tokens,output_tokens\n0,10,5\n3,10,5\n2,10,5\n", r"not sorted \(row 2 arrives before row 1\)"),
+    (
+        "unsorted",
+        "arrival_time_s,input_tokens,output_tokens\n0,10,5\n3,10,5\n2,10,5\n",
+        r"not sorted \(row 2 arrives before row 1\)",
+    ),
     ("text", "arrival_time_s,input_tokens,output_tokens\n0,ten,5\n", r"non-numeric value 'ten' at row 0"),
     ("zero output", "arrival_time_s,input_tokens,output_tokens\n0,10,0\n", r"'output_tokens' is 0 at row 0"),
     ("no file", None, r"trace file .* not found"),
@@ -124,19 +150,30 @@ TRACE_BAD = [
 
 @pytest.mark.parametrize("label,text,pattern", TRACE_BAD, ids=[t[0] for t in TRACE_BAD])
 def test_bad_trace_clear_error(tmp_path, label, text, pattern):
-    d = _trace(tmp_path, text) if text is not None else make_experiment(
-        **{"workload": {"kind": "trace", "path": "nope.csv"}})
+    d = (
+        _trace(tmp_path, text)
+        if text is not None
+        else make_experiment(**{"workload": {"kind": "trace", "path": "nope.csv"}})
+    )
     for cmd in (["run", write(tmp_path, d), "--out", tmp_path / "o"], ["validate", write(tmp_path, d)]):
         res = invoke(*cmd)
         assert res.exit_code == 2, res.output
         import re
+
         assert re.search(pattern, res.output), res.output
         assert "Traceback" not in res.output
 
 
 def test_trace_replay_of_shared_azure_trace(tmp_path, shared_data):
-    d = make_experiment(**{"workload": {"kind": "trace", "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
-                                        "max_requests": 300}})
+    d = make_experiment(
+        **{
+            "workload": {
+                "kind": "trace",
+                "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
+                "max_requests": 300,
+            }
+        }
+    )
     res = invoke("run", write(tmp_path, d), "--out", tmp_path / "o", "--no-plots")
     assert res.exit_code == 0, res.output
     f = next((tmp_path / "o" / "t").iterdir())
@@ -152,7 +189,8 @@ def test_profile_without_torch_exits_2_with_the_fix(monkeypatch):
     from click.testing import CliRunner
 
     from greensim.cli import main
-    monkeypatch.setitem(sys.modules, "torch", None)      # import torch -> ImportError
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     r = CliRunner().invoke(main, ["profile", "Llama-3.1-8B", "--device", "cpu"])
     assert r.exit_code == 2
     assert "pip install 'greensim[profile]'" in r.output
@@ -162,14 +200,22 @@ def test_profile_unknown_model_exits_2_naming_close_matches():
     from click.testing import CliRunner
 
     from greensim.cli import main
+
     r = CliRunner().invoke(main, ["profile", "Llama-3.1-8", "--device", "cpu"])
     assert r.exit_code == 2 and "Did you mean 'Llama-3.1-8B'" in r.output
 
 
 def test_workload_notes_reach_the_manifest(tmp_path, shared_data):
     """Rows a trace option drops are reported in manifest.json, not only in the log."""
-    d = make_experiment(**{"workload": {"kind": "trace", "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
-                                        "max_requests": 50}})
+    d = make_experiment(
+        **{
+            "workload": {
+                "kind": "trace",
+                "path": str(shared_data / "traces/azure_llm_2023_code.csv"),
+                "max_requests": 50,
+            }
+        }
+    )
     res = invoke("run", write(tmp_path, d), "--out", tmp_path / "o", "--no-plots")
     assert res.exit_code == 0, res.output
     f = next((tmp_path / "o" / "t").iterdir())

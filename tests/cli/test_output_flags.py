@@ -1,6 +1,7 @@
 """-q/--quiet and -v/--verbose: quiet drops the progress bar and the tables (the results path
 and essential lines remain); verbose logs INFO lines on stderr. Also: `python -m greensim.cli`,
 and `greensim --help` stays light."""
+
 import json
 import logging
 import shutil
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import make_experiment
+
 from greensim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +63,14 @@ def test_verbose_logging_ends_with_the_command(exp, tmp_path):
 
 @pytest.mark.parametrize("cmd", ["run", "sweep", "aging", "check", "plan", "replan"])
 def test_quiet_and_verbose_exclude_each_other(exp, cmd):
-    args = {"run": ["run", exp], "sweep": ["sweep", exp, "--grid", exp], "aging": ["aging", "sweep", exp],
-            "check": ["check"], "plan": ["plan", PLAN], "replan": ["replan", REPLAN]}[cmd]
+    args = {
+        "run": ["run", exp],
+        "sweep": ["sweep", exp, "--grid", exp],
+        "aging": ["aging", "sweep", exp],
+        "check": ["check"],
+        "plan": ["plan", PLAN],
+        "replan": ["replan", REPLAN],
+    }[cmd]
     res = invoke(*args, "-q", "-v")
     assert res.exit_code == 2 and "exclude each other" in res.output
 
@@ -74,7 +81,7 @@ def test_sweep_quiet_has_no_progress_bar_and_no_summary(exp, tmp_path):
     base = ["sweep", exp, "--grid", grid, "--workers", 1, "--no-cache", "--no-plots", "--out", tmp_path / "o"]
     loud = invoke(*base)
     assert loud.exit_code == 0, loud.output
-    assert "run/s" in loud.output and "greensim sweep: t: 2 runs" in loud.output      # tqdm bar, summary line
+    assert "run/s" in loud.output and "greensim sweep: t: 2 runs" in loud.output  # tqdm bar, summary line
     res = invoke(*base, "-q")
     assert res.exit_code == 0, res.output
     (folder,) = (tmp_path / "o" / "t").iterdir()
@@ -84,8 +91,17 @@ def test_sweep_quiet_has_no_progress_bar_and_no_summary(exp, tmp_path):
 
 
 def test_plan_quiet_drops_the_frontier_table_and_verbose_logs_each_simulation(tmp_path):
-    base = ["plan", PLAN, "--out", tmp_path / "out", "--no-plots", "--set", "workload.n_requests=200",
-            "--set", "search.short_requests=80"]
+    base = [
+        "plan",
+        PLAN,
+        "--out",
+        tmp_path / "out",
+        "--no-plots",
+        "--set",
+        "workload.n_requests=200",
+        "--set",
+        "search.short_requests=80",
+    ]
     res = invoke(*base, "-q")
     assert res.exit_code == 0, res.output
     assert "predicted_carbon_g_per_request" not in res.output and "sim/s" not in res.output
@@ -101,7 +117,7 @@ def test_replan_quiet_and_verbose(tmp_path):
     base = ["replan", REPLAN, "--no-plots", "--out", tmp_path / "o", "--set", "workload.duration_s=1800"]
     res = invoke(*base, "--quiet")
     assert res.exit_code == 0, res.output
-    assert len(lines(res)) == 1 and lines(res)[0].startswith("results: ")      # no window lines, no table
+    assert len(lines(res)) == 1 and lines(res)[0].startswith("results: ")  # no window lines, no table
     res = invoke(*base, "-v")
     assert res.exit_code == 0, res.output
     assert "INFO greensim.planning.online: replan online_replan: window 1/1" in res.output
@@ -120,6 +136,7 @@ def test_aging_sweep_quiet_and_verbose(exp, tmp_path):
 
 def test_check_quiet_prints_failures_and_the_count_only(tmp_path):
     from greensim.api.check import default_check_dir
+
     shutil.copy(default_check_dir() / "colocated_a100.yaml", tmp_path / "colocated_a100.yaml")
     rec = json.loads((default_check_dir() / "recorded.json").read_text())
     (tmp_path / "recorded.json").write_text(json.dumps({"colocated_a100": rec["colocated_a100"]}))
@@ -142,10 +159,12 @@ def test_python_dash_m_greensim_cli_and_light_help():
     res = subprocess.run([sys.executable, "-m", "greensim.cli", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "Usage: greensim" in res.stdout and "sweep" in res.stdout and "trace" in res.stdout
-    code = ("import sys; from greensim.cli import main\n"
-            "for args in (['--help'], ['run', '--help'], ['trace', 'stats', '--help'], ['plan', '--help']):\n"
-            "    main(args, standalone_mode=False)\n"
-            "print(sorted(m for m in ('pandas', 'matplotlib', 'pydantic', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys; from greensim.cli import main\n"
+        "for args in (['--help'], ['run', '--help'], ['trace', 'stats', '--help'], ['plan', '--help']):\n"
+        "    main(args, standalone_mode=False)\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'pydantic', 'numpy') if m in sys.modules))"
+    )
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]"

@@ -1,4 +1,5 @@
 """CLI: greensim plan writes the frontier, the decision and a winner.yaml that greensim run reproduces."""
+
 import json
 from pathlib import Path
 
@@ -17,13 +18,29 @@ def invoke(*args):
 
 
 def test_plan_writes_folder_and_winner_runs(tmp_path):
-    res = invoke("plan", PLAN, "--out", tmp_path / "out", "--quiet", "--set", "workload.n_requests=200",
-                 "--set", "search.short_requests=80")
+    res = invoke(
+        "plan",
+        PLAN,
+        "--out",
+        tmp_path / "out",
+        "--quiet",
+        "--set",
+        "workload.n_requests=200",
+        "--set",
+        "search.short_requests=80",
+    )
     assert res.exit_code == 0, res.output
     assert "winner: " in res.output and "candidates:" in res.output
     folder = tmp_path / "out" / "chat_a100_v100" / "plan"
-    for name in ["frontier.csv", "frontier.parquet", "plan.json", "winner.yaml", "frontier.png", "manifest.json",
-                 "plan_spec.yaml"]:
+    for name in [
+        "frontier.csv",
+        "frontier.parquet",
+        "plan.json",
+        "winner.yaml",
+        "frontier.png",
+        "manifest.json",
+        "plan_spec.yaml",
+    ]:
         assert (folder / name).is_file(), name
     df = pd.read_parquet(folder / "frontier.parquet")
     assert len(df) == 18 and df["winner"].sum() == 1

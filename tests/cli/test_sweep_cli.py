@@ -1,4 +1,5 @@
 """CLI: greensim sweep writes one parquet table and summary plots; bad input exits 2."""
+
 import json
 import socket
 
@@ -6,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import make_experiment
 
 from greensim.cli import main
-from conftest import make_experiment
 
 
 def invoke(*args):
@@ -20,8 +21,9 @@ def files(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml.safe_dump(make_experiment(**{"workload.n_requests": 60, "output.plots": True})))
     grid = tmp_path / "grid.yaml"
-    grid.write_text(yaml.safe_dump({"grid": {"workload.rate_rps": [2.0, 8.0], "cluster.instances.0.count": [1, 2]},
-                                    "seeds": 1}))
+    grid.write_text(
+        yaml.safe_dump({"grid": {"workload.rate_rps": [2.0, 8.0], "cluster.instances.0.count": [1, 2]}, "seeds": 1})
+    )
     return exp, grid
 
 
@@ -40,16 +42,18 @@ def test_sweep_writes_table_plots_and_uses_cache(files, tmp_path):
     assert json.loads((folder / "manifest.json").read_text())["n_runs"] == 4
     again = invoke(*args)
     assert "4 runs (4 from cache, 0 failed)" in again.output
-    pd.testing.assert_frame_equal(df.drop(columns="cached"),
-                                  pd.read_parquet(folder / "sweep.parquet").drop(columns="cached"))
+    pd.testing.assert_frame_equal(
+        df.drop(columns="cached"), pd.read_parquet(folder / "sweep.parquet").drop(columns="cached")
+    )
 
 
 def test_plain_grid_file_and_seeds_option(tmp_path, files):
     exp, _ = files
     grid = tmp_path / "plain.yaml"
     grid.write_text("workload.rate_rps: [3.0]\n")
-    res = invoke("sweep", exp, "--grid", grid, "--seeds", 3, "--workers", 1, "--no-cache", "--no-plots",
-                 "--out", tmp_path / "o")
+    res = invoke(
+        "sweep", exp, "--grid", grid, "--seeds", 3, "--workers", 1, "--no-cache", "--no-plots", "--out", tmp_path / "o"
+    )
     assert res.exit_code == 0, res.output
     (folder,) = (tmp_path / "o" / "t").iterdir()
     df = pd.read_parquet(folder / "sweep.parquet")
@@ -63,14 +67,20 @@ def _port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("grid_text,extra,pattern", [
-    ("grid: {workload.rate_rps: []}\n", [], r"grid\.workload\.rate_rps: the axis is empty"),
-    ("grid: {workload.rat: [1]}\n", [], r"override 'workload\.rat'.*Did you mean 'workload\.rate_rps'"),
-    ("grid: {workload.rate_rps: [1]}\nseed: 3\n", [], r"unknown top-level key\(s\) \['seed'\]"),
-    ("grid: {workload.rate_rps: [1]}\n", ["--set", "cluster.routr=x"], r"override 'cluster\.routr'"),
-    ("grid: {workload.rate_rps: [1]}\n", ["--backend", "dask", "--timeout", "1", "--scheduler", "SCHED"],
-     r"no scheduler answered at tcp://127\.0\.0\.1:\d+ within 1 s"),
-])
+@pytest.mark.parametrize(
+    "grid_text,extra,pattern",
+    [
+        ("grid: {workload.rate_rps: []}\n", [], r"grid\.workload\.rate_rps: the axis is empty"),
+        ("grid: {workload.rat: [1]}\n", [], r"override 'workload\.rat'.*Did you mean 'workload\.rate_rps'"),
+        ("grid: {workload.rate_rps: [1]}\nseed: 3\n", [], r"unknown top-level key\(s\) \['seed'\]"),
+        ("grid: {workload.rate_rps: [1]}\n", ["--set", "cluster.routr=x"], r"override 'cluster\.routr'"),
+        (
+            "grid: {workload.rate_rps: [1]}\n",
+            ["--backend", "dask", "--timeout", "1", "--scheduler", "SCHED"],
+            r"no scheduler answered at tcp://127\.0\.0\.1:\d+ within 1 s",
+        ),
+    ],
+)
 def test_bad_sweep_input_exits_2_before_running(tmp_path, files, grid_text, extra, pattern):
     exp, _ = files
     g = tmp_path / "bad.yaml"
@@ -80,6 +90,7 @@ def test_bad_sweep_input_exits_2_before_running(tmp_path, files, grid_text, extr
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     import re
+
     assert re.search(pattern, res.output, re.S), res.output
     assert not (tmp_path / "o").exists()
 

@@ -1,4 +1,5 @@
 """`greensim trace list|stats|fit`, and experiments that use the new workload kinds end to end."""
+
 import json
 
 import numpy as np
@@ -6,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import make_experiment
 
 from greensim.cli import main
-from conftest import make_experiment
 
 
 def invoke(*args):
@@ -19,7 +20,7 @@ def test_trace_stats_of_named_trace_with_plot(tmp_path, shared_data):
     png = tmp_path / "s.png"
     res = invoke("trace", "stats", "azure_llm_2023_conv", "--data-dir", shared_data / "traces", "--plot", png, "--json")
     assert res.exit_code == 0, res.output
-    st = json.loads(res.output[:res.output.rindex("}") + 1])
+    st = json.loads(res.output[: res.output.rindex("}") + 1])
     src = pd.read_csv(shared_data / "traces/azure_llm_2023_conv.csv")
     assert st["n_requests"] == len(src)
     assert st["duration_s"] == pytest.approx(src.arrival_time_s.iloc[-1])
@@ -30,12 +31,20 @@ def test_trace_stats_of_named_trace_with_plot(tmp_path, shared_data):
 
 
 def test_trace_stats_of_file_and_profile(tmp_path, shared_data):
-    res = invoke("trace", "stats", shared_data / "traces/sharegpt_lengths_llama2tok.csv", "--format", "lengths",
-                 "--no-plot")
+    res = invoke(
+        "trace", "stats", shared_data / "traces/sharegpt_lengths_llama2tok.csv", "--format", "lengths", "--no-plot"
+    )
     assert res.exit_code == 0, res.output
     assert "30,731" in res.output and "lengths only" in res.output
-    res = invoke("trace", "stats", shared_data / "traces/servegen_rate_profile_10min.csv", "--format", "servegen",
-                 "--plot", tmp_path / "p.png")
+    res = invoke(
+        "trace",
+        "stats",
+        shared_data / "traces/servegen_rate_profile_10min.csv",
+        "--format",
+        "servegen",
+        "--plot",
+        tmp_path / "p.png",
+    )
     assert res.exit_code == 0, res.output
     assert "m-large" in res.output and (tmp_path / "p.png").is_file()
 
@@ -55,6 +64,7 @@ def test_trace_fit_writes_loadable_model(tmp_path, shared_data):
     doc = yaml.safe_load((tmp_path / "code.yaml").read_text())
     assert doc["provenance"]["source_rows"] == 8819 and len(doc["provenance"]["source_sha256"]) == 64
     from greensim.workloads.fitted import JointLengthModel
+
     m = JointLengthModel.from_dict(doc["lengths"])
     assert np.asarray(m.copula_counts).sum() == 8819
 
@@ -68,11 +78,20 @@ def test_trace_list_names_every_trace():
 
 def test_run_day_long_servegen_with_fitted_lengths(tmp_path, shared_data):
     """A synthetic workload driven by the ServeGen profile runs end to end."""
-    d = make_experiment(workload={
-        "kind": "synthetic", "duration_s": 600.0,
-        "arrivals": {"process": "servegen", "path": str(shared_data / "traces/servegen_rate_profile_10min.csv"),
-                     "model": "m-large", "mean_rate_rps": 2.0, "start_s": 19 * 3600.0},
-        "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}})
+    d = make_experiment(
+        workload={
+            "kind": "synthetic",
+            "duration_s": 600.0,
+            "arrivals": {
+                "process": "servegen",
+                "path": str(shared_data / "traces/servegen_rate_profile_10min.csv"),
+                "model": "m-large",
+                "mean_rate_rps": 2.0,
+                "start_s": 19 * 3600.0,
+            },
+            "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"},
+        }
+    )
     p = tmp_path / "e.yaml"
     p.write_text(yaml.safe_dump(d))
     assert invoke("validate", p).exit_code == 0
@@ -84,6 +103,7 @@ def test_run_day_long_servegen_with_fitted_lengths(tmp_path, shared_data):
 
 def test_shipped_example_experiments_validate(shared_data, monkeypatch):
     from greensim.base.paths import bundled
+
     monkeypatch.setenv("GREENSIM_DATA_DIR", str(shared_data))
     for f in bundled("experiments").iterdir():
         if f.name.endswith(".yaml"):
@@ -92,9 +112,14 @@ def test_shipped_example_experiments_validate(shared_data, monkeypatch):
 
 
 def test_trace_stats_of_an_experiment_shows_its_generated_workload(tmp_path):
-    d = make_experiment(workload={"kind": "synthetic", "n_requests": 20_000,
-                                  "arrivals": {"process": "gamma", "rate_rps": 8.0, "cv": 2.0},
-                                  "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}})
+    d = make_experiment(
+        workload={
+            "kind": "synthetic",
+            "n_requests": 20_000,
+            "arrivals": {"process": "gamma", "rate_rps": 8.0, "cv": 2.0},
+            "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"},
+        }
+    )
     p = tmp_path / "e.yaml"
     p.write_text(yaml.safe_dump(d))
     res = invoke("trace", "stats", p, "--json", "--no-plot")
@@ -104,5 +129,6 @@ def test_trace_stats_of_an_experiment_shows_its_generated_workload(tmp_path):
     assert st["mean_rate_rps"] == pytest.approx(8.0, rel=0.05) and st["iat_cv"] == pytest.approx(2.0, rel=0.1)
     from greensim.assembly.prepare import prepare
     from greensim.experiment.load import load_experiment
-    t = prepare(load_experiment(p)).table                  # the same requests a run would simulate
+
+    t = prepare(load_experiment(p)).table  # the same requests a run would simulate
     assert st["input_tokens_max"] == t.n_input_tokens.max()

@@ -1,44 +1,58 @@
 """Prefill/decode disaggregation (DPD): invariants over random small clusters (hypothesis)."""
+
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from conftest import make_experiment
+from hypothesis import given
+from hypothesis import strategies as st
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.instance import Instance
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.core.instance import Instance
+from greensim.experiment.load import parse_experiment
 
 
 @st.composite
 def dpd_experiments(draw):
     def group(role):
-        g = {"gpu": draw(st.sampled_from(["A100-80GB", "V100-32GB"])), "role": role,
-             "count": draw(st.integers(1, 2)), "max_batch_size": draw(st.integers(1, 16)),
-             "max_batched_tokens": draw(st.integers(512, 4096)),
-             "chunked_prefill": draw(st.booleans()), "block_tokens": draw(st.sampled_from([1, 16])),
-             # small KV caches (V100 0.5 -> ~2.5 GB, A100 0.8 -> ~2.6 GB) force backpressure/preemption
-             "memory_reserve_frac": draw(st.sampled_from([0.1, 0.5]))}
+        g = {
+            "gpu": draw(st.sampled_from(["A100-80GB", "V100-32GB"])),
+            "role": role,
+            "count": draw(st.integers(1, 2)),
+            "max_batch_size": draw(st.integers(1, 16)),
+            "max_batched_tokens": draw(st.integers(512, 4096)),
+            "chunked_prefill": draw(st.booleans()),
+            "block_tokens": draw(st.sampled_from([1, 16])),
+            # small KV caches (V100 0.5 -> ~2.5 GB, A100 0.8 -> ~2.6 GB) force backpressure/preemption
+            "memory_reserve_frac": draw(st.sampled_from([0.1, 0.5])),
+        }
         if g["gpu"] == "A100-80GB" and g["memory_reserve_frac"] == 0.5:
             g["memory_reserve_frac"] = 0.8
         return g
+
     bw = draw(st.sampled_from([math.inf, 0.5, 3.125, 25.0]))
-    return make_experiment(**{
-        "seed": draw(st.integers(0, 2**31)),
-        "workload.n_requests": draw(st.integers(1, 40)),
-        "workload.rate_rps": draw(st.floats(0.5, 200)),
-        "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
-        "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
-        "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
-        "cluster.instances": [group("prefill"), group("decode")],
-        "cluster.disaggregation": {
-            "decode_router": draw(st.sampled_from(["round_robin", "least_loaded", "kv_capacity_aware"])),
-            "layerwise": draw(st.booleans()),
-            "link": {"bandwidth_gbs": float(bw), "latency_s": draw(st.sampled_from([0.0, 1e-3])),
-                     "scope": draw(st.sampled_from(["shared", "per_prefill", "per_decode", "per_pair"]))}},
-    })
+    return make_experiment(
+        **{
+            "seed": draw(st.integers(0, 2**31)),
+            "workload.n_requests": draw(st.integers(1, 40)),
+            "workload.rate_rps": draw(st.floats(0.5, 200)),
+            "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
+            "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
+            "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
+            "cluster.instances": [group("prefill"), group("decode")],
+            "cluster.disaggregation": {
+                "decode_router": draw(st.sampled_from(["round_robin", "least_loaded", "kv_capacity_aware"])),
+                "layerwise": draw(st.booleans()),
+                "link": {
+                    "bandwidth_gbs": float(bw),
+                    "latency_s": draw(st.sampled_from([0.0, 1e-3])),
+                    "scope": draw(st.sampled_from(["shared", "per_prefill", "per_decode", "per_pair"])),
+                },
+            },
+        }
+    )
 
 
 def _check_kv(monkeypatch):
@@ -52,6 +66,7 @@ def _check_kv(monkeypatch):
             end_blocks = sum(-(-(r.kv_base + self.steps + k) // self.B) for r in self.decoding.values())
             assert end_blocks + self._prefill_blocks <= self.total_kv_blocks
         return orig(self, delay)
+
     monkeypatch.setattr(Instance, "_arm", armed)
 
 
@@ -106,5 +121,6 @@ def test_dpd_closed_form_runs_match_one_event_per_iteration(d):
 @given(d=dpd_experiments())
 def test_dpd_same_seed_identical(d):
     import pandas as pd
+
     a, b = simulate(prepare(parse_experiment(d))), simulate(prepare(parse_experiment(d)))
     pd.testing.assert_frame_equal(a.requests, b.requests)

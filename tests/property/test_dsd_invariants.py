@@ -1,15 +1,17 @@
 """Speculative decoding (DSD split and colocated): invariants and the acceptance closed form."""
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import make_experiment
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.simulation import Simulation
-from greensim.core.spec_instance import SpecInstance, expected_tokens_per_iteration
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.core.simulation import Simulation
+from greensim.core.spec_instance import SpecInstance, expected_tokens_per_iteration
+from greensim.experiment.load import parse_experiment
 
 
 def spec_group(alpha, gamma, split=True, policy="fixed", **kw):
@@ -21,20 +23,29 @@ def spec_group(alpha, gamma, split=True, policy="fixed", **kw):
 
 @st.composite
 def dsd_experiments(draw):
-    g = spec_group(draw(st.floats(0.0, 0.95)), draw(st.integers(0, 8)), split=draw(st.booleans()),
-                   policy=draw(st.sampled_from(["fixed", "goodput"])),
-                   count=draw(st.integers(1, 2)), max_batch_size=draw(st.integers(1, 16)),
-                   block_tokens=draw(st.sampled_from([1, 16])),
-                   # 0.75 leaves ~1.5-4 GB of KV on the A100: preemptions happen
-                   memory_reserve_frac=draw(st.sampled_from([0.1, 0.75])))
-    return make_experiment(**{
-        "model": "Llama-3.1-8B", "seed": draw(st.integers(0, 2**31)),
-        "workload.n_requests": draw(st.integers(1, 40)), "workload.rate_rps": draw(st.floats(0.5, 200)),
-        "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
-        "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
-        "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
-        "cluster.instances": [g],
-    })
+    g = spec_group(
+        draw(st.floats(0.0, 0.95)),
+        draw(st.integers(0, 8)),
+        split=draw(st.booleans()),
+        policy=draw(st.sampled_from(["fixed", "goodput"])),
+        count=draw(st.integers(1, 2)),
+        max_batch_size=draw(st.integers(1, 16)),
+        block_tokens=draw(st.sampled_from([1, 16])),
+        # 0.75 leaves ~1.5-4 GB of KV on the A100: preemptions happen
+        memory_reserve_frac=draw(st.sampled_from([0.1, 0.75])),
+    )
+    return make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "seed": draw(st.integers(0, 2**31)),
+            "workload.n_requests": draw(st.integers(1, 40)),
+            "workload.rate_rps": draw(st.floats(0.5, 200)),
+            "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
+            "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
+            "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
+            "cluster.instances": [g],
+        }
+    )
 
 
 def _check_kv(monkeypatch):
@@ -45,7 +56,7 @@ def _check_kv(monkeypatch):
         n = len(self.running)
         I = self._I
         held = int(I[:n, 4].sum())
-        if self._plan[0] == "prefill":       # just-admitted prompts are not in the slots yet
+        if self._plan[0] == "prefill":  # just-admitted prompts are not in the slots yet
             held += sum(r.blocks for r, _ in self._plan[2])
         assert self._used == held
         if self._plan[0] == "spec":
@@ -54,6 +65,7 @@ def _check_kv(monkeypatch):
             peak = I[:n, 0] + I[:n, 2] + (g if gs is None else gs)
             assert int((-(-peak // self.B)).sum()) <= self.total_kv_blocks
         return orig(self, delay)
+
     monkeypatch.setattr(SpecInstance, "_arm", armed)
 
 
@@ -63,7 +75,7 @@ def test_dsd_conservation_and_attribution(d, monkeypatch_module):
     and each speculative iteration's peak KV (gamma+1 positions per request) fits the cache."""
     _check_kv(monkeypatch_module)
     p = prepare(parse_experiment(d))
-    t = simulate(p)      # Simulation.run checks every instance drained with no KV blocks held
+    t = simulate(p)  # Simulation.run checks every instance drained with no KV blocks held
     r, s = t.requests, t.summary
     assert s["n_completed"] + s["n_rejected"] == len(r)
     done = r[~r.rejected]
@@ -76,7 +88,7 @@ def test_dsd_conservation_and_attribution(d, monkeypatch_module):
     assert r.energy_j.sum() == pytest.approx(t.instances.energy_j[t.instances.n_requests > 0].sum(), rel=1e-6, abs=1e-6)
     assert r.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-6, abs=1e-9)
     assert t.instances.busy_s.sum() == pytest.approx(r.gpu_busy_s.sum(), rel=1e-6, abs=1e-9)
-    b = simulate(p, max_run_iterations=1)      # one event per iteration already: identical
+    b = simulate(p, max_run_iterations=1)  # one event per iteration already: identical
     pd.testing.assert_frame_equal(t.requests, b.requests)
 
 
@@ -94,11 +106,17 @@ def test_dsd_seeded_and_acceptance_draws_do_not_shift_arrivals(d, alpha2):
 @given(alpha=st.floats(0.0, 0.95), gamma=st.integers(0, 8), seed=st.integers(0, 2**31))
 def test_mean_tokens_per_target_iteration_matches_closed_form(alpha, gamma, seed):
     """Mean tokens per verify pass (requests drafting the full gamma) = (1-a^(g+1))/(1-a)."""
-    d = make_experiment(**{"model": "Llama-3.1-8B", "seed": seed, "workload.n_requests": 16,
-                           "workload.rate_rps": 100.0,
-                           "workload.input_tokens": {"dist": "constant", "value": 64},
-                           "workload.output_tokens": {"dist": "constant", "value": 1500},
-                           "cluster.instances": [spec_group(alpha, gamma, max_batch_size=16)]})
+    d = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "seed": seed,
+            "workload.n_requests": 16,
+            "workload.rate_rps": 100.0,
+            "workload.input_tokens": {"dist": "constant", "value": 64},
+            "workload.output_tokens": {"dist": "constant", "value": 1500},
+            "cluster.instances": [spec_group(alpha, gamma, max_batch_size=16)],
+        }
+    )
     p = prepare(parse_experiment(d))
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, speculative=p.speculative())
     sim.run()
@@ -107,8 +125,8 @@ def test_mean_tokens_per_target_iteration_matches_closed_form(alpha, gamma, seed
     n, tokens = inst.n_full_draws, inst.n_full_tokens
     mean = expected_tokens_per_iteration(alpha, gamma)
     k = np.arange(1, gamma + 2)
-    pk = np.append((1 - alpha) * alpha ** (k[:-1] - 1), alpha ** gamma)   # P(X = k)
-    sd = np.sqrt((pk * k ** 2).sum() - mean ** 2)
+    pk = np.append((1 - alpha) * alpha ** (k[:-1] - 1), alpha**gamma)  # P(X = k)
+    sd = np.sqrt((pk * k**2).sum() - mean**2)
     assert pk.sum() == pytest.approx(1.0)
     assert n > 1000
     assert abs(tokens / n - mean) <= 5 * sd / np.sqrt(n) + 1e-12
@@ -118,11 +136,16 @@ def test_dsd_small_cache_preempts_and_peaks_still_fit(monkeypatch):
     """~1.5 GB of KV for 30 long requests: lookahead reservations outgrow the cache, so
     speculative iterations preempt; every peak still fits and everything completes."""
     _check_kv(monkeypatch)
-    d = make_experiment(**{"model": "Llama-3.1-8B", "workload.n_requests": 30, "workload.rate_rps": 100.0,
-                           "workload.input_tokens": {"dist": "constant", "value": 500},
-                           "workload.output_tokens": {"dist": "constant", "value": 600},
-                           "cluster.instances": [spec_group(0.8, 6, split=False, max_batch_size=64,
-                                                            memory_reserve_frac=0.75)]})
+    d = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "workload.n_requests": 30,
+            "workload.rate_rps": 100.0,
+            "workload.input_tokens": {"dist": "constant", "value": 500},
+            "workload.output_tokens": {"dist": "constant", "value": 600},
+            "cluster.instances": [spec_group(0.8, 6, split=False, max_batch_size=64, memory_reserve_frac=0.75)],
+        }
+    )
     t = simulate(prepare(parse_experiment(d)))
     assert t.summary["n_preemptions"] > 0
     assert t.summary["n_completed"] == 30 and (t.requests.n_generated_tokens == 600).all()
@@ -136,20 +159,26 @@ def test_per_position_acceptance_matches_its_closed_form(alphas, seed):
     g = spec_group(0.5, gamma, max_batch_size=16)
     del g["speculative"]["alpha"]
     g["speculative"]["alpha_by_position"] = alphas
-    d = make_experiment(**{"model": "Llama-3.1-8B", "seed": seed, "workload.n_requests": 16,
-                           "workload.rate_rps": 100.0,
-                           "workload.input_tokens": {"dist": "constant", "value": 64},
-                           "workload.output_tokens": {"dist": "constant", "value": 1500},
-                           "cluster.instances": [g]})
+    d = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "seed": seed,
+            "workload.n_requests": 16,
+            "workload.rate_rps": 100.0,
+            "workload.input_tokens": {"dist": "constant", "value": 64},
+            "workload.output_tokens": {"dist": "constant", "value": 1500},
+            "cluster.instances": [g],
+        }
+    )
     p = prepare(parse_experiment(d))
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, speculative=p.speculative())
     sim.run()
     inst = sim.instances[0]
-    surv = np.cumprod(alphas)                                   # P(X > k), k = 1..gamma
+    surv = np.cumprod(alphas)  # P(X > k), k = 1..gamma
     k = np.arange(1, gamma + 2)
-    pk = np.append(np.append(1.0, surv[:-1]) * (1 - np.array(alphas)), surv[-1])   # P(X = k)
+    pk = np.append(np.append(1.0, surv[:-1]) * (1 - np.array(alphas)), surv[-1])  # P(X = k)
     mean = 1 + surv.sum()
-    sd = np.sqrt((pk * k ** 2).sum() - mean ** 2)
+    sd = np.sqrt((pk * k**2).sum() - mean**2)
     assert (pk * k).sum() == pytest.approx(mean)
     n = inst.n_full_draws
     assert n > 1000

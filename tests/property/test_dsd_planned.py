@@ -1,18 +1,19 @@
 """Speculative decoding: the planned-run path (constant gamma, roofline) against the slot path,
 and the law of the tokens it emits per iteration."""
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import make_experiment
+from hypothesis import given, settings
 from scipy import stats
+from test_dsd_invariants import dsd_experiments, spec_group
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.simulation import Simulation
-from greensim.core.spec_instance import SpecInstance
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
-from test_dsd_invariants import dsd_experiments, spec_group
+from greensim.core.simulation import Simulation
+from greensim.core.spec_instance import SpecInstance
+from greensim.experiment.load import parse_experiment
 
 
 def _both(d, monkeypatch):
@@ -37,11 +38,16 @@ def test_planned_runs_equal_the_slot_path(d, monkeypatch_module):
 
 
 def test_planned_runs_equal_the_slot_path_under_preemption(monkeypatch):
-    d = make_experiment(**{"model": "Llama-3.1-8B", "workload.n_requests": 30, "workload.rate_rps": 100.0,
-                           "workload.input_tokens": {"dist": "constant", "value": 500},
-                           "workload.output_tokens": {"dist": "uniform", "low": 400, "high": 800},
-                           "cluster.instances": [spec_group(0.8, 6, split=False, max_batch_size=64,
-                                                            memory_reserve_frac=0.75)]})
+    d = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "workload.n_requests": 30,
+            "workload.rate_rps": 100.0,
+            "workload.input_tokens": {"dist": "constant", "value": 500},
+            "workload.output_tokens": {"dist": "uniform", "low": 400, "high": 800},
+            "cluster.instances": [spec_group(0.8, 6, split=False, max_batch_size=64, memory_reserve_frac=0.75)],
+        }
+    )
     a, b = _both(d, monkeypatch)
     assert a.summary["n_preemptions"] > 0
     pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=False, rtol=1e-9, atol=1e-12)
@@ -57,12 +63,19 @@ def _tokens_per_full_iteration(g, seed, monkeypatch):
         orig(self)
         if self.n_full_draws == n0 + 1:
             seen.append(self.n_full_tokens - t0)
+
     monkeypatch.setattr(SpecInstance, "_finish_planned", finish)
-    d = make_experiment(**{"model": "Llama-3.1-8B", "seed": seed, "workload.n_requests": 40,
-                           "workload.rate_rps": 100.0,
-                           "workload.input_tokens": {"dist": "constant", "value": 64},
-                           "workload.output_tokens": {"dist": "constant", "value": 1500},
-                           "cluster.instances": [g]})
+    d = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "seed": seed,
+            "workload.n_requests": 40,
+            "workload.rate_rps": 100.0,
+            "workload.input_tokens": {"dist": "constant", "value": 64},
+            "workload.output_tokens": {"dist": "constant", "value": 1500},
+            "cluster.instances": [g],
+        }
+    )
     p = prepare(parse_experiment(d))
     sim = Simulation(p.table, p.instances, p.router_factory(), p.bin_s, speculative=p.speculative())
     sim.run()

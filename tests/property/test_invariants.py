@@ -1,14 +1,16 @@
 """Invariants over random small workloads and clusters (hypothesis)."""
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, strategies as st
+from conftest import make_experiment
+from hypothesis import given
+from hypothesis import strategies as st
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.instance import Instance
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.core.instance import Instance
+from greensim.experiment.load import parse_experiment
 
 
 @st.composite
@@ -26,16 +28,18 @@ def experiments(draw):
     }
     if inst["gpu"] != "V100-32GB" and inst["memory_reserve_frac"] == 0.5:
         inst["memory_reserve_frac"] = 0.8
-    return make_experiment(**{
-        "seed": draw(st.integers(0, 2**31)),
-        "workload.n_requests": n,
-        "workload.rate_rps": draw(st.floats(0.5, 200)),
-        "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
-        "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
-        "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
-        "cluster.instances": [inst],
-        "carbon.intensity": {"kind": "constant", "gco2_per_kwh": draw(st.floats(0, 1000))},
-    })
+    return make_experiment(
+        **{
+            "seed": draw(st.integers(0, 2**31)),
+            "workload.n_requests": n,
+            "workload.rate_rps": draw(st.floats(0.5, 200)),
+            "workload.input_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 3000))},
+            "workload.output_tokens": {"dist": "uniform", "low": 1, "high": draw(st.integers(1, 1500))},
+            "cluster.router": draw(st.sampled_from(["round_robin", "join_shortest_queue"])),
+            "cluster.instances": [inst],
+            "carbon.intensity": {"kind": "constant", "gco2_per_kwh": draw(st.floats(0, 1000))},
+        }
+    )
 
 
 def _check_kv(monkeypatch):
@@ -49,6 +53,7 @@ def _check_kv(monkeypatch):
             end_blocks = sum(-(-(r.kv_base + self.steps + k) // self.B) for r in self.decoding.values())
             assert end_blocks + self._prefill_blocks <= self.total_kv_blocks
         return orig(self, delay)
+
     monkeypatch.setattr(Instance, "_arm", armed)
 
 
@@ -74,7 +79,8 @@ def test_conservation_causality_and_kv(d, monkeypatch_module):
     idle_floor = sum(b.idle_power_w for _, b in p.instances) * s["duration_s"]
     assert t.instances.energy_j.sum() >= idle_floor * (1 - 1e-9)
     assert r.energy_j.sum() + 0 == pytest.approx(
-        t.instances.energy_j[t.instances.n_requests > 0].sum(), rel=1e-6, abs=1e-6)
+        t.instances.energy_j[t.instances.n_requests > 0].sum(), rel=1e-6, abs=1e-6
+    )
     assert r.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-6, abs=1e-9)
     assert t.instances.busy_s.sum() == pytest.approx(r.gpu_busy_s.sum(), rel=1e-6, abs=1e-9)
 
@@ -109,22 +115,35 @@ def test_same_seed_identical_results(d):
     pd.testing.assert_frame_equal(a.timeline, b.timeline)
 
 
-_RTT = st.floats(0, 0.5, allow_subnormal=False)   # a subnormal rtt/2 underflows: the model pays 2 x (rtt/2)
+_RTT = st.floats(0, 0.5, allow_subnormal=False)  # a subnormal rtt/2 underflows: the model pays 2 x (rtt/2)
 
 
-@given(d=experiments(), rtts=st.tuples(_RTT, _RTT),
-       cis=st.tuples(st.floats(0, 800), st.floats(0, 800)),
-       router=st.sampled_from(["round_robin", "join_shortest_queue", "carbon_aware"]))
+@given(
+    d=experiments(),
+    rtts=st.tuples(_RTT, _RTT),
+    cis=st.tuples(st.floats(0, 800), st.floats(0, 800)),
+    router=st.sampled_from(["round_robin", "join_shortest_queue", "carbon_aware"]),
+)
 def test_sites_with_network_delay_conserve_and_stay_causal(d, rtts, cis, router):
     """Two sites with their own intensity and round trip (issue 8): every request completes
     or is rejected once, TTFT >= its round trip + its time queued at the instance, carbon
     parts (per request, per site) sum to the totals, and each site is priced at its intensity."""
     g = d["cluster"]["instances"][0]
-    d = {**d, "cluster": {**d["cluster"], "router": router,
-                          "instances": [{**g, "site": "a"}, {**g, "site": "b", "count": 1}]},
-         "carbon": {**d["carbon"], "sites": {
-             "a": {"pue": 1.1, "rtt_s": rtts[0], "intensity": {"kind": "constant", "gco2_per_kwh": cis[0]}},
-             "b": {"pue": 1.3, "rtt_s": rtts[1], "intensity": {"kind": "constant", "gco2_per_kwh": cis[1]}}}}}
+    d = {
+        **d,
+        "cluster": {
+            **d["cluster"],
+            "router": router,
+            "instances": [{**g, "site": "a"}, {**g, "site": "b", "count": 1}],
+        },
+        "carbon": {
+            **d["carbon"],
+            "sites": {
+                "a": {"pue": 1.1, "rtt_s": rtts[0], "intensity": {"kind": "constant", "gco2_per_kwh": cis[0]}},
+                "b": {"pue": 1.3, "rtt_s": rtts[1], "intensity": {"kind": "constant", "gco2_per_kwh": cis[1]}},
+            },
+        },
+    }
     t = simulate(prepare(parse_experiment(d)))
     r, s = t.requests, t.summary
     assert s["n_completed"] + s["n_rejected"] == len(r)

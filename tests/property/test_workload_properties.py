@@ -1,12 +1,15 @@
 """Properties of workload options and generators: rate scaling, windows, determinism."""
+
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from conftest import make_experiment
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from greensim.experiment.load import parse_experiment
 from greensim.workloads import build_workload
-from conftest import make_experiment
+
 
 def build(wl, seed=1):
     e = parse_experiment(make_experiment(workload=wl, seed=seed))
@@ -19,8 +22,13 @@ def src(tmp_path_factory):
     rng = np.random.default_rng(0)
     p = tmp_path_factory.mktemp("wl") / "trace.csv"
     t = np.cumsum(rng.exponential(0.5, 400))
-    pd.DataFrame({"arrival_time_s": t, "input_tokens": rng.integers(1, 4000, t.size),
-                  "output_tokens": rng.integers(1, 500, t.size)}).to_csv(p, index=False)
+    pd.DataFrame(
+        {
+            "arrival_time_s": t,
+            "input_tokens": rng.integers(1, 4000, t.size),
+            "output_tokens": rng.integers(1, 500, t.size),
+        }
+    ).to_csv(p, index=False)
     return str(p)
 
 
@@ -29,9 +37,11 @@ def test_rate_scale_scales_rate_and_keeps_lengths(src, k):
     base = build({"kind": "trace", "path": src})
     scaled = build({"kind": "trace", "path": src, "rate_scale": k})
     assert np.allclose(scaled.arrival_s * k, base.arrival_s)
-    rate = lambda t: (len(t) - 1) / (t[-1] - t[0])      # noqa: E731
+    rate = lambda t: (len(t) - 1) / (t[-1] - t[0])  # noqa: E731
     assert rate(scaled.arrival_s) == pytest.approx(k * rate(base.arrival_s), rel=1e-9)
-    assert (scaled.n_input_tokens == base.n_input_tokens).all() and (scaled.n_output_tokens == base.n_output_tokens).all()
+    assert (scaled.n_input_tokens == base.n_input_tokens).all() and (
+        scaled.n_output_tokens == base.n_output_tokens
+    ).all()
 
 
 @given(a=st.floats(0, 150), w=st.floats(1, 100))
@@ -68,8 +78,12 @@ SYNTH = [
 @settings(max_examples=10)
 @given(seed=st.integers(0, 2**32 - 1), i=st.integers(0, len(SYNTH) - 1))
 def test_same_seed_same_requests(seed, i):
-    wl = {"kind": "synthetic", "n_requests": 500, "arrivals": SYNTH[i],
-          "lengths": {"kind": "fitted", "trace": "mooncake_fast25_synthetic"}}
+    wl = {
+        "kind": "synthetic",
+        "n_requests": 500,
+        "arrivals": SYNTH[i],
+        "lengths": {"kind": "fitted", "trace": "mooncake_fast25_synthetic"},
+    }
     a, b, c = build(wl, seed), build(wl, seed), build(wl, seed + 1)
     assert (a.arrival_s == b.arrival_s).all() and (a.n_input_tokens == b.n_input_tokens).all()
     assert (a.n_output_tokens == b.n_output_tokens).all()
@@ -80,8 +94,12 @@ def test_same_seed_same_requests(seed, i):
 @given(rate=st.floats(0.5, 50.0))
 def test_changing_the_rate_leaves_lengths_unchanged(rate):
     """Arrivals and lengths draw from separate seed streams."""
-    wl = lambda r: {"kind": "synthetic", "n_requests": 300, "arrivals": {"process": "poisson", "rate_rps": r},  # noqa: E731
-                    "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}}
+    wl = lambda r: {
+        "kind": "synthetic",
+        "n_requests": 300,
+        "arrivals": {"process": "poisson", "rate_rps": r},  # noqa: E731
+        "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"},
+    }
     a, b = build(wl(rate)), build(wl(2 * rate))
     assert (a.n_input_tokens == b.n_input_tokens).all()
     assert np.allclose(a.arrival_s, 2 * b.arrival_s)

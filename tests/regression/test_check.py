@@ -1,4 +1,5 @@
 """`greensim check`: recorded values reproduce, and a real model change is caught."""
+
 import shutil
 
 import yaml

@@ -5,6 +5,7 @@ Span: 28 daily origins from 2023-03-01 (EM) / 2022-03-01 (EIA), 24 h horizon; ET
 7 origins of three regions (it is slower). The naive forecasters are exact arithmetic;
 ETS depends on statsmodels' optimiser, hence its looser tolerance.
 """
+
 import json
 import os
 from pathlib import Path
@@ -29,8 +30,9 @@ def _compute():
         m = mape_by_horizon(backtest(s, fs, horizon=24, every=24, first_origin=first, n_origins=28)).mean()
         row = {k: round(float(v), 4) for k, v in m.items()}
         if region in ETS_REGIONS:
-            me = mape_by_horizon(backtest(s, [HoltWintersETS()], horizon=24, every=24, first_origin=first,
-                                          n_origins=7)).mean()
+            me = mape_by_horizon(
+                backtest(s, [HoltWintersETS()], horizon=24, every=24, first_origin=first, n_origins=7)
+            ).mean()
             row["ets"] = round(float(me["ets"]), 4)
         out[region] = row
     return out

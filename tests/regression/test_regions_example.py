@@ -6,12 +6,13 @@ Seed spread, measured over seeds 1-6 of the same hour: carbon_aware / round_robi
 carbon 0.5384 +/- 0.0017 (sd); SLO-attainment gap (carbon_aware - round_robin)
 -0.0011 +/- 0.0003 (sd). Tolerances are twice those standard deviations.
 """
+
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 import greensim
-from conftest import SHARED_DATA
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "experiments" / "regions_carbon_aware.yaml"
 RATIO, RATIO_SD = 0.53786, 0.0017
@@ -21,18 +22,22 @@ GAP, GAP_SD = -0.00101, 0.00034
 @pytest.fixture(scope="module")
 def runs():
     assert SHARED_DATA.is_dir(), f"expected ../shared/data beside the repo at {SHARED_DATA}"
-    return {r: greensim.run(EXAMPLE, overrides={"cluster.router": r, "workload.duration_s": 3600},
-                            write=False, progress=False).summary for r in ("carbon_aware", "round_robin")}
+    return {
+        r: greensim.run(
+            EXAMPLE, overrides={"cluster.router": r, "workload.duration_s": 3600}, write=False, progress=False
+        ).summary
+        for r in ("carbon_aware", "round_robin")
+    }
 
 
 def test_carbon_aware_cuts_carbon_about_in_half_vs_round_robin(runs):
     ratio = runs["carbon_aware"]["carbon_gco2"] / runs["round_robin"]["carbon_gco2"]
     assert ratio == pytest.approx(RATIO, abs=2 * RATIO_SD)
-    assert ratio < 0.6          # the claim itself, with a margin of 35 seed sd
+    assert ratio < 0.6  # the claim itself, with a margin of 35 seed sd
 
 
 def test_carbon_aware_keeps_slo_attainment_within_seed_noise_of_round_robin(runs):
     gap = runs["carbon_aware"]["slo_attainment_frac"] - runs["round_robin"]["slo_attainment_frac"]
     assert gap == pytest.approx(GAP, abs=2 * GAP_SD)
     share = runs["carbon_aware"]["request_share_by_site"]
-    assert share["ontario"] > 0.85 and share["virginia"] < 0.01     # cleanest first, dirtiest last
+    assert share["ontario"] > 0.85 and share["virginia"] < 0.01  # cleanest first, dirtiest last

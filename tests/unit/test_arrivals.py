@@ -1,13 +1,20 @@
 """Arrival processes: Poisson, Gamma (CV), diurnal, rate series and the ServeGen profile."""
+
 import numpy as np
 import pytest
+from conftest import make_experiment
 
-from greensim.experiment.workload import (DiurnalArrivals, GammaArrivals, PoissonArrivals, RateSeriesArrivals, ServeGenArrivals)
-from greensim.experiment.load import parse_experiment
 from greensim.base.errors import ConfigError
+from greensim.experiment.load import parse_experiment
+from greensim.experiment.workload import (
+    DiurnalArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+    RateSeriesArrivals,
+    ServeGenArrivals,
+)
 from greensim.workloads import arrival_times, build_workload
 from greensim.workloads.arrivals import PiecewiseRate, diurnal_rate, servegen_rates
-from conftest import make_experiment
 
 
 def rng(seed=3):
@@ -83,21 +90,44 @@ def test_servegen_profile_drives_rate(shared_data):
 
 def test_synthetic_workload_needs_a_stop():
     with pytest.raises(ConfigError, match="set n_requests or duration_s"):
-        parse_experiment(make_experiment(workload={"kind": "synthetic", "arrivals": {"process": "poisson", "rate_rps": 1},
-                                                   "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}}))
+        parse_experiment(
+            make_experiment(
+                workload={
+                    "kind": "synthetic",
+                    "arrivals": {"process": "poisson", "rate_rps": 1},
+                    "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"},
+                }
+            )
+        )
 
 
 def test_synthetic_fitted_like_azure_conv_at_5rps():
     """'Azure-conversation-like, 5 req/s': Gamma arrivals with the fitted CV, rate overridden."""
-    e = parse_experiment(make_experiment(workload={
-        "kind": "synthetic", "n_requests": 200_000,
-        "arrivals": {"process": "fitted", "trace": "azure_llm_2023_conv", "rate_rps": 5.0},
-        "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"}}))
+    e = parse_experiment(
+        make_experiment(
+            workload={
+                "kind": "synthetic",
+                "n_requests": 200_000,
+                "arrivals": {"process": "fitted", "trace": "azure_llm_2023_conv", "rate_rps": 5.0},
+                "lengths": {"kind": "fitted", "trace": "azure_llm_2023_conv"},
+            }
+        )
+    )
     t = build_workload(e.workload, np.random.SeedSequence(7))
     g = np.diff(t.arrival_s)
     assert 1 / g.mean() == pytest.approx(5.0, rel=0.01)
-    assert g.std() / g.mean() == pytest.approx(1.094, rel=0.05)     # traces/fitted/azure_llm_2023_conv.yaml
+    assert g.std() / g.mean() == pytest.approx(1.094, rel=0.05)  # traces/fitted/azure_llm_2023_conv.yaml
     with pytest.raises(ConfigError, match=r"no fitted model 'azure_conv'"):
-        build_workload(parse_experiment(make_experiment(workload={
-            "kind": "synthetic", "n_requests": 5, "arrivals": {"process": "poisson", "rate_rps": 1.0},
-            "lengths": {"kind": "fitted", "trace": "azure_conv"}})).workload, np.random.SeedSequence(1))
+        build_workload(
+            parse_experiment(
+                make_experiment(
+                    workload={
+                        "kind": "synthetic",
+                        "n_requests": 5,
+                        "arrivals": {"process": "poisson", "rate_rps": 1.0},
+                        "lengths": {"kind": "fitted", "trace": "azure_conv"},
+                    }
+                )
+            ).workload,
+            np.random.SeedSequence(1),
+        )

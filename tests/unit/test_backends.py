@@ -1,17 +1,17 @@
 """Backends: the same sweep gives identical numbers in-process, on local worker processes
 and on a real local Dask cluster of worker processes; unreachable schedulers fail fast."""
+
 import json
 import socket
 import time
 
+import distributed
 import pandas as pd
 import pytest
-
-from greensim.api.backends import BackendError, DaskBackend, make_backend
-from greensim.api.sweep import sweep
 from conftest import make_experiment
 
-import distributed
+from greensim.api.backends import BackendError, make_backend
+from greensim.api.sweep import sweep
 
 GRID = {"workload.rate_rps": [3.0, 12.0], "cluster.router": ["round_robin", "join_shortest_queue"]}
 
@@ -26,8 +26,9 @@ def numbers(df):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
-                                       dashboard_address=None, silence_logs=50)
+    cluster = distributed.LocalCluster(
+        processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None, silence_logs=50
+    )
     client = distributed.Client(cluster)
     yield client
     client.close()
@@ -70,16 +71,26 @@ def _free_port():
 def test_unreachable_scheduler_fails_fast_before_any_run():
     t0 = time.perf_counter()
     with pytest.raises(BackendError, match=r"no scheduler answered at tcp://127\.0\.0\.1:\d+ within 1 s"):
-        sweep(small(), grid={"seed": [1]}, backend="dask", scheduler=f"tcp://127.0.0.1:{_free_port()}",
-              timeout_s=1, cache=False, progress=False)
+        sweep(
+            small(),
+            grid={"seed": [1]},
+            backend="dask",
+            scheduler=f"tcp://127.0.0.1:{_free_port()}",
+            timeout_s=1,
+            cache=False,
+            progress=False,
+        )
     assert time.perf_counter() - t0 < 30
 
 
-@pytest.mark.parametrize("kw,pattern", [
-    ({}, r"give exactly one of a scheduler address"),
-    ({"scheduler_file": "/nonexistent/s.json"}, r"scheduler file '/nonexistent/s\.json' does not exist"),
-    ({"scheduler": "tcp://127.0.0.1:1", "workers": 2}, r"drop --workers"),
-])
+@pytest.mark.parametrize(
+    "kw,pattern",
+    [
+        ({}, r"give exactly one of a scheduler address"),
+        ({"scheduler_file": "/nonexistent/s.json"}, r"scheduler file '/nonexistent/s\.json' does not exist"),
+        ({"scheduler": "tcp://127.0.0.1:1", "workers": 2}, r"drop --workers"),
+    ],
+)
 def test_dask_option_errors(kw, pattern):
     with pytest.raises(BackendError, match=pattern):
         make_backend("dask", **kw)

@@ -9,6 +9,7 @@ the measured decode time flattens across TP far more than any TP-independent ove
 allows); single configurations reach 47 %. The limits below leave ~5 points of margin, so an
 efficiency or overhead off by ~25 % (or a stale file) fails them.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -19,15 +20,15 @@ import pandas as pd
 import pytest
 
 from greensim.hardware.catalog import load_catalog
-from greensim.tools import calibrate as cal
 from greensim.hardware.roofline import RooflineModel, load_roofline_params
+from greensim.tools import calibrate as cal
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 GPUS = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}
-MEDIAN_TOL_PCT = 25.0      # per GPU and phase, pooled over TP2/4/8
-TP_MEDIAN_TOL_PCT = 40.0   # per GPU, TP and phase
-MAX_TOL_PCT = 55.0         # any single configuration
-TP1_TOL_PCT = 20.0         # Llama-3.1-8B batch-1 TP1 decode (validation: 11-13 %)
+MEDIAN_TOL_PCT = 25.0  # per GPU and phase, pooled over TP2/4/8
+TP_MEDIAN_TOL_PCT = 40.0  # per GPU, TP and phase
+MAX_TOL_PCT = 55.0  # any single configuration
+TP1_TOL_PCT = 20.0  # Llama-3.1-8B batch-1 TP1 decode (validation: 11-13 %)
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +40,10 @@ def params():
 def errors() -> pd.DataFrame:
     d = pd.read_csv(DATA / "profiles" / "splitwise_sim" / "perf_model.csv")
     d = d[(d.model == "llama2-70b") & d.hardware.isin(list(GPUS))]
-    d = d[~((d.tensor_parallel == 2) & (d.batch_size == 64))]   # suspect rows (PROVENANCE.md)
-    d = d.groupby(["hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"],
-                  as_index=False)[["prompt_time", "token_time"]].median()
+    d = d[~((d.tensor_parallel == 2) & (d.batch_size == 64))]  # suspect rows (PROVENANCE.md)
+    d = d.groupby(["hardware", "tensor_parallel", "prompt_size", "batch_size", "token_size"], as_index=False)[
+        ["prompt_time", "token_time"]
+    ].median()
     assert len(d) == 112
     cat, perf = load_catalog(), RooflineModel()
     model = cat.model("Llama-2-70B")
@@ -51,9 +53,14 @@ def errors() -> pd.DataFrame:
         B, P, K = int(r.batch_size), int(r.prompt_size), int(r.token_size)
         prompt_ms = b.iteration_time_s([(P, 0)] * B, 0, 0) * 1e3
         token_ms = b.decode_run_time_s(B, B * P, K) / K * 1e3
-        out.append({"gpu": GPUS[r.hardware], "tp": int(r.tensor_parallel),
-                    "prompt": 100 * abs(prompt_ms / r.prompt_time - 1),
-                    "token": 100 * abs(token_ms / r.token_time - 1)})
+        out.append(
+            {
+                "gpu": GPUS[r.hardware],
+                "tp": int(r.tensor_parallel),
+                "prompt": 100 * abs(prompt_ms / r.prompt_time - 1),
+                "token": 100 * abs(token_ms / r.token_time - 1),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -110,7 +117,7 @@ def _numeric_leaves(node, path=""):
 def test_every_value_has_a_source(params):
     cmd = "python -m greensim.tools.calibrate --data ../shared/data --out profiles/roofline.yaml"
     leaves = [x for s in ("engine", "gpus", "architectures") for x in _numeric_leaves(params[s], s + ".")]
-    assert len(leaves) == 3 + 2 * 2 + 5 * 2   # 5 architectures: Volta, Turing, Ampere, Hopper, Ada
+    assert len(leaves) == 3 + 2 * 2 + 5 * 2  # 5 architectures: Volta, Turing, Ampere, Hopper, Ada
     for where, key, node in leaves:
         src = node.get(f"{key}_source") or node.get("source")
         assert isinstance(src, str) and len(src) > 20, f"{where}: no source string"
@@ -138,5 +145,6 @@ def test_architecture_factors_follow_their_gpus(params):
         assert (a[arch]["eta_compute"], a[arch]["eta_memory"]) == (src["eta_compute"], src["eta_memory"])
     etas = [e[k] for e in list(g.values()) + list(a.values()) for k in ("eta_compute", "eta_memory")]
     assert all(0.3 < x < 1.0 for x in etas)
-    assert np.isfinite([params["engine"][k] for k in ("iteration_overhead_s", "allreduce_latency_s",
-                                                      "allreduce_bandwidth_gbs")]).all()
+    assert np.isfinite(
+        [params["engine"][k] for k in ("iteration_overhead_s", "allreduce_latency_s", "allreduce_bandwidth_gbs")]
+    ).all()

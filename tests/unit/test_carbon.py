@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from conftest import make_experiment
 
-from greensim.carbon import ConstantIntensitySource, embodied_gco2, operational_gco2
-from greensim.experiment.load import parse_experiment
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.carbon import ConstantIntensitySource, embodied_gco2, operational_gco2
+from greensim.experiment.load import parse_experiment
 
 
 def test_operational_is_kwh_times_intensity_times_pue():
@@ -22,8 +22,16 @@ def test_embodied_linear_amortisation():
 
 def test_run_totals_match_hand_computation():
     """Embodied = sum over instances of kg x 1000 x tp x T / LT; operational = kWh x CI x PUE."""
-    d = make_experiment(**{"carbon": {"intensity": {"kind": "constant", "gco2_per_kwh": 500.0}, "pue": 1.2,
-                                      "lifetime_years": 4.0, "gpu_embodied_kgco2e": {"A100-80GB": 150.0}}})
+    d = make_experiment(
+        **{
+            "carbon": {
+                "intensity": {"kind": "constant", "gco2_per_kwh": 500.0},
+                "pue": 1.2,
+                "lifetime_years": 4.0,
+                "gpu_embodied_kgco2e": {"A100-80GB": 150.0},
+            }
+        }
+    )
     t = simulate(prepare(parse_experiment(d)))
     s = t.summary
     T = s["duration_s"]
@@ -51,8 +59,13 @@ def test_zero_intensity_zero_operational():
 
 def test_old_gpu_idles_at_its_own_power():
     """A V100 instance that never serves still draws its idle power for the whole run."""
-    d = make_experiment(**{"workload.n_requests": 1, "cluster.router": "round_robin",
-                           "cluster.instances": [{"gpu": "A100-80GB"}, {"gpu": "V100-32GB"}]})
+    d = make_experiment(
+        **{
+            "workload.n_requests": 1,
+            "cluster.router": "round_robin",
+            "cluster.instances": [{"gpu": "A100-80GB"}, {"gpu": "V100-32GB"}],
+        }
+    )
     t = simulate(prepare(parse_experiment(d)))
     v = t.instances.iloc[1]
     assert v.busy_s == 0 and v.energy_j == pytest.approx(47.0 * t.summary["duration_s"])

@@ -1,24 +1,24 @@
 """Time-varying intensity, embodied schemes and per-region totals (issue 7)."""
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_experiment
 
+from greensim.api.run import run
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
+from greensim.base.errors import ConfigError
 from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from greensim.carbon.series import DiurnalIntensitySource, SeriesIntensitySource, load_region_series, validate_series
 from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
-from greensim.assembly.prepare import prepare
-from greensim.api.run import run
-from greensim.assembly.simulate import simulate
-from conftest import make_experiment
 
 YEAR = 365 * 24 * 3600.0
 
 
 def _csv(tmp_path, values, start="2023-01-01T00:00:00Z", freq="1h", region="X", name="s.csv"):
     ts = pd.date_range(start, periods=len(values), freq=freq)
-    df = pd.DataFrame({"timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
-                       "gco2_per_kwh": values})
+    df = pd.DataFrame({"timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region, "gco2_per_kwh": values})
     p = tmp_path / name
     df.to_csv(p, index=False)
     return p
@@ -43,19 +43,28 @@ def test_mean_over_integrates_the_step_function(tmp_path):
 def test_timezone_of_start(tmp_path):
     """08:00 in Los Angeles (PDT, UTC-7) is 15:00 UTC."""
     vals = np.arange(48, dtype=float)
-    src = SeriesIntensitySource("X", "2023-06-01T08:00", timezone="America/Los_Angeles",
-                                path=str(_csv(tmp_path, vals, start="2023-06-01T00:00:00Z")))
+    src = SeriesIntensitySource(
+        "X",
+        "2023-06-01T08:00",
+        timezone="America/Los_Angeles",
+        path=str(_csv(tmp_path, vals, start="2023-06-01T00:00:00Z")),
+    )
     assert src.at(np.array([0.0]))[0] == 15.0
     with pytest.raises(ConfigError, match="timezone.*Mars/Olympus"):
-        SeriesIntensitySource("X", "2023-06-01T08:00", timezone="Mars/Olympus",
-                              path=str(_csv(tmp_path, vals, start="2023-06-01T00:00:00Z")))
+        SeriesIntensitySource(
+            "X",
+            "2023-06-01T08:00",
+            timezone="Mars/Olympus",
+            path=str(_csv(tmp_path, vals, start="2023-06-01T00:00:00Z")),
+        )
 
 
 def test_constant_series_equals_constant_source(tmp_path):
     p = _csv(tmp_path, [321.0] * 48)
     a = simulate(prepare(parse_experiment(_series_exp(p)))).summary
-    b = simulate(prepare(parse_experiment(make_experiment(
-        **{"carbon.intensity": {"kind": "constant", "gco2_per_kwh": 321.0}})))).summary
+    b = simulate(
+        prepare(parse_experiment(make_experiment(**{"carbon.intensity": {"kind": "constant", "gco2_per_kwh": 321.0}})))
+    ).summary
     assert a["operational_gco2"] == pytest.approx(b["operational_gco2"], rel=1e-12)
     assert a["energy_kwh"] == b["energy_kwh"]
 
@@ -88,13 +97,17 @@ def test_diurnal_mean_over_a_day_is_the_mean():
     assert src.at(np.array([19 * 3600.0]))[0] == pytest.approx(450.0)
     t = np.linspace(0, 86400, 100001)
     assert src.mean_over(np.array([3600.0]), np.array([7200.0]))[0] == pytest.approx(
-        src.at(t[(t >= 3600) & (t < 7200)]).mean(), rel=1e-4)
+        src.at(t[(t >= 3600) & (t < 7200)]).mean(), rel=1e-4
+    )
 
 
-@pytest.mark.parametrize("values, match", [
-    ([100.0, float("nan"), 120.0], "1 missing or NaN"),
-    ([100.0, -5.0, 120.0], "negative intensity -5"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ([100.0, float("nan"), 120.0], "1 missing or NaN"),
+        ([100.0, -5.0, 120.0], "negative intensity -5"),
+    ],
+)
 def test_bad_series_values(tmp_path, values, match):
     with pytest.raises(ConfigError, match=match):
         SeriesIntensitySource("X", "2023-01-01T00:00", path=str(_csv(tmp_path, values)))
@@ -115,7 +128,7 @@ def test_start_outside_series_and_run_past_its_end(tmp_path):
     p = _csv(tmp_path, [100.0, 200.0])
     with pytest.raises(ConfigError, match="start.*outside the series"):
         SeriesIntensitySource("X", "2024-01-01T00:00", path=str(p))
-    d = _series_exp(p, start="2023-01-01T01:59:30")      # the ~50 s run would pass 02:00
+    d = _series_exp(p, start="2023-01-01T01:59:30")  # the ~50 s run would pass 02:00
     with pytest.raises(ConfigError, match="ends .* after the start"):
         simulate(prepare(parse_experiment(d)))
 
@@ -127,7 +140,7 @@ def test_shared_data_regions_and_gap_report(shared_data):
     s = load_region_series("PJM", gap_fill="linear")
     assert s.n_filled == 23 and len(s.values) == 8760 and np.isfinite(s.values).all()
     fr = load_region_series("FR", basis="direct")
-    assert fr.values.mean() == pytest.approx(30.4, abs=0.05)        # PROVENANCE.md table
+    assert fr.values.mean() == pytest.approx(30.4, abs=0.05)  # PROVENANCE.md table
     with pytest.raises(ConfigError, match="unknown region 'GBR'.*Did you mean 'GB'"):
         load_region_series("GBR")
     with pytest.raises(ConfigError, match="basis.*direct"):
@@ -135,15 +148,27 @@ def test_shared_data_regions_and_gap_report(shared_data):
 
 
 def test_region_totals_and_plot(shared_data, tmp_path):
-    d = make_experiment(**{"carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-07-01T12:00",
-                                                "timezone": "Europe/London"},
-                           "carbon.compare_regions": ["FR", "ZA"], "output.plots": True})
+    d = make_experiment(
+        **{
+            "carbon.intensity": {
+                "kind": "series",
+                "region": "GB",
+                "start": "2023-07-01T12:00",
+                "timezone": "Europe/London",
+            },
+            "carbon.compare_regions": ["FR", "ZA"],
+            "output.plots": True,
+        }
+    )
     res = run(d, out_dir=tmp_path)
     s = res.summary
     assert s["operational_gco2_by_region"]["GB"] == pytest.approx(s["operational_gco2"], rel=1e-9)
     # same energy: carbon ranks as the regions' intensities in that hour
-    assert s["operational_gco2_by_region"]["FR"] < s["operational_gco2_by_region"]["GB"] < \
-        s["operational_gco2_by_region"]["ZA"]
+    assert (
+        s["operational_gco2_by_region"]["FR"]
+        < s["operational_gco2_by_region"]["GB"]
+        < s["operational_gco2_by_region"]["ZA"]
+    )
     assert (res.folder / "carbon_timeline.png").stat().st_size > 10_000
     assert (res.folder / "regions.csv").is_file()
 
@@ -169,9 +194,13 @@ def test_schemes_for_an_old_gpu():
 
 
 def test_run_reports_scheme_and_embodied_under_every_scheme():
-    d = make_experiment(**{"cluster.instances.0.age_years": 6.0,
-                           "carbon.embodied_schemes": {"A100-80GB": {"scheme": "sunk"}},
-                           "carbon.host_share": {"embodied_kgco2e": 2000.0, "gpus_per_host": 8}})
+    d = make_experiment(
+        **{
+            "cluster.instances.0.age_years": 6.0,
+            "carbon.embodied_schemes": {"A100-80GB": {"scheme": "sunk"}},
+            "carbon.host_share": {"embodied_kgco2e": 2000.0, "gpus_per_host": 8},
+        }
+    )
     s = simulate(prepare(parse_experiment(d))).summary
     T = s["duration_s"]
     assert s["embodied_scheme"] == {"A100-80GB": "sunk"}
@@ -192,7 +221,9 @@ def test_bad_lifetime_and_missing_extended_years():
 def test_validate_checks_the_series(shared_data, tmp_path):
     import yaml
     from click.testing import CliRunner
+
     from greensim.cli import main
+
     d = make_experiment(**{"carbon.intensity": {"kind": "series", "region": "GB", "start": "2025-01-01T00:00"}})
     p = tmp_path / "e.yaml"
     p.write_text(yaml.safe_dump(d))

@@ -1,7 +1,7 @@
 import pytest
 
-from greensim.hardware.catalog import load_catalog
 from greensim.base.errors import ProfileError
+from greensim.hardware.catalog import load_catalog
 
 
 def test_model_shapes_give_published_parameter_counts():
@@ -37,7 +37,8 @@ def test_unknown_gpu_lists_known_and_suggests():
 def test_user_catalog_folder_adds_a_gpu(tmp_path):
     (tmp_path / "mygpu.yaml").write_text(
         "L4:\n  architecture: Ada\n  memory_gb: 24\n  mem_bandwidth_gbs: 300\n  fp16_tflops_dense: 121\n"
-        "  tdp_w: 72\n  idle_w: 10\n  prefill_power_frac: 1.0\n  decode_power_frac: 0.6\n  embodied_kgco2e: 57.5\n")
+        "  tdp_w: 72\n  idle_w: 10\n  prefill_power_frac: 1.0\n  decode_power_frac: 0.6\n  embodied_kgco2e: 57.5\n"
+    )
     cat = load_catalog(extra_gpu_dirs=[tmp_path])
     assert cat.gpu("L4").memory_bytes == 24e9
 
@@ -50,15 +51,20 @@ def test_bad_user_catalog_entry_names_the_field(tmp_path):
 
 def test_gpu_without_sourced_power_is_listed_but_cannot_be_simulated(tmp_path):
     """A10G's TDP has no source: the catalogue keeps it empty and a run says how to supply it."""
-    from greensim.experiment.load import parse_experiment
-    from greensim.assembly.prepare import prepare
     from conftest import make_experiment
+
+    from greensim.assembly.prepare import prepare
+    from greensim.experiment.load import parse_experiment
+
     cat = load_catalog()
     assert cat.gpu("A10G").memory_bytes == 24e9
     d = make_experiment(**{"cluster.instances": [{"gpu": "A10G"}]})
-    with pytest.raises(ProfileError, match=r"cluster\.instances\.0\.gpu: GPU 'A10G' has no sourced tdp_w and idle_w.*catalog\.gpu_dirs"):
+    with pytest.raises(
+        ProfileError, match=r"cluster\.instances\.0\.gpu: GPU 'A10G' has no sourced tdp_w and idle_w.*catalog\.gpu_dirs"
+    ):
         prepare(parse_experiment(d))
     import yaml
+
     entry = dict(cat.raw["gpu"]["A10G"], tdp_w=150.0, idle_w=20.0)
     (tmp_path / "a10g.yaml").write_text(yaml.safe_dump({"A10G": entry}))
     d["catalog"] = {"gpu_dirs": [str(tmp_path)]}

@@ -1,10 +1,10 @@
 import pytest
+from conftest import make_experiment
 
+from greensim.base.errors import ConfigError
+from greensim.experiment.load import load_experiment, parse_experiment
 from greensim.experiment.overrides import apply_overrides
 from greensim.experiment.schema import json_schema
-from greensim.experiment.load import load_experiment, parse_experiment
-from greensim.base.errors import ConfigError
-from conftest import make_experiment
 
 
 def test_defaults_are_filled_and_frozen():
@@ -16,18 +16,23 @@ def test_defaults_are_filled_and_frozen():
 
 
 def test_overrides_by_dotted_path_and_list_index():
-    d = apply_overrides(make_experiment(), ["cluster.instances.0.count=5", "workload.rate_rps=2.5",
-                                            "cluster.router=join_shortest_queue"])
+    d = apply_overrides(
+        make_experiment(),
+        ["cluster.instances.0.count=5", "workload.rate_rps=2.5", "cluster.router=join_shortest_queue"],
+    )
     e = parse_experiment(d)
     assert e.cluster.instances[0].count == 5 and e.workload.rate_rps == 2.5
     assert e.cluster.router == "join_shortest_queue"
 
 
-@pytest.mark.parametrize("ov,msg", [
-    (["cluster.instances.3.count=1"], "not a valid index"),
-    (["noequals"], "expected KEY=VALUE"),
-    (["seed.x=1"], "is a value, not a section"),
-])
+@pytest.mark.parametrize(
+    "ov,msg",
+    [
+        (["cluster.instances.3.count=1"], "not a valid index"),
+        (["noequals"], "expected KEY=VALUE"),
+        (["seed.x=1"], "is a value, not a section"),
+    ],
+)
 def test_bad_overrides(ov, msg):
     with pytest.raises(ConfigError, match=msg):
         apply_overrides(make_experiment(), ov)
@@ -51,6 +56,7 @@ def test_uniform_bounds_checked():
 
 def test_relative_trace_path_resolves_against_experiment_file(tmp_path):
     import yaml
+
     (tmp_path / "sub").mkdir()
     d = make_experiment(**{"workload": {"kind": "trace", "path": "t.csv"}})
     (tmp_path / "sub" / "e.yaml").write_text(yaml.safe_dump(d))
@@ -62,5 +68,6 @@ def test_committed_schema_is_current():
     """experiments/experiment.schema.json is regenerated with `greensim schema --out ...`."""
     import json
     from pathlib import Path
+
     committed = json.loads((Path(__file__).resolve().parents[2] / "experiments/experiment.schema.json").read_text())
     assert committed == json_schema()

@@ -1,20 +1,22 @@
 """performance.decode_power: utilization -- the fitted curve, its bounds, closed-form run energy,
 and bit-identity of the default (constant) model."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from conftest import make_experiment
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from greensim.hardware.catalog import load_catalog
-from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError, ProfileError
-from greensim.tools import power_fit
-from greensim.hardware.roofline import RooflineModel, load_decode_power_params
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.base.errors import ConfigError, ProfileError
+from greensim.experiment.load import parse_experiment
+from greensim.hardware.catalog import load_catalog
+from greensim.hardware.roofline import RooflineModel, load_decode_power_params
+from greensim.tools import power_fit
 
 CAT = load_catalog()
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +74,13 @@ def test_h100_llama8b_power_rises_with_batch():
 
 
 @settings(max_examples=200, deadline=None)
-@given(gpu=st.sampled_from(GPUS), tp=st.sampled_from([1, 2, 4]), n=st.integers(0, 512),
-       ctx=st.integers(0, 4_000_000), chunks=st.lists(st.tuples(st.integers(1, 8192), st.integers(0, 8192)),
-                                                      max_size=4))
+@given(
+    gpu=st.sampled_from(GPUS),
+    tp=st.sampled_from([1, 2, 4]),
+    n=st.integers(0, 512),
+    ctx=st.integers(0, 4_000_000),
+    chunks=st.lists(st.tuples(st.integers(1, 8192), st.integers(0, 8192)), max_size=4),
+)
 def test_power_stays_within_idle_and_tdp(gpu, tp, n, ctx, chunks):
     if n == 0 and not chunks:
         return
@@ -85,24 +91,39 @@ def test_power_stays_within_idle_and_tdp(gpu, tp, n, ctx, chunks):
 
 
 @settings(max_examples=300, deadline=None)
-@given(n=st.integers(1, 512), ctx0=st.integers(1, 2_000_000), k=st.integers(0, 300),
-       gpu=st.sampled_from(GPUS), tp=st.sampled_from([1, 2, 4]),
-       curve=st.sampled_from([None, (0.9, 5.0, 5.0), (0.0, 0.0, 3.0), (0.5, 0.9, 0.0)]))
+@given(
+    n=st.integers(1, 512),
+    ctx0=st.integers(1, 2_000_000),
+    k=st.integers(0, 300),
+    gpu=st.sampled_from(GPUS),
+    tp=st.sampled_from([1, 2, 4]),
+    curve=st.sampled_from([None, (0.9, 5.0, 5.0), (0.0, 0.0, 3.0), (0.5, 0.9, 0.0)]),
+)
 def test_closed_form_run_energy_equals_iteration_sum(n, ctx0, k, gpu, tp, curve):
     """Run energy = sum over iterations of time x power, also where the clip at TDP binds."""
     b = bound(gpu, "Llama-3.1-8B", tp, curve)
-    ref = sum(t * b.iteration_power_w((), n, ctx0 + n * j, t)
-              for j in range(k) for t in (b.iteration_time_s((), n, ctx0 + n * j),))
+    ref = sum(
+        t * b.iteration_power_w((), n, ctx0 + n * j, t)
+        for j in range(k)
+        for t in (b.iteration_time_s((), n, ctx0 + n * j),)
+    )
     assert b.decode_run_energy_j(n, ctx0, k) == pytest.approx(ref, rel=1e-9, abs=1e-12)
 
 
 def test_wrappers_forward_varying_power():
     """Uncertainty bands and aging scale the varying power; they do not fall back to the constant."""
     from greensim.hardware.aging import DegradedPerformance
+
     inner = bound()
-    for w, scale in ((RooflineModel(decode_power="utilization", band="pessimistic")
-                      .bind(CAT.gpu("H100-SXM"), CAT.model("Llama-3.1-8B"), 1), None),
-                     (DegradedPerformance(inner, 1.3, 1.1), 1.3 * 1.1)):
+    for w, scale in (
+        (
+            RooflineModel(decode_power="utilization", band="pessimistic").bind(
+                CAT.gpu("H100-SXM"), CAT.model("Llama-3.1-8B"), 1
+            ),
+            None,
+        ),
+        (DegradedPerformance(inner, 1.3, 1.1), 1.3 * 1.1),
+    ):
         assert w.power_varies
         e = w.decode_run_energy_j(32, 32 * 1000, 50)
         assert e != pytest.approx(w.decode_power_w * w.decode_run_time_s(32, 32 * 1000, 50), rel=1e-3)
@@ -110,15 +131,27 @@ def test_wrappers_forward_varying_power():
             assert e == pytest.approx(scale * inner.decode_run_energy_j(32, 32 * 1000, 50), rel=1e-12)
 
 
-@pytest.mark.parametrize("updates", [
-    {"performance.decode_power": "utilization"},
-    {"performance.decode_power": "utilization", "performance.band": "pessimistic",
-     "cluster.instances": [{"gpu": "V100-32GB", "count": 2, "age_years": 6.0}]},
-    {"performance.decode_power": "utilization", "model": "Llama-3.1-8B", "workload.rate_rps": 3.0,
-     "cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"},
-                           {"gpu": "V100-32GB", "role": "decode", "age_years": 6.0}],
-     "cluster.disaggregation": {"link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5}}},
-])
+@pytest.mark.parametrize(
+    "updates",
+    [
+        {"performance.decode_power": "utilization"},
+        {
+            "performance.decode_power": "utilization",
+            "performance.band": "pessimistic",
+            "cluster.instances": [{"gpu": "V100-32GB", "count": 2, "age_years": 6.0}],
+        },
+        {
+            "performance.decode_power": "utilization",
+            "model": "Llama-3.1-8B",
+            "workload.rate_rps": 3.0,
+            "cluster.instances": [
+                {"gpu": "A100-80GB", "role": "prefill"},
+                {"gpu": "V100-32GB", "role": "decode", "age_years": 6.0},
+            ],
+            "cluster.disaggregation": {"link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5}},
+        },
+    ],
+)
 def test_closed_form_runs_match_per_iteration_simulation(updates):
     """Same pattern as tests/property/test_invariants.py: closed-form runs vs max_run_iterations=1."""
     p = prepare(parse_experiment(make_experiment(**updates)))
@@ -131,11 +164,19 @@ def test_closed_form_runs_match_per_iteration_simulation(updates):
 # Summaries recorded from main at f88f191 (before decode_power existed), 200 requests of each file.
 RECORDED = {
     "experiments/check/paper_chat_greenllm.yaml": {
-        "energy_kwh": 0.006612256791112954, "carbon_gco2": 1.9786456609154484,
-        "ttft_s_mean": 0.0913877428383429, "tpot_s_mean": 0.05299864198183363, "e2e_s_p99": 28.897323537754488},
+        "energy_kwh": 0.006612256791112954,
+        "carbon_gco2": 1.9786456609154484,
+        "ttft_s_mean": 0.0913877428383429,
+        "tpot_s_mean": 0.05299864198183363,
+        "e2e_s_p99": 28.897323537754488,
+    },
     "experiments/check/colocated_a100.yaml": {
-        "energy_kwh": 0.005097085980148936, "carbon_gco2": 1.5084355090989607,
-        "ttft_s_mean": 0.13180056973618132, "tpot_s_mean": 0.027869647364283434, "e2e_s_p99": 21.338721851839793},
+        "energy_kwh": 0.005097085980148936,
+        "carbon_gco2": 1.5084355090989607,
+        "ttft_s_mean": 0.13180056973618132,
+        "tpot_s_mean": 0.027869647364283434,
+        "e2e_s_p99": 21.338721851839793,
+    },
 }
 
 
@@ -151,7 +192,7 @@ def test_constant_mode_is_bit_identical_to_before(path):
         assert s0[k] == v and s1[k] == v, k
     d["performance"] = {"decode_power": "utilization"}
     s2 = simulate(prepare(parse_experiment(d))).summary
-    assert s2["tpot_s_mean"] == s0["tpot_s_mean"]           # power only: times unchanged
+    assert s2["tpot_s_mean"] == s0["tpot_s_mean"]  # power only: times unchanged
     assert s2["energy_kwh"] != pytest.approx(s0["energy_kwh"], rel=1e-3)
 
 

@@ -1,21 +1,24 @@
 """Prefill/decode disaggregation (DPD) and the link model on hand-checkable cases."""
+
 import math
 
 import numpy as np
 import pytest
 import simpy
+from conftest import make_experiment
 
-from greensim.experiment.load import parse_experiment
-from greensim.core.link import LINK_TYPES, Link
-from greensim.base.errors import ConfigError, ProfileError
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.base.errors import ConfigError
+from greensim.core.link import LINK_TYPES, Link
+from greensim.experiment.load import parse_experiment
 
 
 def dpd(prefill="A100-80GB", decode="A100-80GB", bw=math.inf, latency=0.0, router="least_loaded", **kw):
-    d = {"cluster.instances": [{"gpu": prefill, "role": "prefill"}, {"gpu": decode, "role": "decode"}],
-         "cluster.disaggregation": {"decode_router": router, "link": {"bandwidth_gbs": bw, "latency_s": latency}}}
+    d = {
+        "cluster.instances": [{"gpu": prefill, "role": "prefill"}, {"gpu": decode, "role": "decode"}],
+        "cluster.disaggregation": {"decode_router": router, "link": {"bandwidth_gbs": bw, "latency_s": latency}},
+    }
     d.update(kw)
     return make_experiment(**d)
 
@@ -29,7 +32,7 @@ def test_link_processor_sharing_by_hand():
     env.timeout(0.5).callbacks.append(lambda _e: link.send(100.0, lambda: done.setdefault("b", env.now)))
     env.run()
     assert done["a"] == pytest.approx(0.5 + 1.5)
-    assert done["b"] == pytest.approx(1.0 + 1.0 + 0.5)   # starts using the link at 1.0
+    assert done["b"] == pytest.approx(1.0 + 1.0 + 0.5)  # starts using the link at 1.0
     assert link.bytes_sent == 200.0
 
 
@@ -44,11 +47,15 @@ def test_link_alone_takes_bytes_over_bandwidth_plus_latency():
 
 def test_infinite_bandwidth_same_gpu_single_request_equals_colocated():
     """No transfer cost, same GPU type: one request's TTFT and E2E equal colocated serving."""
-    one = {"workload.n_requests": 1, "workload.input_tokens": {"dist": "constant", "value": 900},
-           "workload.output_tokens": {"dist": "constant", "value": 40}}
+    one = {
+        "workload.n_requests": 1,
+        "workload.input_tokens": {"dist": "constant", "value": 900},
+        "workload.output_tokens": {"dist": "constant", "value": 40},
+    }
     a = simulate(prepare(parse_experiment(dpd(**one)))).requests.iloc[0]
-    b = simulate(prepare(parse_experiment(make_experiment(
-        **one, **{"cluster.instances": [{"gpu": "A100-80GB"}]})))).requests.iloc[0]
+    b = simulate(
+        prepare(parse_experiment(make_experiment(**one, **{"cluster.instances": [{"gpu": "A100-80GB"}]})))
+    ).requests.iloc[0]
     assert a.kv_transfer_s == 0.0 and a.decode_wait_s == 0.0
     assert a.ttft_s == pytest.approx(b.ttft_s, rel=1e-12)
     assert a.e2e_s == pytest.approx(b.e2e_s, rel=1e-12)
@@ -56,8 +63,10 @@ def test_infinite_bandwidth_same_gpu_single_request_equals_colocated():
 
 def test_dpd_approaches_infinite_bandwidth_pools_as_bandwidth_grows():
     """TPOT with a finite link converges to the no-transfer pools as bandwidth grows."""
+
     def tpot(bw):
         return simulate(prepare(parse_experiment(dpd(bw=bw)))).summary["tpot_s_mean"]
+
     ref = tpot(math.inf)
     slow, fast = tpot(1.0), tpot(1e4)
     assert slow > ref * 1.01
@@ -89,12 +98,15 @@ def test_decode_routers_spread_and_differ():
     assert (np.diff(rr[:6]) != 0).all()
 
 
-@pytest.mark.parametrize("link, field", [
-    ({"bandwidth_gbs": 0, "latency_s": 0}, "cluster.disaggregation.link.bandwidth_gbs"),
-    ({"kind": "pcie_gen9", "latency_s": 0}, "unknown link kind 'pcie_gen9'"),
-    ({"kind": "pcie_gen4_x16"}, "cluster.disaggregation.link.latency_s"),
-    ({"kind": "pcie_gen4_x16", "bandwidth_gbs": 3, "latency_s": 0}, "exactly one of kind or bandwidth_gbs"),
-])
+@pytest.mark.parametrize(
+    "link, field",
+    [
+        ({"bandwidth_gbs": 0, "latency_s": 0}, "cluster.disaggregation.link.bandwidth_gbs"),
+        ({"kind": "pcie_gen9", "latency_s": 0}, "unknown link kind 'pcie_gen9'"),
+        ({"kind": "pcie_gen4_x16"}, "cluster.disaggregation.link.latency_s"),
+        ({"kind": "pcie_gen4_x16", "bandwidth_gbs": 3, "latency_s": 0}, "exactly one of kind or bandwidth_gbs"),
+    ],
+)
 def test_bad_link_names_the_field(link, field):
     d = dpd()
     d["cluster"]["disaggregation"]["link"] = link
@@ -106,8 +118,9 @@ def test_roles_without_partner_or_disaggregation_section_are_errors():
     d = make_experiment(**{"cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"}]})
     with pytest.raises(ConfigError, match="none with role 'decode'"):
         parse_experiment(d)
-    d = make_experiment(**{"cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"},
-                                                 {"gpu": "T4", "role": "decode"}]})
+    d = make_experiment(
+        **{"cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"}, {"gpu": "T4", "role": "decode"}]}
+    )
     with pytest.raises(ConfigError, match="add cluster.disaggregation"):
         parse_experiment(d)
     with pytest.raises(ConfigError, match="cluster.disaggregation.decode_router"):
@@ -123,8 +136,11 @@ def test_model_that_does_not_fit_the_decode_gpu_names_the_group():
 def test_layerwise_transfer_overlaps_the_prefill_by_hand():
     """One request, L layers: the first L-1 layers' KV crosses during the prefill, the last
     after it: transfer = max(T_prefill, (L-1)/L B/bw) + B/(L bw) from the prefill start."""
-    one = {"workload.n_requests": 1, "workload.input_tokens": {"dist": "constant", "value": 2000},
-           "workload.output_tokens": {"dist": "constant", "value": 10}}
+    one = {
+        "workload.n_requests": 1,
+        "workload.input_tokens": {"dist": "constant", "value": 2000},
+        "workload.output_tokens": {"dist": "constant", "value": 10},
+    }
     bw = 2.0
     res = {}
     for lw in (False, True):
@@ -133,8 +149,10 @@ def test_layerwise_transfer_overlaps_the_prefill_by_hand():
         p = prepare(parse_experiment(d))
         res[lw] = simulate(p).requests.iloc[0]
     t_pre = p.instances[0][1].iteration_time_s([(2000, 0)], 0, 0)
-    B, L = 2000 * 2 * 32 * 32 * 128 * 2, 32                       # Llama-2-7B KV bytes
+    B, L = 2000 * 2 * 32 * 32 * 128 * 2, 32  # Llama-2-7B KV bytes
     assert res[False].kv_transfer_s == pytest.approx(B / (bw * 1e9), rel=1e-9)
-    assert res[True].kv_transfer_s == pytest.approx(max(t_pre, B * (L - 1) / L / (bw * 1e9)) + B / L / (bw * 1e9), rel=1e-9)
+    assert res[True].kv_transfer_s == pytest.approx(
+        max(t_pre, B * (L - 1) / L / (bw * 1e9)) + B / L / (bw * 1e9), rel=1e-9
+    )
     assert res[True].e2e_s < res[False].e2e_s
     assert res[True].ttft_s == res[False].ttft_s

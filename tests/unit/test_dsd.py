@@ -1,11 +1,12 @@
 """Speculative decoding (DSD) on hand-checkable cases and bad input."""
-import pytest
 
-from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
+import pytest
+from conftest import make_experiment
+
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.base.errors import ConfigError
+from greensim.experiment.load import parse_experiment
 
 
 def dsd(split=True, **sp):
@@ -13,15 +14,21 @@ def dsd(split=True, **sp):
     if split:
         spec.update(draft_gpu="V100-32GB", link={"kind": "pcie_gen3_x16", "latency_s": 1e-5})
     spec.update(sp)
-    return make_experiment(**{"model": "Llama-3.1-8B", "workload.n_requests": 60,
-                              "cluster.instances": [{"gpu": "A100-80GB", "speculative": spec}]})
+    return make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "workload.n_requests": 60,
+            "cluster.instances": [{"gpu": "A100-80GB", "speculative": spec}],
+        }
+    )
 
 
 def test_single_request_first_token_is_the_slower_prefill_of_the_two_gpus():
     """Split: target and draft prefill the prompt in parallel; TTFT = the slower of the two."""
     d = dsd()
-    d["workload"].update(n_requests=1, input_tokens={"dist": "constant", "value": 800},
-                         output_tokens={"dist": "constant", "value": 2})
+    d["workload"].update(
+        n_requests=1, input_tokens={"dist": "constant", "value": 800}, output_tokens={"dist": "constant", "value": 2}
+    )
     p = prepare(parse_experiment(d))
     t = simulate(p).requests.iloc[0]
     sp = p.speculative()[0]
@@ -49,13 +56,16 @@ def test_colocated_speculation_charges_one_gpu():
     assert len(t.instances) == 1 and "draft_instance" not in t.requests
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"alpha": 1.0}, r"speculative\.alpha: Input should be less than 1"),
-    ({"alpha": -0.1}, r"speculative\.alpha"),
-    ({"link": {"bandwidth_gbs": 0.0, "latency_s": 0.0}}, r"speculative\.link\.bandwidth_gbs"),
-    ({"draft_gpu": None}, "set draft_gpu and link together"),
-    ({"probabilities": "top_k"}, "top_k is required"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"alpha": 1.0}, r"speculative\.alpha: Input should be less than 1"),
+        ({"alpha": -0.1}, r"speculative\.alpha"),
+        ({"link": {"bandwidth_gbs": 0.0, "latency_s": 0.0}}, r"speculative\.link\.bandwidth_gbs"),
+        ({"draft_gpu": None}, "set draft_gpu and link together"),
+        ({"probabilities": "top_k"}, "top_k is required"),
+    ],
+)
 def test_bad_speculative_config_names_the_field(change, match):
     with pytest.raises(ConfigError, match=match):
         parse_experiment(dsd(**change))
@@ -82,8 +92,10 @@ def test_unknown_gamma_policy_lists_the_valid_ones():
 def test_roofline_verify_forms_equal_the_chunked_iteration():
     """verify_time_s / verify_uniform_time_s = iteration_time_s over the same chunks."""
     import numpy as np
+
     from greensim.hardware.catalog import load_catalog
     from greensim.hardware.roofline import RooflineModel
+
     c = load_catalog()
     b = RooflineModel().bind(c.gpu("A100-80GB"), c.model("Llama-3.1-8B"), 2)
     q, ctx = np.array([5, 5, 3, 1]), np.array([100, 2000, 50, 7])

@@ -6,6 +6,7 @@ column against the source that does not reject at the 1 % level. Sample: 1,000,0
 arrivals (Azure code's CV of 13 needs it: the relative standard error of the mean gap
 is CV / sqrt(n) = 1.3 %) and 100,000 length pairs.
 """
+
 import numpy as np
 import pytest
 from scipy.stats import ks_2samp
@@ -16,8 +17,14 @@ from greensim.workloads.fitted import JointLengthModel, fit_lengths, fitted_name
 from greensim.workloads.named import find_named_trace
 from greensim.workloads.traces import read_trace_frame
 
-FITTED = ["azure_llm_2023_conv", "azure_llm_2023_code", "mooncake_fast25_conversation", "mooncake_fast25_synthetic",
-          "sharegpt_lengths_llama2tok", "arxiv_summarization_lengths_llama2tok"]
+FITTED = [
+    "azure_llm_2023_conv",
+    "azure_llm_2023_code",
+    "mooncake_fast25_conversation",
+    "mooncake_fast25_synthetic",
+    "sharegpt_lengths_llama2tok",
+    "arxiv_summarization_lengths_llama2tok",
+]
 KS_LEVEL = 0.01
 
 
@@ -52,10 +59,11 @@ def test_fit_reproduces_source(shared_data, name):
 def test_copula_keeps_dependence_that_independent_sampling_loses():
     rng = np.random.default_rng(0)
     x = rng.lognormal(6, 1, 20_000).round() + 1
-    y = np.maximum(1, (2000 / x * rng.lognormal(0, 0.3, x.size)).round())     # strongly negatively dependent
+    y = np.maximum(1, (2000 / x * rng.lognormal(0, 0.3, x.size)).round())  # strongly negatively dependent
     m = fit_lengths(x, y)
     a, b = m.sample(50_000, np.random.default_rng(1))
     from scipy.stats import spearmanr
+
     assert spearmanr(a, b).statistic == pytest.approx(spearmanr(x, y).statistic, abs=0.03)
     assert spearmanr(x, y).statistic < -0.8
     m2 = JointLengthModel.from_dict(m.to_dict())

@@ -5,6 +5,7 @@ The layers are declared once, in :data:`LAYERS` (top first), and described in th
 architecture section. Modules in one row are independent of each other. Every import
 counts: module level, inside functions and under ``TYPE_CHECKING``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -71,7 +72,7 @@ def imports_of(module: str) -> List[Tuple[str, str, int]]:
 def _layer(module: str) -> Tuple[int, str] | None:
     parts = module.split(".")
     if len(parts) < 2:
-        return None                      # the top-level facade
+        return None  # the top-level facade
     for i, row in enumerate(LAYERS):
         if parts[1] in row:
             return i, parts[1]
@@ -97,8 +98,9 @@ def test_imports_go_downwards_only():
             elif other[1] == me[1]:
                 continue
             elif other[0] <= me[0]:
-                bad.append(f"{m}:{line} imports {target} ({other[1]} is {'beside' if other[0] == me[0] else 'above'} "
-                           f"{me[1]})")
+                bad.append(
+                    f"{m}:{line} imports {target} ({other[1]} is {'beside' if other[0] == me[0] else 'above'} {me[1]})"
+                )
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
 
 
@@ -169,14 +171,22 @@ def test_cli_calls_only_the_api_results_tools_and_base():
     greensim.api, so notebooks get the same functions."""
     cli = [m for m in MODULES if m == "greensim.cli" or m.startswith("greensim.cli.")]
     assert "greensim.cli.main" in cli
-    bad = [f"{m}:{line} imports {target}" for m in cli for target, _, line in imports_of(m)
-           if not any(target == a or target.startswith(a + ".") for a in CLI_ALLOWED)]
-    assert not bad, ("the CLI imports below the api (add what it needs to greensim.api):\n" + "\n".join(bad))
+    bad = [
+        f"{m}:{line} imports {target}"
+        for m in cli
+        for target, _, line in imports_of(m)
+        if not any(target == a or target.startswith(a + ".") for a in CLI_ALLOWED)
+    ]
+    assert not bad, "the CLI imports below the api (add what it needs to greensim.api):\n" + "\n".join(bad)
 
 
 def test_no_private_names_imported_across_modules():
-    bad = [f"{m}:{line} imports {name} from {target}" for m in MODULES for target, name, line in imports_of(m)
-           if name.startswith("_") and not name.startswith("__")]
+    bad = [
+        f"{m}:{line} imports {name} from {target}"
+        for m in MODULES
+        for target, name, line in imports_of(m)
+        if name.startswith("_") and not name.startswith("__")
+    ]
     assert not bad, "private helpers imported from another module (make them public or move them):\n" + "\n".join(bad)
 
 
@@ -188,7 +198,10 @@ def test_lowest_layers_import_no_third_party_plotting_or_tables(layer):
         if m.split(".")[1:2] != [layer]:
             continue
         for node in ast.walk(ast.parse(p.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             bad += [f"{m} imports {n}" for n in names if n.split(".")[0] in ("pandas", "matplotlib", "pydantic")]
     assert not bad, bad

@@ -1,8 +1,8 @@
 import pytest
 
-from greensim.hardware.catalog import load_catalog
-from greensim.core.memory import kv_capacity_blocks
 from greensim.base.errors import ConfigError
+from greensim.core.memory import kv_capacity_blocks
+from greensim.hardware.catalog import load_catalog
 
 CAT = load_catalog()
 

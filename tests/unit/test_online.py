@@ -1,38 +1,60 @@
 """Per-window online scheduling (greensim replan): reconfiguration among deployments."""
+
 from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pandas as pd
 import pytest
 
+from greensim.assembly.prepare import prepare
+from greensim.base.errors import ConfigError
+from greensim.base.units import S_PER_YEAR
 from greensim.carbon import theory
 from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
 from greensim.planning.online import run_windows
 from greensim.policies.scheduler import _emb_rate
-from greensim.assembly.prepare import prepare
-from greensim.base.units import S_PER_YEAR
 
-NEW_ONLY = {"router": "join_shortest_queue", "instances": [{"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384}]}
-DPD = {"router": "round_robin",
-       "instances": [{"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384, "role": "prefill"},
-                     {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode", "age_years": 6}],
-       "disaggregation": {"decode_router": "kv_capacity_aware", "link": {"kind": "pcie_gen3_x16", "latency_s": 1e-5}}}
+NEW_ONLY = {
+    "router": "join_shortest_queue",
+    "instances": [{"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384}],
+}
+DPD = {
+    "router": "round_robin",
+    "instances": [
+        {"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384, "role": "prefill"},
+        {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode", "age_years": 6},
+    ],
+    "disaggregation": {"decode_router": "kv_capacity_aware", "link": {"kind": "pcie_gen3_x16", "latency_s": 1e-5}},
+}
 RATE = 1.0
 
 
 def _exp(intensity, duration_s=1500.0, window_s=300.0, **rc):
-    return {"name": "w", "seed": 5, "model": "Llama-3.1-8B",
-            "workload": {"kind": "poisson", "rate_rps": RATE, "n_requests": int(duration_s * RATE),
-                         "input_tokens": {"dist": "constant", "value": 900},
-                         "output_tokens": {"dist": "constant", "value": 200}},
-            "cluster": copy.deepcopy(NEW_ONLY), "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
-            "carbon": {"intensity": intensity, "pue": 1.1, "embodied_schemes": {"V100-32GB": {"scheme": "sunk"}}},
-            "simulation": {"progress": False}, "output": {"plots": True},
-            "reconfigure": {"window_s": window_s, "switch_s": 60, "initial": "new_only",
-                            "deployments": {"new_only": copy.deepcopy(NEW_ONLY), "dpd": copy.deepcopy(DPD)}, **rc}}
+    return {
+        "name": "w",
+        "seed": 5,
+        "model": "Llama-3.1-8B",
+        "workload": {
+            "kind": "poisson",
+            "rate_rps": RATE,
+            "n_requests": int(duration_s * RATE),
+            "input_tokens": {"dist": "constant", "value": 900},
+            "output_tokens": {"dist": "constant", "value": 200},
+        },
+        "cluster": copy.deepcopy(NEW_ONLY),
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
+        "carbon": {"intensity": intensity, "pue": 1.1, "embodied_schemes": {"V100-32GB": {"scheme": "sunk"}}},
+        "simulation": {"progress": False},
+        "output": {"plots": True},
+        "reconfigure": {
+            "window_s": window_s,
+            "switch_s": 60,
+            "initial": "new_only",
+            "deployments": {"new_only": copy.deepcopy(NEW_ONLY), "dpd": copy.deepcopy(DPD)},
+            **rc,
+        },
+    }
 
 
 def test_stationary_rate_constant_intensity_matches_best_static(tmp_path):
@@ -47,7 +69,11 @@ def test_stationary_rate_constant_intensity_matches_best_static(tmp_path):
     assert (r.windows["deployment"].iloc[1:] == best).all()
     assert st.loc["online", "n_switches"] == 1
     # the online run pays one switch and one window on the worse deployment
-    assert st.loc[f"static:{best}", "carbon_gco2"] < st.loc["online", "carbon_gco2"] < st.loc["static:new_only", "carbon_gco2"]
+    assert (
+        st.loc[f"static:{best}", "carbon_gco2"]
+        < st.loc["online", "carbon_gco2"]
+        < st.loc["static:new_only", "carbon_gco2"]
+    )
     for f in ("windows.csv", "static.csv", "comparison.csv", "summary.json", "plan.png", "manifest.json"):
         assert (r.folder / f).is_file()
     again = run_windows(d, write=False)
@@ -61,8 +87,16 @@ def _break_even(d) -> float:
     a = pa.groups[0]
     emb_a = _emb_rate(a.carbon) * a.carbon.lifetime_years * S_PER_YEAR / 1000
     base = theory.colocated(a.perf, 900, 200, RATE / 2, 1, emb_a, a.carbon.lifetime_years)
-    alt = theory.dpd(pd_.groups[0].perf, pd_.groups[1].perf, 900, 200, RATE, RATE / 2,
-                     (1, emb_a, a.carbon.lifetime_years), (1, 0.0, 5.0))
+    alt = theory.dpd(
+        pd_.groups[0].perf,
+        pd_.groups[1].perf,
+        900,
+        200,
+        RATE,
+        RATE / 2,
+        (1, emb_a, a.carbon.lifetime_years),
+        (1, 0.0, 5.0),
+    )
     return theory.break_even_intensity(base, alt, pue=1.1)
 
 
@@ -74,8 +108,9 @@ def test_intensity_dropping_below_break_even_switches_to_dpd(tmp_path):
     ts = pd.date_range("2023-01-01T00:00", periods=6, freq="h", tz="UTC")
     vals = [3 * ci_star] * 2 + [ci_star / 3] * 4
     path = tmp_path / "ci.csv"
-    pd.DataFrame({"timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "TEST",
-                  "gco2_per_kwh": vals}).to_csv(path, index=False)
+    pd.DataFrame({"timestamp_utc": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "region": "TEST", "gco2_per_kwh": vals}).to_csv(
+        path, index=False
+    )
     inten = {"kind": "series", "region": "TEST", "path": str(path), "start": "2023-01-01T01:30", "timezone": "UTC"}
     r = run_windows(_exp(inten, duration_s=3600.0, switch_s=0), write=False)
     w = r.windows
@@ -91,10 +126,10 @@ def test_switch_holds_arrivals_and_counts_their_wait():
     w = r.windows
     k = int(w.index[w["switched"]][0])
     row = w.loc[k]
-    assert row["n_held"] > 30                     # ~60 s x 1 req/s
+    assert row["n_held"] > 30  # ~60 s x 1 req/s
     assert row["n_slo_met"] <= row["n_requests"] - row["n_held"]
     s = r.static[(r.static["deployment"] == row["deployment"]) & (r.static["window"] == k)].iloc[0]
-    assert s["n_slo_met"] > row["n_slo_met"] + 30    # the static run of that window held nobody
+    assert s["n_slo_met"] > row["n_slo_met"] + 30  # the static run of that window held nobody
 
 
 def test_errors_name_the_field():
@@ -112,8 +147,13 @@ def test_errors_name_the_field():
         run_windows(bad, write=False)
     bad = copy.deepcopy(d)
     bad["reconfigure"]["deployments"]["mixed"] = {
-        "instances": [{"gpu": "A100-80GB"}, {"gpu": "A100-80GB", "role": "prefill"}, {"gpu": "V100-32GB", "role": "decode"}],
-        "disaggregation": copy.deepcopy(DPD["disaggregation"])}
+        "instances": [
+            {"gpu": "A100-80GB"},
+            {"gpu": "A100-80GB", "role": "prefill"},
+            {"gpu": "V100-32GB", "role": "decode"},
+        ],
+        "disaggregation": copy.deepcopy(DPD["disaggregation"]),
+    }
     with pytest.raises(ConfigError, match="reconfigure.deployments.mixed: serves in modes"):
         run_windows(bad, write=False)
 
@@ -145,8 +185,12 @@ def test_simulate_predictor_caches_per_rounded_rate_and_intensity():
     """One short simulation per (deployment, rounded rate, rounded intensity): with no rounding only
     exactly repeated window counts hit the cache; with a coarse grid (50 %) every boundary after the
     first hits it."""
-    d = _exp({"kind": "constant", "gco2_per_kwh": 20.0}, predictor="simulate", predictor_requests=50,
-             predictor_round_frac=0.0)
+    d = _exp(
+        {"kind": "constant", "gco2_per_kwh": 20.0},
+        predictor="simulate",
+        predictor_requests=50,
+        predictor_round_frac=0.0,
+    )
     r = run_windows(d, write=False)
     n_bound = len(r.windows) - 1
     distinct = r.windows["observed_rate_rps"].dropna().nunique()
@@ -157,7 +201,7 @@ def test_simulate_predictor_caches_per_rounded_rate_and_intensity():
     assert r.prediction["n_simulations"] == 2
     assert r.prediction["n_cache_hits"] == 2 * (n_bound - 1)
     pred = r.windows["predicted_gco2_per_request_dpd"].iloc[1:]
-    assert pred.nunique() == 1                    # the cached score, at the grid rate
+    assert pred.nunique() == 1  # the cached score, at the grid rate
 
 
 def test_predictor_errors_name_the_field():

@@ -1,4 +1,5 @@
 """The installed package carries its data (profiles, quickstart) and its console script."""
+
 import shutil
 
 import yaml
@@ -7,6 +8,7 @@ import yaml
 def test_shipped_data_files_are_found():
     """Installed (greensim/_profiles...) or run from the checkout (profiles/...), the same files."""
     from greensim.base.paths import bundled
+
     prof = bundled("profiles")
     for name in ["gpus.yaml", "models.yaml", "roofline.yaml", "uncertainty.yaml", "decode_power.yaml"]:
         assert yaml.safe_load((prof / name).read_text())
@@ -24,13 +26,25 @@ def test_core_imports_no_plugin_module():
     """The core knows nothing of policies, perf models, carbon, workloads or writers."""
     import ast
     from pathlib import Path
+
     import greensim.core as core
+
     for f in Path(core.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(f.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
                 mod = ("." * node.level) + node.module
-                for banned in ("policies", "hardware", "carbon", "workloads", "results", "cli", "assembly", "api",
-                               "experiment", "planning"):
+                for banned in (
+                    "policies",
+                    "hardware",
+                    "carbon",
+                    "workloads",
+                    "results",
+                    "cli",
+                    "assembly",
+                    "api",
+                    "experiment",
+                    "planning",
+                ):
                     assert banned not in mod.split("."), f"{f.name} imports {mod}"
 
 
@@ -38,6 +52,7 @@ def test_every_subpackage_is_listed_in_pyproject():
     """pyproject lists packages explicitly (data folders are mapped packages); a new
     greensim/<sub>/__init__.py missing from the list would be absent from the wheel."""
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[2]
     text = (root / "pyproject.toml").read_text()
     block = text.split("[tool.setuptools]", 1)[1].split("]", 1)[0]

@@ -1,15 +1,16 @@
 """GreenLLM reproduction (paper): scenario design, overrides, and an end-to-end run
 whose summary must be internally consistent."""
+
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-from greensim.experiment.load import load_yaml
-from greensim.base.errors import ConfigError
 from paper import Scenario, headline, load_paper_spec, run_paper, scenario_overrides, scenarios, write_paper_folder
+
+from greensim.base.errors import ConfigError
+from greensim.experiment.load import load_yaml
 from greensim.planning import load_plan_spec
 
 SPEC, BASE = load_paper_spec()
@@ -38,7 +39,7 @@ def test_overrides_reach_the_plan(lifetime):
     assert ps.carbon.gpu_lifetime_years == {"A100-80GB": lt.new_years}
     scheme = ps.carbon.embodied_schemes.get("V100-32GB")
     if lt.old == "linear":
-        assert scheme is None                       # charged as a new GPU
+        assert scheme is None  # charged as a new GPU
     else:
         assert scheme.scheme == lt.old
         assert scheme.extended_years == lt.extended_years
@@ -75,24 +76,33 @@ def _check_consistency(df: pd.DataFrame, target: float) -> None:
 
 def test_end_to_end_summary_is_consistent(tmp_path):
     """Two scenarios (feasible and infeasible SLO) with fewer requests, written and read back."""
-    only = [Scenario(app="chat", slo_scale=2, grid="medium", lifetime="new5_old_sunk"),
-            Scenario(app="chat", slo_scale=2, grid="low", lifetime="new5_old_linear"),
-            Scenario(app="chat", slo_scale=0.5, grid="medium", lifetime="new5_old_sunk")]
+    only = [
+        Scenario(app="chat", slo_scale=2, grid="medium", lifetime="new5_old_sunk"),
+        Scenario(app="chat", slo_scale=2, grid="low", lifetime="new5_old_linear"),
+        Scenario(app="chat", slo_scale=0.5, grid="medium", lifetime="new5_old_sunk"),
+    ]
     small = {"workload.n_requests": 300, "search.short_requests": 100}
     df = run_paper(only=only, progress=False, extra_overrides=small)
     folder = write_paper_folder(df, tmp_path / "paper", quick=True)
-    for f in ("summary.csv", "headline.json", "manifest.json", "reduction_app_grid.png", "attainment.png",
-              "reduction_vs_intensity_lifetime.png"):
+    for f in (
+        "summary.csv",
+        "headline.json",
+        "manifest.json",
+        "reduction_app_grid.png",
+        "attainment.png",
+        "reduction_vs_intensity_lifetime.png",
+    ):
         assert (folder / f).is_file(), f
     back = pd.read_csv(folder / "summary.csv")
     assert list(back["scenario"]) == [s.label for s in only]
     _check_consistency(back, SPEC.attainment_target)
-    assert back["baseline_meets_target"].iloc[0]            # chat at 2x SLO: new-only can meet 90 %
-    assert not back["baseline_meets_target"].iloc[2]        # at 0.5x (TTFT 100 ms) nothing can
+    assert back["baseline_meets_target"].iloc[0]  # chat at 2x SLO: new-only can meet 90 %
+    assert not back["baseline_meets_target"].iloc[2]  # at 0.5x (TTFT 100 ms) nothing can
     head = json.loads((folder / "headline.json").read_text())
     assert head["max_reduction_pct"] == pytest.approx(back["reduction_pct"].max())
     assert head["share_scenarios_greenllm_attainment_ge_target_pct"] == pytest.approx(
-        100 * back["greenllm_meets_target"].mean())
+        100 * back["greenllm_meets_target"].mean()
+    )
     assert head["paper"]["max_reduction_pct"] == 40.6
     # deterministic: the same scenario again gives the same row
     again = run_paper(only=only[:1], progress=False, extra_overrides=small)
@@ -108,7 +118,9 @@ def test_recorded_full_run_is_consistent():
     """experiments/paper/results/summary.csv (the README's numbers) obeys the same invariants."""
     # the checkout's copy: an installed (non-editable) package ships the scenario files only
     p = Path(__file__).resolve().parents[2] / "experiments" / "paper" / "results" / "summary.csv"
-    assert p.is_file(), f"{p}: the recorded full run is missing; run python experiments/paper/run_all.py --out {p.parent}"
+    assert p.is_file(), (
+        f"{p}: the recorded full run is missing; run python experiments/paper/run_all.py --out {p.parent}"
+    )
     df = pd.read_csv(p)
     assert len(df) == len(scenarios(SPEC))
     _check_consistency(df, SPEC.attainment_target)

@@ -1,5 +1,4 @@
 """Where greensim finds files: bundled data in every install mode, one shared-data setting."""
-import warnings
 
 import pytest
 
@@ -12,6 +11,7 @@ def test_shared_data_dir_is_one_setting(monkeypatch, tmp_path):
     assert paths.shared_data_dir() == tmp_path
     assert trace_dirs()[-1] == tmp_path / "traces"
     from greensim.carbon.series import shared_carbon_files
+
     (tmp_path / "carbon").mkdir()
     (tmp_path / "carbon" / "electricitymaps_2023_hourly.csv").write_text("timestamp_utc,region,gco2_per_kwh\n")
     assert shared_carbon_files() == [tmp_path / "carbon" / "electricitymaps_2023_hourly.csv"]
@@ -28,7 +28,7 @@ def test_bundled_prefers_the_installed_copy(monkeypatch, tmp_path):
     (tmp_path / "greensim" / "_profiles").mkdir(parents=True)
     monkeypatch.setattr(paths, "_PACKAGE", tmp_path / "greensim")
     assert paths.bundled("profiles") == tmp_path / "greensim" / "_profiles"
-    assert paths.bundled("traces") == tmp_path / "traces"          # the checkout layout
+    assert paths.bundled("traces") == tmp_path / "traces"  # the checkout layout
     with pytest.raises(ValueError, match="profiles"):
         paths.bundled("results")
 
@@ -38,9 +38,11 @@ def test_manifest_records_version_and_code_revision(tmp_path, monkeypatch):
     or a fingerprint of the installed code."""
     import json
 
-    import greensim
     from conftest import make_experiment
+
+    import greensim
     from greensim.base import version as v
+
     res = greensim.run(make_experiment(**{"workload.n_requests": 20}), out_dir=tmp_path)
     m = json.loads((res.folder / "manifest.json").read_text())
     assert m["greensim_version"] == greensim.__version__

@@ -1,4 +1,5 @@
 """Planner (issue 8): the pruned search against brute force, SLO and bandwidth awareness, plan-file errors."""
+
 from __future__ import annotations
 
 import copy
@@ -6,28 +7,39 @@ from pathlib import Path
 
 import pytest
 
-from greensim.experiment.overrides import apply_overrides
 from greensim.base.errors import ConfigError
+from greensim.experiment.overrides import apply_overrides
 from greensim.planning import Candidate, PlanResult, load_plan_spec, plan
 from greensim.planning.search import enumerate_candidates
 
-GPUS = str(Path(__file__).parent / "planner_gpus")      # hypothetical OLD-FAST-FREE / OLD-SLOW-FREE
+GPUS = str(Path(__file__).parent / "planner_gpus")  # hypothetical OLD-FAST-FREE / OLD-SLOW-FREE
 
 # Small planning problem: Llama-3.1-8B, chat lengths of experiments/quickstart.yaml, up to
 # 2 new A100-80GB and 2 old GPUs, 300 requests (short runs: 100).
 BASE = {
-    "name": "p", "seed": 3, "model": "Llama-3.1-8B",
-    "workload": {"kind": "poisson", "rate_rps": 4.0, "n_requests": 300,
-                 "input_tokens": {"dist": "lognormal", "median": 760, "sigma": 0.99, "max": 14050},
-                 "output_tokens": {"dist": "lognormal", "median": 151, "sigma": 0.86, "max": 1000}},
+    "name": "p",
+    "seed": 3,
+    "model": "Llama-3.1-8B",
+    "workload": {
+        "kind": "poisson",
+        "rate_rps": 4.0,
+        "n_requests": 300,
+        "input_tokens": {"dist": "lognormal", "median": 760, "sigma": 0.99, "max": 14050},
+        "output_tokens": {"dist": "lognormal", "median": 151, "sigma": 0.86, "max": 1000},
+    },
     "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
     "carbon": {"intensity": {"kind": "constant", "gco2_per_kwh": 260.7}},
     "catalog": {"gpu_dirs": [GPUS]},
-    "inventory": [{"gpu": "A100-80GB", "count": 2, "role": "new"},
-                  {"gpu": "V100-32GB", "count": 2, "role": "old", "age_years": 6}],
+    "inventory": [
+        {"gpu": "A100-80GB", "count": 2, "role": "new"},
+        {"gpu": "V100-32GB", "count": 2, "role": "old", "age_years": 6},
+    ],
     "link": {"kind": "pcie_gen3_x16", "latency_s": 1e-5, "scope": "per_prefill"},
-    "search": {"draft": {"model": "Llama-3.2-1B", "alpha": 0.7, "probabilities": "top_k", "top_k": 16},
-               "max_batched_tokens": 16384, "short_requests": 100},
+    "search": {
+        "draft": {"model": "Llama-3.2-1B", "alpha": 0.7, "probabilities": "top_k", "top_k": 16},
+        "max_batched_tokens": 16384,
+        "short_requests": 100,
+    },
 }
 
 
@@ -48,12 +60,14 @@ def solved(key: str, prune: bool, **updates) -> PlanResult:
 
 CASES = {
     "rate4": {},
-    "rate8": {"workload.rate_rps": 8.0},                    # 1 A100 is just feasible (0.90)
+    "rate8": {"workload.rate_rps": 8.0},  # 1 A100 is just feasible (0.90)
     "tight_slo": {"slo.ttft_s": 0.5, "slo.tpot_s": 0.04},
-    "rate12": {"workload.rate_rps": 12.0},                  # needs 2 new GPUs
-    "sunk_low_ci": {"carbon.embodied_schemes": {"V100-32GB": {"scheme": "sunk"}},
-                    "carbon.intensity.gco2_per_kwh": 20.0},
-    "infeasible": {"slo.ttft_s": 0.02},                     # no prefill of a chat prompt is that fast
+    "rate12": {"workload.rate_rps": 12.0},  # needs 2 new GPUs
+    "sunk_low_ci": {
+        "carbon.embodied_schemes": {"V100-32GB": {"scheme": "sunk"}},
+        "carbon.intensity.gco2_per_kwh": 20.0,
+    },
+    "infeasible": {"slo.ttft_s": 0.02},  # no prefill of a chat prompt is that fast
 }
 
 
@@ -66,7 +80,7 @@ def test_planner_matches_brute_force(case):
     assert brute.stats["n_full_simulations"] == sum(c.experiment is not None for c in brute.candidates)
     if brute.feasible:
         assert fast.stats["n_full_simulations"] < brute.stats["n_full_simulations"]
-    else:       # nothing meets the target: the argmax attainment over the whole space may need them all
+    else:  # nothing meets the target: the argmax attainment over the whole space may need them all
         assert fast.stats["n_full_simulations"] <= brute.stats["n_full_simulations"]
     if brute.feasible:
         assert fast.feasible
@@ -92,9 +106,25 @@ def test_brute_force_winner_is_the_cheapest_feasible():
 def test_frontier_columns_and_baseline():
     res = solved("rate12", True, **CASES["rate12"])
     df = res.frontier
-    for col in ["candidate", "mode", "new_gpu", "n_new", "old_gpu", "n_old", "gamma", "max_batch_size", "stage",
-                "predicted_carbon_g_per_request", "carbon_g_per_request", "slo_attainment_frac", "feasible",
-                "operational_g_per_request", "embodied_g_per_request", "energy_j_per_request", "reason"]:
+    for col in [
+        "candidate",
+        "mode",
+        "new_gpu",
+        "n_new",
+        "old_gpu",
+        "n_old",
+        "gamma",
+        "max_batch_size",
+        "stage",
+        "predicted_carbon_g_per_request",
+        "carbon_g_per_request",
+        "slo_attainment_frac",
+        "feasible",
+        "operational_g_per_request",
+        "embodied_g_per_request",
+        "energy_j_per_request",
+        "reason",
+    ]:
         assert col in df.columns, col
     assert set(df["stage"]) <= {"pruned_theory", "short_sim", "full_sim", "error"}
     assert len(df) == len(enumerate_candidates(res.spec)) == 18
@@ -107,7 +137,7 @@ def test_frontier_columns_and_baseline():
 def test_free_fast_old_gpus_make_disaggregation_win():
     res = solved("fast_free", True, **{"inventory.1.gpu": "OLD-FAST-FREE"})
     assert res.feasible and res.best.mode in ("dpd", "dsd")
-    assert res.saving_frac > 0.2          # measured 0.42: the A100 no longer decodes
+    assert res.saving_frac > 0.2  # measured 0.42: the A100 no longer decodes
     # the same with brute force
     assert solved("fast_free", False, **{"inventory.1.gpu": "OLD-FAST-FREE"}).best.name == res.best.name
 
@@ -122,13 +152,15 @@ def test_free_slow_old_gpus_never_win():
     brute = solved("slow_free", False, **{"inventory.1.gpu": "OLD-SLOW-FREE"}).frontier
     bsplit = brute[brute["mode"].isin(["dpd", "dsd"])]
     assert (bsplit["slo_attainment_frac"] < 0.9).all()
-    assert not brute[brute['winner']]['mode'].isin(['dpd', 'dsd']).any()
+    assert not brute[brute["winner"]]["mode"].isin(["dpd", "dsd"]).any()
 
 
 def test_slow_link_dpd_misses_and_dsd_wins():
     """Bandwidth-aware: over a 0.05 GB/s link KV transfers swamp DPD; DSD moves only tokens."""
-    ov = {"inventory.1.gpu": "OLD-FAST-FREE",
-          "link": {"bandwidth_gbs": 0.05, "latency_s": 1e-5, "scope": "per_prefill"}}
+    ov = {
+        "inventory.1.gpu": "OLD-FAST-FREE",
+        "link": {"bandwidth_gbs": 0.05, "latency_s": 1e-5, "scope": "per_prefill"},
+    }
     res = solved("slow_link", True, **ov)
     assert res.best.mode == "dsd"
     df = res.frontier
@@ -142,6 +174,7 @@ def test_slow_link_dpd_misses_and_dsd_wins():
 
 def test_winner_experiment_reproduces_its_confirming_run():
     import greensim
+
     res = solved("rate4", True)
     b = res.best
     assert isinstance(b, Candidate) and b.stage == "full_sim"
@@ -184,21 +217,24 @@ def test_candidates_that_cannot_be_built_are_recorded():
 
 
 # ------------------------------------------------------------------ plan-file errors
-@pytest.mark.parametrize("updates, needle", [
-    ({"inventory.0.gpu": "A100-80G"}, "inventory.0.gpu: unknown gpu 'A100-80G'"),
-    ({"search.modes": ["dsd"], "search.draft": None}, "search.draft is required with modes ['dsd']"),
-    ({"attainment_target": 0.0}, "attainment_target"),
-    ({"attainment_target": 1.5}, "attainment_target"),
-    ({"inventory": [{"gpu": "V100-32GB", "count": 2, "role": "old"}]}, "inventory has no GPU with role new"),
-    ({"inventory": []}, "inventory"),
-    ({"search.gammma": [2]}, "Did you mean 'gammas'"),
-    ({"link": None}, "link is required"),
-    ({"search.draft": {"model": "Llama-3.2-1B"}}, "search.draft"),
-    ({"search.draft.model": "OPT-125M"}, None),
-])
+@pytest.mark.parametrize(
+    "updates, needle",
+    [
+        ({"inventory.0.gpu": "A100-80G"}, "inventory.0.gpu: unknown gpu 'A100-80G'"),
+        ({"search.modes": ["dsd"], "search.draft": None}, "search.draft is required with modes ['dsd']"),
+        ({"attainment_target": 0.0}, "attainment_target"),
+        ({"attainment_target": 1.5}, "attainment_target"),
+        ({"inventory": [{"gpu": "V100-32GB", "count": 2, "role": "old"}]}, "inventory has no GPU with role new"),
+        ({"inventory": []}, "inventory"),
+        ({"search.gammma": [2]}, "Did you mean 'gammas'"),
+        ({"link": None}, "link is required"),
+        ({"search.draft": {"model": "Llama-3.2-1B"}}, "search.draft"),
+        ({"search.draft.model": "OPT-125M"}, None),
+    ],
+)
 def test_bad_plan_files_name_the_field(updates, needle):
     data = problem(**updates)
-    if needle is None:        # a draft with another vocabulary fails when its candidates are built
+    if needle is None:  # a draft with another vocabulary fails when its candidates are built
         res = plan(apply_overrides(data, {"search.modes": ["dsd"], "workload.n_requests": 40}))
         assert all(c.stage == "error" and "vocabulary" in c.reason for c in res.candidates)
         return

@@ -1,19 +1,19 @@
 """Planner, second pass: unbiased short-run scores, argmax attainment over the whole space, forecasts."""
+
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 import pytest
-
-from greensim.experiment.overrides import apply_overrides
-from greensim.experiment.load import load_yaml
-from greensim.base.errors import ConfigError
 from paper import Scenario, load_paper_spec, scenario_overrides
+from test_planner import BASE, problem
+
+from greensim.base.errors import ConfigError
+from greensim.experiment.load import load_yaml
+from greensim.experiment.overrides import apply_overrides
 from greensim.planning import load_plan_spec, plan
 from greensim.planning.search import _shorten, _simulate
-
-from test_planner import BASE, problem
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,9 @@ def paper_case():
     """The reported screening miss: chat, SLO x2, FR grid, new GPUs at 3 years (scenarios.yaml)."""
     spec, base = load_paper_spec()
     path = base / spec.apps["chat"]
-    ov = scenario_overrides(spec, Scenario(app="chat", slo_scale=2.0, grid="low", lifetime="new3_old_sunk"),
-                            load_yaml(path))
+    ov = scenario_overrides(
+        spec, Scenario(app="chat", slo_scale=2.0, grid="low", lifetime="new3_old_sunk"), load_yaml(path)
+    )
     return path, ov, plan(path, overrides=ov, prune=False)
 
 
@@ -47,7 +48,7 @@ def test_arrival_window_score_tracks_full_runs(paper_case):
         window.append(s["steady_carbon_gco2_per_request"])
         assert 0 < s["steady_work_requests"] <= s["n_requests"]
     full, plain, window = map(np.asarray, (full, plain, window))
-    spread = lambda r: r.max() / r.min()            # noqa: E731
+    spread = lambda r: r.max() / r.min()  # noqa: E731
     assert spread(window / full) < spread(plain / full) - 0.05
     assert _concordant(window, full) > _concordant(plain, full)
 
@@ -66,7 +67,7 @@ def test_reported_case_planner_matches_brute_force(paper_case):
 def test_infeasible_search_returns_argmax_attainment_of_the_whole_space():
     """Nothing meets the target: the answer equals brute force's highest attainment, and the
     theory-pruned candidates that had to be simulated say so in the frontier."""
-    up = {"slo.ttft_s": 0.02}        # no prefill of a chat prompt is that fast: everything pruned
+    up = {"slo.ttft_s": 0.02}  # no prefill of a chat prompt is that fast: everything pruned
     brute, fast = plan(problem(**up), prune=False), plan(problem(**up))
     assert not brute.feasible and not fast.feasible
     assert fast.best.name == brute.best.name
@@ -80,9 +81,15 @@ SERIES = {"kind": "series", "region": "US-CAL-CISO", "start": "2023-07-02T00:00"
 
 
 def forecast_problem(**updates):
-    d = problem(**{"search.modes": ["colocated"], "carbon.intensity": SERIES,
-                   "carbon.forecast": {"kind": "seasonal_naive", "lag_h": 24}, "plan_start_h": 5,
-                   "plan_horizon_h": 6})
+    d = problem(
+        **{
+            "search.modes": ["colocated"],
+            "carbon.intensity": SERIES,
+            "carbon.forecast": {"kind": "seasonal_naive", "lag_h": 24},
+            "plan_start_h": 5,
+            "plan_horizon_h": 6,
+        }
+    )
     return apply_overrides(d, updates)
 
 
@@ -90,15 +97,15 @@ def test_forecast_plan_scores_at_the_mean_forecast():
     """Seasonal naive (lag 24 h) over hours 5-11 = yesterday's hours 5-11 of the series; every
     candidate's carbon equals its run at that constant intensity (not the actuals)."""
     from greensim.carbon.registry import INTENSITY_SOURCES
+
     src = INTENSITY_SOURCES.get("series")(**{k: v for k, v in SERIES.items() if k != "kind"})
     i0 = int(np.floor(src._offset)) + 5
-    expect = float(np.mean(src.series.values[i0 - 24:i0 - 24 + 6]))
-    actual = float(np.mean(src.series.values[i0:i0 + 6]))
-    assert abs(expect - actual) > 1.0           # the test can tell the forecast from the actuals
+    expect = float(np.mean(src.series.values[i0 - 24 : i0 - 24 + 6]))
+    actual = float(np.mean(src.series.values[i0 : i0 + 6]))
+    assert abs(expect - actual) > 1.0  # the test can tell the forecast from the actuals
     res = plan(forecast_problem(), prune=False)
     assert res.stats["planning_intensity_gco2_per_kwh"] == pytest.approx(expect, rel=1e-12)
-    const = problem(**{"search.modes": ["colocated"],
-                       "carbon.intensity": {"kind": "constant", "gco2_per_kwh": expect}})
+    const = problem(**{"search.modes": ["colocated"], "carbon.intensity": {"kind": "constant", "gco2_per_kwh": expect}})
     ref = plan(const, prune=False)
     for a, b in zip(res.candidates, ref.candidates):
         assert a.name == b.name
@@ -107,10 +114,13 @@ def test_forecast_plan_scores_at_the_mean_forecast():
     assert oracle.stats["planning_intensity_gco2_per_kwh"] == pytest.approx(actual, rel=1e-12)
 
 
-@pytest.mark.parametrize("updates,needle", [
-    ({"carbon.forecast": {"kind": "seasonal_naive"}}, "carbon.forecast"),      # constant intensity: no history
-    ({"plan_horizon_h": 4}, "plan_start_h / plan_horizon_h"),
-])
+@pytest.mark.parametrize(
+    "updates,needle",
+    [
+        ({"carbon.forecast": {"kind": "seasonal_naive"}}, "carbon.forecast"),  # constant intensity: no history
+        ({"plan_horizon_h": 4}, "plan_start_h / plan_horizon_h"),
+    ],
+)
 def test_forecast_plan_errors_name_the_field(updates, needle):
     with pytest.raises(ConfigError) as ei:
         load_plan_spec(apply_overrides(copy.deepcopy(BASE), updates))

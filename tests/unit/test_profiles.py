@@ -2,6 +2,7 @@
 
 None of these tests needs torch: the profiler's loop runs against a fake backend.
 """
+
 import json
 import logging
 import math
@@ -10,14 +11,14 @@ import random
 import pytest
 import yaml
 
-from greensim.hardware.catalog import load_catalog
-from greensim.core.memory import kv_capacity_blocks
 from greensim.base.errors import ConfigError, ProfileError
-from greensim.hardware.registry import PERFORMANCE_MODELS
-from greensim.tools import profiler as prof
-from greensim.hardware.profiled import BoundProfiled, ProfiledModel, find_profiles, load_profile
+from greensim.core.memory import kv_capacity_blocks
 from greensim.hardware.bands import load_uncertainty
+from greensim.hardware.catalog import load_catalog
+from greensim.hardware.profiled import BoundProfiled, ProfiledModel, find_profiles, load_profile
+from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import RooflineModel
+from greensim.tools import profiler as prof
 
 CAT = load_catalog()
 
@@ -27,8 +28,8 @@ class FakeBackend(prof.Backend):
     """Deterministic 'device': time = a + b*tokens (+ context term); power from a fake counter."""
 
     def __init__(self, max_tokens=10_000):
-        self.t = 0.0          # fake host clock [s]
-        self.e = 0.0          # fake energy counter [J]
+        self.t = 0.0  # fake host clock [s]
+        self.e = 0.0  # fake energy counter [J]
         self.cur = None
         self.max_tokens = max_tokens
         self.released = 0
@@ -38,7 +39,7 @@ class FakeBackend(prof.Backend):
 
     def sleep(self, s):
         self.t += s
-        self.e += 50.0 * s            # 50 W idle
+        self.e += 50.0 * s  # 50 W idle
 
     def elapsed_s(self, fn, n):
         out = []
@@ -77,13 +78,14 @@ def test_measure_median_and_power_from_energy_counter():
 
 def test_profile_shape_covers_phases_skips_cells_that_do_not_fit_and_round_trips(tmp_path):
     be = FakeBackend(max_tokens=64)
-    rows = prof.profile_shape(be, prof.default_grid(quick=True), idle_s=1.0, window_s=0.01,
-                              log=lambda s: None, sleep=be.sleep, clock=be.clock)
+    rows = prof.profile_shape(
+        be, prof.default_grid(quick=True), idle_s=1.0, window_s=0.01, log=lambda s: None, sleep=be.sleep, clock=be.clock
+    )
     phases = {r["phase"] for r in rows}
     assert phases == {"idle", "prefill", "decode", "mixed"}
     assert rows[0]["power_w"] == pytest.approx(50.0)
     dec = [(r["batch"], r["ctx_tokens"]) for r in rows if r["phase"] == "decode"]
-    assert (4, 64) not in dec and (1, 64) in dec       # 4 x 64 > 64 tokens: skipped
+    assert (4, 64) not in dec and (1, 64) in dec  # 4 x 64 > 64 tokens: skipped
     path = prof.write_profile(rows, {"model": "fake", "source": "measured here"}, str(tmp_path), "G", "fake", 1)
     p = load_profile(path)
     assert p.idle_w == pytest.approx(50.0)
@@ -94,8 +96,16 @@ def test_profile_shape_covers_phases_skips_cells_that_do_not_fit_and_round_trips
 def test_checkpoint_keeps_rows_of_a_killed_run():
     be = FakeBackend()
     seen = []
-    prof.profile_shape(be, prof.default_grid(quick=True), idle_s=0.1, window_s=0.01, log=lambda s: None,
-                       sleep=be.sleep, clock=be.clock, checkpoint=lambda rows: seen.append(len(rows)))
+    prof.profile_shape(
+        be,
+        prof.default_grid(quick=True),
+        idle_s=0.1,
+        window_s=0.01,
+        log=lambda s: None,
+        sleep=be.sleep,
+        clock=be.clock,
+        checkpoint=lambda rows: seen.append(len(rows)),
+    )
     assert seen == sorted(seen) and seen[0] == 2 and len(seen) == 3 + 6 + 1
 
 
@@ -137,7 +147,10 @@ def test_every_shipped_profile_loads_and_is_named_after_catalogue_entries():
         assert g in CAT.gpus and m in CAT.models, f
         p = load_profile(f)
         assert p.meta.get("source") == "measured here" and p.meta.get("command") and p.meta.get("torch"), f
-        assert p.meta.get("gpu_name", "").replace("NVIDIA ", "").startswith(g.split("-")[0]), (f, p.meta.get("gpu_name"))
+        assert p.meta.get("gpu_name", "").replace("NVIDIA ", "").startswith(g.split("-")[0]), (
+            f,
+            p.meta.get("gpu_name"),
+        )
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -188,8 +201,10 @@ def test_interpolation_is_monotone_where_the_data_is(tmp_path):
         assert b.iteration_time_s([(T + 1, 0)], 0, 0) >= b.iteration_time_s([(T, 0)], 0, 0)
 
 
-@pytest.mark.parametrize("n,c0,k", [(32, 200, 500), (7, 100, 3000), (300, 500, 10), (3, 50, 200), (16, 2000, 50),
-                                    (5, 8100, 300), (1, 128, 9000)])
+@pytest.mark.parametrize(
+    "n,c0,k",
+    [(32, 200, 500), (7, 100, 3000), (300, 500, 10), (3, 50, 200), (16, 2000, 50), (5, 8100, 300), (1, 128, 9000)],
+)
 def test_closed_form_decode_run_equals_the_per_iteration_sum(n, c0, k):
     b = _bound()
     s = sum(b.iteration_time_s((), n, n * c0 + n * j) for j in range(k))
@@ -226,8 +241,9 @@ def test_user_profile_dir_is_used(tmp_path):
 
 
 # --------------------------------------------------------------------------- bands
-@pytest.mark.parametrize("model_name,gpu", [("profiled", "H100-SXM"), ("profiled", "T4"), ("roofline", "V100-16GB"),
-                                            ("roofline", "L4")])
+@pytest.mark.parametrize(
+    "model_name,gpu", [("profiled", "H100-SXM"), ("profiled", "T4"), ("roofline", "V100-16GB"), ("roofline", "L4")]
+)
 def test_bands_order_times_and_powers(model_name, gpu):
     cls = PERFORMANCE_MODELS.get(model_name)
     m = CAT.model("Llama-3.2-1B")
@@ -282,8 +298,21 @@ def test_required_gpus_and_models_are_in_the_catalogue():
         assert CAT.gpu(g).name == g
     assert not CAT.gpu("T4").bf16_supported and not CAT.gpu("V100-16GB").flash_attention_2
     assert CAT.gpu("A100-40GB").flash_attention_2
-    for m in ("Llama-2-7B", "Llama-2-13B", "Llama-2-70B", "Llama-3.1-8B", "Llama-3.1-70B", "Llama-3.2-1B",
-              "Llama-3.2-3B", "OPT-125M", "OPT-1.3B", "OPT-6.7B", "OPT-13B", "Qwen2.5-0.5B", "Qwen2.5-7B"):
+    for m in (
+        "Llama-2-7B",
+        "Llama-2-13B",
+        "Llama-2-70B",
+        "Llama-3.1-8B",
+        "Llama-3.1-70B",
+        "Llama-3.2-1B",
+        "Llama-3.2-3B",
+        "OPT-125M",
+        "OPT-1.3B",
+        "OPT-6.7B",
+        "OPT-13B",
+        "Qwen2.5-0.5B",
+        "Qwen2.5-7B",
+    ):
         assert CAT.model(m).name == m
     # published parameter counts (model cards): the shapes must reproduce them within 2%
     for m, n in (("OPT-125M", 125e6), ("OPT-13B", 13e9), ("Llama-3.2-1B", 1.24e9), ("Qwen2.5-7B", 7.61e9)):
@@ -308,7 +337,8 @@ def test_model_that_does_not_fit_raises_a_clear_error():
 def test_bad_norm_in_a_user_model_file_is_named(tmp_path):
     (tmp_path / "m.yaml").write_text(
         "X:\n  n_layers: 2\n  hidden_size: 8\n  n_heads: 2\n  n_kv_heads: 2\n  head_dim: 4\n"
-        "  intermediate_size: 16\n  vocab_size: 10\n  norm: batch\n")
+        "  intermediate_size: 16\n  vocab_size: 10\n  norm: batch\n"
+    )
     with pytest.raises(ProfileError, match=r"m.yaml:X.norm: 'batch' is not one of \['rms', 'layer'\]"):
         load_catalog(extra_model_dirs=[tmp_path])
 
@@ -323,6 +353,7 @@ def test_validation_report_is_current(tmp_path):
     from pathlib import Path
 
     from greensim.tools import validation
+
     root = Path(__file__).resolve().parents[2]
     data = root.parent / "shared" / "data"
     if not (data / validation.OLD).exists():
@@ -337,7 +368,8 @@ def test_user_catalogue_csv_adds_a_gpu_and_a_bad_cell_is_named(tmp_path):
     (tmp_path / "gpus.csv").write_text(
         "name,architecture,memory_gb,mem_bandwidth_gbs,fp16_tflops_dense,tdp_w,idle_w,prefill_power_frac,"
         "decode_power_frac,embodied_kgco2e,spec_source\n"
-        "MyT4,Turing,16,320,65,70,11,1.0,0.6,57.5,my lab's datasheet copy\n")
+        "MyT4,Turing,16,320,65,70,11,1.0,0.6,57.5,my lab's datasheet copy\n"
+    )
     cat = load_catalog(extra_gpu_dirs=[tmp_path])
     assert cat.gpu("MyT4").mem_bandwidth_bps == 320e9 and cat.gpu("MyT4").architecture == "Turing"
     (tmp_path / "gpus.csv").write_text("name,architecture,memory_gb\nBad,Turing,lots\n")
@@ -346,18 +378,26 @@ def test_user_catalogue_csv_adds_a_gpu_and_a_bad_cell_is_named(tmp_path):
 
 
 def _small(perf):
-    return {"workload.n_requests": 300, "workload.rate_rps": 20, "cluster.instances.0.gpu": "H100-SXM",
-            "output.plots": False, **{f"performance.{k}": v for k, v in perf.items()}}
+    return {
+        "workload.n_requests": 300,
+        "workload.rate_rps": 20,
+        "cluster.instances.0.gpu": "H100-SXM",
+        "output.plots": False,
+        **{f"performance.{k}": v for k, v in perf.items()},
+    }
 
 
 def test_profiled_experiment_is_deterministic_and_bands_move_latency():
     import greensim
-    runs = {b: greensim.run(None, overrides=_small({"model": "profiled", "band": b}), write=False).summary
-            for b in ("optimistic", "nominal", "pessimistic")}
+
+    runs = {
+        b: greensim.run(None, overrides=_small({"model": "profiled", "band": b}), write=False).summary
+        for b in ("optimistic", "nominal", "pessimistic")
+    }
     again = greensim.run(None, overrides=_small({"model": "profiled", "band": "nominal"}), write=False).summary
     wall = lambda d: {k: v for k, v in d.items() if "wall" not in k}  # noqa: E731
     assert wall(again) == wall(runs["nominal"])
     assert runs["optimistic"]["ttft_s_p50"] < runs["nominal"]["ttft_s_p50"] < runs["pessimistic"]["ttft_s_p50"]
     assert runs["optimistic"]["energy_kwh"] < runs["pessimistic"]["energy_kwh"]
     roof = greensim.run(None, overrides=_small({"model": "roofline"}), write=False).summary
-    assert roof["tpot_s_p50"] != runs["nominal"]["tpot_s_p50"]     # the measured profile is in use
+    assert roof["tpot_s_p50"] != runs["nominal"]["tpot_s_p50"]  # the measured profile is in use

@@ -1,26 +1,48 @@
 """Regions per site (issue 8): per-site grid intensity, network delay, carbon-aware routing."""
+
 import numpy as np
 import pytest
+from conftest import make_experiment
 
-from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
+from greensim.base.errors import ConfigError
 from greensim.base.units import J_PER_KWH
-from conftest import make_experiment
+from greensim.experiment.load import parse_experiment
 
 CLEAN, DIRTY = 50.0, 400.0
 
 
-def _sites(router="round_robin", rtt_clean=0.02, rtt_dirty=0.02, ci_clean=CLEAN, ci_dirty=DIRTY,
-           pue_clean=1.1, pue_dirty=1.4, **kw):
-    return make_experiment(**{
-        "carbon.intensity": {"kind": "constant", "gco2_per_kwh": 300.0},
-        "carbon.sites": {
-            "clean": {"pue": pue_clean, "intensity": {"kind": "constant", "gco2_per_kwh": ci_clean}, "rtt_s": rtt_clean},
-            "dirty": {"pue": pue_dirty, "intensity": {"kind": "constant", "gco2_per_kwh": ci_dirty}, "rtt_s": rtt_dirty}},
-        "cluster.router": router,
-        "cluster.instances": [{"gpu": "A100-80GB", "site": "clean"}, {"gpu": "A100-80GB", "site": "dirty"}], **kw})
+def _sites(
+    router="round_robin",
+    rtt_clean=0.02,
+    rtt_dirty=0.02,
+    ci_clean=CLEAN,
+    ci_dirty=DIRTY,
+    pue_clean=1.1,
+    pue_dirty=1.4,
+    **kw,
+):
+    return make_experiment(
+        **{
+            "carbon.intensity": {"kind": "constant", "gco2_per_kwh": 300.0},
+            "carbon.sites": {
+                "clean": {
+                    "pue": pue_clean,
+                    "intensity": {"kind": "constant", "gco2_per_kwh": ci_clean},
+                    "rtt_s": rtt_clean,
+                },
+                "dirty": {
+                    "pue": pue_dirty,
+                    "intensity": {"kind": "constant", "gco2_per_kwh": ci_dirty},
+                    "rtt_s": rtt_dirty,
+                },
+            },
+            "cluster.router": router,
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "clean"}, {"gpu": "A100-80GB", "site": "dirty"}],
+            **kw,
+        }
+    )
 
 
 def _run(d):
@@ -35,17 +57,19 @@ def test_each_site_is_priced_at_its_own_intensity_and_pue():
     t = _run(_sites())
     inst, s = t.instances.set_index("site"), t.summary
     for site, ci, pue in (("clean", CLEAN, 1.1), ("dirty", DIRTY, 1.4)):
-        assert inst.loc[site, "operational_gco2"] == pytest.approx(inst.loc[site, "energy_j"] / J_PER_KWH * ci * pue,
-                                                                   rel=1e-12)
+        assert inst.loc[site, "operational_gco2"] == pytest.approx(
+            inst.loc[site, "energy_j"] / J_PER_KWH * ci * pue, rel=1e-12
+        )
         assert inst.loc[site, "intensity_mean_gco2_per_kwh"] == pytest.approx(ci)
         assert s["intensity_mean_gco2_per_kwh_by_site"][site] == pytest.approx(ci)
         assert s["energy_kwh_by_site"][site] == pytest.approx(inst.loc[site, "energy_j"] / J_PER_KWH, rel=1e-12)
         assert s["carbon_gco2_by_site"][site] == pytest.approx(
-            inst.loc[site, "operational_gco2"] + inst.loc[site, "embodied_gco2"], rel=1e-12)
+            inst.loc[site, "operational_gco2"] + inst.loc[site, "embodied_gco2"], rel=1e-12
+        )
     assert sum(s["operational_gco2_by_site"].values()) == pytest.approx(s["operational_gco2"], rel=1e-12)
     assert sum(s["carbon_gco2_by_site"].values()) == pytest.approx(s["carbon_gco2"], rel=1e-12)
     assert t.requests.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-9)
-    assert s["request_share_by_site"] == {"clean": 0.5, "dirty": 0.5}        # round robin over two instances
+    assert s["request_share_by_site"] == {"clean": 0.5, "dirty": 0.5}  # round robin over two instances
     tl = t.timeline.merge(t.instances[["instance", "site"]], on="instance")
     assert set(tl.loc[tl.site == "clean", "intensity_gco2_per_kwh"]) == {CLEAN}
 
@@ -54,16 +78,30 @@ def test_region_shorthand_equals_an_explicit_series(shared_data):
     """site region: FR reuses carbon.intensity's start and timezone: the same numbers as an
     explicit series intensity for FR at that instant; the other site keeps carbon.intensity."""
     start = {"kind": "series", "region": "US-CAL-CISO", "start": "2023-07-01T08:00", "timezone": "America/Los_Angeles"}
-    base = {"carbon.intensity": start, "workload.n_requests": 100,
-            "cluster.instances": [{"gpu": "A100-80GB", "site": "paris"}, {"gpu": "A100-80GB", "site": "la"}]}
+    base = {
+        "carbon.intensity": start,
+        "workload.n_requests": 100,
+        "cluster.instances": [{"gpu": "A100-80GB", "site": "paris"}, {"gpu": "A100-80GB", "site": "la"}],
+    }
     a = _run(make_experiment(**base, **{"carbon.sites": {"paris": {"pue": 1.1, "region": "FR"}, "la": {"pue": 1.1}}}))
-    b = _run(make_experiment(**base, **{"carbon.sites": {
-        "paris": {"pue": 1.1, "intensity": {"kind": "series", "region": "FR", "start": "2023-07-01T15:00"}},
-        "la": {"pue": 1.1}}}))
+    b = _run(
+        make_experiment(
+            **base,
+            **{
+                "carbon.sites": {
+                    "paris": {"pue": 1.1, "intensity": {"kind": "series", "region": "FR", "start": "2023-07-01T15:00"}},
+                    "la": {"pue": 1.1},
+                }
+            },
+        )
+    )
     assert a.summary["operational_gco2_by_site"] == b.summary["operational_gco2_by_site"]
-    fr, la = a.summary["intensity_mean_gco2_per_kwh_by_site"]["paris"], a.summary["intensity_mean_gco2_per_kwh_by_site"]["la"]
+    fr, la = (
+        a.summary["intensity_mean_gco2_per_kwh_by_site"]["paris"],
+        a.summary["intensity_mean_gco2_per_kwh_by_site"]["la"],
+    )
     assert la == pytest.approx(a.summary["intensity_mean_gco2_per_kwh"])
-    assert fr < 100 < la                          # France (nuclear) vs California, July 2023
+    assert fr < 100 < la  # France (nuclear) vs California, July 2023
 
 
 # ---------------------------------------------------------------- network delay
@@ -71,8 +109,11 @@ def test_region_shorthand_equals_an_explicit_series(shared_data):
 def test_network_delay_adds_exactly_the_round_trip_to_ttft_and_e2e(n_out):
     """One request on an idle instance: TTFT and E2E with rtt are those without plus rtt
     exactly; TPOT and the time spent at the instance are unchanged."""
-    one = {"workload.n_requests": 1, "workload.output_tokens": {"dist": "constant", "value": n_out},
-           "cluster.instances": [{"gpu": "A100-80GB", "site": "far"}]}
+    one = {
+        "workload.n_requests": 1,
+        "workload.output_tokens": {"dist": "constant", "value": n_out},
+        "cluster.instances": [{"gpu": "A100-80GB", "site": "far"}],
+    }
     r0 = _run(make_experiment(**one, **{"carbon.sites": {"far": {"pue": 1.1}}})).requests.iloc[0]
     rtt = 0.137
     r1 = _run(make_experiment(**one, **{"carbon.sites": {"far": {"pue": 1.1, "rtt_s": rtt}}})).requests.iloc[0]
@@ -81,7 +122,7 @@ def test_network_delay_adds_exactly_the_round_trip_to_ttft_and_e2e(n_out):
     assert r1.network_delay_s == rtt
     assert r1.queue_delay_s == pytest.approx(r0.queue_delay_s, abs=1e-12)
     assert (np.isnan(r0.tpot_s) and np.isnan(r1.tpot_s)) or r1.tpot_s == pytest.approx(r0.tpot_s, rel=1e-9)
-    assert r1.energy_j == pytest.approx(r0.energy_j + 63.0 * rtt, rel=1e-9)   # + idle power (A100 63 W) x rtt
+    assert r1.energy_j == pytest.approx(r0.energy_j + 63.0 * rtt, rel=1e-9)  # + idle power (A100 63 W) x rtt
 
 
 def test_network_delay_keeps_causality_and_counts_requests_in_transit():
@@ -149,18 +190,24 @@ def test_carbon_aware_is_deterministic():
 
 def test_carbon_aware_reads_site_forecasts(shared_data):
     """With carbon.forecast, each series site has its own forecast view and the router uses it."""
-    d = make_experiment(**{
-        "carbon.intensity": {"kind": "series", "region": "US-CAL-CISO", "start": "2023-07-01T08:00",
-                             "timezone": "America/Los_Angeles"},
-        "carbon.forecast": {"kind": "seasonal_naive", "lag_h": 24},
-        "carbon.sites": {"paris": {"pue": 1.1, "region": "FR", "rtt_s": 0.02},
-                         "la": {"pue": 1.1, "rtt_s": 0.02}},
-        "cluster.router": "carbon_aware",
-        "cluster.instances": [{"gpu": "A100-80GB", "site": "paris"}, {"gpu": "A100-80GB", "site": "la"}]})
+    d = make_experiment(
+        **{
+            "carbon.intensity": {
+                "kind": "series",
+                "region": "US-CAL-CISO",
+                "start": "2023-07-01T08:00",
+                "timezone": "America/Los_Angeles",
+            },
+            "carbon.forecast": {"kind": "seasonal_naive", "lag_h": 24},
+            "carbon.sites": {"paris": {"pue": 1.1, "region": "FR", "rtt_s": 0.02}, "la": {"pue": 1.1, "rtt_s": 0.02}},
+            "cluster.router": "carbon_aware",
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "paris"}, {"gpu": "A100-80GB", "site": "la"}],
+        }
+    )
     p = prepare(parse_experiment(d))
     assert p.sites["paris"].forecast is not None and p.sites["la"].forecast is not None
     fr_fc = float(p.sites["paris"].forecast.at(0.0, 1)[0])
-    fr_yday = float(p.sites["paris"].intensity.at(-86400.0 + 3600 * 0))   # same hour yesterday
+    fr_yday = float(p.sites["paris"].intensity.at(-86400.0 + 3600 * 0))  # same hour yesterday
     assert fr_fc == pytest.approx(fr_yday)
     t = simulate(p)
     assert t.summary["request_share_by_site"]["paris"] > 0.9
@@ -174,23 +221,31 @@ def _err(d) -> str:
 
 
 def test_unknown_site_region_names_the_field(shared_data):
-    d = make_experiment(**{
-        "carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-07-01T08:00"},
-        "carbon.sites": {"x": {"pue": 1.1, "region": "FRANCE"}},
-        "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}]})
+    d = make_experiment(
+        **{
+            "carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-07-01T08:00"},
+            "carbon.sites": {"x": {"pue": 1.1, "region": "FRANCE"}},
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}],
+        }
+    )
     msg = _err(d)
     assert "carbon.sites.x.region" in msg and "FRANCE" in msg
 
 
 def test_site_region_needs_a_series_carbon_intensity():
-    d = make_experiment(**{"carbon.sites": {"x": {"pue": 1.1, "region": "FR"}},
-                           "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}]})
+    d = make_experiment(
+        **{
+            "carbon.sites": {"x": {"pue": 1.1, "region": "FR"}},
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}],
+        }
+    )
     assert "carbon.sites.x.region" in _err(d)
 
 
 def test_region_and_intensity_together_are_an_error():
-    d = make_experiment(**{"carbon.sites": {"x": {"pue": 1.1, "region": "FR",
-                                                  "intensity": {"kind": "constant", "gco2_per_kwh": 1}}}})
+    d = make_experiment(
+        **{"carbon.sites": {"x": {"pue": 1.1, "region": "FR", "intensity": {"kind": "constant", "gco2_per_kwh": 1}}}}
+    )
     with pytest.raises(ConfigError, match="carbon.sites.x"):
         parse_experiment(d)
 
@@ -221,8 +276,13 @@ def test_carbon_aware_needs_two_sites():
 def test_carbon_aware_needs_sites_with_rtt():
     d = make_experiment(**{"cluster.router": "carbon_aware"})
     assert "cluster.instances.0.site" in _err(d)
-    d = make_experiment(**{"cluster.router": "carbon_aware", "carbon.sites": {"a": {"pue": 1.1}, "b": {"pue": 1.1}},
-                           "cluster.instances": [{"gpu": "A100-80GB", "site": "a"}, {"gpu": "A100-80GB", "site": "b"}]})
+    d = make_experiment(
+        **{
+            "cluster.router": "carbon_aware",
+            "carbon.sites": {"a": {"pue": 1.1}, "b": {"pue": 1.1}},
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "a"}, {"gpu": "A100-80GB", "site": "b"}],
+        }
+    )
     assert "carbon.sites.a.rtt_s" in _err(d)
 
 
@@ -230,9 +290,13 @@ def test_carbon_aware_without_slo_data_names_what_is_missing():
     """Used outside the runner (no router extras), bind() says what it needs."""
     from greensim.core.interfaces import RouterContext
     from greensim.policies.carbon_aware import CarbonAware
+
     with pytest.raises(ConfigError, match="ttft_slo_s"):
-        CarbonAware().bind(RouterContext(env=None, extras={"sites": {}, "instance_perf": [],
-                                                            "mean_output_tokens": 100.0, "tpot_slo_s": [1.0]}))
+        CarbonAware().bind(
+            RouterContext(
+                env=None, extras={"sites": {}, "instance_perf": [], "mean_output_tokens": 100.0, "tpot_slo_s": [1.0]}
+            )
+        )
 
 
 def test_unknown_router_option_is_named():
@@ -244,8 +308,13 @@ def test_unknown_router_option_is_named():
 
 
 def test_series_sites_must_share_the_clock(shared_data):
-    d = make_experiment(**{
-        "carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-07-01T08:00"},
-        "carbon.sites": {"x": {"pue": 1.1, "intensity": {"kind": "series", "region": "FR", "start": "2023-07-02T08:00"}}},
-        "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}]})
+    d = make_experiment(
+        **{
+            "carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-07-01T08:00"},
+            "carbon.sites": {
+                "x": {"pue": 1.1, "intensity": {"kind": "series", "region": "FR", "start": "2023-07-02T08:00"}}
+            },
+            "cluster.instances": [{"gpu": "A100-80GB", "site": "x"}],
+        }
+    )
     assert "carbon.sites.x.intensity.start" in _err(d)

@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.roofline import RooflineModel
@@ -11,9 +12,14 @@ def bound(gpu="A100-80GB", model="Llama-2-7B", tp=1, **kw):
     return RooflineModel(**kw).bind(CAT.gpu(gpu), CAT.model(model), tp)
 
 
-@given(n=st.integers(1, 512), ctx0=st.integers(1, 2_000_000), k=st.integers(0, 400),
-       gpu=st.sampled_from(["A100-80GB", "H100-SXM", "T4", "V100-32GB"]),
-       model=st.sampled_from(["Llama-2-7B", "Llama-3.1-8B"]), tp=st.sampled_from([1, 2, 4]))
+@given(
+    n=st.integers(1, 512),
+    ctx0=st.integers(1, 2_000_000),
+    k=st.integers(0, 400),
+    gpu=st.sampled_from(["A100-80GB", "H100-SXM", "T4", "V100-32GB"]),
+    model=st.sampled_from(["Llama-2-7B", "Llama-3.1-8B"]),
+    tp=st.sampled_from([1, 2, 4]),
+)
 def test_closed_form_decode_run_equals_iteration_sum(n, ctx0, k, gpu, model, tp):
     """The closed-form run time equals the sum of single iterations (compute/memory crossovers included)."""
     b = bound(gpu, model, tp)
@@ -45,10 +51,15 @@ def test_decode_is_memory_bound_and_prefill_compute_bound():
 
 def test_newer_gpu_is_faster_and_tp_helps():
     for phase in [([(2048, 0)], 0, 0), ((), 32, 32 * 1000)]:
-        assert bound("H100-SXM").iteration_time_s(*phase) < bound("A100-80GB").iteration_time_s(*phase) \
-            < bound("V100-32GB").iteration_time_s(*phase) < bound("T4").iteration_time_s(*phase)
-    assert bound(model="Llama-2-70B", tp=4).iteration_time_s((), 8, 8000) < \
-        bound(model="Llama-2-70B", tp=2).iteration_time_s((), 8, 8000)
+        assert (
+            bound("H100-SXM").iteration_time_s(*phase)
+            < bound("A100-80GB").iteration_time_s(*phase)
+            < bound("V100-32GB").iteration_time_s(*phase)
+            < bound("T4").iteration_time_s(*phase)
+        )
+    assert bound(model="Llama-2-70B", tp=4).iteration_time_s((), 8, 8000) < bound(
+        model="Llama-2-70B", tp=2
+    ).iteration_time_s((), 8, 8000)
 
 
 def test_power_phases():

@@ -1,14 +1,14 @@
 """Load balancers: least KV use and power-of-two choices."""
+
 from dataclasses import dataclass
 
 import numpy as np
-import pytest
+from conftest import make_experiment
 
-from greensim.experiment.load import parse_experiment
-from greensim.policies.routers import LeastKVUse, PowerOfTwoChoices
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
-from conftest import make_experiment
+from greensim.experiment.load import parse_experiment
+from greensim.policies.routers import LeastKVUse, PowerOfTwoChoices
 
 
 @dataclass
@@ -22,7 +22,7 @@ class View:
 
 def test_least_kv_picks_largest_free_fraction_then_fewest_requests():
     v = [View(0, 0, 5, 50, 100), View(1, 3, 9, 900, 1000), View(2, 0, 1, 90, 100), View(3, 0, 0, 90, 100)]
-    assert LeastKVUse().choose(0, 10, v) == 3      # 90% free like #1 and #2, but fewest requests
+    assert LeastKVUse().choose(0, 10, v) == 3  # 90% free like #1 and #2, but fewest requests
 
 
 def test_power_of_two_picks_the_less_loaded_of_two_distinct_draws():
@@ -30,7 +30,9 @@ def test_power_of_two_picks_the_less_loaded_of_two_distinct_draws():
     views = [View(i, 0, l, 1, 1) for i, l in enumerate(loads)]
     r, ref = PowerOfTwoChoices(np.random.default_rng(5)), np.random.default_rng(5)
     for _ in range(200):
-        a = int(ref.integers(5)); b = int(ref.integers(4)); b += b >= a
+        a = int(ref.integers(5))
+        b = int(ref.integers(4))
+        b += b >= a
         assert a != b
         assert r.choose(0, 1, views) == (a if loads[a] <= loads[b] else b)
 
@@ -38,14 +40,17 @@ def test_power_of_two_picks_the_less_loaded_of_two_distinct_draws():
 def test_power_of_two_beats_round_robin_on_mixed_gpus_and_is_deterministic():
     """2 x A100 + 2 x V100: round robin overloads the slow V100s; p2c sees their queues and
     sends them less. Same seed, same routing."""
-    upd = {"workload.n_requests": 1500, "workload.rate_rps": 16,
-           "cluster.instances": [{"gpu": "A100-80GB", "count": 2}, {"gpu": "V100-32GB", "count": 2}]}
+    upd = {
+        "workload.n_requests": 1500,
+        "workload.rate_rps": 16,
+        "cluster.instances": [{"gpu": "A100-80GB", "count": 2}, {"gpu": "V100-32GB", "count": 2}],
+    }
     rr = simulate(prepare(parse_experiment(make_experiment(**upd)))).summary
     p2 = lambda: simulate(prepare(parse_experiment(make_experiment(**upd, **{"cluster.router": "power_of_two"}))))
     a, b = p2(), p2()
     assert a.summary["ttft_s_p99"] < 0.5 * rr["ttft_s_p99"]
     assert a.summary["slo_attainment_frac"] > rr["slo_attainment_frac"] + 0.1
-    assert (a.requests.instance >= 2).mean() < 0.45       # the V100s get less than their 50%
+    assert (a.requests.instance >= 2).mean() < 0.45  # the V100s get less than their 50%
     assert (a.requests.instance == b.requests.instance).all()
 
 
@@ -58,8 +63,8 @@ def test_router_randomness_does_not_shift_arrivals():
 def test_router_bind_sees_the_clock_labels_and_extras():
     """A router with bind() gets the simulated clock and the runner's extras; instances
     carry their group, site and mode labels."""
+    from greensim.assembly.prepare import router_extras
     from greensim.core.simulation import Simulation
-    from greensim.assembly.prepare import make_router, router_extras
 
     seen = []
 
@@ -76,6 +81,6 @@ def test_router_bind_sees_the_clock_labels_and_extras():
     spy = Spy()
     Simulation(p.table, p.instances, spy, p.bin_s, router_extras=router_extras(p)).run()
     assert spy.ctx.extras["experiment"] is exp and spy.ctx.extras["intensity"] is p.intensity
-    assert [t for t, _ in seen] == list(p.table.arrival_s)           # the clock at each arrival
+    assert [t for t, _ in seen] == list(p.table.arrival_s)  # the clock at each arrival
     n = len(p.instances)
     assert seen[0][1] == tuple((0, "default", "colocated") for _ in range(n))

@@ -1,4 +1,5 @@
 """The sweep's run cache: atomic entries, LRU pruning to a size limit, platform folder."""
+
 import json
 import os
 
@@ -11,7 +12,7 @@ from greensim.base.errors import ConfigError
 def _fill(cache, n, size=1000):
     for i in range(n):
         cache.put(f"{i:064x}", {"x": "y" * size}, 1.0)
-        os.utime(cache.path(f"{i:064x}"), ns=(10**18 + i * 10**9, 10**18 + i * 10**9))   # distinct ages
+        os.utime(cache.path(f"{i:064x}"), ns=(10**18 + i * 10**9, 10**18 + i * 10**9))  # distinct ages
 
 
 def test_prune_drops_least_recently_used_until_under_limit(tmp_path):
@@ -19,7 +20,7 @@ def test_prune_drops_least_recently_used_until_under_limit(tmp_path):
     _fill(c, 10)
     one = c.path(f"{0:064x}").stat().st_size
     assert c.size_bytes() == 10 * one
-    assert c.get(f"{0:064x}") is not None          # the oldest is used again: now the newest
+    assert c.get(f"{0:064x}") is not None  # the oldest is used again: now the newest
     c.max_bytes = 4 * one
     assert c.prune() == 6
     left = sorted(p.name[:64] for p in (tmp_path / "runs").glob("*/*.json"))
@@ -37,7 +38,7 @@ def test_entries_round_trip_and_bad_files_are_misses(tmp_path):
     assert c.get(k) is None
     c.path(k).write_text(json.dumps({"key": "other", "summary": {}}))
     assert c.get(k) is None
-    assert not [p for p in c.path(k).parent.iterdir() if p.name.startswith(".")]   # no temp files left
+    assert not [p for p in c.path(k).parent.iterdir() if p.name.startswith(".")]  # no temp files left
 
 
 def test_default_folder_and_limit_from_environment(monkeypatch, tmp_path):
@@ -45,6 +46,7 @@ def test_default_folder_and_limit_from_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("GREENSIM_CACHE_DIR")
     import platformdirs
+
     assert default_cache_dir() == __import__("pathlib").Path(platformdirs.user_cache_dir("greensim", appauthor=False))
     monkeypatch.setenv("GREENSIM_CACHE_MAX_MB", "3")
     assert default_cache_max_bytes() == 3_000_000
@@ -55,22 +57,32 @@ def test_default_folder_and_limit_from_environment(monkeypatch, tmp_path):
 
 
 def test_sweep_keeps_the_cache_under_its_limit(tmp_path):
-    import greensim
     from conftest import make_experiment
+
+    import greensim
+
     base = make_experiment(**{"workload.n_requests": 30})
-    df = greensim.sweep(base, grid={"workload.rate_rps": [1, 2, 3, 4]}, workers=1, cache_dir=tmp_path,
-                        progress=False, cache_max_mb=1e-6 * 2.5 * _entry_size(tmp_path, base))
+    df = greensim.sweep(
+        base,
+        grid={"workload.rate_rps": [1, 2, 3, 4]},
+        workers=1,
+        cache_dir=tmp_path,
+        progress=False,
+        cache_max_mb=1e-6 * 2.5 * _entry_size(tmp_path, base),
+    )
     assert (df["status"] == "ok").all()
     files = list((tmp_path / "runs").glob("*/*.json"))
     assert 1 <= len(files) <= 3
     with pytest.raises(greensim.ConfigError, match="cache_max_mb"):
-        greensim.sweep(base, grid={"workload.rate_rps": [1]}, workers=1, cache_dir=tmp_path, progress=False,
-                       cache_max_mb=0)
+        greensim.sweep(
+            base, grid={"workload.rate_rps": [1]}, workers=1, cache_dir=tmp_path, progress=False, cache_max_mb=0
+        )
 
 
 def _entry_size(tmp_path, base):
     """The size of one cached run of ``base`` (measured, so the limit test needs no constant)."""
     import greensim
+
     d = tmp_path / "probe"
     greensim.sweep(base, grid={"workload.rate_rps": [9]}, workers=1, cache_dir=d, progress=False)
     return RunCache(d).size_bytes()

@@ -1,4 +1,5 @@
 """greenllm router (per-request online scheduling) and mixed clusters of serving modes."""
+
 from __future__ import annotations
 
 import copy
@@ -9,26 +10,41 @@ import pandas as pd
 import pytest
 
 import greensim
+from greensim.assembly.prepare import prepare, router_extras
+from greensim.base.errors import ConfigError
 from greensim.carbon import theory
 from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
 from greensim.policies.scheduler import GreenLLM, build_modes, predict
-from greensim.assembly.prepare import prepare, router_extras
 
 LENGTHS = {"input_tokens": {"dist": "constant", "value": 900}, "output_tokens": {"dist": "constant", "value": 200}}
-DSD = {"draft_model": "Llama-3.2-1B", "draft_gpu": "V100-32GB", "alpha": 0.7, "gamma": 4,
-       "probabilities": "top_k", "top_k": 16, "link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5}}
+DSD = {
+    "draft_model": "Llama-3.2-1B",
+    "draft_gpu": "V100-32GB",
+    "alpha": 0.7,
+    "gamma": 4,
+    "probabilities": "top_k",
+    "top_k": 16,
+    "link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5},
+}
 DISAGG = {"decode_router": "kv_capacity_aware", "link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5}}
 
 
 def _exp(instances, scheduler=None, router="round_robin", rate=4.0, n=300, intensity=300.0, **extra):
-    d = {"name": "t", "seed": 3, "model": "Llama-3.1-8B",
-         "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, **copy.deepcopy(LENGTHS)},
-         "cluster": {"router": router, "instances": instances},
-         "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
-         "carbon": {"intensity": {"kind": "constant", "gco2_per_kwh": intensity}, "pue": 1.1,
-                    "embodied_schemes": {"V100-32GB": {"scheme": "sunk"}}},
-         "simulation": {"progress": False}, "output": {"plots": False}}
+    d = {
+        "name": "t",
+        "seed": 3,
+        "model": "Llama-3.1-8B",
+        "workload": {"kind": "poisson", "rate_rps": rate, "n_requests": n, **copy.deepcopy(LENGTHS)},
+        "cluster": {"router": router, "instances": instances},
+        "slo": {"ttft_s": 1.0, "tpot_s": 0.1},
+        "carbon": {
+            "intensity": {"kind": "constant", "gco2_per_kwh": intensity},
+            "pue": 1.1,
+            "embodied_schemes": {"V100-32GB": {"scheme": "sunk"}},
+        },
+        "simulation": {"progress": False},
+        "output": {"plots": False},
+    }
     if any(g.get("role") == "prefill" for g in instances):
         d["cluster"]["disaggregation"] = copy.deepcopy(DISAGG)
     if scheduler is not None:
@@ -38,21 +54,28 @@ def _exp(instances, scheduler=None, router="round_robin", rate=4.0, n=300, inten
 
 
 # new-only colocated (2 A100) next to DPD (A100 prefill -> 2 old V100 decode, embodied sunk)
-COLO_DPD = [{"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384},
-            {"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384, "role": "prefill"},
-            {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode", "age_years": 6}]
+COLO_DPD = [
+    {"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384},
+    {"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384, "role": "prefill"},
+    {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode", "age_years": 6},
+]
 
 
 def test_mixed_cluster_of_every_mode_runs():
     """Colocated, DSD, DPD and colocated speculative groups in one simulation: requests reach every
     group, DPD requests decode on the decode group only, DSD requests draft on the draft GPU only,
     and request energies and carbon add up to the instances' (idle time attributed)."""
-    inst = [{"gpu": "A100-80GB", "max_batched_tokens": 16384},
-            {"gpu": "A100-80GB", "max_batched_tokens": 16384, "speculative": DSD},
-            {"gpu": "A100-80GB", "max_batched_tokens": 16384, "role": "prefill"},
-            {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode"},
-            {"gpu": "A100-80GB", "max_batched_tokens": 16384,
-             "speculative": {"draft_model": "Llama-3.2-1B", "alpha": 0.7, "gamma": 4}}]
+    inst = [
+        {"gpu": "A100-80GB", "max_batched_tokens": 16384},
+        {"gpu": "A100-80GB", "max_batched_tokens": 16384, "speculative": DSD},
+        {"gpu": "A100-80GB", "max_batched_tokens": 16384, "role": "prefill"},
+        {"gpu": "V100-32GB", "count": 2, "max_batched_tokens": 16384, "role": "decode"},
+        {
+            "gpu": "A100-80GB",
+            "max_batched_tokens": 16384,
+            "speculative": {"draft_model": "Llama-3.2-1B", "alpha": 0.7, "gamma": 4},
+        },
+    ]
     r = greensim.run(_exp(inst, n=400), write=False, progress=False)
     q = r.requests
     assert r.summary["n_rejected"] == 0 and r.summary["n_completed"] == 400
@@ -90,7 +113,7 @@ def _driven(instances, scheduler, intensity=lambda t: 300.0, n_out=200):
     """A greenllm router bound to a real experiment's groups, driven by hand-made arrivals."""
     p = prepare(parse_experiment(_exp(instances, scheduler, router="greenllm")))
     ex = router_extras(p)
-    ex["table"] = SimpleNamespace(n_output_tokens=np.full(10 ** 6, n_out), slo_class=None)
+    ex["table"] = SimpleNamespace(n_output_tokens=np.full(10**6, n_out), slo_class=None)
     ex["intensity"] = _Intensity(intensity)
     ex["forecast"] = None
     r = GreenLLM(rng=np.random.default_rng(0))
@@ -101,8 +124,16 @@ def _driven(instances, scheduler, intensity=lambda t: 300.0, n_out=200):
         if g.get("role") == "decode":
             continue
         for _ in range(g.get("count", 1)):
-            views.append(SimpleNamespace(index=len(views), n_waiting=0, n_running=0, free_kv_blocks=100,
-                                         total_kv_blocks=100, cfg=SimpleNamespace(group=gi)))
+            views.append(
+                SimpleNamespace(
+                    index=len(views),
+                    n_waiting=0,
+                    n_running=0,
+                    free_kv_blocks=100,
+                    total_kv_blocks=100,
+                    cfg=SimpleNamespace(group=gi),
+                )
+            )
     return r, ctx, views
 
 
@@ -146,7 +177,7 @@ def test_hysteresis_prevents_flapping(hysteresis, max_switches):
     _feed(r, ctx, views, [1.0, 1.6] * 10, 60.0)
     n = r.report()[1]["n_plan_switches"]
     if max_switches is None:
-        assert n >= 15          # 20 intervals: a flip at nearly every replan
+        assert n >= 15  # 20 intervals: a flip at nearly every replan
     else:
         assert n == max_switches
 
@@ -170,13 +201,22 @@ def test_intensity_below_break_even_switches_to_the_old_gpus():
     g = p.groups
     rate = 1.0
     spec_a, spec_v = g[0].carbon, g[2].carbon
-    from greensim.policies.scheduler import _emb_rate
     from greensim.base.units import S_PER_YEAR
+    from greensim.policies.scheduler import _emb_rate
+
     # theory modes: per-instance rates, embodied as kg per GPU over the lifetime (sunk V100: 0)
     emb_a = _emb_rate(spec_a) * spec_a.lifetime_years * S_PER_YEAR / 1000
     base = theory.colocated(g[0].perf, 900, 200, rate / 2, 1, emb_a, spec_a.lifetime_years)
-    alt = theory.dpd(g[1].perf, g[2].perf, 900, 200, rate, rate / 2, (1, emb_a, spec_a.lifetime_years),
-                     (1, 0.0, spec_v.lifetime_years))
+    alt = theory.dpd(
+        g[1].perf,
+        g[2].perf,
+        900,
+        200,
+        rate,
+        rate / 2,
+        (1, emb_a, spec_a.lifetime_years),
+        (1, 0.0, spec_v.lifetime_years),
+    )
     # per request: one A100 at rate/2 vs the prefill A100 at rate and one of two V100s at rate/2
     ci_star = theory.break_even_intensity(base, alt, pue=1.1)
     assert 5 < ci_star < 1000
@@ -190,16 +230,21 @@ def test_intensity_below_break_even_switches_to_the_old_gpus():
 
 
 # ------------------------------------------------------------------ in simulation
-TWO_SIZES = [{"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384},
-             {"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384}]
+TWO_SIZES = [
+    {"gpu": "A100-80GB", "count": 1, "max_batched_tokens": 16384},
+    {"gpu": "A100-80GB", "count": 2, "max_batched_tokens": 16384},
+]
 
 
 def _stepped(scheduler, rates=(1.0, 14.0, 1.0), bin_s=200.0, instances=TWO_SIZES, lengths=None):
     d = _exp(instances, scheduler, router="greenllm")
-    d["slo"]["tpot_s"] = 0.02          # one A100 is predicted to miss it at 14 req/s, two are not
-    d["workload"] = {"kind": "synthetic", "duration_s": bin_s * len(rates),
-                     "arrivals": {"process": "rate_series", "rates_rps": list(rates), "bin_s": bin_s},
-                     "lengths": lengths or {"kind": "independent", **copy.deepcopy(LENGTHS)}}
+    d["slo"]["tpot_s"] = 0.02  # one A100 is predicted to miss it at 14 req/s, two are not
+    d["workload"] = {
+        "kind": "synthetic",
+        "duration_s": bin_s * len(rates),
+        "arrivals": {"process": "rate_series", "rates_rps": list(rates), "bin_s": bin_s},
+        "lengths": lengths or {"kind": "independent", **copy.deepcopy(LENGTHS)},
+    }
     return greensim.run(d, write=False, progress=False)
 
 
@@ -221,13 +266,21 @@ def test_warm_up_is_respected():
 def test_class_routing_follows_the_plan():
     """Two classes by input length; every request lands on an instance of the mode the plan in force
     at its arrival assigns its class (switch_s 0)."""
-    sched = {"modes": {"one": [0], "two": [1]}, "replan_interval_s": 20, "window_s": 20, "switch_s": 0,
-             "classes": [{"name": "short", "max_input_tokens": 600}, {"name": "long"}]}
-    lengths = {"kind": "independent", "input_tokens": {"dist": "uniform", "low": 100, "high": 1500},
-               "output_tokens": {"dist": "constant", "value": 200}}
+    sched = {
+        "modes": {"one": [0], "two": [1]},
+        "replan_interval_s": 20,
+        "window_s": 20,
+        "switch_s": 0,
+        "classes": [{"name": "short", "max_input_tokens": 600}, {"name": "long"}],
+    }
+    lengths = {
+        "kind": "independent",
+        "input_tokens": {"dist": "uniform", "low": 100, "high": 1500},
+        "output_tokens": {"dist": "constant", "value": 200},
+    }
     r = _stepped(sched, lengths=lengths)
     plans, q = r.extra["plans"], r.requests
-    assert plans["mode"].nunique() == 2          # the plan used both modes
+    assert plans["mode"].nunique() == 2  # the plan used both modes
     insts = {"one": {0}, "two": {1, 2}}
     for cls, sel in (("short", q["n_input_tokens"] <= 600), ("long", q["n_input_tokens"] > 600)):
         p = plans[plans["class"] == cls].sort_values("time_s", kind="stable")
@@ -239,8 +292,13 @@ def test_class_routing_follows_the_plan():
 
 
 def test_results_are_deterministic_and_written(tmp_path):
-    sched = {"modes": {"one": [0], "two": [1]}, "replan_interval_s": 20, "window_s": 20, "switch_s": 10,
-             "inner_router": "power_of_two"}
+    sched = {
+        "modes": {"one": [0], "two": [1]},
+        "replan_interval_s": 20,
+        "window_s": 20,
+        "switch_s": 10,
+        "inner_router": "power_of_two",
+    }
     a = _stepped(sched)
     b = _stepped(sched)
     pd.testing.assert_frame_equal(a.requests, b.requests)
@@ -290,8 +348,9 @@ def test_predicted_carbon_is_the_theory_per_request_carbon(rate):
     p = prepare(parse_experiment(_exp(inst, dict(SCHED), router="greenllm")))
     m = build_modes(p.groups, 1.1)["colocated"]
     g = p.groups[0]
-    from greensim.policies.scheduler import _emb_rate
     from greensim.base.units import S_PER_YEAR
+    from greensim.policies.scheduler import _emb_rate
+
     emb_kg = _emb_rate(g.carbon) * g.carbon.lifetime_years * S_PER_YEAR / 1000
     th = theory.colocated(g.perf, 900, 200, rate, 1, emb_kg, g.carbon.lifetime_years)
     for ci in (0.0, 300.0):

@@ -1,17 +1,18 @@
 """Closed-form carbon per request against the simulator, and break-even algebra (issue 7)."""
+
 import numpy as np
 import pytest
-
-from greensim.carbon import theory
-from greensim.results.theory_plots import plot_savings_heatmap
-from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
-from greensim.assembly.prepare import prepare
-from greensim.assembly.simulate import simulate
 from conftest import make_experiment
 
+from greensim.assembly.prepare import prepare
+from greensim.assembly.simulate import simulate
+from greensim.base.errors import ConfigError
+from greensim.carbon import theory
+from greensim.experiment.load import parse_experiment
+from greensim.results.theory_plots import plot_savings_heatmap
+
 N_IN, N_OUT = 512, 128
-TOL = 0.02   # relative; measured gaps are < 1 % (Poisson fluctuation of the horizon, batching variance)
+TOL = 0.02  # relative; measured gaps are < 1 % (Poisson fluctuation of the horizon, batching variance)
 
 
 @pytest.mark.parametrize("rate", [0.5, 2.0])
@@ -23,11 +24,18 @@ def test_theory_matches_simulator_over_intensity_and_lifetime(rate):
     busy time by ~45 % at 0.5 req/s.
     """
     for ci, lt in [(50.0, 1.0), (50.0, 7.0), (400.0, 3.0), (800.0, 1.0), (800.0, 7.0)]:
-        d = make_experiment(**{"workload.rate_rps": rate, "workload.n_requests": 1500,
-                               "workload.input_tokens": {"dist": "constant", "value": N_IN},
-                               "workload.output_tokens": {"dist": "constant", "value": N_OUT},
-                               "cluster.instances.0.count": 1, "carbon.pue": 1.2, "carbon.lifetime_years": lt,
-                               "carbon.intensity": {"kind": "constant", "gco2_per_kwh": ci}})
+        d = make_experiment(
+            **{
+                "workload.rate_rps": rate,
+                "workload.n_requests": 1500,
+                "workload.input_tokens": {"dist": "constant", "value": N_IN},
+                "workload.output_tokens": {"dist": "constant", "value": N_OUT},
+                "cluster.instances.0.count": 1,
+                "carbon.pue": 1.2,
+                "carbon.lifetime_years": lt,
+                "carbon.intensity": {"kind": "constant", "gco2_per_kwh": ci},
+            }
+        )
         p = prepare(parse_experiment(d))
         sim = simulate(p).summary["carbon_gco2_per_request"]
         spec = p.specs[0]
@@ -36,15 +44,22 @@ def test_theory_matches_simulator_over_intensity_and_lifetime(rate):
         assert th == pytest.approx(sim, rel=TOL), (rate, ci, lt)
 
 
-GRID = [(50.0, 1.0), (50.0, 7.0), (400.0, 3.0), (800.0, 1.0), (800.0, 7.0)]   # (CI gCO2e/kWh, LT years)
+GRID = [(50.0, 1.0), (50.0, 7.0), (400.0, 3.0), (800.0, 1.0), (800.0, 7.0)]  # (CI gCO2e/kWh, LT years)
 
 
 def _constant_lengths(rate, ci, lt, **kw):
-    return make_experiment(**{"workload.rate_rps": rate, "workload.n_requests": 1500,
-                              "workload.input_tokens": {"dist": "constant", "value": N_IN},
-                              "workload.output_tokens": {"dist": "constant", "value": N_OUT},
-                              "carbon.pue": 1.2, "carbon.lifetime_years": lt,
-                              "carbon.intensity": {"kind": "constant", "gco2_per_kwh": ci}, **kw})
+    return make_experiment(
+        **{
+            "workload.rate_rps": rate,
+            "workload.n_requests": 1500,
+            "workload.input_tokens": {"dist": "constant", "value": N_IN},
+            "workload.output_tokens": {"dist": "constant", "value": N_OUT},
+            "carbon.pue": 1.2,
+            "carbon.lifetime_years": lt,
+            "carbon.intensity": {"kind": "constant", "gco2_per_kwh": ci},
+            **kw,
+        }
+    )
 
 
 def _check_roles(mode, t, roles):
@@ -70,17 +85,35 @@ def test_theory_matches_simulator_dpd(rate):
     Llama-2-7B KV at 32 GB/s) does not change the decode batch.
     """
     from greensim.hardware.catalog import load_catalog
+
     kv = load_catalog().model("Llama-2-7B", "model").kv_bytes_per_token
     for ci, lt in GRID:
-        d = _constant_lengths(rate, ci, lt, **{
-            "cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"}, {"gpu": "V100-32GB", "role": "decode"}],
-            "cluster.disaggregation": {"decode_router": "least_loaded",
-                                       "link": {"kind": "pcie_gen4_x16", "latency_s": 1e-5}}})
+        d = _constant_lengths(
+            rate,
+            ci,
+            lt,
+            **{
+                "cluster.instances": [{"gpu": "A100-80GB", "role": "prefill"}, {"gpu": "V100-32GB", "role": "decode"}],
+                "cluster.disaggregation": {
+                    "decode_router": "least_loaded",
+                    "link": {"kind": "pcie_gen4_x16", "latency_s": 1e-5},
+                },
+            },
+        )
         p = prepare(parse_experiment(d))
         t = simulate(p)
         new, old = p.specs
-        mode = theory.dpd(p.instances[0][1], p.instances[1][1], N_IN, N_OUT, rate, rate,
-                          (1, new.embodied_kgco2e, lt), (1, old.embodied_kgco2e, lt), kv_bytes_per_token=kv)
+        mode = theory.dpd(
+            p.instances[0][1],
+            p.instances[1][1],
+            N_IN,
+            N_OUT,
+            rate,
+            rate,
+            (1, new.embodied_kgco2e, lt),
+            (1, old.embodied_kgco2e, lt),
+            kv_bytes_per_token=kv,
+        )
         _check_roles(mode, t, {"new": "A100-80GB", "old": "V100-32GB"})
         th = float(theory.carbon_per_request(mode, ci, 1.2))
         assert th == pytest.approx(t.summary["carbon_gco2_per_request"], rel=TOL), (rate, ci, lt)
@@ -106,16 +139,42 @@ def test_theory_matches_simulator_dsd(rate, alpha, gamma):
     """
     corners = [(50.0, 1.0), (800.0, 7.0)] if (rate, alpha) != (0.5, 0.7) else [(400.0, 3.0)]
     for ci, lt in corners:
-        d = _constant_lengths(rate, ci, lt, **{
-            "model": "Llama-3.1-8B",
-            "cluster.instances": [{"gpu": "A100-80GB", "speculative": {
-                "draft_model": "Llama-3.2-1B", "draft_gpu": "V100-32GB", "alpha": alpha, "gamma": gamma,
-                "probabilities": "top_k", "top_k": 16, "link": {"kind": "pcie_gen3_x16", "latency_s": 1e-5}}}]})
+        d = _constant_lengths(
+            rate,
+            ci,
+            lt,
+            **{
+                "model": "Llama-3.1-8B",
+                "cluster.instances": [
+                    {
+                        "gpu": "A100-80GB",
+                        "speculative": {
+                            "draft_model": "Llama-3.2-1B",
+                            "draft_gpu": "V100-32GB",
+                            "alpha": alpha,
+                            "gamma": gamma,
+                            "probabilities": "top_k",
+                            "top_k": 16,
+                            "link": {"kind": "pcie_gen3_x16", "latency_s": 1e-5},
+                        },
+                    }
+                ],
+            },
+        )
         p = prepare(parse_experiment(d))
         t = simulate(p)
         target, draft = p.specs
-        mode = theory.dsd(p.instances[0][1], p.speculative()[0].draft_perf, N_IN, N_OUT, rate,
-                          (1, target.embodied_kgco2e, lt), (1, draft.embodied_kgco2e, lt), gamma, alpha)
+        mode = theory.dsd(
+            p.instances[0][1],
+            p.speculative()[0].draft_perf,
+            N_IN,
+            N_OUT,
+            rate,
+            (1, target.embodied_kgco2e, lt),
+            (1, draft.embodied_kgco2e, lt),
+            gamma,
+            alpha,
+        )
         _check_roles(mode, t, {"new": "A100-80GB", "old": "V100-32GB"})
         th = float(theory.carbon_per_request(mode, ci, 1.2))
         assert th == pytest.approx(t.summary["carbon_gco2_per_request"], rel=TOL), (rate, alpha, gamma, ci, lt)
@@ -135,7 +194,8 @@ def test_break_even_points_equalise_carbon():
         lt = theory.break_even_lifetime(base, alt, "new", c, 1.1)
         if np.isfinite(lt):
             assert theory.carbon_per_request(base, c, 1.1, {"new": lt}) == pytest.approx(
-                theory.carbon_per_request(alt, c, 1.1, {"new": lt}))
+                theory.carbon_per_request(alt, c, 1.1, {"new": lt})
+            )
 
 
 def test_break_even_on_a_hand_made_pair():
@@ -143,14 +203,15 @@ def test_break_even_on_a_hand_made_pair():
     u = theory.RoleUse("new", 1.0, 1000.0, 1.0, 0.0, 1, 100.0, 5.0)
     base = theory.Mode("base", (u,))
     alt = theory.Mode("alt", (theory.RoleUse("old", 1.0, 2000.0, 1.0, 0.0, 1, 0.0, 5.0),))
-    emb = 100e3 / (5 * 365 * 24 * 3600.0)            # gCO2e per request (1 s of one GPU)
+    emb = 100e3 / (5 * 365 * 24 * 3600.0)  # gCO2e per request (1 s of one GPU)
     assert theory.break_even_intensity(base, alt) == pytest.approx(emb / (1000.0 / 3.6e6))
     # at 10 g/kWh alt (no embodied) wins; the new GPU's lifetime must exceed LT* for base to win
     lt = theory.break_even_lifetime(base, alt, "new", 10.0)
     assert lt == pytest.approx(100e3 / (365 * 24 * 3600.0) / (10.0 * 1000.0 / 3.6e6))
     # half that lifetime doubles base's embodied (3 units vs alt's 2): saving 1/3; double it: -1/3
-    assert theory.savings_grid(base, alt, [10.0], [lt * 0.5, lt * 2.0], "new")[:, 0].tolist() == \
-        pytest.approx([1 / 3, -1 / 3], rel=1e-9)
+    assert theory.savings_grid(base, alt, [10.0], [lt * 0.5, lt * 2.0], "new")[:, 0].tolist() == pytest.approx(
+        [1 / 3, -1 / 3], rel=1e-9
+    )
 
 
 def test_savings_properties_from_the_paper_brief():
@@ -167,8 +228,9 @@ def test_heatmap_png(tmp_path):
         _modes(draft_model="Llama-2-7B")
     m = _modes(draft_model="Llama-2-7B", gamma=4, alpha=0.6)
     assert set(m) == {"colocated", "DPD", "DSD"}
-    plot_savings_heatmap(m["colocated"], m["DSD"], np.linspace(0, 800, 9), np.linspace(1, 8, 8), "new",
-                                tmp_path / "h.png")
+    plot_savings_heatmap(
+        m["colocated"], m["DSD"], np.linspace(0, 800, 9), np.linspace(1, 8, 8), "new", tmp_path / "h.png"
+    )
     assert (tmp_path / "h.png").stat().st_size > 10_000
 
 
