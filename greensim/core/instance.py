@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Optional, Tuple
 
 from greensim.base.errors import SimulationInvariantError
-from greensim.core.interfaces import EngineHost, BoundPerformance
+from greensim.core.interfaces import EngineHost, BoundPerformance, PrefillHandoff
 from greensim.core.ledger import Ledger
 from greensim.core.requests import Request
 
@@ -80,7 +80,7 @@ class Instance:
         self.available = True          # False while failed (routers never see it then)
         self.n_failures = 0
         self.down_intervals: List[List[float]] = []   # [down, up] per failure [s]
-        self.handoff = None            # DPD: prefill instances hand prefilled requests to this
+        self.handoff: Optional[PrefillHandoff] = None   # DPD: prefill instances hand prefilled requests to this
         self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
         self.n_reserved = 0            # DPD: requests with blocks reserved, transfer not arrived
         self.n_in_transit = 0          # routed here, still on the network (counted in n_waiting)
@@ -111,7 +111,7 @@ class Instance:
         if not self.busy:
             self._schedule()
         elif was_empty and self._run is not None and self._admissible(r):
-            self._cut_run()
+            self._cut_run(self._run)
 
     def _admissible(self, r: Request) -> bool:
         """Could ``r`` start now? If not, it cannot at the run's next boundary either
@@ -121,8 +121,9 @@ class Instance:
             return False
         return self._blocks(r.n_in + r.generated) <= self.free_kv_blocks - cfg.watermark_blocks
 
-    def _cut_run(self) -> None:
-        start, n, ctx0, k = self._run
+    def _cut_run(self, run: Tuple[float, int, int, int]) -> None:
+        """End the decode run ``run`` (``self._run``) at its next iteration boundary."""
+        start, n, ctx0, k = run
         elapsed = self.sim.env.now - start
         j = self.perf.decode_iterations_until(n, ctx0, k, elapsed)
         if j < k:
@@ -223,7 +224,7 @@ class Instance:
         budget = cfg.max_batched_tokens
         n_run = len(self.decoding)
         free = self.free_kv_blocks - cfg.watermark_blocks
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []          # (request, tokens to prefill)
         while self.waiting and n_run + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             need = r.n_in + r.generated
@@ -241,7 +242,7 @@ class Instance:
         """Chunked prefill: decode tokens first, then prompt chunks fill the budget."""
         cfg = self.cfg
         budget = cfg.max_batched_tokens - len(self.decoding)
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []          # (request, tokens to prefill)
         for r in self.prefilling:
             if budget <= 0:
                 break
@@ -519,7 +520,7 @@ class Instance:
         self._prefill_blocks += nb
         self.n_reserved += 1
         if self._run is not None:
-            self._cut_run()
+            self._cut_run(self._run)
         return nb
 
     def accept(self, r: Request, n_blocks: int) -> None:
@@ -531,7 +532,7 @@ class Instance:
         if not self.busy:
             self._schedule()
         elif self._run is not None:
-            self._cut_run()
+            self._cut_run(self._run)
 
     def _join_incoming(self) -> None:
         for r in self.incoming:

@@ -125,4 +125,6 @@ def link_bandwidth_bps(kind: Optional[str], bandwidth_gbs: Optional[float], effi
     """Effective bandwidth [bytes/s] from a link type name or an explicit GB/s figure."""
     if bandwidth_gbs is not None:
         return bandwidth_gbs * 1e9 * efficiency_frac
+    if kind is None:      # the config layer requires exactly one of the two
+        raise ValueError("link_bandwidth_bps: give a link type (kind) or bandwidth_gbs")
     return LINK_TYPES[kind][0] * efficiency_frac

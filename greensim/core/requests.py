@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Tuple
 
 import numpy as np
 
@@ -80,6 +81,14 @@ class Request:
                  # speculative decoding only (set at batch entry): acceptance-draw segment,
                  # draws used (slot path), planned run and share accumulators (planned path)
                  "spec_draws", "spec_k", "spec_traj", "spec_base")
+
+    # Types of the speculative slots, which only greensim.core.spec_instance sets (no
+    # default: a slot stays unset until then). Annotations only: no class attributes, so
+    # the slots and the memory layout are unchanged.
+    spec_draws: Tuple[np.ndarray, np.ndarray, int]   # (draws G, cumulative tokens C, first index)
+    spec_k: int                                      # draws used so far (slot path)
+    spec_traj: Tuple[int, int, np.ndarray, int, int]  # (join iteration, generated, C, first, N) (planned path)
+    spec_base: Tuple[float, float, float, float]     # share accumulators at join (planned path)
 
     def __init__(self, rid: int, n_in: int, n_out: int):
         self.id = rid

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
@@ -190,8 +190,9 @@ class SpecInstance:
         if self._planned:
             self._t = 0                                    # index of the next speculative iteration
             self._tok = np.zeros(1024, dtype=np.int64)     # tokens emitted by iteration t
-            self._short: dict = {}     # t -> [(request, g_i < g, context, tokens)]
-            self._done: dict = {}      # t -> requests completing in iteration t
+            # t -> [(request, g_i < g, context, tokens)]
+            self._short: Dict[int, List[Tuple[Request, int, int, int]]] = {}
+            self._done: Dict[int, List[Request]] = {}      # t -> requests completing in iteration t
             self._cap_blocks = 0       # running batch: sum of blocks at each one's KV cap
             # running sums of per-request shares: target time and energy per verified
             # position, draft time and energy per request
@@ -314,7 +315,7 @@ class SpecInstance:
             free, exact = self.total_kv_blocks - self._held - self._cap_blocks - cfg.watermark_blocks, False
         else:
             free, exact = self.total_kv_blocks - self._held - cfg.watermark_blocks, True
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []          # (request, tokens to prefill)
         while self.waiting and len(self.running) + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             q = r.n_in + r.generated
@@ -407,11 +408,11 @@ class SpecInstance:
             else:
                 lst.append(ent)
             j -= 1
-        lst = self._done.get(end - 1)
-        if lst is None:
+        fin = self._done.get(end - 1)
+        if fin is None:
             self._done[end - 1] = [r]
         else:
-            lst.append(r)
+            fin.append(r)
         r.spec_traj = (t0, r.generated, C, a, N)
         acc = self._acc
         r.spec_base = (acc[0], acc[1], acc[2], acc[3])
@@ -539,7 +540,7 @@ class SpecInstance:
                 self._settle_planned(r)
                 self.running.remove(r)
                 r.generated = r.n_out
-                r.spec_traj = None
+                r.spec_traj = None  # type: ignore[assignment]  # drop the run's arrays; read only while planned
                 self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
                 self._sum_ctx -= r.n_in + r.n_out - 1
                 self.sim.on_complete(r, now)
@@ -566,7 +567,7 @@ class SpecInstance:
         self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
         self._sum_ctx -= r.n_in + gen - 1
         r.generated = gen
-        r.spec_traj = None
+        r.spec_traj = None  # type: ignore[assignment]  # drop the run's arrays; read only while planned
         self.waiting.appendleft(r)
         self.n_preemptions += 1
         self.sim.on_preempted(r)
