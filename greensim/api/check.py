@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def _experiments(folder: Path) -> List[Path]:
 
 
 def _summary(path: Path, seed: Optional[int] = None) -> Dict[str, float]:
-    ov = {"simulation.progress": False}
+    ov: Dict[str, Any] = {"simulation.progress": False}
     if seed is not None:
         ov["seed"] = seed
     s = run(path, overrides=ov, write=False).summary

@@ -340,12 +340,13 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
             log.info("run cache %s: dropped %d least recently used runs (limit %.0f MB)", store.folder, n_pruned,
                      store.max_bytes / 1e6)
     rows = []
-    for (point, r, seed, _d, key), out, hit in zip(runs, results, cached):
+    for (point, r, seed, _d, key), res, was_cached in zip(runs, results, cached):
+        assert res is not None                      # every run was cached or has just run
         row = {k: _cell(v) for k, v in point.items() if k != "seed"}
-        row.update(replicate=r, seed=seed, status=STATUS_OK if out["error"] is None else STATUS_ERROR,
-                   error=out["error"], cached=hit, wall_s=out["wall_s"], run_key=key)
-        if out["summary"] is not None:
-            row.update({k: v for k, v in _flatten(out["summary"]).items() if k not in row})
+        row.update(replicate=r, seed=seed, status=STATUS_OK if res["error"] is None else STATUS_ERROR,
+                   error=res["error"], cached=was_cached, wall_s=res["wall_s"], run_key=key)
+        if res["summary"] is not None:
+            row.update({k: v for k, v in _flatten(res["summary"]).items() if k not in row})
         rows.append(row)
     df = pd.DataFrame(rows)
     n_err = int((df["status"] == STATUS_ERROR).sum())

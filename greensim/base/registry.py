@@ -47,11 +47,12 @@ class Registry(Generic[T]):
 
     def _load_plugins(self) -> None:
         """Register the entry points of this registry's group (once; built-ins win a name clash)."""
-        if self._plugins_loaded:
+        group = self.entry_point_group
+        if self._plugins_loaded or group is None:     # no group: loaded from the start
             return
         self._plugins_loaded = True
         from importlib.metadata import entry_points
-        for ep in entry_points(group=self.entry_point_group):
+        for ep in entry_points(group=group):
             if ep.name in self._items:
                 continue
             try:
