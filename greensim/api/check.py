@@ -12,22 +12,22 @@ model reproduces the recorded value exactly; the tolerance only decides how larg
 deliberate change must be to require re-recording (``greensim check --record``, with
 the reason in the commit).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from greensim.experiment.load import load_experiment
-from greensim.base.errors import ConfigError
 from greensim.api.run import run
+from greensim.base.errors import ConfigError
 from greensim.base.paths import bundled
+from greensim.experiment.load import load_experiment
 
 __all__ = ["METRICS", "CheckRow", "check_experiments", "record_experiments", "default_check_dir"]
 
@@ -77,7 +77,7 @@ def _experiments(folder: Path) -> List[Path]:
 
 
 def _summary(path: Path, seed: Optional[int] = None) -> Dict[str, float]:
-    ov = {"simulation.progress": False}
+    ov: Dict[str, Any] = {"simulation.progress": False}
     if seed is not None:
         ov["seed"] = seed
     s = run(path, overrides=ov, write=False).summary
@@ -97,8 +97,7 @@ def record_experiments(folder: Path | None = None, n_seeds: int = N_SEEDS) -> Di
         for m, floor in METRICS.items():
             xs = np.array([s[m] for s in spread])
             std = float(np.nanstd(xs, ddof=1)) if np.isfinite(xs).sum() > 1 else 0.0
-            out[f.stem][m] = {"value": ref[m], "seed_std": std,
-                              "tolerance": max(K_SIGMA * std, floor)}
+            out[f.stem][m] = {"value": ref[m], "seed_std": std, "tolerance": max(K_SIGMA * std, floor)}
     (folder / "recorded.json").write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -113,11 +112,16 @@ def check_experiments(folder: Path | None = None) -> List[CheckRow]:
     rows: List[CheckRow] = []
     for f in _experiments(folder):
         if f.stem not in recorded:
-            raise ConfigError(f"check: experiment '{f.stem}' has no recorded values. "
-                              f"Run `greensim check --record` and commit recorded.json with the reason.")
+            raise ConfigError(
+                f"check: experiment '{f.stem}' has no recorded values. "
+                f"Run `greensim check --record` and commit recorded.json with the reason."
+            )
         log.info("check: running %s", f.stem)
         now = _summary(f)
         for m, r in recorded[f.stem].items():
-            rows.append(CheckRow(f.stem, m, float(r["value"] if r["value"] is not None else "nan"),
-                                 now[m], float(r["tolerance"])))
+            rows.append(
+                CheckRow(
+                    f.stem, m, float(r["value"] if r["value"] is not None else "nan"), now[m], float(r["tolerance"])
+                )
+            )
     return rows

@@ -19,35 +19,41 @@ profiles, and the size and mtime of any trace file the run reads. Files under
 ``catalog.gpu_dirs``/``model_dirs`` are not fingerprinted: clear the cache
 (delete the folder) or pass ``cache=False`` after editing them.
 """
+
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
 import logging
 import math
 import os
-import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import pandas as pd
 
 from greensim.api.backends import make_backend
+from greensim.api.cache import RunCache, default_cache_dir
+from greensim.base.errors import ConfigError
+from greensim.base.version import code_fingerprint
+from greensim.experiment.load import parse_experiment
+from greensim.experiment.overrides import apply_overrides, check_override_keys
 from greensim.experiment.schema import Experiment
 from greensim.experiment.workload import TraceWorkload
-from greensim.experiment.overrides import apply_overrides
-from greensim.experiment.load import parse_experiment
-from greensim.base.errors import ConfigError
-from greensim.experiment.overrides import check_override_keys
-from greensim.api.cache import RunCache, default_cache_dir
-from greensim.base.version import code_fingerprint
 
-__all__ = ["sweep", "expand_grid", "derive_seed", "cache_key", "default_cache_dir", "SweepError",
-           "STATUS_OK", "STATUS_ERROR", "load_grid"]
+__all__ = [
+    "sweep",
+    "expand_grid",
+    "derive_seed",
+    "cache_key",
+    "default_cache_dir",
+    "SweepError",
+    "STATUS_OK",
+    "STATUS_ERROR",
+    "load_grid",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +90,14 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] 
         axes = []
         for key, values in grid.items():
             if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
-                raise SweepError(f"grid.{key}: expected a list of values, got {values!r}. "
-                                 f"Write [{values!r}] for a single value.")
+                raise SweepError(
+                    f"grid.{key}: expected a list of values, got {values!r}. Write [{values!r}] for a single value."
+                )
             if len(values) == 0:
-                raise SweepError(f"grid.{key}: the axis is empty, so the sweep would have no runs. "
-                                 f"Give at least one value, or remove the axis.")
+                raise SweepError(
+                    f"grid.{key}: the axis is empty, so the sweep would have no runs. "
+                    f"Give at least one value, or remove the axis."
+                )
             axes.append((str(key), list(values)))
         return [dict(zip([k for k, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
     if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
@@ -98,8 +107,9 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] 
             if not isinstance(p, Mapping):
                 raise SweepError(f"grid[{i}]: expected a mapping of dotted keys to values, got {p!r}.")
         return [dict(p) for p in grid]
-    raise SweepError(f"grid: expected a mapping of dotted keys to lists, or a list of override dicts; "
-                     f"got {type(grid).__name__}.")
+    raise SweepError(
+        f"grid: expected a mapping of dotted keys to lists, or a list of override dicts; got {type(grid).__name__}."
+    )
 
 
 def _replicates(seeds: int | Sequence[int]) -> List[int]:
@@ -141,8 +151,9 @@ def derive_seed(base_seed: int, params: Mapping[str, Any], replicate: int, commo
     int
         A seed in [0, 2**63), the first 63 bits of SHA-256 of the canonical JSON of the inputs.
     """
-    blob = _canonical({"base_seed": int(base_seed), "params": {} if common else dict(params),
-                       "replicate": int(replicate)})
+    blob = _canonical(
+        {"base_seed": int(base_seed), "params": {} if common else dict(params), "replicate": int(replicate)}
+    )
     return int(hashlib.sha256(blob.encode()).hexdigest()[:16], 16) >> 1
 
 
@@ -158,8 +169,9 @@ def _files_read(exp: Experiment) -> List[str]:
 def cache_key(exp: Experiment) -> str:
     """Hex SHA-256 identifying a run's results (see the module docstring for what it covers)."""
     from greensim.base.version import __version__
+
     data = exp.model_dump(mode="json")
-    data.pop("output", None)                        # where and how results are written
+    data.pop("output", None)  # where and how results are written
     data.get("simulation", {}).pop("progress", None)
     files = []
     for f in _files_read(exp):
@@ -167,7 +179,7 @@ def cache_key(exp: Experiment) -> str:
             st = os.stat(f)
             files.append([f, st.st_size, st.st_mtime_ns])
         except OSError:
-            files.append([f, None, None])           # the run will fail and is not cached
+            files.append([f, None, None])  # the run will fail and is not cached
     blob = _canonical({"experiment": data, "version": __version__, "code": code_fingerprint(), "files": files})
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -187,6 +199,7 @@ def _execute(data: Dict[str, Any]) -> Dict[str, Any]:
     """Run one resolved experiment (a JSON-able dict); never raises for a failing run."""
     from greensim.assembly.prepare import prepare
     from greensim.assembly.simulate import simulate
+
     t0 = time.perf_counter()
     try:
         tables = simulate(prepare(parse_experiment(data, where=f"run {data.get('name')}")))
@@ -218,15 +231,28 @@ def _cell(v: Any) -> Any:
 
 
 def _resolve_base(base: Any, overrides: Any) -> Experiment:
-    from greensim.api.run import to_experiment, default_experiment_path
+    from greensim.api.run import default_experiment_path, to_experiment
+
     return to_experiment(default_experiment_path() if base is None else base, overrides)
 
 
-def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
-          overrides: Any = None, backend: Any = "local", workers: Optional[int] = None,
-          scheduler: Optional[str] = None, scheduler_file: Optional[str] = None,
-          cache: bool = True, cache_dir: str | Path | None = None, cache_max_mb: Optional[float] = None,
-          progress: bool = True, common_random_numbers: bool = False, timeout_s: float = 10.0) -> pd.DataFrame:
+def sweep(
+    base: Any = None,
+    grid: Any = None,
+    seeds: int | Sequence[int] = 1,
+    *,
+    overrides: Any = None,
+    backend: Any = "local",
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
+    scheduler_file: Optional[str] = None,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
+    cache_max_mb: Optional[float] = None,
+    progress: bool = True,
+    common_random_numbers: bool = False,
+    timeout_s: float = 10.0,
+) -> pd.DataFrame:
     """Run an experiment over a grid of overrides and replicate seeds; one row per run.
 
     Parameters
@@ -288,20 +314,23 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
     ...                     seeds=2)  # doctest: +SKIP
     """
     base_exp = _resolve_base(base, overrides)
-    base_data = base_exp.model_dump(mode="json")    # defaults filled: every field is overridable
+    base_data = base_exp.model_dump(mode="json")  # defaults filled: every field is overridable
     points = expand_grid(grid)
     reps = _replicates(seeds)
     if len(reps) > 1 and any("seed" in p for p in points):
-        raise SweepError("seeds: the grid sweeps 'seed' directly, so replicate seeds would be ignored. "
-                         "Drop seeds= (or drop 'seed' from the grid).")
-    runs = []                                       # (point, replicate, seed, experiment dict, key)
+        raise SweepError(
+            "seeds: the grid sweeps 'seed' directly, so replicate seeds would be ignored. "
+            "Drop seeds= (or drop 'seed' from the grid)."
+        )
+    runs = []  # (point, replicate, seed, experiment dict, key)
     for point in points:
         data = apply_overrides(base_data, point)
         check_override_keys(data, point)
         label = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "base"
         for r in reps:
-            seed = int(point["seed"]) if "seed" in point else derive_seed(
-                base_exp.seed, point, r, common_random_numbers)
+            seed = (
+                int(point["seed"]) if "seed" in point else derive_seed(base_exp.seed, point, r, common_random_numbers)
+            )
             d = dict(data, seed=seed)
             exp = parse_experiment(d, where=f"sweep point ({label})")
             runs.append((point, r, seed, exp.model_dump(mode="json"), cache_key(exp)))
@@ -317,14 +346,28 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
                 results[i] = {"summary": hit["summary"], "error": None, "wall_s": hit.get("wall_s", math.nan)}
                 cached[i] = True
     todo = [i for i in range(len(runs)) if results[i] is None]
-    log.info("sweep %s: %d runs (%d points x %d replicates), %d from the cache", base_exp.name, len(runs),
-             len(points), len(reps), len(runs) - len(todo))
+    log.info(
+        "sweep %s: %d runs (%d points x %d replicates), %d from the cache",
+        base_exp.name,
+        len(runs),
+        len(points),
+        len(reps),
+        len(runs) - len(todo),
+    )
     if todo:
-        be = make_backend(backend, workers=workers, scheduler=scheduler, scheduler_file=scheduler_file,
-                          timeout_s=timeout_s)
+        be = make_backend(
+            backend, workers=workers, scheduler=scheduler, scheduler_file=scheduler_file, timeout_s=timeout_s
+        )
         from tqdm import tqdm
-        bar = tqdm(total=len(runs), initial=len(runs) - len(todo), unit="run", desc=base_exp.name,
-                   disable=not progress, leave=True)
+
+        bar = tqdm(
+            total=len(runs),
+            initial=len(runs) - len(todo),
+            unit="run",
+            desc=base_exp.name,
+            disable=not progress,
+            leave=True,
+        )
         try:
             for j, out in be.map_unordered(_execute, [runs[i][3] for i in todo]):
                 i = todo[j]
@@ -339,15 +382,27 @@ def sweep(base: Any = None, grid: Any = None, seeds: int | Sequence[int] = 1, *,
     if store is not None:
         n_pruned = store.prune()
         if n_pruned:
-            log.info("run cache %s: dropped %d least recently used runs (limit %.0f MB)", store.folder, n_pruned,
-                     store.max_bytes / 1e6)
+            log.info(
+                "run cache %s: dropped %d least recently used runs (limit %.0f MB)",
+                store.folder,
+                n_pruned,
+                store.max_bytes / 1e6,
+            )
     rows = []
-    for (point, r, seed, _d, key), out, hit in zip(runs, results, cached):
+    for (point, r, seed, _d, key), res, was_cached in zip(runs, results, cached):
+        assert res is not None  # every run was cached or has just run
         row = {k: _cell(v) for k, v in point.items() if k != "seed"}
-        row.update(replicate=r, seed=seed, status=STATUS_OK if out["error"] is None else STATUS_ERROR,
-                   error=out["error"], cached=hit, wall_s=out["wall_s"], run_key=key)
-        if out["summary"] is not None:
-            row.update({k: v for k, v in _flatten(out["summary"]).items() if k not in row})
+        row.update(
+            replicate=r,
+            seed=seed,
+            status=STATUS_OK if res["error"] is None else STATUS_ERROR,
+            error=res["error"],
+            cached=was_cached,
+            wall_s=res["wall_s"],
+            run_key=key,
+        )
+        if res["summary"] is not None:
+            row.update({k: v for k, v in _flatten(res["summary"]).items() if k not in row})
         rows.append(row)
     df = pd.DataFrame(rows)
     n_err = int((df["status"] == STATUS_ERROR).sum())
@@ -371,10 +426,12 @@ def load_grid(path: str | Path) -> Dict[str, Any]:
         Missing or malformed file, or unknown top-level keys.
     """
     import yaml
+
     p = Path(path)
     if not p.is_file():
-        raise SweepError(f"--grid {path}: no such file. Write a YAML mapping, e.g. "
-                         f"'grid: {{workload.rate_rps: [2, 4, 8]}}'.")
+        raise SweepError(
+            f"--grid {path}: no such file. Write a YAML mapping, e.g. 'grid: {{workload.rate_rps: [2, 4, 8]}}'."
+        )
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -382,11 +439,14 @@ def load_grid(path: str | Path) -> Dict[str, Any]:
     if isinstance(data, Mapping) and "grid" in data:
         extra = sorted(set(data) - {"grid", "seeds", "common_random_numbers"})
         if extra:
-            raise SweepError(f"--grid {path}: unknown top-level key(s) {extra}; "
-                             f"valid: grid, seeds, common_random_numbers.")
-        return {"grid": data["grid"], "seeds": data.get("seeds", 1),
-                "common_random_numbers": bool(data.get("common_random_numbers", False))}
+            raise SweepError(
+                f"--grid {path}: unknown top-level key(s) {extra}; valid: grid, seeds, common_random_numbers."
+            )
+        return {
+            "grid": data["grid"],
+            "seeds": data.get("seeds", 1),
+            "common_random_numbers": bool(data.get("common_random_numbers", False)),
+        }
     if isinstance(data, (Mapping, list)):
         return {"grid": data, "seeds": 1, "common_random_numbers": False}
-    raise SweepError(f"--grid {path}: expected a mapping of dotted keys to lists of values, "
-                     f"got {type(data).__name__}.")
+    raise SweepError(f"--grid {path}: expected a mapping of dotted keys to lists of values, got {type(data).__name__}.")

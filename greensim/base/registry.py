@@ -11,6 +11,7 @@ name. In the plug-in package's ``pyproject.toml``::
     [project.entry-points."greensim.routers"]
     my_router = "my_package.routing:MyRouter"
 """
+
 from __future__ import annotations
 
 import difflib
@@ -43,23 +44,28 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.family} '{name}' is registered twice")
             self._items[name] = obj
             return obj
+
         return deco
 
     def _load_plugins(self) -> None:
         """Register the entry points of this registry's group (once; built-ins win a name clash)."""
-        if self._plugins_loaded:
+        group = self.entry_point_group
+        if self._plugins_loaded or group is None:  # no group: loaded from the start
             return
         self._plugins_loaded = True
         from importlib.metadata import entry_points
-        for ep in entry_points(group=self.entry_point_group):
+
+        for ep in entry_points(group=group):
             if ep.name in self._items:
                 continue
             try:
                 obj = ep.load()
             except Exception as exc:  # a broken third-party plug-in must not hide the others
-                raise ConfigError(f"{self.family} plug-in '{ep.name}' ({ep.value}, entry point group "
-                                  f"{self.entry_point_group}) failed to load: {type(exc).__name__}: {exc}. "
-                                  f"Fix or uninstall the package that provides it.") from exc
+                raise ConfigError(
+                    f"{self.family} plug-in '{ep.name}' ({ep.value}, entry point group "
+                    f"{self.entry_point_group}) failed to load: {type(exc).__name__}: {exc}. "
+                    f"Fix or uninstall the package that provides it."
+                ) from exc
             self._items[ep.name] = obj
 
     def names(self) -> list[str]:

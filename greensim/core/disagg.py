@@ -17,6 +17,7 @@ Transfer energy is not added: the GPUs' power during the transfer is already cou
 (the prefill GPU draws idle or busy power for the whole experiment), and the NIC/switch
 energy per byte depends on hardware we have no vetted figure for.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -106,11 +107,17 @@ class KVHandoff:
         self.transfer_s = np.full(n, np.nan)
         self.decode_wait_s = np.full(n, np.nan)
         rec.parts.append((self.decode_instance, self.decode_busy_s, self.decode_energy_j))
-        rec.extra.update({"decode_instance": self.decode_instance, "kv_transfer_bytes": self.transfer_bytes,
-                          "kv_transfer_s": self.transfer_s, "decode_wait_s": self.decode_wait_s})
+        rec.extra.update(
+            {
+                "decode_instance": self.decode_instance,
+                "kv_transfer_bytes": self.transfer_bytes,
+                "kv_transfer_s": self.transfer_s,
+                "decode_wait_s": self.decode_wait_s,
+            }
+        )
         self._max_need = min(d.total_kv_blocks - d.cfg.watermark_blocks for d in self.decode)
         self.layerwise = spec.layerwise
-        self._early: Dict[int, list] = {}   # layer-wise: id -> [dst, blocks, t0, flow done, src, src blocks]
+        self._early: Dict[int, list] = {}  # layer-wise: id -> [dst, blocks, t0, flow done, src, src blocks]
 
     @property
     def links(self) -> List[Link]:
@@ -130,14 +137,18 @@ class KVHandoff:
         d = self.decode[0]
         need = d._blocks(n_in + n_out - 1)
         if need > self._max_need:
-            return (f"needs {need} KV blocks to decode; the smallest decode instance holds "
-                    f"{self._max_need} above the watermark")
+            return (
+                f"needs {need} KV blocks to decode; the smallest decode instance holds "
+                f"{self._max_need} above the watermark"
+            )
         big = n_in + n_out - 1
         for dec in self.decode:
             if not dec.cfg.chunked_prefill and big > dec.cfg.max_batched_tokens:
-                return (f"prompt+output {big} tokens exceed decode instance {dec.cfg.name}'s "
-                        f"max_batched_tokens {dec.cfg.max_batched_tokens} (a preempted request is "
-                        f"recomputed there); enable chunked_prefill or raise max_batched_tokens")
+                return (
+                    f"prompt+output {big} tokens exceed decode instance {dec.cfg.name}'s "
+                    f"max_batched_tokens {dec.cfg.max_batched_tokens} (a preempted request is "
+                    f"recomputed there); enable chunked_prefill or raise max_batched_tokens"
+                )
         return ""
 
     # ------------------------------------------------------------------ events
@@ -153,7 +164,7 @@ class KVHandoff:
     def on_prefill_start(self, src: "Instance", r: Request) -> None:
         """Layer-wise: ``r``'s last prefill iteration starts on ``src``; place it now if possible."""
         if self.pending:
-            return                                   # older requests are placed first
+            return  # older requests are placed first
         tokens = r.n_in + r.generated
         cands = [d for d in self.decode if d.can_accept(tokens)]
         if not cands:
@@ -169,6 +180,7 @@ class KVHandoff:
             st[3] = True
             if st[4] is not None:
                 self._send_tail(r, st)
+
         self._link(src.index, dst.index).send(nbytes, flow_done)
 
     def _send_tail(self, r: Request, st: list) -> None:
@@ -180,6 +192,7 @@ class KVHandoff:
             self.transfer_s[r.id] = self.sim.env.now - t0
             src.release_blocks(src_blocks)
             dst.accept(r, nb)
+
         self._link(src.index, dst.index).send(nbytes, done)
 
     def on_prefilled(self, src: "Instance", r: Request) -> None:
@@ -190,7 +203,7 @@ class KVHandoff:
         r.busy_s = 0.0
         r.energy_j = 0.0
         st = self._early.get(r.id)
-        if st is not None:                           # layer-wise, already placed
+        if st is not None:  # layer-wise, already placed
             st[4], st[5] = src, r.blocks
             if st[3]:
                 self._send_tail(r, st)
@@ -218,6 +231,7 @@ class KVHandoff:
             self.transfer_s[r.id] = self.sim.env.now - t0
             src.release_blocks(src_blocks)
             dst.accept(r, nb)
+
         return done
 
     def on_complete(self, r: Request) -> bool:

@@ -11,14 +11,15 @@ run (it is cut at the next iteration boundary when an admissible request arrives
 Per-request token counts are lazy: a decoding request's tokens are the instance's
 decode-step counter minus the step at which it joined.
 """
+
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import TYPE_CHECKING, Callable, Deque, Dict, List, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
 from greensim.base.errors import SimulationInvariantError
-from greensim.core.interfaces import EngineHost, BoundPerformance
+from greensim.core.interfaces import BoundPerformance, EngineHost, PrefillHandoff
 from greensim.core.ledger import Ledger
 from greensim.core.requests import Request
 
@@ -28,14 +29,38 @@ __all__ = ["Instance", "InstanceConfig"]
 class InstanceConfig:
     """Static parameters of an instance (validated by the config layer)."""
 
-    __slots__ = ("name", "gpu", "tp", "kv_blocks", "block_tokens", "max_batch_size",
-                 "max_batched_tokens", "chunked_prefill", "watermark_blocks", "group", "site", "mode",
-                 "network_delay_s")
+    __slots__ = (
+        "name",
+        "gpu",
+        "tp",
+        "kv_blocks",
+        "block_tokens",
+        "max_batch_size",
+        "max_batched_tokens",
+        "chunked_prefill",
+        "watermark_blocks",
+        "group",
+        "site",
+        "mode",
+        "network_delay_s",
+    )
 
-    def __init__(self, name: str, gpu: str, tp: int, kv_blocks: int, block_tokens: int,
-                 max_batch_size: int, max_batched_tokens: int, chunked_prefill: bool,
-                 watermark_blocks: int, group: int = 0, site: str = "default", mode: str = "colocated",
-                 network_delay_s: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        gpu: str,
+        tp: int,
+        kv_blocks: int,
+        block_tokens: int,
+        max_batch_size: int,
+        max_batched_tokens: int,
+        chunked_prefill: bool,
+        watermark_blocks: int,
+        group: int = 0,
+        site: str = "default",
+        mode: str = "colocated",
+        network_delay_s: float | None = None,
+    ):
         self.name, self.gpu, self.tp = name, gpu, tp
         self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
         self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
@@ -52,38 +77,37 @@ class InstanceConfig:
 class Instance:
     """A GPU group serving one model. Driven by the simulation's SimPy environment."""
 
-    def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance,
-                 ledger: Ledger):
+    def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance, ledger: Ledger):
         self.sim, self.index, self.cfg, self.perf, self.ledger = sim, index, cfg, perf, ledger
-        self._power_varies = perf.power_varies     # utilisation-dependent decode power
+        self._power_varies = perf.power_varies  # utilisation-dependent decode power
         self.B = cfg.block_tokens
         self.total_kv_blocks = cfg.kv_blocks
         self.waiting: Deque[Request] = deque()
-        self.prefilling: List[Request] = []          # admitted, prompt not finished (chunked)
+        self.prefilling: List[Request] = []  # admitted, prompt not finished (chunked)
         self.decoding: Dict[int, Request] = {}
         self._heap: List[Tuple[int, int, Request]] = []  # (finish_step, id, request)
-        self.steps = 0                 # decode steps done
-        self._kv_base_sum = 0          # sum of kv_base over decoding requests
-        self._prefill_blocks = 0       # blocks held by admitted, not-yet-decoding requests
-        self._dec_blocks = 0           # blocks held by decoding requests at self.steps
+        self.steps = 0  # decode steps done
+        self._kv_base_sum = 0  # sum of kv_base over decoding requests
+        self._prefill_blocks = 0  # blocks held by admitted, not-yet-decoding requests
+        self._dec_blocks = 0  # blocks held by decoding requests at self.steps
         self._res = [0] * cfg.block_tokens  # decoding requests counted by kv_base mod B
-        self._acc_s = 0.0              # busy time per decode token, accumulated [s]
-        self._acc_j = 0.0              # busy energy per decode token, accumulated [J]
+        self._acc_s = 0.0  # busy time per decode token, accumulated [s]
+        self._acc_j = 0.0  # busy energy per decode token, accumulated [J]
         self._seq = 0
         self.busy = False
         self._event = None
         self._run: Tuple[float, int, int, int] | None = None  # (start, n, ctx0, k) of a decode run
-        self._batch: list = []         # prefill chunks of the running iteration
-        self._iter_decode = False      # whether the running iteration includes decode tokens
+        self._batch: list = []  # prefill chunks of the running iteration
+        self._iter_decode = False  # whether the running iteration includes decode tokens
         self.n_iterations = 0
         self.n_preemptions = 0
-        self.available = True          # False while failed (routers never see it then)
+        self.available = True  # False while failed (routers never see it then)
         self.n_failures = 0
-        self.down_intervals: List[List[float]] = []   # [down, up] per failure [s]
-        self.handoff = None            # DPD: prefill instances hand prefilled requests to this
+        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+        self.handoff: Optional[PrefillHandoff] = None  # DPD: prefill instances hand prefilled requests to this
         self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
-        self.n_reserved = 0            # DPD: requests with blocks reserved, transfer not arrived
-        self.n_in_transit = 0          # routed here, still on the network (counted in n_waiting)
+        self.n_reserved = 0  # DPD: requests with blocks reserved, transfer not arrived
+        self.n_in_transit = 0  # routed here, still on the network (counted in n_waiting)
 
     # ----------------------------------------------------------------- views
     @property
@@ -111,7 +135,7 @@ class Instance:
         if not self.busy:
             self._schedule()
         elif was_empty and self._run is not None and self._admissible(r):
-            self._cut_run()
+            self._cut_run(self._run)
 
     def _admissible(self, r: Request) -> bool:
         """Could ``r`` start now? If not, it cannot at the run's next boundary either
@@ -121,8 +145,9 @@ class Instance:
             return False
         return self._blocks(r.n_in + r.generated) <= self.free_kv_blocks - cfg.watermark_blocks
 
-    def _cut_run(self) -> None:
-        start, n, ctx0, k = self._run
+    def _cut_run(self, run: Tuple[float, int, int, int]) -> None:
+        """End the decode run ``run`` (``self._run``) at its next iteration boundary."""
+        start, n, ctx0, k = run
         elapsed = self.sim.env.now - start
         j = self.perf.decode_iterations_until(n, ctx0, k, elapsed)
         if j < k:
@@ -223,7 +248,7 @@ class Instance:
         budget = cfg.max_batched_tokens
         n_run = len(self.decoding)
         free = self.free_kv_blocks - cfg.watermark_blocks
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []  # (request, tokens to prefill)
         while self.waiting and n_run + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             need = r.n_in + r.generated
@@ -241,17 +266,16 @@ class Instance:
         """Chunked prefill: decode tokens first, then prompt chunks fill the budget."""
         cfg = self.cfg
         budget = cfg.max_batched_tokens - len(self.decoding)
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []  # (request, tokens to prefill)
         for r in self.prefilling:
             if budget <= 0:
                 break
             q = min(budget, r.n_in + r.generated - r.prefilled)
             chunks.append((r, q))
             budget -= q
-        step_blocks = self._res[(-self.steps) % self.B]   # decodes that need a block this step
+        step_blocks = self._res[(-self.steps) % self.B]  # decodes that need a block this step
         free = self.free_kv_blocks - cfg.watermark_blocks - step_blocks
-        while (self.waiting and budget > 0
-               and len(self.decoding) + len(self.prefilling) < cfg.max_batch_size):
+        while self.waiting and budget > 0 and len(self.decoding) + len(self.prefilling) < cfg.max_batch_size:
             r = self.waiting[0]
             need = r.n_in + r.generated
             nb = self._blocks(need)
@@ -311,19 +335,23 @@ class Instance:
         self._iter_t, self._iter_p, self._iter_tokens = t, power, p_tok + n_dec
         self._iter_start = self.sim.env.now
         if self.handoff is not None and self.handoff.layerwise:
-            for r, q in chunks:          # DPD layer-wise: KV may leave as layers are computed
+            for r, q in chunks:  # DPD layer-wise: KV may leave as layers are computed
                 if r.prefilled + q == r.n_in + r.generated and r.n_out > r.generated + 1:
                     self.handoff.on_prefill_start(self, r)
         self._run = None
         self.busy = True
-        self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.decoding) + len(self.prefilling)
-                           + (0 if self.cfg.chunked_prefill else len(chunks)))
+        self.ledger.sample(
+            self.sim.env.now,
+            len(self.waiting),
+            len(self.decoding) + len(self.prefilling) + (0 if self.cfg.chunked_prefill else len(chunks)),
+        )
         self._arm(t)
 
     def _start_decode_run(self) -> None:
         while True:
-            while self._heap and (self._heap[0][2].id not in self.decoding
-                                  or self._heap[0][2].finish_step != self._heap[0][0]):
+            while self._heap and (
+                self._heap[0][2].id not in self.decoding or self._heap[0][2].finish_step != self._heap[0][0]
+            ):
                 heapq.heappop(self._heap)  # stale entry of a preempted request
             k = self._heap[0][0] - self.steps
             if self.sim.max_run_iterations is not None:
@@ -376,7 +404,7 @@ class Instance:
             r.prefilled += q
             target = r.n_in + r.generated
             if r.prefilled < target:
-                continue                       # chunked prefill continues
+                continue  # chunked prefill continues
             if self.cfg.chunked_prefill:
                 self.prefilling.remove(r)
             r.kv_len = target
@@ -388,7 +416,7 @@ class Instance:
                 r.blocks = 0
                 self.sim.on_complete(r, now)
             elif self.handoff is not None:
-                self.handoff.on_prefilled(self, r)   # DPD: keeps r.blocks until sent
+                self.handoff.on_prefilled(self, r)  # DPD: keeps r.blocks until sent
             else:
                 self._enter_decode(r)
         if self._iter_decode:
@@ -402,8 +430,8 @@ class Instance:
                 continue
             if fs != s:
                 raise SimulationInvariantError(
-                    f"instance {self.index}: request {r.id} overshot its last token "
-                    f"(finish step {fs}, now {s})")
+                    f"instance {self.index}: request {r.id} overshot its last token (finish step {fs}, now {s})"
+                )
             self._leave_decode(r)
             r.blocks = 0
             self.sim.on_complete(r, now)
@@ -424,13 +452,13 @@ class Instance:
                 dt = now - start
                 j = self.perf.decode_iterations_until(n, ctx0, k, dt) if dt > 0 else 0
                 if j and self.perf.decode_run_time_s(n, ctx0, j) > dt:
-                    j -= 1                     # iteration j is only partly done: its tokens are lost
+                    j -= 1  # iteration j is only partly done: its tokens are lost
                 self._run = (start, n, ctx0, min(j, k))
-                self._finish_iteration()       # busy time and energy up to now; j steps of tokens
+                self._finish_iteration()  # busy time and energy up to now; j steps of tokens
             elif now - self._iter_start >= self._iter_t:
-                self._finish_iteration()       # due exactly now
+                self._finish_iteration()  # due exactly now
             else:
-                dt = now - self._iter_start    # a partly done iteration: energy spent, work lost
+                dt = now - self._iter_start  # a partly done iteration: energy spent, work lost
                 self.ledger.busy(self._iter_start, dt, dt * self._iter_p)
         reqs: Dict[int, Request] = {}
         for r in list(self.decoding.values()):
@@ -443,7 +471,9 @@ class Instance:
         for r in self.waiting:
             reqs[r.id] = r
         if self._dec_blocks != 0:
-            raise SimulationInvariantError(f"instance {self.index}: {self._dec_blocks} decode KV blocks left at failure")
+            raise SimulationInvariantError(
+                f"instance {self.index}: {self._dec_blocks} decode KV blocks left at failure"
+            )
         for r in reqs.values():
             r.blocks = 0
             r.kv_len = 0
@@ -472,6 +502,7 @@ class Instance:
     def down_s(self, horizon_s: float) -> float:
         """Time spent failed within [0, horizon] [s]."""
         return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+
     # ----------------------------------------------------------------- DPD hand-off
     def _growth_blocks(self, k: int) -> int:
         """KV blocks the decoding batch allocates over its next ``k`` steps (no change)."""
@@ -490,15 +521,14 @@ class Instance:
         the same whether runs are advanced in closed form or one iteration per event.
         """
         cfg = self.cfg
-        if (len(self.decoding) + len(self.prefilling) + len(self.incoming) + self.n_reserved
-                >= cfg.max_batch_size):
+        if len(self.decoding) + len(self.prefilling) + len(self.incoming) + self.n_reserved >= cfg.max_batch_size:
             return False
         nb = self._blocks(kv_tokens) + cfg.watermark_blocks
         free = self.free_kv_blocks
         if nb > free:
-            return False                      # growth only lowers it further
+            return False  # growth only lowers it further
         if self._run is not None and nb <= free - self._growth_blocks(self._run[3]):
-            return True                       # fits even at the end of the whole run
+            return True  # fits even at the end of the whole run
         return nb <= self.free_kv_blocks_after_iteration
 
     @property
@@ -519,7 +549,7 @@ class Instance:
         self._prefill_blocks += nb
         self.n_reserved += 1
         if self._run is not None:
-            self._cut_run()
+            self._cut_run(self._run)
         return nb
 
     def accept(self, r: Request, n_blocks: int) -> None:
@@ -531,7 +561,7 @@ class Instance:
         if not self.busy:
             self._schedule()
         elif self._run is not None:
-            self._cut_run()
+            self._cut_run(self._run)
 
     def _join_incoming(self) -> None:
         for r in self.incoming:
@@ -551,8 +581,10 @@ class Instance:
         if self.waiting or self.decoding or self.prefilling or self.busy or self.incoming or self.n_reserved:
             raise SimulationInvariantError(
                 f"instance {self.index} ended with work left: {len(self.waiting)} waiting, "
-                f"{len(self.decoding)} decoding, {len(self.prefilling)} prefilling")
+                f"{len(self.decoding)} decoding, {len(self.prefilling)} prefilling"
+            )
         if self._prefill_blocks != 0 or self._dec_blocks != 0:
             raise SimulationInvariantError(
                 f"instance {self.index} ended with KV blocks held "
-                f"(prefill {self._prefill_blocks}, decode {self._dec_blocks})")
+                f"(prefill {self._prefill_blocks}, decode {self._dec_blocks})"
+            )

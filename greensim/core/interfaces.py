@@ -1,10 +1,20 @@
 """The small interfaces the core talks to. Plug-ins implement these."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
 
-__all__ = ["EngineHost", "BoundPerformance", "PerformanceModel", "InstanceView", "Router", "RouterContext", "FailureModel"]
+__all__ = [
+    "EngineHost",
+    "BoundPerformance",
+    "PerformanceModel",
+    "InstanceView",
+    "Router",
+    "RouterContext",
+    "FailureModel",
+    "PrefillHandoff",
+]
 
 #: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
 Chunk = Tuple[int, int]
@@ -40,8 +50,7 @@ class BoundPerformance(ABC):
     #: context, time): callers then use :meth:`iteration_power_w` and :meth:`decode_run_energy_j`.
     power_varies: bool = False
 
-    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int,
-                          time_s: float) -> float:
+    def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:
         """Average instance power during one iteration (arguments of :meth:`iteration_time_s`,
         and its duration ``time_s``) [W]. The default ignores context and time."""
         return self.power_w(sum(q for q, _ in chunks), n_decode)
@@ -110,14 +119,23 @@ class InstanceView(Protocol):
     instance group in the experiment), ``site``, ``mode`` (colocated, prefill, decode,
     spec, dsd) and ``network_delay_s`` (one way, None when not modelled). ``n_waiting``
     counts requests queued or still on the network to it.
+
+    The members are read-only properties: a router reads them, and an instance may
+    provide each as a plain attribute or a computed property.
     """
 
-    index: int
-    n_waiting: int
-    n_running: int
-    free_kv_blocks: int
-    total_kv_blocks: int
-    cfg: Any
+    @property
+    def index(self) -> int: ...
+    @property
+    def n_waiting(self) -> int: ...
+    @property
+    def n_running(self) -> int: ...
+    @property
+    def free_kv_blocks(self) -> int: ...
+    @property
+    def total_kv_blocks(self) -> int: ...
+    @property
+    def cfg(self) -> Any: ...
 
 
 class RouterContext:
@@ -166,6 +184,22 @@ class FailureModel(Protocol):
         ...
 
 
+class PrefillHandoff(Protocol):
+    """Where a prefill instance sends its prefilled requests (disaggregated prefill/decode):
+    :class:`~greensim.core.disagg.KVHandoff`. Instances never import it."""
+
+    #: send KV layer by layer while the last prefill iteration runs
+    layerwise: bool
+
+    def on_prefill_start(self, src: Any, r: Any) -> None:
+        """``r``'s last prefill iteration starts on instance ``src``."""
+        ...
+
+    def on_prefilled(self, src: Any, r: Any) -> None:
+        """``r`` finished its prefill on instance ``src``."""
+        ...
+
+
 class EngineHost(Protocol):
     """What an instance (and the DPD hand-off) may see of the engine that drives it.
 
@@ -173,13 +207,18 @@ class EngineHost(Protocol):
     instances it owns: the SimPy environment, the per-request record, and four callbacks
     as a request moves through its life. Instances never import the simulation.
     """
-    env: Any                      # simpy.Environment
+
+    env: Any  # simpy.Environment
     max_run_iterations: Optional[int]
-    table: Any                    # RequestTable: the workload
-    record: Any                   # RequestRecord: per-request outcome arrays
-    instances: Sequence[Any]      # the engine's instances, by index
-    dsd_draft_busy_s: Any         # per-request draft-GPU busy time [s] (DSD only)
-    dsd_draft_energy_j: Any       # per-request draft-GPU energy [J] (DSD only)
+    table: Any  # RequestTable: the workload
+    record: Any  # RequestRecord: per-request outcome arrays
+    dsd_draft_busy_s: Any  # per-request draft-GPU busy time [s] (DSD only)
+    dsd_draft_energy_j: Any  # per-request draft-GPU energy [J] (DSD only)
+
+    @property
+    def instances(self) -> Sequence[Any]:
+        """The engine's instances, by index (read-only here: any sequence type fits)."""
+        ...
 
     def on_first_scheduled(self, r: Any, now: float) -> None:
         """``r`` entered a batch for the first time."""
@@ -196,4 +235,3 @@ class EngineHost(Protocol):
     def on_preempted(self, r: Any) -> None:
         """``r`` was evicted from its batch (it will be re-prefilled)."""
         ...
-

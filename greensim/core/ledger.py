@@ -1,4 +1,5 @@
 """Per-instance ledger of busy time and energy, binned on a fixed timeline."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,7 @@ class Ledger:
     the whole horizon and draws idle power whenever it is not in an iteration.
     """
 
-    __slots__ = ("bin_s", "max_bins", "busy_s", "busy_j", "bin_busy_s", "bin_busy_j", "bin_queue_max",
-                 "bin_batch_max")
+    __slots__ = ("bin_s", "max_bins", "busy_s", "busy_j", "bin_busy_s", "bin_busy_j", "bin_queue_max", "bin_batch_max")
 
     def __init__(self, bin_s: float, max_bins: int = 4096):
         if not (bin_s > 0 and math.isfinite(bin_s)):
@@ -31,10 +31,12 @@ class Ledger:
 
     def coarsen(self) -> None:
         """Double the bin width, merging pairs of bins (sums for time/energy, max for samples)."""
+
         def pairs(x, f):
             if len(x) % 2:
                 x = x + [0.0 if f is sum else -1]
             return [f((x[i], x[i + 1])) for i in range(0, len(x), 2)]
+
         self.bin_busy_s = pairs(self.bin_busy_s, sum)
         self.bin_busy_j = pairs(self.bin_busy_j, sum)
         self.bin_queue_max = pairs(self.bin_queue_max, max)
@@ -46,7 +48,7 @@ class Ledger:
         if extra > 0:
             self.bin_busy_s.extend([0.0] * extra)
             self.bin_busy_j.extend([0.0] * extra)
-            self.bin_queue_max.extend([-1] * extra)   # -1: no sample in the bin
+            self.bin_queue_max.extend([-1] * extra)  # -1: no sample in the bin
             self.bin_batch_max.extend([-1] * extra)
 
     def busy(self, start_s: float, dt_s: float, energy_j: float) -> None:

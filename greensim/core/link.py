@@ -12,6 +12,7 @@ standards, per direction; set ``efficiency_frac`` in the experiment for protocol
 overhead). Latency has no shipped default: it depends on the NIC, switch and software
 stack, so the experiment must state it.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,14 @@ __all__ = ["Link", "LINK_TYPES", "link_bandwidth_bps"]
 
 #: Per-direction line rate of each link type [bytes/s], with its source.
 LINK_TYPES: Dict[str, tuple[float, str]] = {
-    "pcie_gen3_x16": (15.754e9, "PCI-SIG PCIe 3.0 base spec: 8 GT/s x 16 lanes, 128b/130b encoding = 15.75 GB/s per direction"),
-    "pcie_gen4_x16": (31.508e9, "PCI-SIG PCIe 4.0 base spec: 16 GT/s x 16 lanes, 128b/130b encoding = 31.5 GB/s per direction"),
+    "pcie_gen3_x16": (
+        15.754e9,
+        "PCI-SIG PCIe 3.0 base spec: 8 GT/s x 16 lanes, 128b/130b encoding = 15.75 GB/s per direction",
+    ),
+    "pcie_gen4_x16": (
+        31.508e9,
+        "PCI-SIG PCIe 4.0 base spec: 16 GT/s x 16 lanes, 128b/130b encoding = 31.5 GB/s per direction",
+    ),
     "nvlink_v100": (150e9, "NVIDIA V100 datasheet: NVLink 2.0 300 GB/s total = 150 GB/s per direction"),
     "nvlink_a100": (300e9, "NVIDIA A100 datasheet: NVLink 3.0 600 GB/s total = 300 GB/s per direction"),
     "ethernet_10g": (1.25e9, "IEEE 802.3 10GBASE: 10 Gb/s line rate = 1.25 GB/s"),
@@ -47,8 +54,19 @@ class Link:
         Label for errors and tables.
     """
 
-    __slots__ = ("env", "bandwidth_bps", "latency_s", "name", "_flows", "_t", "_event",
-                 "n_flows", "bytes_sent", "busy_s", "_busy_since")
+    __slots__ = (
+        "env",
+        "bandwidth_bps",
+        "latency_s",
+        "name",
+        "_flows",
+        "_t",
+        "_event",
+        "n_flows",
+        "bytes_sent",
+        "busy_s",
+        "_busy_since",
+    )
 
     def __init__(self, env, bandwidth_bps: float, latency_s: float, name: str = "link"):
         if not bandwidth_bps > 0:
@@ -56,12 +74,12 @@ class Link:
         if not (latency_s >= 0 and math.isfinite(latency_s)):
             raise ValueError(f"{name}: latency must be finite and >= 0 s, got {latency_s}")
         self.env, self.bandwidth_bps, self.latency_s, self.name = env, bandwidth_bps, latency_s, name
-        self._flows: List[list] = []      # [remaining bytes, callback, seq, bytes]
+        self._flows: List[list] = []  # [remaining bytes, callback, seq, bytes]
         self._t = 0.0
         self._event = None
-        self.n_flows = 0                  # flows started
-        self.bytes_sent = 0.0             # bytes delivered [bytes]
-        self.busy_s = 0.0                 # time with >= 1 active flow [s]
+        self.n_flows = 0  # flows started
+        self.bytes_sent = 0.0  # bytes delivered [bytes]
+        self.busy_s = 0.0  # time with >= 1 active flow [s]
         self._busy_since = 0.0
 
     def send(self, n_bytes: float, done: Callable[[], None]) -> None:
@@ -107,7 +125,7 @@ class Link:
 
     def _on_event(self, ev) -> None:
         if ev is not self._event:
-            return                         # superseded by a later join
+            return  # superseded by a later join
         self._advance()
         first = min(self._flows, key=lambda f: (f[0], f[2]))
         # The flow this event was armed for is done; others within rounding of zero too.
@@ -125,4 +143,6 @@ def link_bandwidth_bps(kind: Optional[str], bandwidth_gbs: Optional[float], effi
     """Effective bandwidth [bytes/s] from a link type name or an explicit GB/s figure."""
     if bandwidth_gbs is not None:
         return bandwidth_gbs * 1e9 * efficiency_frac
+    if kind is None:  # the config layer requires exactly one of the two
+        raise ValueError("link_bandwidth_bps: give a link type (kind) or bandwidth_gbs")
     return LINK_TYPES[kind][0] * efficiency_frac

@@ -1,4 +1,5 @@
 """Paged KV-cache capacity (vLLM-style blocks)."""
+
 from __future__ import annotations
 
 from greensim.base.errors import ConfigError
@@ -7,9 +8,15 @@ from greensim.base.units import BYTES_PER_GIB
 __all__ = ["kv_capacity_blocks"]
 
 
-def kv_capacity_blocks(gpu_memory_bytes: float, tp: int, weight_bytes: float,
-                       kv_bytes_per_token: float, block_tokens: int, reserve_frac: float,
-                       where: str = "cluster.instances") -> int:
+def kv_capacity_blocks(
+    gpu_memory_bytes: float,
+    tp: int,
+    weight_bytes: float,
+    kv_bytes_per_token: float,
+    block_tokens: int,
+    reserve_frac: float,
+    where: str = "cluster.instances",
+) -> int:
     """Number of KV blocks an instance holds.
 
     capacity = tp * memory * (1 - reserve_frac) - weights, in blocks of

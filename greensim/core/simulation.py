@@ -1,9 +1,10 @@
 """The simulation: a SimPy environment, the arrival stream, a router and instances."""
+
 from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import simpy
@@ -12,11 +13,17 @@ from greensim.base.errors import SimulationInvariantError
 from greensim.core.disagg import DisaggregationSpec, KVHandoff
 from greensim.core.instance import Instance, InstanceConfig
 from greensim.core.interfaces import BoundPerformance, FailureModel, Router, RouterContext
-from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
 from greensim.core.ledger import Ledger
 from greensim.core.requests import Request, RequestRecord, RequestTable
+from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
 
-__all__ = ["Simulation", "SimOutput"]
+__all__ = ["Simulation", "SimOutput", "EngineInstance"]
+
+#: An instance that requests are routed to: plain, or speculative (DSD).
+ServingInstance = Union[Instance, SpecInstance]
+#: An entry of :attr:`Simulation.instances`: a serving instance, or the draft GPU of a
+#: split speculative pair (those come after all serving instances and are never routed to).
+EngineInstance = Union[Instance, SpecInstance, DraftSide]
 
 
 @dataclass
@@ -25,7 +32,7 @@ class SimOutput:
 
     table: RequestTable
     record: RequestRecord
-    instances: List[Instance]
+    instances: Sequence[EngineInstance]
     horizon_s: float
     bin_s: float
 
@@ -49,23 +56,37 @@ class Simulation:
         routers do not see them.
     """
 
-    def __init__(self, table: RequestTable, instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
-                 router: Router, bin_s: float, progress: Optional[Callable[[float], None]] = None,
-                 max_run_iterations: Optional[int] = None, failures: Optional[FailureModel] = None,
-                 disaggregation: Optional[DisaggregationSpec] = None,
-                 speculative: Optional[Sequence[Optional[SpecSetup]]] = None,
-                 router_extras: Optional[dict] = None):
+    #: every instance, by index: the serving ones, then the draft GPUs of split DSD pairs
+    instances: Sequence[EngineInstance]
+    #: the serving instances, by index (``instances`` without the draft GPUs)
+    _served: Sequence[ServingInstance]
+
+    def __init__(
+        self,
+        table: RequestTable,
+        instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
+        router: Router,
+        bin_s: float,
+        progress: Optional[Callable[[float], None]] = None,
+        max_run_iterations: Optional[int] = None,
+        failures: Optional[FailureModel] = None,
+        disaggregation: Optional[DisaggregationSpec] = None,
+        speculative: Optional[Sequence[Optional[SpecSetup]]] = None,
+        router_extras: Optional[dict] = None,
+    ):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
         self.table = table
         self.router = router
         self.bin_s = bin_s
         self.record = RequestRecord(len(table))
-        self._front_map: Optional[List[int]] = None    # router's index -> instance index
-        self._draft_of: Optional[dict] = None          # DSD: target instance -> its draft GPU
+        self._front_map: Optional[List[int]] = None  # router's index -> instance index
+        self._draft_of: Optional[dict] = None  # DSD: target instance -> its draft GPU
+        # GPU failures apply to plain instances only (speculative decoding rejects them below)
+        self._failable: Sequence[Instance] = ()
         if speculative is None:
-            self.instances = [Instance(self, i, cfg, perf, Ledger(bin_s))
-                              for i, (cfg, perf) in enumerate(instances)]
+            plain = [Instance(self, i, cfg, perf, Ledger(bin_s)) for i, (cfg, perf) in enumerate(instances)]
+            self.instances = self._served = self._failable = plain
         else:
             self._build_speculative(instances, speculative, bin_s)
         self._progress = progress
@@ -78,59 +99,81 @@ class Simulation:
         self.n_rejected = 0
         self._max_need = [inst.total_kv_blocks - inst.cfg.watermark_blocks for inst in self.instances]
         self.failures = failures
-        self.n_down = 0                # instances currently failed: arrivals take the slow path
-        self._parked: List[Request] = []   # requests waiting for any instance to come back
+        self.n_down = 0  # instances currently failed: arrivals take the slow path
+        self._parked: List[Request] = []  # requests waiting for any instance to come back
         if failures is not None and (disaggregation is not None or speculative is not None):
-            raise SimulationInvariantError("GPU failures are not supported with disaggregation or "
-                                           "speculative decoding (the config layer rejects this)")
-        self._front: Sequence[Instance] = (self.instances if self._front_map is None   # what the router sees
-                                           else [self.instances[i] for i in self._front_map])
+            raise SimulationInvariantError(
+                "GPU failures are not supported with disaggregation or "
+                "speculative decoding (the config layer rejects this)"
+            )
+        self._front: Sequence[ServingInstance] = (
+            self._served
+            if self._front_map is None  # what the router sees
+            else [self._served[i] for i in self._front_map]
+        )
         self._dpd: Optional[KVHandoff] = None
         if disaggregation is not None:
             self._dpd = KVHandoff(self, disaggregation)
             self._front_map = [i for i, role in enumerate(disaggregation.roles) if role != "decode"]
-            self._front = [self.instances[i] for i in self._front_map]
+            self._front = [self._served[i] for i in self._front_map]
         # network delay: one way per request, that of the instance it is routed to
         self._net = array("d", bytes(8 * len(table)))
         delays = [getattr(inst.cfg, "network_delay_s", None) for inst in self.instances]
         self._has_net = any(d is not None for d in delays)
         if self._has_net:
             if failures is not None and any(d for d in delays):
-                raise SimulationInvariantError("network delays (site rtt_s) are not supported with GPU failures "
-                                               "(the config layer rejects this)")
+                raise SimulationInvariantError(
+                    "network delays (site rtt_s) are not supported with GPU failures (the config layer rejects this)"
+                )
             self.network_delay_s = np.zeros(len(table))
-            self.record.extra["network_delay_s"] = self.network_delay_s   # round trip paid [s]
-            # instances call these hooks: the no-network path keeps the plain ones
-            self.on_first_token, self.on_complete = self._on_first_token_net, self._on_complete_net
+            self.record.extra["network_delay_s"] = self.network_delay_s  # round trip paid [s]
+            # instances call these hooks: the no-network path keeps the plain methods (a class
+            # attribute lookup, the fast path), a run with network delays overrides them per object
+            self.on_first_token = self._on_first_token_net  # type: ignore[method-assign]
+            self.on_complete = self._on_complete_net  # type: ignore[method-assign]
         bind = getattr(router, "bind", None)
         if bind is not None:
             bind(RouterContext(self.env, router_extras))
 
-    def _build_speculative(self, instances, speculative, bin_s: float) -> None:
+    def _build_speculative(
+        self,
+        instances: Sequence[tuple[InstanceConfig, BoundPerformance]],
+        speculative: Sequence[Optional[SpecSetup]],
+        bin_s: float,
+    ) -> None:
         n = len(self.record.busy_s)
-        self.instances = []
-        drafts = []
+        served: List[ServingInstance] = []
+        drafts: List[DraftSide] = []
+        draft_of: Dict[int, int] = {}  # target instance -> its draft GPU
         for i, (cfg, perf) in enumerate(instances):
             sp = speculative[i]
             if sp is None:
-                self.instances.append(Instance(self, i, cfg, perf, Ledger(bin_s)))
+                served.append(Instance(self, i, cfg, perf, Ledger(bin_s)))
                 continue
             inst = SpecInstance(self, i, cfg, perf, Ledger(bin_s), sp)
-            self.instances.append(inst)
+            served.append(inst)
             if sp.split:
-                inst.draft = DraftSide(len(instances) + len(drafts), sp.draft_name, sp.draft_gpu,
-                                       sp.draft_perf, Ledger(bin_s), cfg.kv_blocks)
-                drafts.append(inst.draft)
+                draft = DraftSide(
+                    len(instances) + len(drafts),
+                    sp.draft_name,
+                    sp.draft_gpu,
+                    sp.draft_perf,
+                    Ledger(bin_s),
+                    cfg.kv_blocks,
+                )
+                inst.draft = draft
+                drafts.append(draft)
+                draft_of[i] = draft.index
+        self.instances = self._served = served
         if drafts:
             self.dsd_draft_instance = np.full(n, -1, dtype=np.int64)
             self.dsd_draft_busy_s = np.zeros(n)
             self.dsd_draft_energy_j = np.zeros(n)
             self.record.parts.append((self.dsd_draft_instance, self.dsd_draft_busy_s, self.dsd_draft_energy_j))
             self.record.extra["draft_instance"] = self.dsd_draft_instance
-            self._draft_of = {inst.index: inst.draft.index for inst in self.instances
-                              if getattr(inst, "draft", None) is not None}
+            self._draft_of = draft_of
             self._front_map = list(range(len(instances)))
-            self.instances += drafts
+            self.instances = [*served, *drafts]
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:
@@ -140,14 +183,14 @@ class Simulation:
         self.record.first_token_s[r.id] = now
 
     def _on_first_token_net(self, r: Request, now: float) -> None:
-        self.record.first_token_s[r.id] = now + self._net[r.id]    # reaches the user one way later
+        self.record.first_token_s[r.id] = now + self._net[r.id]  # reaches the user one way later
 
     def on_preempted(self, r: Request) -> None:
         self.record.n_preemptions[r.id] += 1
 
     def _on_complete_net(self, r: Request, now: float) -> None:
         Simulation.on_complete(self, r, now)
-        self.record.done_s[r.id] = now + self._net[r.id]            # reaches the user one way later
+        self.record.done_s[r.id] = now + self._net[r.id]  # reaches the user one way later
 
     def on_complete(self, r: Request, now: float) -> None:
         rec = self.record
@@ -180,25 +223,33 @@ class Simulation:
             raise SimulationInvariantError(f"router returned instance {k}; valid 0..{len(self._front) - 1}")
         if self._front_map is not None:
             k = self._front_map[k]
-        inst = self.instances[k]
+        inst = self._served[k]
         self.record.instance[i] = k
         cfg = inst.cfg
         reason = ""
         if self._dpd is not None and inst.handoff is not None and n_out > 1:
             reason = self._dpd.reject_reason(n_in, n_out)
             if not reason and inst._blocks(n_in) > self._max_need[k]:
-                reason = (f"needs {inst._blocks(n_in)} KV blocks to prefill; instance {cfg.name} "
-                          f"holds {self._max_need[k]} above the watermark")
+                reason = (
+                    f"needs {inst._blocks(n_in)} KV blocks to prefill; instance {cfg.name} "
+                    f"holds {self._max_need[k]} above the watermark"
+                )
             elif not reason and not cfg.chunked_prefill and n_in > cfg.max_batched_tokens:
-                reason = (f"prompt {n_in} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}; "
-                          f"enable chunked_prefill or raise max_batched_tokens")
+                reason = (
+                    f"prompt {n_in} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}; "
+                    f"enable chunked_prefill or raise max_batched_tokens"
+                )
         elif inst._blocks(n_in + n_out - 1) > self._max_need[k]:
-            reason = (f"needs {inst._blocks(n_in + n_out - 1)} KV blocks; instance {cfg.name} "
-                      f"holds {self._max_need[k]} above the watermark")
+            reason = (
+                f"needs {inst._blocks(n_in + n_out - 1)} KV blocks; instance {cfg.name} "
+                f"holds {self._max_need[k]} above the watermark"
+            )
         elif not cfg.chunked_prefill and n_in + n_out - 1 > cfg.max_batched_tokens:
-            reason = (f"prompt+output {n_in + n_out - 1} tokens exceed max_batched_tokens "
-                      f"{cfg.max_batched_tokens} (a recomputed prompt could not be scheduled); "
-                      f"enable chunked_prefill or raise max_batched_tokens")
+            reason = (
+                f"prompt+output {n_in + n_out - 1} tokens exceed max_batched_tokens "
+                f"{cfg.max_batched_tokens} (a recomputed prompt could not be scheduled); "
+                f"enable chunked_prefill or raise max_batched_tokens"
+            )
         if reason:
             self.record.rejected[i] = True
             self.record.reject_reason[i] = reason
@@ -214,11 +265,13 @@ class Simulation:
             self.network_delay_s[i] = 2 * d
             inst.n_in_transit += 1
             ev = self.env.timeout(d)
-            ev.callbacks.append(lambda _ev, inst=inst, r=Request(i, n_in, n_out): self._deliver(inst, r))
+            # a lambda, cheaper per arrival than a def; mypy cannot type a lambda with default
+            # arguments (python/mypy#15459)
+            ev.callbacks.append(lambda _ev, inst=inst, r=Request(i, n_in, n_out): self._deliver(inst, r))  # type: ignore[misc]
             return
         inst.enqueue(Request(i, n_in, n_out))
 
-    def _deliver(self, inst: Instance, r: Request) -> None:
+    def _deliver(self, inst: ServingInstance, r: Request) -> None:
         """A request reaches its instance after the one-way network delay."""
         inst.n_in_transit -= 1
         inst.enqueue(r)
@@ -226,7 +279,7 @@ class Simulation:
     # ---------------------------------------------------------------- failures (GPU aging)
     def _dispatch(self, r: Request) -> None:
         """Route a request among the instances that are up (slow path while any is down)."""
-        up = [inst for inst in self.instances if inst.available]
+        up = [inst for inst in self._failable if inst.available]
         if not up:
             self._parked.append(r)
             return
@@ -254,36 +307,45 @@ class Simulation:
     def _work_left(self) -> bool:
         return self.n_done + self.n_rejected < len(self._arr)
 
-    def _arm_failure(self, inst: Instance) -> None:
-        dt = self.failures.time_to_failure_s(inst.index, self.env.now)
+    # The failure model ``fm`` (``self.failures``, not None here) is passed along the chain.
+    def _arm_failure(self, fm: FailureModel, inst: Instance) -> None:
+        dt = fm.time_to_failure_s(inst.index, self.env.now)
         if dt is None:
             return
         if not (dt >= 0):
             raise SimulationInvariantError(f"failure model returned delay {dt} for instance {inst.index}")
         ev = self.env.timeout(dt)
-        ev.callbacks.append(lambda _ev, inst=inst: self._on_failure(inst))
 
-    def _on_failure(self, inst: Instance) -> None:
+        def fail(_ev: simpy.Event, inst: Instance = inst) -> None:
+            self._on_failure(fm, inst)
+
+        ev.callbacks.append(fail)
+
+    def _on_failure(self, fm: FailureModel, inst: Instance) -> None:
         if not self._work_left():
-            return                     # the workload is done: stop generating events
+            return  # the workload is done: stop generating events
         reqs = inst.fail()
         self.n_down += 1
-        rep = self.failures.repair_time_s(inst.index, self.env.now)
+        rep = fm.repair_time_s(inst.index, self.env.now)
         ev = self.env.timeout(rep)
-        ev.callbacks.append(lambda _ev, inst=inst: self._on_repair(inst))
+
+        def repair(_ev: simpy.Event, inst: Instance = inst) -> None:
+            self._on_repair(fm, inst)
+
+        ev.callbacks.append(repair)
         for r in reqs:
             self.record.n_requeues[r.id] += 1
             self._dispatch(r)
 
-    def _on_repair(self, inst: Instance) -> None:
+    def _on_repair(self, fm: FailureModel, inst: Instance) -> None:
         inst.recover()
         self.n_down -= 1
-        self.failures.on_repaired(inst.index, self.env.now)
+        fm.on_repaired(inst.index, self.env.now)
         parked, self._parked = self._parked, []
         for r in parked:
             self._dispatch(r)
         if self._work_left():
-            self._arm_failure(inst)
+            self._arm_failure(fm, inst)
 
     # ---------------------------------------------------------------- run
     def run(self) -> SimOutput:
@@ -291,29 +353,31 @@ class Simulation:
         self._progress_every = max(1, len(self._arr) // 100)
         self._schedule_arrival()
         if self.failures is not None:
-            for inst in self.instances:
-                self._arm_failure(inst)
+            for plain in self._failable:
+                self._arm_failure(self.failures, plain)
         self.env.run()
         n = len(self._arr)
         if self.n_done + self.n_rejected != n:
             raise SimulationInvariantError(
-                f"{n} requests arrived but {self.n_done} completed and {self.n_rejected} were rejected")
+                f"{n} requests arrived but {self.n_done} completed and {self.n_rejected} were rejected"
+            )
         for inst in self.instances:
             inst.check_drained()
-            if getattr(inst, "n_in_transit", 0):
-                raise SimulationInvariantError(f"instance {inst.index}: {inst.n_in_transit} requests still in transit")
-        w = max(inst.ledger.bin_s for inst in self.instances)   # ledgers coarsen independently
+            n_transit = getattr(inst, "n_in_transit", 0)  # draft GPUs have none
+            if n_transit:
+                raise SimulationInvariantError(f"instance {inst.index}: {n_transit} requests still in transit")
+        w = max(inst.ledger.bin_s for inst in self.instances)  # ledgers coarsen independently
         for inst in self.instances:
             while inst.ledger.bin_s < w:
                 inst.ledger.coarsen()
         self.bin_s = w
         horizon = float(self.env.now)
-        if self.failures is not None:   # stray failure/repair events may run past the last completion
+        if self.failures is not None:  # stray failure/repair events may run past the last completion
             done = self.record.done_s[np.isfinite(self.record.done_s)]
             horizon = float(done.max()) if done.size else 0.0
         if n:
             horizon = max(horizon, float(self._arr[-1]))
-        if self._has_net:             # the last response reaches its user after the instance's last event
+        if self._has_net:  # the last response reaches its user after the instance's last event
             done = self.record.done_s[np.isfinite(self.record.done_s)]
             if done.size:
                 horizon = max(horizon, float(done.max()))

@@ -44,17 +44,18 @@ as goodput, other performance models) the batch lives in slot arrays and each it
 runs numpy over them. ``tests/property/test_dsd_invariants.py`` checks that both give the
 same results.
 """
+
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Protocol
+from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
 from greensim.base.errors import SimulationInvariantError
 from greensim.core.instance import InstanceConfig
-from greensim.core.interfaces import EngineHost, BoundPerformance
+from greensim.core.interfaces import BoundPerformance, EngineHost
 from greensim.core.ledger import Ledger
 from greensim.core.requests import Request
 
@@ -79,8 +80,13 @@ def expected_tokens_per_position_model(alpha_by_position, gamma: int) -> float:
 class GammaPolicy(Protocol):
     """Chooses the number of draft tokens for the next speculative iteration."""
 
-    def choose(self, n_batch: int, gamma_max: int, expected_tokens: Callable[[int], float],
-               iteration_time_s: Callable[[int], float]) -> int:
+    def choose(
+        self,
+        n_batch: int,
+        gamma_max: int,
+        expected_tokens: Callable[[int], float],
+        iteration_time_s: Callable[[int], float],
+    ) -> int:
         """Return g in [0, gamma_max]; ``expected_tokens(g)`` is the mean tokens a request
         emits per iteration, ``iteration_time_s(g)`` the engine's estimate of its time [s].
 
@@ -134,9 +140,18 @@ class DraftSide:
 
     def __init__(self, index: int, name: str, gpu: str, perf: BoundPerformance, ledger: Ledger, kv_blocks: int):
         self.index, self.perf, self.ledger = index, perf, ledger
-        self.cfg = InstanceConfig(name=name, gpu=gpu, tp=1, kv_blocks=kv_blocks, block_tokens=1,
-                                  max_batch_size=1, max_batched_tokens=1, chunked_prefill=False,
-                                  watermark_blocks=0, mode="draft")
+        self.cfg = InstanceConfig(
+            name=name,
+            gpu=gpu,
+            tp=1,
+            kv_blocks=kv_blocks,
+            block_tokens=1,
+            max_batch_size=1,
+            max_batched_tokens=1,
+            chunked_prefill=False,
+            watermark_blocks=0,
+            mode="draft",
+        )
         self.total_kv_blocks = kv_blocks
         self.n_iterations = 0
         self.n_preemptions = 0
@@ -152,8 +167,15 @@ class SpecInstance:
     #: allow the planned-run path where it applies (tests switch it off to compare)
     plan_runs = True
 
-    def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance,
-                 ledger: Ledger, setup: SpecSetup):
+    def __init__(
+        self,
+        sim: "EngineHost",
+        index: int,
+        cfg: InstanceConfig,
+        perf: BoundPerformance,
+        ledger: Ledger,
+        setup: SpecSetup,
+    ):
         if cfg.chunked_prefill:
             raise SimulationInvariantError("speculative instances do not support chunked prefill")
         self.sim, self.index, self.cfg, self.perf, self.ledger, self.setup = sim, index, cfg, perf, ledger, setup
@@ -170,13 +192,13 @@ class SpecInstance:
         self.draft: Optional[DraftSide] = None
         self.n_iterations = 0
         self.n_preemptions = 0
-        self.n_in_transit = 0          # routed here, still on the network (counted in n_waiting)
-        self.n_spec_iterations = 0     # target verify passes
-        self.n_full_draws = 0          # request-iterations that drafted gamma_max tokens
-        self.n_full_tokens = 0         # tokens those emitted
+        self.n_in_transit = 0  # routed here, still on the network (counted in n_waiting)
+        self.n_spec_iterations = 0  # target verify passes
+        self.n_full_draws = 0  # request-iterations that drafted gamma_max tokens
+        self.n_full_tokens = 0  # tokens those emitted
         self._plan: tuple = ()
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
-        self._sum_ctx = 0              # sum over running requests of n_in + generated - 1
+        self._sum_ctx = 0  # sum over running requests of n_in + generated - 1
         self._g = setup.gamma_max
         # acceptance draws, drawn in chunks and handed out in consecutive segments:
         # G, and the cumulative tokens C[i] = sum_{j<i} (min(G_j, gamma_max) + 1)
@@ -185,14 +207,18 @@ class SpecInstance:
         self._pool_c = np.zeros(0, dtype=np.int64)
         self._pool_p = 0
         pol = setup.gamma_policy
-        self._planned = (self.plan_runs and (pol is None or getattr(pol, "always_gamma_max", False))
-                         and getattr(perf, "verify_from_sums", False))
+        self._planned = (
+            self.plan_runs
+            and (pol is None or getattr(pol, "always_gamma_max", False))
+            and getattr(perf, "verify_from_sums", False)
+        )
         if self._planned:
-            self._t = 0                                    # index of the next speculative iteration
-            self._tok = np.zeros(1024, dtype=np.int64)     # tokens emitted by iteration t
-            self._short: dict = {}     # t -> [(request, g_i < g, context, tokens)]
-            self._done: dict = {}      # t -> requests completing in iteration t
-            self._cap_blocks = 0       # running batch: sum of blocks at each one's KV cap
+            self._t = 0  # index of the next speculative iteration
+            self._tok = np.zeros(1024, dtype=np.int64)  # tokens emitted by iteration t
+            # t -> [(request, g_i < g, context, tokens)]
+            self._short: Dict[int, List[Tuple[Request, int, int, int]]] = {}
+            self._done: Dict[int, List[Request]] = {}  # t -> requests completing in iteration t
+            self._cap_blocks = 0  # running batch: sum of blocks at each one's KV cap
             # running sums of per-request shares: target time and energy per verified
             # position, draft time and energy per request
             self._acc = [0.0, 0.0, 0.0, 0.0]
@@ -233,8 +259,9 @@ class SpecInstance:
         rows = []
         for r in self.running:
             gen = self._generated_now(r)
-            rows.append((r.n_in, r.n_out, gen, r.seq, self._run_blocks(r, gen), r.n_in - 1 + self._la,
-                         r.n_in + r.n_out - 1))
+            rows.append(
+                (r.n_in, r.n_out, gen, r.seq, self._run_blocks(r, gen), r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
+            )
         return np.array(rows, dtype=np.int64).reshape(-1, 7)
 
     def _blocks(self, tokens: int) -> int:
@@ -252,26 +279,26 @@ class SpecInstance:
         m = r.n_out - r.generated
         p = self._pool_p
         G, C = self._pool_G, self._pool_C
-        if p + m > len(G):                     # a run takes at most m draws
+        if p + m > len(G):  # a run takes at most m draws
             s = self.setup
             k = max(4096, m)
             if s.alpha_by_position is not None:
                 if s.gamma_max == 0:
                     new = np.zeros(k, dtype=np.int64)
                 else:
-                    ok = s.rng.random((k, s.gamma_max)) < np.asarray(s.alpha_by_position[:s.gamma_max])
+                    ok = s.rng.random((k, s.gamma_max)) < np.asarray(s.alpha_by_position[: s.gamma_max])
                     new = ok.cumprod(axis=1).sum(axis=1)
             elif s.alpha > 0:
                 new = s.rng.geometric(1.0 - s.alpha, size=k) - 1
             else:
                 new = np.zeros(k, dtype=np.int64)
-            G = np.concatenate((G[p:], new))      # segments handed out keep the old arrays
+            G = np.concatenate((G[p:], new))  # segments handed out keep the old arrays
             self._pool_c = np.minimum(G, self._g) + 1
             C = np.zeros(len(G) + 1, dtype=np.int64)
             np.cumsum(self._pool_c, out=C[1:])
             self._pool_G, self._pool_C, p = G, C, 0
         base = int(C[p])
-        e = int(C.searchsorted(base + m))     # first e with C[e] - C[p] >= m
+        e = int(C.searchsorted(base + m))  # first e with C[e] - C[p] >= m
         r.spec_draws = (G, C, p)
         r.spec_k = 0
         self._pool_p = e
@@ -310,11 +337,11 @@ class SpecInstance:
     def _start_prefill(self) -> bool:
         cfg = self.cfg
         budget = cfg.max_batched_tokens
-        if self._planned:   # a lower bound first: each running request at its KV cap
+        if self._planned:  # a lower bound first: each running request at its KV cap
             free, exact = self.total_kv_blocks - self._held - self._cap_blocks - cfg.watermark_blocks, False
         else:
             free, exact = self.total_kv_blocks - self._held - cfg.watermark_blocks, True
-        chunks = []
+        chunks: List[Tuple[Request, int]] = []  # (request, tokens to prefill)
         while self.waiting and len(self.running) + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             q = r.n_in + r.generated
@@ -379,7 +406,7 @@ class SpecInstance:
         """Plan ``r``'s run from now to completion: its tokens per iteration go into the
         instance's totals, its completion and short iterations under their indices."""
         t0, g = self._t, self._g
-        m = r.n_out - r.generated                       # tokens left
+        m = r.n_out - r.generated  # tokens left
         a, N, base = self._take_draws(r)
         C = self._pool_C
         e = a + N
@@ -389,14 +416,14 @@ class SpecInstance:
         tok = self._tok
         # iterations in which r drafts fewer than g tokens (remaining - 1 < g): the last few
         lo = max(a, e - g - 1)
-        tail = C[lo:e + 1].tolist()                     # tail[i] = C[lo + i]
+        tail = C[lo : e + 1].tolist()  # tail[i] = C[lo + i]
         tok[t0:end] += self._pool_c[a:e]
-        tok[end - 1] -= tail[-1] - base - m             # the last iteration emits what is left
+        tok[end - 1] -= tail[-1] - base - m  # the last iteration emits what is left
         ctx0 = r.n_in + r.generated - 1
         short = self._short
         j = N - 1
         while j >= 0:
-            prev = tail[a + j - lo] - base              # tokens emitted before iteration j
+            prev = tail[a + j - lo] - base  # tokens emitted before iteration j
             rem = m - prev
             if rem > g:
                 break
@@ -407,16 +434,16 @@ class SpecInstance:
             else:
                 lst.append(ent)
             j -= 1
-        lst = self._done.get(end - 1)
-        if lst is None:
+        fin = self._done.get(end - 1)
+        if fin is None:
             self._done[end - 1] = [r]
         else:
-            lst.append(r)
+            fin.append(r)
         r.spec_traj = (t0, r.generated, C, a, N)
         acc = self._acc
         r.spec_base = (acc[0], acc[1], acc[2], acc[3])
         self.running.append(r)
-        self._held -= r.blocks                          # now counted from its generated tokens
+        self._held -= r.blocks  # now counted from its generated tokens
         r.blocks = 0
         self._cap_blocks += self._blocks(r.n_in + r.n_out - 1)
         self._sum_ctx += ctx0
@@ -501,7 +528,7 @@ class SpecInstance:
         n_ver = n_draft + n
         e_v = t_v * self.perf.power_w(n_ver, 0)
         e_d = t_d * s.draft_perf.decode_power_w
-        if self.draft is not None:            # as _book: draft, link, then target
+        if self.draft is not None:  # as _book: draft, link, then target
             if t_d > 0:
                 self.draft.ledger.busy(start, t_d, e_d)
             self.ledger.busy(start + t_d + t_l, t_v, e_v)
@@ -509,7 +536,7 @@ class SpecInstance:
             if t_d > 0:
                 self.ledger.busy(start, t_d, e_d)
             self.ledger.busy(start + t_d, t_v, e_v)
-        x, y = t_v / n_ver, e_v / n_ver       # per verified position
+        x, y = t_v / n_ver, e_v / n_ver  # per verified position
         a = self._acc
         a[0] += x
         a[1] += y
@@ -539,7 +566,7 @@ class SpecInstance:
                 self._settle_planned(r)
                 self.running.remove(r)
                 r.generated = r.n_out
-                r.spec_traj = None
+                r.spec_traj = None  # type: ignore[assignment]  # drop the run's arrays; read only while planned
                 self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
                 self._sum_ctx -= r.n_in + r.n_out - 1
                 self.sim.on_complete(r, now)
@@ -550,7 +577,7 @@ class SpecInstance:
         t = self._t
         t0, _, C, a, N = r.spec_traj
         j, end = t - t0, t0 + N
-        self._tok[t:end] -= C[a + j + 1:a + N + 1] - C[a + j:a + N]     # unplan the rest of its run
+        self._tok[t:end] -= C[a + j + 1 : a + N + 1] - C[a + j : a + N]  # unplan the rest of its run
         self._tok[end - 1] += int(C[a + N]) - int(C[a]) - (r.n_out - r.spec_traj[1])
         for u in range(max(t, end - self._g - 1), end):
             lst = self._short.get(u)
@@ -566,7 +593,7 @@ class SpecInstance:
         self._cap_blocks -= self._blocks(r.n_in + r.n_out - 1)
         self._sum_ctx -= r.n_in + gen - 1
         r.generated = gen
-        r.spec_traj = None
+        r.spec_traj = None  # type: ignore[assignment]  # drop the run's arrays; read only while planned
         self.waiting.appendleft(r)
         self.n_preemptions += 1
         self.sim.on_preempted(r)
@@ -579,8 +606,7 @@ class SpecInstance:
         self._take_draws(r)
         i = len(self.running)
         self.running.append(r)
-        self._slots[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks,
-                          r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
+        self._slots[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks, r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
         self._F[i] = 0.0
         self._sum_ctx += r.n_in + r.generated - 1
 
@@ -621,7 +647,7 @@ class SpecInstance:
     def _time_parts(self, gs: Optional[np.ndarray], g: int) -> tuple:
         s = self.setup
         n = len(self.running)
-        ctx_sum = self._sum_ctx                 # tokens with KV: prompt + generated - 1, summed
+        ctx_sum = self._sum_ctx  # tokens with KV: prompt + generated - 1, summed
         if gs is None:
             steps, n_draft = g, n * g
             t_v = self.perf.verify_uniform_time_s(n, g + 1, ctx_sum)
@@ -639,8 +665,12 @@ class SpecInstance:
         s = self.setup
         g = s.gamma_max
         if s.gamma_policy is not None:
-            g = s.gamma_policy.choose(len(self.running), s.gamma_max, s.expected_tokens,
-                                      lambda x: sum(self._time_parts(self._gammas(x), x)[:3]))
+            g = s.gamma_policy.choose(
+                len(self.running),
+                s.gamma_max,
+                s.expected_tokens,
+                lambda x: sum(self._time_parts(self._gammas(x), x)[:3]),
+            )
             if not (0 <= g <= s.gamma_max):
                 raise SimulationInvariantError(f"gamma policy returned {g}; valid 0..{s.gamma_max}")
         gs = self._gammas(g)
@@ -658,7 +688,7 @@ class SpecInstance:
         t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
         n = len(self.running)
         drawn = np.empty(n, dtype=np.int64)
-        for i, r in enumerate(self.running):           # each request's next draw
+        for i, r in enumerate(self.running):  # each request's next draw
             drawn[i] = r.spec_draws[0][r.spec_draws[2] + r.spec_k]
             r.spec_k += 1
         self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g, n_draft)
@@ -677,7 +707,7 @@ class SpecInstance:
         e_d = t_d * s.draft_perf.decode_power_w
         self._book(start, t_v, e_v, t_d, e_d, t_l)
         I, F = self._slots, self._F
-        if gs is None:                          # every request verified g + 1 positions
+        if gs is None:  # every request verified g + 1 positions
             F[:n] += (t_v / n, e_v / n, t_d / n, e_d / n)
             tok = np.minimum(drawn, g) + 1
             n_tok = int(tok.sum())
@@ -721,7 +751,7 @@ class SpecInstance:
             if t_d > 0:
                 self.draft.ledger.busy(start, t_d, e_d)
             if self._plan[0] == "prefill":
-                self.ledger.busy(start, t_t, e_t)         # both prompts at once, two GPUs
+                self.ledger.busy(start, t_t, e_t)  # both prompts at once, two GPUs
             else:
                 self.ledger.busy(start + t_d + t_l, t_t, e_t)
         else:
@@ -742,8 +772,8 @@ class SpecInstance:
     def check_drained(self) -> None:
         if self.waiting or self.running or self.busy:
             raise SimulationInvariantError(
-                f"instance {self.index} ended with work left: {len(self.waiting)} waiting, "
-                f"{len(self.running)} running")
+                f"instance {self.index} ended with work left: {len(self.waiting)} waiting, {len(self.running)} running"
+            )
         if self._used != 0:
             raise SimulationInvariantError(f"instance {self.index} ended with {self._used} KV blocks held")
         if self._planned and (self._short or self._done or self._sum_ctx):
