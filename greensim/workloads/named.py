@@ -159,8 +159,8 @@ def find_named_trace(
             return info, p
     raise TraceError(
         f"{field}: trace '{name}' needs the file {info.file}, not found in "
-        f"{', '.join(str(d) for d in dirs)}. Set workload.data_dir (or $GREENSIM_DATA_DIR to the shared data folder) to the "
-        f"folder holding it."
+        f"{', '.join(str(d) for d in dirs)}. Set workload.data_dir to the folder holding it, "
+        f"or $GREENSIM_DATA_DIR to the shared data folder (the one with traces/ inside)."
     )
 
 
