@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-import numpy as np
 import pandas as pd
 
+from greensim.assembly.prepare import experiment_workload
 from greensim.base.errors import TraceError
 from greensim.experiment.load import to_experiment
-from greensim.workloads import build_workload
 from greensim.workloads.clean import clean_frame
 from greensim.workloads.fitted import fit_document, fitted_names
 from greensim.workloads.named import TRACES, NamedTrace, resolve_trace_source, trace_dirs
@@ -127,7 +126,7 @@ def experiment_requests(experiment: Any) -> TraceData:
     """The requests the workload of ``experiment`` (a YAML path, dict or Experiment) generates:
     the same arrivals and lengths a run of it simulates."""
     exp = to_experiment(experiment)
-    tab = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])  # as assembly.prepare
+    tab = experiment_workload(exp)
     df = pd.DataFrame(
         {"arrival_time_s": tab.arrival_s, "input_tokens": tab.n_input_tokens, "output_tokens": tab.n_output_tokens}
     )

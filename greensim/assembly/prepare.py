@@ -20,13 +20,24 @@ from greensim.core.requests import RequestTable
 from greensim.core.spec_instance import SpecSetup
 from greensim.experiment.carbon import DEFAULT_SITE
 from greensim.experiment.schema import Experiment
+from greensim.experiment.settings import Performance
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
 from greensim.results import InstanceCarbonSpec
 from greensim.workloads import build_workload
 
-__all__ = ["Prepared", "GroupInfo", "prepare", "make_router", "router_extras", "slo_arrays"]
+__all__ = [
+    "Prepared",
+    "GroupInfo",
+    "prepare",
+    "make_router",
+    "router_extras",
+    "slo_arrays",
+    "experiment_seeds",
+    "experiment_workload",
+    "performance_model",
+]
 
 
 def slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
@@ -69,24 +80,38 @@ class Prepared:
     groups: Optional[List[Any]] = None  # per instance group: GroupInfo (for planners: router extras "groups")
 
 
+def experiment_seeds(exp: Experiment) -> Tuple[np.random.SeedSequence, np.random.SeedSequence]:
+    """The experiment's two root random streams: the workload's and the policies'."""
+    s_workload, s_policies = np.random.SeedSequence(exp.seed).spawn(2)
+    return s_workload, s_policies
+
+
+def experiment_workload(exp: Experiment) -> RequestTable:
+    """The requests a run of ``exp`` simulates (the same arrivals and lengths as :func:`prepare`)."""
+    return build_workload(exp.workload, experiment_seeds(exp)[0])
+
+
+def performance_model(p: Performance) -> Any:
+    """The performance model an experiment's (or plan's) ``performance`` section names, unbound."""
+    return PERFORMANCE_MODELS.get(p.model, field="performance.model")(
+        eta_compute=p.eta_compute,
+        eta_memory=p.eta_memory,
+        iteration_overhead_s=p.iteration_overhead_s,
+        band=p.band,
+        profile_dirs=p.profile_dirs,
+        decode_power=p.decode_power,
+    )
+
+
 def prepare(exp: Experiment) -> Prepared:
     """Resolve catalogue names, build the workload and bind performance models."""
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
     model = catalog.model(exp.model, "model")
-    root = np.random.SeedSequence(exp.seed)
-    s_workload, s_policies = root.spawn(2)
+    s_workload, s_policies = experiment_seeds(exp)
     table = build_workload(exp.workload, s_workload)
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
-    perf_cls = PERFORMANCE_MODELS.get(exp.performance.model, field="performance.model")
-    perf = perf_cls(
-        eta_compute=exp.performance.eta_compute,
-        eta_memory=exp.performance.eta_memory,
-        iteration_overhead_s=exp.performance.iteration_overhead_s,
-        band=exp.performance.band,
-        profile_dirs=exp.performance.profile_dirs,
-        decode_power=exp.performance.decode_power,
-    )
+    perf = performance_model(exp.performance)
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"

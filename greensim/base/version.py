@@ -8,6 +8,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
+from greensim.base.paths import bundled
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "version", "code_fingerprint", "code_revision", "provenance"]
@@ -24,8 +26,6 @@ def version() -> str:
 def code_fingerprint() -> str:
     """SHA-256 over greensim's source files and shipped profiles (a dev checkout keeps one
     version number while its code changes; caches and manifests must tell such code apart)."""
-    from greensim.base.paths import bundled
-
     h = hashlib.sha256()
     for root in (_PACKAGE, bundled("profiles")):
         for p in sorted(root.rglob("*")):

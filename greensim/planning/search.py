@@ -311,26 +311,16 @@ class _Context:
     """What the theory stage needs once per plan: catalogue, bound models, workload statistics."""
 
     def __init__(self, spec: PlanSpec, exp: Experiment):
-        from greensim.assembly.prepare import slo_arrays
+        from greensim.assembly.prepare import experiment_workload, performance_model, slo_arrays
         from greensim.carbon.registry import INTENSITY_SOURCES
         from greensim.hardware.catalog import load_catalog
-        from greensim.hardware.registry import PERFORMANCE_MODELS
-        from greensim.workloads import build_workload
 
         self.spec = spec
         self.cat = load_catalog(spec.catalog.gpu_dirs, spec.catalog.model_dirs)
         self.model = self.cat.model(spec.model, "model")
         self.draft = self.cat.model(spec.search.draft.model, "search.draft.model") if spec.search.draft else None
-        p = spec.performance
-        self.perf = PERFORMANCE_MODELS.get(p.model, field="performance.model")(
-            eta_compute=p.eta_compute,
-            eta_memory=p.eta_memory,
-            iteration_overhead_s=p.iteration_overhead_s,
-            band=p.band,
-            profile_dirs=p.profile_dirs,
-            decode_power=p.decode_power,
-        )
-        table = build_workload(exp.workload, np.random.SeedSequence(exp.seed).spawn(2)[0])
+        self.perf = performance_model(spec.performance)
+        table = experiment_workload(exp)
         self.n_in = np.asarray(table.n_input_tokens, dtype=np.int64)
         self.n_out = np.asarray(table.n_output_tokens, dtype=np.int64)
         arr = np.asarray(table.arrival_s, dtype=float)
