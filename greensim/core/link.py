@@ -11,6 +11,16 @@ Link types and their bandwidths live in :data:`LINK_TYPES` (line rates from the
 standards, per direction; set ``efficiency_frac`` in the experiment for protocol
 overhead). Latency has no shipped default: it depends on the NIC, switch and software
 stack, so the experiment must state it.
+
+Achievable copy rates are below the line rates, and differ by direction and copy
+method, so ``efficiency_frac`` (or ``bandwidth_gbs``) should come from a measurement
+of the setup being modelled. Reported examples: on an H100 cluster, NVIDIA's
+nvbandwidth gave 35 GB/s host->device and 52.8 GB/s device->host with SM copies
+(github.com/NVIDIA/nvbandwidth/issues/24), against 63.0 GB/s PCIe Gen5 x16 line rate;
+the CUDA p2p bandwidth test on HGX H100 SXM gave about 380 GB/s per direction (749 GB/s
+bidirectional) of NVLink 4's 450 (900) GB/s (github.com/NVIDIA/nccl/issues/1264). No
+primary source was found for the often-quoted ~55 GB/s pinned H2D on H100 PCIe Gen5; it
+is to be measured on the project's H100 and added.
 """
 
 from __future__ import annotations
@@ -30,13 +40,34 @@ LINK_TYPES: Dict[str, tuple[float, str]] = {
         31.508e9,
         "PCI-SIG PCIe 4.0 base spec: 16 GT/s x 16 lanes, 128b/130b encoding = 31.5 GB/s per direction",
     ),
+    "pcie_gen5_x16": (
+        63.015e9,
+        "PCI-SIG PCIe 5.0 base spec: 32 GT/s x 16 lanes, 128b/130b encoding = 63.0 GB/s per direction",
+    ),
     "nvlink_v100": (150e9, "NVIDIA V100 datasheet: NVLink 2.0 300 GB/s total = 150 GB/s per direction"),
     "nvlink_a100": (300e9, "NVIDIA A100 datasheet: NVLink 3.0 600 GB/s total = 300 GB/s per direction"),
+    "nvlink_h100": (
+        450e9,
+        "NVIDIA H100 SXM datasheet: NVLink 4.0 900 GB/s total (18 links) = 450 GB/s per direction; the H200 SXM "
+        "datasheet gives the same 900 GB/s, so H200 uses this type (shared/data/profiles/gpu_specs.csv rows "
+        "H100-SXM, H200-SXM)",
+    ),
+    "nvlink_b200": (
+        900e9,
+        "NVIDIA B200: NVLink 5 1.8 TB/s total per GPU = 900 GB/s per direction (gpu_specs.csv row B200, "
+        "glennklockwood.com/garden/processors/B200 citing NVIDIA; MLPerf Inference v6.0 system "
+        "nebius_b200_n1.json: '18x 5th Gen NVLink, 14.4 TB/s aggregated bandwidth' for 8 GPUs)",
+    ),
     "ethernet_10g": (1.25e9, "IEEE 802.3 10GBASE: 10 Gb/s line rate = 1.25 GB/s"),
     "ethernet_25g": (3.125e9, "IEEE 802.3by 25GBASE: 25 Gb/s line rate = 3.125 GB/s"),
     "ethernet_100g": (12.5e9, "IEEE 802.3 100GBASE: 100 Gb/s line rate = 12.5 GB/s"),
     "infiniband_hdr": (25e9, "InfiniBand HDR (IBTA): 200 Gb/s per 4x port = 25 GB/s"),
     "infiniband_ndr": (50e9, "InfiniBand NDR (IBTA): 400 Gb/s per 4x port = 50 GB/s"),
+    "infiniband_xdr": (
+        100e9,
+        "InfiniBand XDR: 800 Gb/s per port = 100 GB/s (NVIDIA ConnectX-8 SuperNIC firmware release notes "
+        "v40.44.0208: 'supports 800Gb/s or XDR IB')",
+    ),
 }
 
 

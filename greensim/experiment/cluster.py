@@ -64,7 +64,7 @@ class LinkConfig(StrictModel):
 
     kind: Optional[str] = Field(
         None,
-        description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, nvlink_v100, nvlink_a100, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr); or set bandwidth_gbs",
+        description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, pcie_gen5_x16, nvlink_v100, nvlink_a100, nvlink_h100, nvlink_b200, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr, infiniband_xdr); or set bandwidth_gbs",
     )
     bandwidth_gbs: Optional[float] = Field(
         None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed"
