@@ -156,3 +156,33 @@ def test_layerwise_transfer_overlaps_the_prefill_by_hand():
     )
     assert res[True].e2e_s < res[False].e2e_s
     assert res[True].ttft_s == res[False].ttft_s
+
+
+def test_every_link_type_has_a_rate_and_a_source():
+    for name, (bps, source) in LINK_TYPES.items():
+        assert bps > 0 and math.isfinite(bps), name
+        assert isinstance(source, str) and source.strip(), name
+
+
+def test_pcie_generations_double_the_rate():
+    """Each PCIe generation doubles the transfer rate at the same 128b/130b encoding (Gen3 8, Gen4 16, Gen5 32 GT/s)."""
+    g3, g4, g5 = (LINK_TYPES[f"pcie_gen{g}_x16"][0] for g in (3, 4, 5))
+    assert g4 == pytest.approx(2 * g3, rel=1e-3)
+    assert g5 == pytest.approx(2 * g4, rel=1e-3)
+    assert g5 == pytest.approx(32e9 * 16 * 128 / 130 / 8, rel=1e-4)
+
+
+def test_link_kind_description_lists_every_link_type():
+    """The experiment field's description (and so the JSON schema) names every LINK_TYPES entry."""
+    from greensim.experiment.cluster import LinkConfig
+
+    desc = LinkConfig.model_fields["kind"].description
+    listed = desc.split("LINK_TYPES: ")[1].split(")")[0].split(", ")
+    assert listed == list(LINK_TYPES)
+
+
+@pytest.mark.parametrize("kind", ["pcie_gen5_x16", "nvlink_h100", "nvlink_b200", "infiniband_xdr"])
+def test_new_link_kinds_parse(kind):
+    d = dpd()
+    d["cluster"]["disaggregation"]["link"] = {"kind": kind, "latency_s": 1e-5}
+    parse_experiment(d)
