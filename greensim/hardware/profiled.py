@@ -45,7 +45,7 @@ __all__ = ["MeasuredProfile", "load_profile", "find_profiles", "ProfiledModel", 
 
 log = logging.getLogger("greensim.hardware")
 COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s", "time_p90_s", "power_w", "n_rep"]
-PHASES = ("idle", "prefill", "decode", "mixed")
+PHASES = ("idle", "prefill", "decode", "verify", "mixed")
 _INT = ("batch", "prompt_tokens", "ctx_tokens", "n_rep")
 
 
@@ -57,6 +57,7 @@ class MeasuredProfile:
     prefill : sorted list of (prompt tokens, time s, power W), one sequence per prefill.
     decode : {batch: {context tokens: (time s, power W)}}.
     mixed : list of (prompt tokens, batch, context, time s, power W).
+    verify : list of (new tokens per sequence, batch, context, time s, power W).
     idle_w : board power with weights resident and nothing running [W] (None if absent).
     """
 
@@ -66,6 +67,7 @@ class MeasuredProfile:
         pre: Dict[int, Tuple[float, float]] = {}
         self.decode: Dict[int, Dict[int, Tuple[float, float]]] = {}
         self.mixed: List[Tuple[int, int, int, float, float]] = []
+        self.verify: List[Tuple[int, int, int, float, float]] = []
         for r in rows:
             ph = r["phase"]
             if ph == "idle":
@@ -75,7 +77,7 @@ class MeasuredProfile:
             elif ph == "decode":
                 self.decode.setdefault(r["batch"], {})[r["ctx_tokens"]] = (r["time_s"], r["power_w"])
             else:
-                self.mixed.append((r["prompt_tokens"], r["batch"], r["ctx_tokens"], r["time_s"], r["power_w"]))
+                getattr(self, ph).append((r["prompt_tokens"], r["batch"], r["ctx_tokens"], r["time_s"], r["power_w"]))
         self.prefill = sorted((t, v[0], v[1]) for t, v in pre.items())
         if not self.prefill or not self.decode:
             raise ProfileError(

@@ -40,5 +40,8 @@ class Backend:
     def make_mixed(self, prompt: int, batch: int, ctx: int):
         raise NotImplementedError
 
+    def make_verify(self, batch: int, new_tokens: int, ctx: int):
+        raise NotImplementedError
+
     def release(self) -> None:
         """Free what the last ``make_*`` allocated."""

@@ -11,8 +11,16 @@ What is measured (random weights, no downloads), per model shape and TP degree:
   logits of the last token only (as vLLM) [s, W].
 * ``decode``: one decode step of ``batch`` sequences that each attend to ``ctx_tokens``
   cached tokens, replayed as a CUDA graph (as vLLM and SGLang do for decode) [s, W].
+* ``verify``: one speculative-decoding verify step: ``batch`` sequences each score
+  ``prompt_tokens`` (= T, 2-9) new tokens, causal among themselves, over ``ctx_tokens``
+  cached tokens, logits for every new token [s, W].
 * ``mixed``: one prefill of ``prompt_tokens`` plus ``batch`` decodes at ``ctx_tokens`` in
-  one iteration (chunked-prefill style), eager [s, W].
+  one iteration (chunked-prefill style) [s, W].
+
+Every phase runs as a CUDA graph (kernel time, no Python launch cost). Power is NVML's
+energy counter over a window of at least ``power_s`` (default 1.5 s) of back-to-back runs;
+a reading above the board's power limit (+5%) is rejected (NaN, logged), and the idle
+reading is taken after the GPU has settled (``settle_s``).
 
 The decoder (:mod:`greensim.tools.torch_decoder`) is hand-written: fused QKV and gate/up
 projections, RoPE, RMSNorm (Llama/Qwen) or LayerNorm + ReLU MLP (OPT), torch
@@ -55,8 +63,19 @@ __all__ = [
 ]
 
 #: Columns of a measured-profile CSV (units in the names).
-COLUMNS = ["phase", "batch", "prompt_tokens", "ctx_tokens", "time_s", "time_p10_s", "time_p90_s", "power_w", "n_rep"]
-PHASES = ("idle", "prefill", "decode", "mixed")
+COLUMNS = [
+    "phase",
+    "batch",
+    "prompt_tokens",
+    "ctx_tokens",
+    "time_s",
+    "time_p10_s",
+    "time_p90_s",
+    "power_w",
+    "n_rep",
+    "power_window_s",
+]
+PHASES = ("idle", "prefill", "decode", "verify", "mixed")
 
 
 def default_grid(quick: bool = False) -> Dict[str, List[int]]:
@@ -71,16 +90,22 @@ def default_grid(quick: bool = False) -> Dict[str, List[int]]:
             "prefill_tokens": [16, 32, 64],
             "decode_batch": [1, 2, 4],
             "decode_ctx": [16, 64],
+            "verify_tokens": [3],
+            "verify_batch": [2],
+            "verify_ctx": [32],
             "mixed_prompt": [16],
             "mixed_batch": [2],
             "mixed_ctx": [32],
         }
     return {
-        "prefill_tokens": [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
-        "decode_batch": [1, 2, 4, 8, 16, 32, 64, 128, 256],
-        "decode_ctx": [128, 512, 1024, 2048, 4096, 8192],
-        "mixed_prompt": [128, 512, 2048],
-        "mixed_batch": [8, 32, 128],
+        "prefill_tokens": [32, 128, 512, 1024, 2048, 4096, 8192],
+        "decode_batch": [1, 4, 16, 32, 64, 128],
+        "decode_ctx": [512, 2048, 4096],
+        "verify_tokens": [2, 5, 9],
+        "verify_batch": [1, 8, 32],
+        "verify_ctx": [1024, 4096],
+        "mixed_prompt": [512, 2048],
+        "mixed_batch": [32],
         "mixed_ctx": [1024],
     }
 
@@ -93,6 +118,8 @@ def measure(
     min_rep: int = 5,
     max_rep: int = 500,
     window_s: float = 0.3,
+    power_s: float = 0.0,
+    power_limit_w: Optional[float] = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Dict[str, float]:
     """Time ``fn`` and its average board power over a window of back-to-back runs.
@@ -103,8 +130,10 @@ def measure(
     backend : device timer and energy counter.
     warmup : untimed runs first (compilation, allocator, clocks).
     min_rep, max_rep : bounds of the number of timed runs.
-    window_s : target length of the timed window [s]; the energy counter needs a window
-        well above its update period for a stable average power.
+    window_s : target length of the timed window [s].
+    power_s : minimum length of the window [s] (the energy counter needs a window well above
+        its update period, and the board's power settles over ~1 s).
+    power_limit_w : the board's power limit [W]; a reading above 1.05x it is rejected (NaN).
     clock : host clock for the power window [s].
 
     Returns
@@ -114,7 +143,7 @@ def measure(
     """
     pre = backend.elapsed_s(fn, warmup)
     est = max(min(pre) if pre else 0.0, 1e-6)
-    n = int(min(max_rep, max(min_rep, math.ceil(window_s / est))))
+    n = int(min(max(max_rep, math.ceil(power_s / est)), max(min_rep, math.ceil(max(window_s, power_s) / est))))
     backend.sync()
     e0, t0 = backend.energy_j(), clock()
     times = backend.elapsed_s(fn, n)
@@ -125,6 +154,8 @@ def measure(
     else:
         p = backend.power_w()
         power = float("nan") if p is None else p
+    if power_limit_w and power > 1.05 * power_limit_w:
+        power = float("nan")  # above what the board may draw: a counter artefact, not a reading
     q = sorted(times)
     pick = lambda f: q[min(len(q) - 1, int(round(f * (len(q) - 1))))]  # noqa: E731
     return {
@@ -133,6 +164,7 @@ def measure(
         "time_p90_s": pick(0.9),
         "power_w": power,
         "n_rep": n,
+        "power_window_s": max(t1 - t0, 0.0),
     }
 
 
@@ -161,8 +193,11 @@ def profile_shape(
     backend: Backend,
     grid: Mapping[str, Sequence[int]],
     *,
-    idle_s: float = 2.0,
+    idle_s: float = 3.0,
+    settle_s: float = 5.0,
     window_s: float = 0.3,
+    power_s: float = 1.5,
+    power_limit_w: Optional[float] = None,
     log: Callable[[str], None] = print,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.perf_counter,
@@ -172,11 +207,14 @@ def profile_shape(
     """Measure every cell of ``grid`` that fits; return the profile rows (see :data:`COLUMNS`).
 
     Cells that do not fit in memory (``make_*`` returns None) are skipped and logged.
-    ``deadline`` (a ``clock`` value) stops the decode sweep early, keeping what was measured;
-    ``checkpoint(rows)`` is called after every measured cell (a killed run keeps its rows).
+    ``deadline`` (a ``clock`` value) stops the decode and verify sweeps early, keeping what
+    was measured; ``checkpoint(rows)`` is called after every measured cell (a killed run
+    keeps its rows). Idle power is read over ``idle_s`` after ``settle_s`` of rest (an H100
+    keeps its clocks, and its power, up for seconds after work stops).
     """
     rows: List[Dict[str, Any]] = []
     backend.sync()
+    sleep(settle_s)
     e0, t0 = backend.energy_j(), clock()
     sleep(idle_s)
     e1, t1 = backend.energy_j(), clock()
@@ -186,49 +224,64 @@ def profile_shape(
         p = backend.power_w()
         idle = float("nan") if p is None else p
     rows.append(
-        {
-            "phase": "idle",
-            "batch": 0,
-            "prompt_tokens": 0,
-            "ctx_tokens": 0,
-            "time_s": 0.0,
-            "time_p10_s": 0.0,
-            "time_p90_s": 0.0,
-            "power_w": idle,
-            "n_rep": 1,
-        }
+        _row(
+            "idle",
+            0,
+            0,
+            0,
+            {
+                "time_s": 0.0,
+                "time_p10_s": 0.0,
+                "time_p90_s": 0.0,
+                "power_w": idle,
+                "n_rep": 1,
+                "power_window_s": max(t1 - t0, 0.0),
+            },
+        )
     )
-    kw = {"window_s": window_s, "clock": clock}
-    for p in grid["prefill_tokens"]:
-        m = _cell(backend, lambda: backend.make_prefill(p), log, f"prefill {p}", **kw)
+    log(f"  idle: {idle:6.1f} W")
+    kw = {"window_s": window_s, "power_s": power_s, "power_limit_w": power_limit_w, "clock": clock}
+
+    def done(phase: str, b: int, p: int, c: int, m: Optional[Dict[str, float]], what: str, make=None) -> None:
         if m is None:
-            continue
-        rows.append(_row("prefill", 1, p, 0, m))
+            return
+        if m["power_w"] != m["power_w"] and power_limit_w:
+            log(f"  {what}: power reading above 1.05 x the {power_limit_w:.0f} W limit rejected; measuring again")
+            m = _cell(backend, make, log, what, **kw) if make else None
+            if m is None or m["power_w"] != m["power_w"]:
+                log(f"  {what}: rejected twice, row dropped")
+                return
+        rows.append(_row(phase, b, p, c, m))
         if checkpoint:
             checkpoint(rows)
-        log(f"  prefill {p:>5}: {rows[-1]['time_s'] * 1e3:8.3f} ms {rows[-1]['power_w']:6.0f} W")
+        log(f"  {what}: {m['time_s'] * 1e3:9.3f} ms {m['power_w']:6.0f} W")
+
+    def late() -> bool:
+        if deadline is not None and clock() > deadline:
+            log("  deadline reached: sweep stopped")
+            return True
+        return False
+
+    def cell(phase: str, b: int, p: int, c: int, make: Callable[[], Any], what: str) -> None:
+        done(phase, b, p, c, _cell(backend, make, log, what, **kw), what, make)
+
+    for p in grid["prefill_tokens"]:
+        cell("prefill", 1, p, 0, lambda: backend.make_prefill(p), f"prefill {p:>5}")
     for b in grid["decode_batch"]:
+        if late():
+            break
         for c in grid["decode_ctx"]:
-            if deadline is not None and clock() > deadline:
-                log("  deadline reached: decode sweep stopped")
-                break
-            m = _cell(backend, lambda: backend.make_decode(b, c), log, f"decode b={b} ctx={c}", **kw)
-            if m is None:
-                continue
-            rows.append(_row("decode", b, 0, c, m))
-            if checkpoint:
-                checkpoint(rows)
-            log(f"  decode b={b:>3} ctx={c:>5}: {rows[-1]['time_s'] * 1e3:8.3f} ms {rows[-1]['power_w']:6.0f} W")
+            cell("decode", b, 0, c, lambda: backend.make_decode(b, c), f"decode b={b:>3} ctx={c:>5}")
+    for t in grid.get("verify_tokens", []):
+        if late():
+            break
+        for b in grid["verify_batch"]:
+            for c in grid["verify_ctx"]:
+                cell("verify", b, t, c, lambda: backend.make_verify(b, t, c), f"verify T={t} b={b:>3} ctx={c:>5}")
     for p in grid["mixed_prompt"]:
         for b in grid["mixed_batch"]:
             for c in grid["mixed_ctx"]:
-                m = _cell(backend, lambda: backend.make_mixed(p, b, c), log, f"mixed p={p} b={b} ctx={c}", **kw)
-                if m is None:
-                    continue
-                rows.append(_row("mixed", b, p, c, m))
-                if checkpoint:
-                    checkpoint(rows)
-                log(f"  mixed p={p} b={b} ctx={c}: {rows[-1]['time_s'] * 1e3:8.3f} ms")
+                cell("mixed", b, p, c, lambda: backend.make_mixed(p, b, c), f"mixed p={p} b={b} ctx={c}")
     return rows
 
 
@@ -283,6 +336,8 @@ def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cl
     grid = default_grid(args.quick)
     if args.no_mixed:
         grid = dict(grid, mixed_prompt=[])
+    if args.grid:
+        grid = dict(grid, **json.loads(args.grid))
     t_start = time.perf_counter()
     for name in args.models.split(","):
         if args.budget_s and time.perf_counter() - t_start > args.budget_s:
@@ -290,7 +345,7 @@ def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cl
                 print(f"{name}: time budget spent, not measured", flush=True)
             continue
         shape = shapes[name]
-        be = backend_cls(shape, tp=args.tp, rank=rank, device=args.device, dtype=args.dtype)
+        be = backend_cls(shape, tp=args.tp, rank=rank, device=args.device, dtype=args.dtype, graphs=not args.no_graphs)
         if not be.fits():
             if rank == 0:
                 print(f"{name}: weights do not fit on this device at TP{args.tp}, skipped", flush=True)
@@ -306,7 +361,10 @@ def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cl
             be,
             grid,
             idle_s=args.idle_s,
+            settle_s=args.settle_s,
             window_s=args.window_s,
+            power_s=args.power_s,
+            power_limit_w=be.info().get("power_limit_w"),
             log=log,
             sleep=be.sleep,
             deadline=deadline,
@@ -330,8 +388,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ap.add_argument("--dtype", default="bfloat16", help="weight/activation dtype (bfloat16, float16, float32)")
     ap.add_argument("--quick", action="store_true", help="tiny grid (smoke test)")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-iteration cells")
+    ap.add_argument("--grid", default="", help="JSON overriding grid entries, e.g. '{\"decode_batch\": [1, 8]}'")
     ap.add_argument("--window-s", type=float, default=0.3, help="timed window per cell [s]")
-    ap.add_argument("--idle-s", type=float, default=2.0, help="idle power window [s]")
+    ap.add_argument("--idle-s", type=float, default=3.0, help="idle power window [s]")
+    ap.add_argument("--settle-s", type=float, default=5.0, help="rest before the idle window [s]")
+    ap.add_argument("--power-s", type=float, default=1.5, help="minimum power window per cell [s]")
+    ap.add_argument("--no-graphs", action="store_true", help="time every phase eagerly (launch cost included)")
     ap.add_argument("--budget-s", type=float, default=0.0, help="stop starting new models after this [s]")
     ap.add_argument("--model-budget-s", type=float, default=0.0, help="stop a model's decode sweep after this [s]")
     args = ap.parse_args(argv)

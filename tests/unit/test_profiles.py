@@ -64,6 +64,9 @@ class FakeBackend(prof.Backend):
     def make_mixed(self, prompt, batch, ctx):
         return lambda: (3e-3 + 1e-5 * (prompt + batch), 250.0)
 
+    def make_verify(self, batch, new_tokens, ctx):
+        return lambda: (2e-3 + 1e-5 * batch * new_tokens + 1e-7 * batch * ctx, 220.0)
+
     def release(self):
         self.released += 1
 
@@ -82,7 +85,9 @@ def test_profile_shape_covers_phases_skips_cells_that_do_not_fit_and_round_trips
         be, prof.default_grid(quick=True), idle_s=1.0, window_s=0.01, log=lambda s: None, sleep=be.sleep, clock=be.clock
     )
     phases = {r["phase"] for r in rows}
-    assert phases == {"idle", "prefill", "decode", "mixed"}
+    assert phases == {"idle", "prefill", "decode", "verify", "mixed"}
+    ver = [(r["prompt_tokens"], r["batch"], r["ctx_tokens"]) for r in rows if r["phase"] == "verify"]
+    assert ver == [(3, 2, 32)]
     assert rows[0]["power_w"] == pytest.approx(50.0)
     dec = [(r["batch"], r["ctx_tokens"]) for r in rows if r["phase"] == "decode"]
     assert (4, 64) not in dec and (1, 64) in dec  # 4 x 64 > 64 tokens: skipped
@@ -106,7 +111,49 @@ def test_checkpoint_keeps_rows_of_a_killed_run():
         clock=be.clock,
         checkpoint=lambda rows: seen.append(len(rows)),
     )
-    assert seen == sorted(seen) and seen[0] == 2 and len(seen) == 3 + 6 + 1
+    assert seen == sorted(seen) and seen[0] == 2 and len(seen) == 3 + 6 + 1 + 1
+
+
+def test_power_window_is_at_least_power_s_and_idle_waits_to_settle():
+    be = FakeBackend()
+    m = prof.measure(lambda: (0.01, 400.0), be, window_s=0.05, power_s=1.5, clock=be.clock)
+    assert m["n_rep"] == 150 and m["power_window_s"] == pytest.approx(1.5)
+    rows = prof.profile_shape(
+        be,
+        prof.default_grid(quick=True),
+        idle_s=2.0,
+        settle_s=5.0,
+        window_s=0.01,
+        power_s=0.0,
+        log=lambda s: None,
+        sleep=be.sleep,
+        clock=be.clock,
+    )
+    assert rows[0]["phase"] == "idle" and rows[0]["power_window_s"] == pytest.approx(2.0)
+
+
+def test_power_above_the_board_limit_is_measured_again_then_dropped():
+    class Spiky(FakeBackend):
+        def make_decode(self, batch, ctx):
+            return lambda: (1e-3, 900.0 if batch == 1 else 300.0)  # 900 W on a 700 W board
+
+    be, log = Spiky(), []
+    rows = prof.profile_shape(
+        be,
+        prof.default_grid(quick=True),
+        idle_s=0.1,
+        settle_s=0.0,
+        window_s=0.01,
+        power_s=0.0,
+        power_limit_w=700.0,
+        log=log.append,
+        sleep=be.sleep,
+        clock=be.clock,
+    )
+    dec = {(r["batch"], r["ctx_tokens"]): r["power_w"] for r in rows if r["phase"] == "decode"}
+    assert all(b != 1 for b, _ in dec) and dec[(2, 16)] == pytest.approx(300.0)
+    assert any("rejected twice, row dropped" in line for line in log)
+    assert all(r["power_w"] <= 700.0 * 1.05 for r in rows)
 
 
 # --------------------------------------------------------------------------- file checks
