@@ -100,6 +100,7 @@ def performance_model(p: Performance) -> Any:
         band=p.band,
         profile_dirs=p.profile_dirs,
         decode_power=p.decode_power,
+        engine=p.engine,
     )
 
 

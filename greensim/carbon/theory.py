@@ -224,6 +224,20 @@ def _decode_time(perf, b: float, ctx: float) -> float:
     return t_lo + (b - lo) * (t_hi - t_lo)
 
 
+def _decode_energy(perf, b: float, ctx: float) -> float:
+    """Energy of one decode iteration at a (possibly fractional) batch b [J], interpolated as
+    :func:`_decode_time`; the model's own power of that iteration (it may rise with batch)."""
+    if not getattr(perf, "power_varies", False):
+        return _decode_time(perf, b, ctx) * perf.decode_power_w
+    lo = max(1, int(np.floor(b)))
+    e = []
+    for n in (lo, lo + 1):
+        c = int(round(n * ctx))
+        t = perf.iteration_time_s((), n, c)
+        e.append(t * perf.iteration_power_w((), n, c, t))
+    return e[0] + (b - lo) * (e[1] - e[0])
+
+
 def _use(role, busy_s, busy_j, rate, perf, n_gpus, e_kg, lt):
     u = rate * busy_s
     if 1 < u <= 1 + 1e-6:  # saturated fixed point: float rounding
@@ -261,7 +275,7 @@ def colocated(
     b = decode_batch(perf, rate_rps, n_out - 1, ctx, t_pre, lambda x: _decode_time(perf, x, ctx))
     t_dec = (n_out - 1) * _decode_time(perf, b, ctx) / b
     busy_s = t_pre + t_dec
-    busy_j = e_pre + t_dec * perf.decode_power_w
+    busy_j = e_pre + (n_out - 1) * _decode_energy(perf, b, ctx) / b
     return Mode("colocated", (_use(role, busy_s, busy_j, rate_rps, perf, n_gpus, embodied_kgco2e, lifetime_years),))
 
 
@@ -292,7 +306,8 @@ def dpd(
     ctx = n_in + n_out / 2.0
     b = decode_batch(perf_old, rate_old_rps, n_out - 1, ctx, 0.0, lambda x: _decode_time(perf_old, x, ctx))
     t_dec = (n_out - 1) * _decode_time(perf_old, b, ctx) / b
-    old_use = _use("old", t_dec, t_dec * perf_old.decode_power_w, rate_old_rps, perf_old, *old)
+    e_dec = (n_out - 1) * _decode_energy(perf_old, b, ctx) / b
+    old_use = _use("old", t_dec, e_dec, rate_old_rps, perf_old, *old)
     link_j = link_power_w * kv_bytes_per_token * n_in / link_bytes_per_s
     return Mode("DPD", (new_use, old_use), link_j)
 
@@ -386,7 +401,7 @@ def build_modes(
     from greensim.hardware.registry import PERFORMANCE_MODELS
 
     cat = load_catalog()
-    perf = PERFORMANCE_MODELS.get("roofline")()
+    perf = PERFORMANCE_MODELS.get("kernel")()
     m = cat.model(model, "model")
     g_new, g_old = cat.gpu(new_gpu, "new GPU"), cat.gpu(old_gpu, "old GPU")
     p_new, p_old = perf.bind(g_new, m, 1), perf.bind(g_old, m, 1)

@@ -22,7 +22,17 @@ class SLO(SLOPair):
 
 
 class Performance(StrictModel):
-    model: str = Field("roofline", description="performance model name")
+    model: str = Field(
+        "kernel",
+        description="performance model: kernel (the default: per-operator kernel time calibrated on kernel-level "
+        "measurements, profiles/kernel.yaml, plus the engine overhead of performance.engine), roofline (the "
+        "previous default), profiled (measured profiles on their grid), or a plug-in",
+    )
+    engine: Optional[str] = Field(
+        None,
+        description="serving-engine overhead preset of profiles/engines.yaml (per-iteration and per-sequence CPU "
+        "time, CUDA graphs); 'none' gives kernel-only times; default: the file's default preset. Kernel model only",
+    )
     eta_compute: Optional[float] = Field(None, gt=0, le=1, description="override compute efficiency")
     eta_memory: Optional[float] = Field(None, gt=0, le=1, description="override memory-bandwidth efficiency")
     iteration_overhead_s: Optional[float] = Field(None, ge=0, description="override per-iteration overhead [s]")

@@ -21,8 +21,16 @@ def load_uncertainty() -> Dict[str, Any]:
     return yaml.safe_load(f.read_text()) if f.is_file() else {}
 
 
-def band_fraction(unc: Mapping[str, Any], gpu: GPUSpec, measured: bool) -> Tuple[float, float]:
-    """(latency, power) relative uncertainty for a GPU, measured or roofline-modelled."""
+def band_fraction(
+    unc: Mapping[str, Any], gpu: GPUSpec, measured: bool, section: str = "roofline"
+) -> Tuple[float, float]:
+    """(latency, power) relative uncertainty for a GPU: measured, or modelled by the model
+    whose ``section`` of uncertainty.yaml applies (``roofline`` or ``kernel``)."""
+    if section != "roofline":
+        r = unc.get(section, {})
+        e = r.get("gpus", {}).get(gpu.name) or r.get("architectures", {}).get(gpu.architecture)
+        if e:
+            return float(e["latency_frac"]), float(e["power_frac"])
     if measured:
         e = unc.get("measured", {}).get(gpu.name)
         if e:

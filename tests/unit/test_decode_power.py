@@ -185,12 +185,13 @@ def test_constant_mode_is_bit_identical_to_before(path):
     d = yaml.safe_load((ROOT / path).read_text())
     d["workload"]["n_requests"] = 200
     d.setdefault("simulation", {})["progress"] = False
+    d["performance"] = {"model": "roofline"}  # the roofline's modes (no longer the default model)
     s0 = simulate(prepare(parse_experiment(d))).summary
-    d["performance"] = {"decode_power": "constant"}
+    d["performance"] = {"model": "roofline", "decode_power": "constant"}
     s1 = simulate(prepare(parse_experiment(d))).summary
     for k, v in RECORDED[path].items():
         assert s0[k] == v and s1[k] == v, k
-    d["performance"] = {"decode_power": "utilization"}
+    d["performance"] = {"model": "roofline", "decode_power": "utilization"}
     s2 = simulate(prepare(parse_experiment(d))).summary
     assert s2["tpot_s_mean"] == s0["tpot_s_mean"]  # power only: times unchanged
     assert s2["energy_kwh"] != pytest.approx(s0["energy_kwh"], rel=1e-3)

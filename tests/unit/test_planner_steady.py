@@ -24,6 +24,9 @@ def paper_case():
     ov = scenario_overrides(
         spec, Scenario(app="chat", slo_scale=2.0, grid="low", lifetime="new3_old_sunk"), load_yaml(path)
     )
+    # the miss was reported under the roofline model; under the kernel model this scenario's DPD
+    # saving is ~0.2%, too small to exercise the screening (the paper reproduction covers that model)
+    ov = {**ov, "performance.model": "roofline"}
     return path, ov, plan(path, overrides=ov, prune=False)
 
 

@@ -103,10 +103,10 @@ def test_batch_size_cap_queues_requests():
 
 
 def test_join_shortest_queue_beats_round_robin_on_mixed_lengths():
-    """Outputs of 10-1000 tokens at moderate load: JSQ cuts the TTFT tail and mean E2E vs round robin."""
+    """Outputs of 10-1000 tokens with queues forming: JSQ cuts the TTFT tail and mean E2E vs round robin."""
     upd = {
         "workload.n_requests": 600,
-        "workload.rate_rps": 8,
+        "workload.rate_rps": 11,
         "workload.output_tokens": {"dist": "uniform", "low": 10, "high": 1000},
     }
     rr = run_tables(make_experiment(**upd)).summary

@@ -1,0 +1,217 @@
+"""Fit the kernel model (:mod:`greensim.hardware.kernel`) to measured profiles.
+
+The measured rows (``profiles/measured/<GPU>/<model>_tp1.csv``, CUDA-graph kernel time and
+NVML board power) are predicted by :class:`~greensim.hardware.kernel.BoundKernel` with engine
+``none``; per GPU the five kernel efficiencies minimise the squared log error over the
+prefill, decode and verify rows (mixed iterations are held out for validation), and the
+power curve's ``a, b, c`` are a non-negative least-squares fit of the measured power of
+every phase against the iteration's achieved bandwidth and FLOP utilisation.
+
+Used by :mod:`greensim.tools.validation` (leave-one-model-out, leave-one-GPU-out) and to
+write ``profiles/kernel.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from greensim.hardware.catalog import Catalog, GPUSpec, ModelSpec
+from greensim.hardware.kernel import KERNEL_FIELDS, BoundKernel, EnginePreset, KernelParams
+from greensim.hardware.profiled import load_profile
+
+__all__ = ["Row", "load_rows", "predict", "fit_kernel", "fit_power", "FIT_PHASES", "BOUNDS", "START"]
+
+#: phases the latency fit uses (mixed rows are held out)
+FIT_PHASES = ("prefill", "decode", "verify")
+#: search bounds of the five efficiencies (eta in (0, 1], per-layer floor 0-100 us)
+BOUNDS = ([0.05, 0.05, 0.05, 0.05, 0.0], [1.0, 1.0, 1.0, 1.0, 100e-6])
+START = [0.7, 0.8, 0.5, 0.8, 10e-6]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured cell: ``prompt`` is a prefill's (or mixed iteration's) prompt, or a verify
+    step's new tokens per sequence."""
+
+    gpu: str
+    model: str
+    tp: int
+    phase: str
+    batch: int
+    prompt: int
+    ctx: int
+    time_s: float
+    power_w: float
+    idle_w: float
+
+
+def load_rows(root: Path, catalog: Catalog, gpus: Optional[Iterable[str]] = None) -> List[Row]:
+    """Every row of ``root/<GPU>/<model>_tp<N>.csv`` whose GPU and model are in the catalogue."""
+    out: List[Row] = []
+    want = set(gpus) if gpus else None
+    for f in sorted(Path(root).glob("*/*_tp*.csv")):
+        gpu = f.parent.name
+        model, _, tp = f.stem.rpartition("_tp")
+        if want is not None and gpu not in want:
+            continue
+        p = load_profile(f)
+        idle = p.idle_w if p.idle_w is not None else float("nan")
+        for tok, t, pw in p.prefill:
+            out.append(Row(gpu, model, int(tp), "prefill", 1, tok, 0, t, pw, idle))
+        for b, d in p.decode.items():
+            for c, (t, pw) in d.items():
+                out.append(Row(gpu, model, int(tp), "decode", b, 0, c, t, pw, idle))
+        for T, b, c, t, pw in p.verify:
+            out.append(Row(gpu, model, int(tp), "verify", b, T, c, t, pw, idle))
+        for P, b, c, t, pw in p.mixed:
+            out.append(Row(gpu, model, int(tp), "mixed", b, P, c, t, pw, idle))
+    return out
+
+
+def _bound(gpu: GPUSpec, model: ModelSpec, tp: int, k: KernelParams, engine: Optional[EnginePreset] = None):
+    return BoundKernel(gpu, model, tp, k, engine or EnginePreset())
+
+
+def predict(b: BoundKernel, r: Row) -> Tuple[float, float, float]:
+    """(kernel time [s], bytes, FLOPs) the model gives for row ``r``."""
+    if r.phase == "prefill":
+        return b._iteration([(r.prompt, 0)], 0, 0)
+    if r.phase == "decode":
+        return b._iteration((), r.batch, r.batch * r.ctx)
+    if r.phase == "verify":
+        q = r.prompt
+        return b._verify(r.batch * q, r.batch * r.ctx, q * r.batch * r.ctx + r.batch * q * (q + 1) * 0.5, r.batch)
+    return b._iteration([(r.prompt, 0)], r.batch, r.batch * r.ctx)
+
+
+def fit_kernel(
+    rows: Sequence[Row],
+    gpu_of: Callable[[str], GPUSpec],
+    model_of: Callable[[str], ModelSpec],
+    start: Optional[Sequence[float]] = None,
+) -> Tuple[KernelParams, Dict[str, float]]:
+    """Least squares on log(model / measured) over ``rows`` (any GPUs: each row is predicted
+    with its own GPU's peaks, so a pooled fit transfers efficiencies across GPUs)."""
+    from scipy.optimize import least_squares
+
+    use = [r for r in rows if r.phase in FIT_PHASES and r.time_s > 0]
+    if not use:
+        raise ValueError("fit_kernel: no prefill/decode/verify rows to fit")
+    keyed: Dict[Tuple[str, str, int], List[Row]] = {}
+    for r in use:
+        keyed.setdefault((r.gpu, r.model, r.tp), []).append(r)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        k = KernelParams(*[float(v) for v in x])
+        out = []
+        for (g, m, tp), rs in keyed.items():
+            b = _bound(gpu_of(g), model_of(m), tp, k)
+            for r in rs:
+                out.append(math.log(predict(b, r)[0] / r.time_s))
+        return np.asarray(out)
+
+    x0 = np.clip(np.asarray(start or START, dtype=float), BOUNDS[0], BOUNDS[1])
+    sol = least_squares(resid, x0, bounds=BOUNDS, x_scale=[0.1, 0.1, 0.1, 0.1, 5e-6], loss="soft_l1", f_scale=0.1)
+    k = KernelParams(*[float(v) for v in sol.x])
+    res = np.abs(np.expm1(resid(sol.x)))
+    return k, {"rows": len(use), "median_abs_err": float(np.median(res)), "worst_abs_err": float(res.max())}
+
+
+def power_features(
+    rows: Sequence[Row], k: KernelParams, gpu_of: Callable[[str], GPUSpec], model_of: Callable[[str], ModelSpec]
+) -> Tuple[np.ndarray, np.ndarray, List[Row]]:
+    """Design matrix [1, u_mem, u_compute] and target (P - idle) / (TDP - idle) of the rows with
+    a power reading, utilisations from the model's bytes and FLOPs over the *measured* time."""
+    X, y, kept = [], [], []
+    for r in rows:
+        if not (r.power_w > 0 and r.time_s > 0) or r.phase == "idle":
+            continue
+        g = gpu_of(r.gpu)
+        idle = g.idle_w * r.tp
+        span = (g.tdp_w - g.idle_w) * r.tp
+        _, m, f = predict(_bound(g, model_of(r.model), r.tp, k), r)
+        X.append([1.0, m / (r.time_s * g.mem_bandwidth_bps), f / (r.time_s * g.peak_flops)])
+        y.append((r.power_w - idle) / span)
+        kept.append(r)
+    return np.asarray(X), np.asarray(y), kept
+
+
+def fit_power(
+    rows: Sequence[Row], k: KernelParams, gpu_of: Callable[[str], GPUSpec], model_of: Callable[[str], ModelSpec]
+) -> Tuple[Tuple[float, float, float], Dict[str, float]]:
+    """Non-negative least squares of the power curve (module docstring of
+    :mod:`greensim.hardware.kernel`) on every phase's measured power."""
+    from scipy.optimize import nnls
+
+    X, y, kept = power_features(rows, k, gpu_of, model_of)
+    if len(y) < 3:
+        raise ValueError("fit_power: fewer than 3 rows with power")
+    coef, _ = nnls(X, y)
+    pred = np.clip(X @ coef, 0, 1)
+    spans = np.asarray([(gpu_of(r.gpu).tdp_w - gpu_of(r.gpu).idle_w) * r.tp for r in kept])
+    idles = np.asarray([gpu_of(r.gpu).idle_w * r.tp for r in kept])
+    p_meas = y * spans + idles
+    err = np.abs((pred * spans + idles) / p_meas - 1)
+    return (float(coef[0]), float(coef[1]), float(coef[2])), {
+        "rows": len(y),
+        "median_abs_err": float(np.median(err)),
+        "worst_abs_err": float(err.max()),
+    }
+
+
+def params_dict(k: KernelParams) -> Dict[str, float]:
+    """The fitted efficiencies as a plain mapping (rounded for the YAML file)."""
+    return {f: (round(getattr(k, f), 9) if f == "t_layer_s" else round(getattr(k, f), 4)) for f in KERNEL_FIELDS}
+
+
+def by(rows: Iterable[Row], **kw: object) -> List[Row]:
+    """Rows whose attributes equal ``kw`` (a value may be a set: membership)."""
+    out = []
+    for r in rows:
+        ok = True
+        for a, v in kw.items():
+            x = getattr(r, a)
+            if isinstance(v, (set, frozenset, tuple, list)):
+                ok = x in v
+            else:
+                ok = x == v
+            if not ok:
+                break
+        if ok:
+            out.append(r)
+    return out
+
+
+def errors(
+    rows: Sequence[Row],
+    k_of: Callable[[Row], KernelParams],
+    gpu_of: Callable[[str], GPUSpec],
+    model_of: Callable[[str], ModelSpec],
+    power_of: Optional[Callable[[Row], Tuple[float, float, float]]] = None,
+) -> List[Dict[str, object]]:
+    """Per row: model/measured - 1 for time and (if ``power_of``) power."""
+    out: List[Dict[str, object]] = []
+    for r in rows:
+        k = k_of(r)
+        if power_of is not None:
+            k = k.replace(power_abc=power_of(r))
+        b = _bound(gpu_of(r.gpu), model_of(r.model), r.tp, k)
+        t, m, f = predict(b, r)
+        e: Dict[str, object] = {"row": r, "time_err": t / r.time_s - 1}
+        if power_of is not None and r.power_w > 0:
+            e["power_err"] = b._curve_w(m, f, t) / r.power_w - 1
+        out.append(e)
+    return out
+
+
+def summarize(errs: Sequence[Mapping[str, object]], key: str = "time_err") -> Tuple[float, float, int]:
+    """(median |err|, worst |err|, n) of ``key`` over ``errs``."""
+    xs = [abs(float(e[key])) for e in errs if key in e]  # type: ignore[arg-type]
+    if not xs:
+        return float("nan"), float("nan"), 0
+    return float(np.median(xs)), float(max(xs)), len(xs)
