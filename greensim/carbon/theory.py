@@ -347,16 +347,24 @@ def dsd(
     t_pre_new = perf_target_new.iteration_time_s([(n_in, 0)], 0, 0)
     t_pre_old = perf_draft_old.iteration_time_s([(n_in, 0)], 0, 0)
     b = decode_batch(None, rate_rps, n_iter, ctx, max(t_pre_new, t_pre_old), loop_time)
-    bi = max(1, int(round(b)))
-    t_ver = perf_target_new.iteration_time_s([(gamma + 1, int(ctx))] * bi, 0, 0)
-    p_ver = perf_target_new.power_w(bi * (gamma + 1), 0)
+    # verify pass time and energy interpolated between the neighbouring whole batches (the
+    # power of a pass depends on its batch: pricing the rounded mean would add a Jensen gap)
+    lo = max(1, int(np.floor(b)))
+    tv, ev = [], []
+    for n in (lo, lo + 1):
+        t_n = perf_target_new.iteration_time_s([(gamma + 1, int(ctx))] * n, 0, 0)
+        tv.append(t_n)
+        ev.append(t_n * perf_target_new.power_w(n * (gamma + 1), 0))
+    w = max(0.0, b - lo)
+    t_ver = tv[0] + w * (tv[1] - tv[0])
+    e_ver = ev[0] + w * (ev[1] - ev[0])
     t_draft = gamma * _decode_time(perf_draft_old, b, ctx)
     new_busy = t_pre_new + n_iter * t_ver / b
     old_busy = t_pre_old + n_iter * t_draft / b
     new_use = _use(
         "new",
         new_busy,
-        t_pre_new * perf_target_new.power_w(n_in, 0) + n_iter * t_ver * p_ver / b,
+        t_pre_new * perf_target_new.power_w(n_in, 0) + n_iter * e_ver / b,
         rate_rps,
         perf_target_new,
         *new,

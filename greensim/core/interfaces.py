@@ -84,9 +84,10 @@ class BoundPerformance(ABC):
     #: True where :meth:`verify_sums_time_s` is implemented (models linear in the chunk sums)
     verify_from_sums: bool = False
 
-    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int) -> float:
+    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int, n_seqs: int = 0) -> float:
         """:meth:`verify_time_s` from sums over the requests: ``p_tok = sum q_i``,
-        ``ctx_sum = sum c_i``, ``s_qc = sum q_i c_i``, ``s_qq = sum q_i (q_i + 1)`` [s].
+        ``ctx_sum = sum c_i``, ``s_qc = sum q_i c_i``, ``s_qq = sum q_i (q_i + 1)``, and the
+        number of requests ``n_seqs`` (for per-sequence engine costs) [s].
         Only for models with ``verify_from_sums`` (the time depends on these sums alone)."""
         raise NotImplementedError(f"{type(self).__name__} has no verify_sums_time_s")
 

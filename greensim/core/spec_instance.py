@@ -507,7 +507,7 @@ class SpecInstance:
                 steps = gmax
         n_draft = p_tok - n
         s = self.setup
-        t_v = self.perf.verify_sums_time_s(p_tok, ctx_sum, s_qc, s_qq)
+        t_v = self.perf.verify_sums_time_s(p_tok, ctx_sum, s_qc, s_qq, n)
         t_d = s.draft_perf.decode_run_time_s(n, ctx_sum + n, steps) if steps else 0.0
         t_l = 0.0
         if s.split and steps:

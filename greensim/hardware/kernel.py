@@ -4,7 +4,7 @@ An iteration's time on an instance of ``tp`` GPUs is GPU kernel time plus the se
 engine's CPU time on the critical path (``performance.engine``, ``profiles/engines.yaml``)::
 
     t = kernel + engine
-    kernel = L * (sum_ops gemm(T) + attn + elem(T) + t_layer + ar(T)) + gemm_lm(T_logits)
+    kernel = L * (sum_ops gemm(T) + attn + elem(T) + n_k t_kernel + ar(T)) + gemm_lm(T_logits)
     engine = per_iteration_s + per_sequence_s * n_seqs + per_prefill_s * n_prefill_chunks
 
 One operator family at a time, each with its own calibrated efficiency (``profiles/kernel.yaml``):
@@ -17,8 +17,11 @@ One operator family at a time, each with its own calibrated efficiency (``profil
 * attention: prefill and verify at ``max(FLOPs / (eta_attn_compute F), KV bytes / (eta_attn_memory BW))``,
   decode at the KV-cache read rate (bytes of the resident K and V: GQA heads, dtype);
 * elementwise and norm work: bytes per token per layer at the GEMM bandwidth efficiency;
-* ``t_layer``: a per-layer latency floor (kernel start-up and tails between the ~10 kernels
-  of a layer under CUDA graphs), which dominates small models at small batch;
+* a latency floor of ``kernels_per_layer x t_kernel`` per layer: under CUDA graphs every
+  kernel still costs a few microseconds of start-up, tail and dependency gap however little
+  work it has, which dominates small models at small batch. ``t_kernel`` is a property of the
+  GPU (calibrated), the kernel count one of the implementation (the engine preset's
+  ``kernels_per_layer``: 10 for vLLM's fused Llama layer);
 * tensor parallelism: two all-reduces of ``T x hidden`` per layer, ``lat + bytes / bw`` from
   NCCL collective measurements (``profiles/kernel.yaml``, ``allreduce``).
 
@@ -62,7 +65,7 @@ KERNEL_FIELDS = (
     "eta_gemm_memory",
     "eta_attn_compute",
     "eta_attn_memory",
-    "t_layer_s",
+    "t_kernel_s",
 )
 ENGINE_FIELDS = (
     "per_iteration_s",
@@ -71,6 +74,7 @@ ENGINE_FIELDS = (
     "decode_cuda_graphs",
     "prefill_cuda_graphs",
     "launch_per_layer_s",
+    "kernels_per_layer",
 )
 
 
@@ -85,7 +89,7 @@ class KernelParams:
         eta_gemm_memory: float,
         eta_attn_compute: float,
         eta_attn_memory: float,
-        t_layer_s: float,
+        t_kernel_s: float,
         power_abc: Optional[Tuple[float, float, float]] = None,
         allreduce: Optional[Mapping[int, Tuple[float, float]]] = None,
     ):
@@ -93,7 +97,7 @@ class KernelParams:
         self.eta_gemm_memory = eta_gemm_memory
         self.eta_attn_compute = eta_attn_compute
         self.eta_attn_memory = eta_attn_memory
-        self.t_layer_s = t_layer_s
+        self.t_kernel_s = t_kernel_s
         self.power_abc = power_abc
         self.allreduce = dict(allreduce or {})
 
@@ -120,8 +124,10 @@ class EnginePreset:
         decode_cuda_graphs: bool = True,
         prefill_cuda_graphs: bool = True,
         launch_per_layer_s: float = 0.0,
+        kernels_per_layer: int = 10,
     ):
         self.name = name
+        self.kernels_per_layer = int(kernels_per_layer)
         self.per_iteration_s = float(per_iteration_s)
         self.per_sequence_s = float(per_sequence_s)
         self.per_prefill_s = float(per_prefill_s)
@@ -207,7 +213,15 @@ class BoundKernel(BoundPerformance):
 
     verify_from_sums = True
 
-    def __init__(self, gpu: GPUSpec, model: ModelSpec, tp: int, k: KernelParams, engine: EnginePreset):
+    def __init__(
+        self,
+        gpu: GPUSpec,
+        model: ModelSpec,
+        tp: int,
+        k: KernelParams,
+        engine: EnginePreset,
+        kernels_per_layer: Optional[int] = None,
+    ):
         self.gpu, self.model, self.tp, self.k, self.engine = gpu, model, tp, k, engine
         F, BW = gpu.peak_flops, gpu.mem_bandwidth_bps
         b = model.dtype_bytes
@@ -224,7 +238,10 @@ class BoundKernel(BoundPerformance):
         nkv = max(1, model.n_kv_heads // tp)
         self._kvb = 2.0 * L * nkv * model.head_dim * b  # KV bytes per cached token, all layers, one GPU
         self._fa = 4.0 * L * (model.n_heads // tp) * model.head_dim  # attention FLOPs per (query, key)
-        self._floor = L * k.t_layer_s
+        # latency floor: every kernel of a layer costs at least t_kernel_s even when it has
+        # almost no work (start-up, tail, dependency gap); the count is the implementation's
+        self.kernels_per_layer = kernels_per_layer or engine.kernels_per_layer
+        self._floor = L * self.kernels_per_layer * k.t_kernel_s
         if tp > 1:
             if tp not in k.allreduce:
                 raise ProfileError(

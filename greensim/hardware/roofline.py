@@ -140,7 +140,7 @@ class BoundRoofline(BoundPerformance):
 
     verify_from_sums = True
 
-    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int) -> float:
+    def verify_sums_time_s(self, p_tok: int, ctx_sum: int, s_qc: int, s_qq: int, n_seqs: int = 0) -> float:
         # pairs = sum q_i c_i + sum q_i (q_i + 1) / 2, from the exact integer sums
         if p_tok == 0:
             return 0.0

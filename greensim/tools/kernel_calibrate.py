@@ -142,7 +142,7 @@ def calibrate(data: Path, measured: Path = MEASURED) -> Dict[str, Any]:
         ent["source"] = (
             f"eta_gemm_compute / eta_gemm_memory: median achieved/peak over {gem['n_c']} compute-bound and "
             f"{gem['n_m']} memory-bound GEMM rows of shared/data/{label} (IQR {gem['iqr_c']}, {gem['iqr_m']}); "
-            f"eta_attn_*, t_layer_s: {derived.format(what='attention / whole-layer')}{HOW}"
+            f"eta_attn_*, t_kernel_s: {derived.format(what='attention / whole-layer')}{HOW}"
         )
         res["architectures"][arch] = ent
     res["architectures"]["Turing"] = dict(
@@ -162,7 +162,7 @@ def calibrate(data: Path, measured: Path = MEASURED) -> Dict[str, Any]:
 HEADER = f"""# Kernel-model calibration (greensim/hardware/kernel.py). GENERATED; do not edit by hand.
 # Regenerate: {COMMAND}
 # Per GPU (else per architecture): eta_gemm_compute, eta_gemm_memory (weight GEMMs), eta_attn_compute
-# (prefill/verify attention FLOPs), eta_attn_memory (decode KV-cache reads), t_layer_s (per-layer latency
+# (prefill/verify attention FLOPs), eta_attn_memory (decode KV-cache reads), t_kernel_s (per-kernel latency
 # floor under CUDA graphs); 'power': a, b, c of P = idle + (TDP - idle) * (a + b u_mem + c u_compute);
 # 'allreduce': NCCL all-reduce per TP degree. Each entry's 'source' says how it was obtained.
 """

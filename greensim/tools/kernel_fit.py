@@ -26,11 +26,18 @@ from greensim.hardware.profiled import load_profile
 
 __all__ = ["Row", "load_rows", "predict", "fit_kernel", "fit_power", "FIT_PHASES", "BOUNDS", "START"]
 
+#: kernels per layer of the 2026-11-26 profiler's decoder (profiles without ``kernels_per_layer``
+#: in their meta), counted from its code (greensim/tools/torch_decoder.py at commit 9ba613e): with
+#: RoPE and a gated MLP, RMSNorm 1, QKV 1, RoPE 7 each on q and k (two halves, four products, two
+#: sums, a concatenation), K/V cache writes 2, attention 1, output 1, residual 1, RMSNorm 1,
+#: gate/up 1, SiLU 1, product 1, down 1, residual 1 = 27; OPT (learned positions, ReLU MLP,
+#: LayerNorm, biases fused into the GEMMs) = 12.
+OLD_PROFILER_KERNELS = {"rope": 27, "opt": 12}
 #: phases the latency fit uses (mixed rows are held out)
 FIT_PHASES = ("prefill", "decode", "verify")
 #: search bounds of the five efficiencies (eta in (0, 1], per-layer floor 0-100 us)
-BOUNDS = ([0.05, 0.05, 0.05, 0.05, 0.0], [1.0, 1.0, 1.0, 1.0, 100e-6])
-START = [0.7, 0.8, 0.5, 0.8, 10e-6]
+BOUNDS = ([0.05, 0.05, 0.05, 0.05, 0.0], [1.0, 1.0, 1.0, 1.0, 20e-6])
+START = [0.7, 0.8, 0.5, 0.8, 3e-6]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,10 @@ class Row:
     time_s: float
     power_w: float
     idle_w: float
+    kernels: int = 10
+    eager_prefill: bool = False
+    #: the profile recorded its kernel count (the current profiler: split-KV attention)
+    kernels_measured: bool = False
 
 
 def load_rows(root: Path, catalog: Catalog, gpus: Optional[Iterable[str]] = None) -> List[Row]:
@@ -61,20 +72,38 @@ def load_rows(root: Path, catalog: Catalog, gpus: Optional[Iterable[str]] = None
             continue
         p = load_profile(f)
         idle = p.idle_w if p.idle_w is not None else float("nan")
+        kn, eager = profile_kernels(p.meta, catalog.model(model))
+        kw = {"kernels": kn, "eager_prefill": eager, "kernels_measured": "kernels_per_layer" in p.meta}
         for tok, t, pw in p.prefill:
-            out.append(Row(gpu, model, int(tp), "prefill", 1, tok, 0, t, pw, idle))
+            out.append(Row(gpu, model, int(tp), "prefill", 1, tok, 0, t, pw, idle, **kw))
         for b, d in p.decode.items():
             for c, (t, pw) in d.items():
-                out.append(Row(gpu, model, int(tp), "decode", b, 0, c, t, pw, idle))
+                out.append(Row(gpu, model, int(tp), "decode", b, 0, c, t, pw, idle, **kw))
         for T, b, c, t, pw in p.verify:
-            out.append(Row(gpu, model, int(tp), "verify", b, T, c, t, pw, idle))
+            out.append(Row(gpu, model, int(tp), "verify", b, T, c, t, pw, idle, **kw))
         for P, b, c, t, pw in p.mixed:
-            out.append(Row(gpu, model, int(tp), "mixed", b, P, c, t, pw, idle))
+            out.append(Row(gpu, model, int(tp), "mixed", b, P, c, t, pw, idle, **kw))
     return out
 
 
-def _bound(gpu: GPUSpec, model: ModelSpec, tp: int, k: KernelParams, engine: Optional[EnginePreset] = None):
-    return BoundKernel(gpu, model, tp, k, engine or EnginePreset())
+def profile_kernels(meta: Mapping[str, object], model: ModelSpec) -> Tuple[int, bool]:
+    """(kernels per layer, prefill timed eagerly) of the implementation a profile measured:
+    from its meta where the profiler recorded them, else the 2026-11-26 profiler's."""
+    if "kernels_per_layer" in meta:
+        return int(meta["kernels_per_layer"]), not str(meta.get("graphs", "")).startswith("every phase")  # type: ignore[call-overload]
+    return OLD_PROFILER_KERNELS["rope" if model.rope else "opt"], True
+
+
+def _bound(gpu: GPUSpec, model: ModelSpec, tp: int, k: KernelParams, kernels: int = 10):
+    return BoundKernel(gpu, model, tp, k, EnginePreset(), kernels_per_layer=kernels)
+
+
+def usable(r: Row) -> bool:
+    """Rows the latency fit may use: no eager-launch artefact (short eager prefills) and no
+    mixed iteration (held out)."""
+    if r.phase not in FIT_PHASES or r.time_s <= 0:
+        return False
+    return not (r.phase == "prefill" and r.eager_prefill and r.prompt < 1024)
 
 
 def predict(b: BoundKernel, r: Row) -> Tuple[float, float, float]:
@@ -99,24 +128,24 @@ def fit_kernel(
     with its own GPU's peaks, so a pooled fit transfers efficiencies across GPUs)."""
     from scipy.optimize import least_squares
 
-    use = [r for r in rows if r.phase in FIT_PHASES and r.time_s > 0]
+    use = [r for r in rows if usable(r)]
     if not use:
         raise ValueError("fit_kernel: no prefill/decode/verify rows to fit")
-    keyed: Dict[Tuple[str, str, int], List[Row]] = {}
+    keyed: Dict[Tuple[str, str, int, int], List[Row]] = {}
     for r in use:
-        keyed.setdefault((r.gpu, r.model, r.tp), []).append(r)
+        keyed.setdefault((r.gpu, r.model, r.tp, r.kernels), []).append(r)
 
     def resid(x: np.ndarray) -> np.ndarray:
         k = KernelParams(*[float(v) for v in x])
         out = []
-        for (g, m, tp), rs in keyed.items():
-            b = _bound(gpu_of(g), model_of(m), tp, k)
+        for (g, m, tp, kn), rs in keyed.items():
+            b = _bound(gpu_of(g), model_of(m), tp, k, kn)
             for r in rs:
                 out.append(math.log(predict(b, r)[0] / r.time_s))
         return np.asarray(out)
 
     x0 = np.clip(np.asarray(start or START, dtype=float), BOUNDS[0], BOUNDS[1])
-    sol = least_squares(resid, x0, bounds=BOUNDS, x_scale=[0.1, 0.1, 0.1, 0.1, 5e-6], loss="soft_l1", f_scale=0.1)
+    sol = least_squares(resid, x0, bounds=BOUNDS, x_scale=[0.1, 0.1, 0.1, 0.1, 1e-6], loss="soft_l1", f_scale=0.1)
     k = KernelParams(*[float(v) for v in sol.x])
     res = np.abs(np.expm1(resid(sol.x)))
     return k, {"rows": len(use), "median_abs_err": float(np.median(res)), "worst_abs_err": float(res.max())}
@@ -134,7 +163,7 @@ def power_features(
         g = gpu_of(r.gpu)
         idle = g.idle_w * r.tp
         span = (g.tdp_w - g.idle_w) * r.tp
-        _, m, f = predict(_bound(g, model_of(r.model), r.tp, k), r)
+        _, m, f = predict(_bound(g, model_of(r.model), r.tp, k, r.kernels), r)
         X.append([1.0, m / (r.time_s * g.mem_bandwidth_bps), f / (r.time_s * g.peak_flops)])
         y.append((r.power_w - idle) / span)
         kept.append(r)
@@ -166,7 +195,7 @@ def fit_power(
 
 def params_dict(k: KernelParams) -> Dict[str, float]:
     """The fitted efficiencies as a plain mapping (rounded for the YAML file)."""
-    return {f: (round(getattr(k, f), 9) if f == "t_layer_s" else round(getattr(k, f), 4)) for f in KERNEL_FIELDS}
+    return {f: (round(getattr(k, f), 9) if f == "t_kernel_s" else round(getattr(k, f), 4)) for f in KERNEL_FIELDS}
 
 
 def by(rows: Iterable[Row], **kw: object) -> List[Row]:
@@ -200,7 +229,7 @@ def errors(
         k = k_of(r)
         if power_of is not None:
             k = k.replace(power_abc=power_of(r))
-        b = _bound(gpu_of(r.gpu), model_of(r.model), r.tp, k)
+        b = _bound(gpu_of(r.gpu), model_of(r.model), r.tp, k, r.kernels)
         t, m, f = predict(b, r)
         e: Dict[str, object] = {"row": r, "time_err": t / r.time_s - 1}
         if power_of is not None and r.power_w > 0:

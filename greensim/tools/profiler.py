@@ -356,6 +356,11 @@ def _run(rank: int, args: argparse.Namespace, shapes: Dict[str, Any], backend_cl
         deadline = time.perf_counter() + args.model_budget_s if args.model_budget_s else None
         gpu = args.gpu or be.info().get("gpu_name", "cpu")
         meta = _provenance(be, shape, args.tp, grid, sys.argv)
+        kpl = getattr(be, "count_kernels_per_layer", lambda: None)()
+        if kpl is not None:
+            meta["kernels_per_layer"] = kpl
+            meta["kernels_per_layer_source"] = "torch.profiler count of one eager decode step (2 layers - 1 layer)"
+            log(f": {kpl:g} kernels per layer")
         save = (lambda rows: write_profile(rows, meta, args.out, gpu, name, args.tp)) if rank == 0 else None
         rows = profile_shape(
             be,

@@ -94,10 +94,18 @@ def _fused(fn, *example):
     if os.environ.get("GREENSIM_PROFILE_FUSE", "1") == "0":
         return fn, "eager (GREENSIM_PROFILE_FUSE=0)"
     try:
+        import torch._dynamo
+
+        # one compiled graph per input rank/shape class: the grid's many batch sizes must not
+        # hit dynamo's default recompile limit (8), which fails the cell under fullgraph
+        for knob in ("cache_size_limit", "recompile_limit"):
+            if hasattr(torch._dynamo.config, knob):
+                setattr(torch._dynamo.config, knob, 256)
         c = torch.compile(fn, dynamic=True, fullgraph=True)
         ref = fn(*example)
         got = c(*example)
-        if not torch.allclose(ref.float(), got.float(), atol=1e-2, rtol=1e-2):
+        # bf16 products of unit-normal values: differences of a few ulps (~0.03) are rounding
+        if not torch.allclose(ref.float(), got.float(), atol=1e-1, rtol=5e-2):
             return fn, "eager (compiled result differed)"
         return c, "torch.compile (dynamic, fullgraph)"
     except Exception as exc:  # noqa: BLE001  (no triton / compiler: eager, say so)
@@ -379,7 +387,8 @@ class TorchBackend(Backend):
         cd, sd = self._rot(1, ctx)
         cd, sd = cd.view(1, 1, 1, -1), sd.view(1, 1, 1, -1)
         self._live = [kv, x]
-        return self._graph(lambda: self._forward(x, kv, None, (batch, ctx, cd, sd, S, c)))
+        self._eager_decode = lambda: self._forward(x, kv, None, (batch, ctx, cd, sd, S, c))
+        return self._graph(self._eager_decode)
 
     def make_verify(self, batch: int, new_tokens: int, ctx: int):
         """One speculative verify step: ``batch`` sequences each score ``new_tokens`` tokens
@@ -427,6 +436,41 @@ class TorchBackend(Backend):
             return step
         self._live.append(g)
         return g.replay
+
+    def count_kernels_per_layer(self) -> Optional[float]:
+        """GPU kernels per decoder layer of one decode step (batch 4, context 512), counted with
+        torch.profiler on an eager run: the implementation's kernel count, which sets its
+        per-layer latency floor (greensim.hardware.kernel). None if the profiler is unavailable."""
+        if not self.cuda:
+            return None
+        try:
+            from torch.profiler import ProfilerActivity, profile
+
+            def kernels(n_layers: int) -> int:
+                keep, self.layers = self.layers, self.layers[:n_layers]
+                try:
+                    step = self.make_decode(4, 512)
+                    if step is None:
+                        return -1
+                    eager = self._eager_decode
+                    eager()
+                    torch.cuda.synchronize(self.dev)
+                    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                        eager()
+                        torch.cuda.synchronize(self.dev)
+                    return sum(1 for e in prof.events() if e.device_type.name == "CUDA")
+                finally:
+                    self.layers = keep
+                    self.release()
+
+            n = min(2, len(self.layers))
+            a, b = kernels(1), kernels(n)
+            if a < 0 or b < 0 or n < 2:
+                return None
+            return float(b - a) / (n - 1)  # the difference removes the LM head and final norm
+        except Exception as exc:  # noqa: BLE001  (profiling is optional: say so)
+            print(f"  kernel count unavailable ({type(exc).__name__}: {str(exc)[:120]})", flush=True)
+            return None
 
     def release(self) -> None:
         self._live = []

@@ -124,11 +124,11 @@ def test_theory_matches_simulator_dsd(rate, alpha, gamma):
     """DSD (Llama-3.2-1B draft on a V100, Llama-3.1-8B target on an A100, PCIe Gen3 link),
     steady Poisson load, constant lengths: theory within 2 % on (CI x LT) corners.
 
-    Measured gaps: +0.19 % (0.5 req/s), +0.19 % (2 req/s), +0.61 % (alpha 0.85, gamma 6),
+    Measured gaps (under the roofline, before issue 15): +0.19 % (0.5 req/s), +0.19 % (2 req/s), +0.61 % (alpha 0.85, gamma 6),
     +0.63 % (alpha 0, gamma 1), theory above the simulator by overestimating busy time of both
     GPUs by 0.2-1.1 %. It is not acceptance sampling: alpha = 0 (one token per iteration, no
-    randomness) shows the same gap. It is the batch: the theory prices the verify pass at
-    the rounded mean batch and the draft steps at the interpolated mean, where the simulator
+    randomness) shows the same gap. It is the batch: the theory prices the verify pass and the
+    draft steps at the mean batch (interpolated between whole batches), where the simulator
     averages over the fluctuating batch (Jensen). The draft/target transfers (top-16
     probabilities, ~0.1 ms per iteration) add no GPU busy time or energy in either; they only
     lengthen the loop, i.e. the batch, slightly.
