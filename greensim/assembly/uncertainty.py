@@ -75,7 +75,7 @@ def run_corners(
         fractions.update(getattr(p.perf, "bands_used", None) or {})
         tables = run_one(p, band) if run_one is not None else simulate(p)
         out[band] = tables.summary
-    return out, fractions
+    return {b: out[b] for b in CORNERS}, fractions
 
 
 def attach_bands(
