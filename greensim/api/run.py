@@ -90,6 +90,12 @@ def run(
     write : write the results folder (``<output.dir>/<name>/<hash8>/``).
     out_dir : overrides ``output.dir``.
     progress : show a progress bar (default: ``simulation.progress``).
+
+    With ``performance.uncertainty: corners`` (the default, at ``performance.band: nominal``) the
+    experiment is also simulated at the two band corners (same seed) and the summary gains
+    ``bands`` (``{metric: {"low", "point", "high", "optimistic", "pessimistic"}}``, also
+    :attr:`Result.bands`) and ``uncertainty`` (how they were obtained:
+    :mod:`greensim.assembly.uncertainty`); tables, plots and point values are the nominal run's.
     """
     t_wall = time.perf_counter()
     exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
