@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from greensim.api.run import run, to_experiment
 from greensim.base.errors import ConfigError
 from greensim.experiment.overrides import apply_overrides
+from greensim.results.bands import band_columns
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,8 @@ def age_sweep(experiment: Any, group: int, ages: Sequence[float], overrides: Any
     -------
     DataFrame: ``age_years``, ``slo_attainment_frac``, ``carbon_gco2_per_request``,
     ``operational_gco2_per_request``, ``embodied_gco2_per_request``, ``n_failures``,
-    ``n_requeues``, ``down_s``, ``ttft_s_p90``, ``tpot_s_p90``.
+    ``n_requeues``, ``down_s``, ``ttft_s_p90``, ``tpot_s_p90``; with ``performance.uncertainty:
+    corners`` (the default) also ``<metric>_low`` / ``<metric>_high`` of those with a band.
     """
     import pandas as pd
 
@@ -51,4 +53,5 @@ def age_sweep(experiment: Any, group: int, ages: Sequence[float], overrides: Any
                 "tpot_s_p90": s["tpot_s_p90"],
             }
         )
+        rows[-1].update(band_columns(s, list(rows[-1])))  # <metric>_low / _high (performance.uncertainty)
     return pd.DataFrame(rows)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
+from greensim.assembly.uncertainty import add_bands
 from greensim.base.paths import bundled
 from greensim.base.version import provenance
 from greensim.experiment.load import config_hash, to_experiment
@@ -38,6 +39,15 @@ class Result:
     folder: Optional[Path]
     wall_s: float
     extra: Optional[Dict[str, pd.DataFrame]] = None  # policy tables (e.g. greenllm's "plans")
+
+    @property
+    def bands(self) -> pd.DataFrame:
+        """The headline metrics' uncertainty bands (``summary["bands"]``): one row per metric,
+        columns ``low``, ``point``, ``high``, ``optimistic``, ``pessimistic``; empty without bands
+        (``performance.uncertainty: none``, or a run at a corner band)."""
+        b = self.summary.get("bands") or {}
+        cols = ["low", "point", "high", "optimistic", "pessimistic"]
+        return pd.DataFrame.from_dict(b, orient="index", columns=cols) if b else pd.DataFrame(columns=cols)
 
     def save_plots(self, folder: str | Path) -> List[Path]:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
@@ -80,6 +90,12 @@ def run(
     write : write the results folder (``<output.dir>/<name>/<hash8>/``).
     out_dir : overrides ``output.dir``.
     progress : show a progress bar (default: ``simulation.progress``).
+
+    With ``performance.uncertainty: corners`` (the default, at ``performance.band: nominal``) the
+    experiment is also simulated at the two band corners (same seed) and the summary gains
+    ``bands`` (``{metric: {"low", "point", "high", "optimistic", "pessimistic"}}``, also
+    :attr:`Result.bands`) and ``uncertainty`` (how they were obtained:
+    :mod:`greensim.assembly.uncertainty`); tables, plots and point values are the nominal run's.
     """
     t_wall = time.perf_counter()
     exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
@@ -93,24 +109,33 @@ def run(
         exp.seed,
     )
     show = exp.simulation.progress if progress is None else progress
-    bar = cb = None
-    if show:
-        from tqdm import tqdm
 
-        last = float(p.table.arrival_s[-1])
-        bar = tqdm(total=round(last, 1), unit="sim-s", desc=exp.name, delay=2.0, leave=False)
+    def run_one(prep, label: Optional[str] = None):
+        bar = cb = None
+        if show:
+            from tqdm import tqdm
 
-        def cb(now: float) -> None:
-            bar.update(round(now, 1) - bar.n)
+            last = float(prep.table.arrival_s[-1])
+            desc = exp.name if label is None else f"{exp.name} ({label})"
+            bar = tqdm(total=round(last, 1), unit="sim-s", desc=desc, delay=2.0, leave=False)
 
-    try:
-        tables = simulate(p, progress=cb)
-    finally:
-        if bar is not None:
-            bar.close()
+            def cb(now: float) -> None:
+                bar.update(round(now, 1) - bar.n)
+
+        try:
+            return simulate(prep, progress=cb)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    tables = run_one(p)
     wall = time.perf_counter() - t_wall
     tables.summary["sim_wall_s"] = wall
     log.info("%s: simulated %.1f s in %.2f s wall", exp.name, tables.summary["duration_s"], wall)
+    add_bands(tables.summary, exp, run_one=run_one)
+    if "bands" in tables.summary:
+        log.info("%s: band corners in %.2f s wall", exp.name, tables.summary["uncertainty"]["corners_wall_s"])
+    wall = time.perf_counter() - t_wall
     folder = None
     if write:
         h = config_hash(exp)

@@ -4,7 +4,9 @@
 resolved experiments, checks all of them before anything runs, skips the ones already
 in the cache, runs the rest on a backend (:mod:`greensim.api.backends`: local processes or
 a Dask cluster) and returns a :class:`pandas.DataFrame` with the swept inputs and every
-summary metric as columns. A run that fails becomes a row holding its error.
+summary metric as columns (with ``performance.uncertainty: corners``, the default, also
+``<metric>_low`` / ``<metric>_high`` band columns of the headline metrics). A run that fails
+becomes a row holding its error.
 
 Determinism: each run's seed is derived from the base experiment's seed, the run's
 swept values and its replicate number (a hash, not the run's position), so adding a
@@ -14,7 +16,8 @@ same numbers on every backend. The engine is deterministic given the seed.
 Cache (:mod:`greensim.api.cache`): one small JSON file per run under ``cache_dir`` (default
 ``$GREENSIM_CACHE_DIR``, else the platform's user cache folder, ``~/.cache/greensim`` on
 Linux; least recently used runs are dropped beyond ``cache_max_mb``, default 512 MB), named by the SHA-256 of the resolved experiment (less its ``output`` section and
-progress flag), the greensim version, a fingerprint of greensim's own source and shipped
+progress flag; ``performance.uncertainty`` included, so a run with bands and one without
+never share an entry), the greensim version, a fingerprint of greensim's own source and shipped
 profiles, and the size and mtime of any trace file the run reads. Files under
 ``catalog.gpu_dirs``/``model_dirs`` are not fingerprinted: clear the cache
 (delete the folder) or pass ``cache=False`` after editing them.
@@ -42,6 +45,7 @@ from greensim.experiment.load import parse_experiment
 from greensim.experiment.overrides import apply_overrides, check_override_keys
 from greensim.experiment.schema import Experiment
 from greensim.experiment.workload import TraceWorkload
+from greensim.results.bands import band_columns
 
 __all__ = [
     "sweep",
@@ -199,10 +203,13 @@ def _execute(data: Dict[str, Any]) -> Dict[str, Any]:
     """Run one resolved experiment (a JSON-able dict); never raises for a failing run."""
     from greensim.assembly.prepare import prepare
     from greensim.assembly.simulate import simulate
+    from greensim.assembly.uncertainty import add_bands
 
     t0 = time.perf_counter()
     try:
-        tables = simulate(prepare(parse_experiment(data, where=f"run {data.get('name')}")))
+        exp = parse_experiment(data, where=f"run {data.get('name')}")
+        tables = simulate(prepare(exp))
+        add_bands(tables.summary, exp)  # performance.uncertainty: corners -> the band corners' runs too
         summary = _plain(tables.summary)
         error = None
     # A sweep isolates runs: one run's failure (a model that does not fit a GPU, a bug)
@@ -295,8 +302,14 @@ def sweep(
         One row per run, in grid order (replicates innermost): the swept keys (sections
         as JSON text), ``replicate``, ``seed``, ``status`` ("ok" or "error"), ``error``
         (type and message, or None), ``cached``, ``wall_s`` (simulation wall time of the
-        run when it was computed [s]), ``run_key`` (cache key), then every summary
-        metric (nested ones flattened as ``a.b``; NaN in failed rows).
+        run when it was computed [s], band corners included), ``run_key`` (cache key), then
+        every summary metric (nested ones flattened as ``a.b``; NaN in failed rows), the
+        nominal run's; ``uncertainty`` ("corners" or "none") and, with
+        ``performance.uncertainty: corners`` (the default), ``<metric>_low`` and
+        ``<metric>_high`` for every headline metric
+        (:data:`greensim.results.bands.HEADLINE_METRICS`): min and max over the nominal run
+        and the two ``performance.band`` corners at the same seed. Set
+        ``overrides={"performance.uncertainty": "none"}`` for the nominal runs only (3x faster).
         ``DataFrame.attrs`` holds the base name, grid and seeds.
 
     Raises
@@ -402,7 +415,11 @@ def sweep(
             run_key=key,
         )
         if res["summary"] is not None:
-            row.update({k: v for k, v in _flatten(res["summary"]).items() if k not in row})
+            summ = res["summary"]
+            flat = _flatten({k: v for k, v in summ.items() if k not in ("bands", "uncertainty")})
+            row.update({k: v for k, v in flat.items() if k not in row})
+            row["uncertainty"] = (summ.get("uncertainty") or {}).get("method", "none")
+            row.update(band_columns(summ))  # <metric>_low / <metric>_high (performance.uncertainty: corners)
         rows.append(row)
     df = pd.DataFrame(rows)
     n_err = int((df["status"] == STATUS_ERROR).sum())

@@ -78,6 +78,7 @@ class Prepared:
     speculative: Optional[Callable[[], List[Optional[SpecSetup]]]] = None  # DSD: fresh setups per run
     sites: Any = None  # {site: greensim.carbon.sites.SiteInfo}, "default" included
     groups: Optional[List[Any]] = None  # per instance group: GroupInfo (for planners: router extras "groups")
+    perf: Any = None  # the unbound performance model (its bands_used: uncertainty.yaml entries applied)
 
 
 def experiment_seeds(exp: Experiment) -> Tuple[np.random.SeedSequence, np.random.SeedSequence]:
@@ -247,6 +248,7 @@ def prepare(exp: Experiment) -> Prepared:
         speculative=spec,
         sites=sites,
         groups=groups,
+        perf=perf,
     )
 
 

@@ -24,8 +24,15 @@ __all__ = ["plan_cmd", "replan_cmd"]
 @click.option("--brute-force", is_flag=True, help="Fully simulate every candidate (no pruning).")
 @click.option("--rows", type=int, default=15, show_default=True, help="Frontier rows to print.")
 @click.option("--no-plots", is_flag=True, help="Skip frontier.png.")
+@click.option(
+    "--confidence",
+    type=click.Choice(["nominal", "pessimistic"]),
+    default=None,
+    help="Performance the SLO target must hold at: nominal, or also the pessimistic corner of the "
+    "uncertainty bands (default: the plan's confidence, nominal).",
+)
 @output_options
-def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, verbose):
+def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, confidence, quiet, verbose):
     """Find the lowest-carbon deployment of PLAN_FILE's GPUs that meets the SLO attainment target.
 
     With -q the frontier table is left out; the search, winner and baseline lines remain."""
@@ -33,7 +40,9 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, 
     from greensim.api.plan import plan, write_plan
 
     try:
-        res = plan(plan_file, overrides=list(overrides), progress=progress, prune=not brute_force)
+        res = plan(
+            plan_file, overrides=list(overrides), progress=progress, prune=not brute_force, confidence=confidence
+        )
         folder = write_plan(res, out_dir, plots=not no_plots and res.spec.output.plots)
     except GreensimError as exc:
         fail(exc)
@@ -46,13 +55,20 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, 
         "slo_attainment_frac",
         "feasible",
     ]
+    if st_conf(res) == "pessimistic":
+        cols.insert(-1, "slo_attainment_frac_pessimistic")
     if not quiet:
         with_pd_opts(lambda: click.echo(df[cols].head(rows).to_string(index=False, float_format=lambda x: f"{x:.5g}")))
         click.echo()
     st = res.stats
+    extra = ""
+    if st.get("n_pessimistic_simulations"):
+        extra += f", each with its pessimistic-corner twin ({st['n_pessimistic_simulations']})"
+    if st.get("n_band_simulations"):
+        extra += f", {st['n_band_simulations']} band-corner runs of the winner/baseline"
     click.echo(
         f"{st['n_candidates']} candidates: {st['n_short_simulations']} short and "
-        f"{st['n_full_simulations']} full simulations in {res.wall_s:.1f} s "
+        f"{st['n_full_simulations']} full simulations{extra} in {res.wall_s:.1f} s "
         f"({'brute force' if brute_force else 'pruned'}); stages {st['stages']}"
     )
     if "planning_intensity_gco2_per_kwh" in st:
@@ -61,19 +77,31 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, quiet, 
             f"forecast over hours {st['plan_start_h']:g}-{st['plan_start_h'] + st['plan_horizon_h']:g}"
         )
     b = res.best
+    at = " (nominal and pessimistic corner)" if st_conf(res) == "pessimistic" else ""
     if b is None:
         click.echo("no candidate could be simulated (see the reason column)")
     else:
         verdict = "meets" if res.feasible else "MISSES (nothing feasible; highest attainment)"
         click.echo(
-            f"winner: {b.name} - {b.carbon_g_per_request:.5g} gCO2e/request, SLO attainment "
-            f"{b.slo_attainment_frac:.1%} ({verdict} the {res.spec.attainment_target:.0%} target)"
+            f"winner: {b.name} - {b.carbon_g_per_request:.5g}{_band(b, 'carbon_gco2_per_request', '.5g')} "
+            f"gCO2e/request, SLO attainment {b.slo_attainment_frac:.1%}{_band(b, 'slo_attainment_frac', '.1%')} "
+            f"({verdict} the {res.spec.attainment_target:.0%} target{at})"
         )
     if res.baseline is not None:
+        sb = st.get("saving_frac_band")
         click.echo(
             f"baseline (colocated, new GPUs): {res.baseline.name} - "
-            f"{res.baseline.carbon_g_per_request:.5g} gCO2e/request; saving {res.saving_frac:.1%}"
+            f"{res.baseline.carbon_g_per_request:.5g}{_band(res.baseline, 'carbon_gco2_per_request', '.5g')} "
+            f"gCO2e/request; saving {res.saving_frac:.1%}" + (f" [{sb['low']:.1%}, {sb['high']:.1%}]" if sb else "")
         )
+    u = st.get("uncertainty") or {}
+    if b is not None and b.bands:
+        click.echo(
+            "[low, high]: min and max over the nominal run and the performance.band corners (same seed; "
+            "profiles/uncertainty.yaml), see plan.json"
+        )
+    elif u.get("note"):
+        click.echo(f"no uncertainty bands: {u['note']}")
     click.echo(f"results: {folder}")
     if b is not None:
         click.echo(f"reproduce the winner: greensim run {folder / 'winner.yaml'}")
@@ -112,6 +140,21 @@ def replan_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     )
     click.echo(f"predictor {pr['predictor']}: {pr['wall_s']:.2f} s{extra}; total wall {res.wall_s:.1f} s")
     click.echo(f"results: {res.folder}")
+
+
+def st_conf(res) -> str:
+    return res.stats.get("confidence", "nominal")
+
+
+def _band(c, key: str, fmt: str) -> str:
+    """`` [low, high]`` of a chosen candidate's metric, or nothing without bands."""
+    b = (c.bands or {}).get(key)
+    if not b:
+        return ""
+    if key == "carbon_gco2_per_request":  # the candidate's carbon may add charge_unused to the summary's
+        off = c.carbon_g_per_request - b["point"]
+        return f" [{format(b['low'] + off, fmt)}, {format(b['high'] + off, fmt)}]"
+    return f" [{format(b['low'], fmt)}, {format(b['high'], fmt)}]"
 
 
 def with_pd_opts(f):

@@ -10,22 +10,61 @@ import click
 from greensim.base.errors import GreensimError
 from greensim.cli.common import configure_output, fail, output_options
 
+
+def _v(s, key: str, fmt: str, scale: float = 1.0) -> str:
+    """A summary value, with its uncertainty band ``[low, high]`` when the summary has one."""
+    text = format(scale * s[key], fmt)
+    b = (s.get("bands") or {}).get(key)
+    if b is not None:
+        text += f" [{format(scale * b['low'], fmt)}, {format(scale * b['high'], fmt)}]"
+    return text
+
+
 SUMMARY_ROWS = [
     ("requests (completed / rejected)", lambda s: f"{s['n_completed']} / {s['n_rejected']}"),
-    ("simulated duration", lambda s: f"{s['duration_s']:.1f} s"),
-    ("throughput", lambda s: f"{s['throughput_rps']:.2f} req/s, {s['output_tokens_per_s']:.0f} tok/s"),
-    ("SLO attainment (TTFT and TPOT)", lambda s: f"{s['slo_attainment_frac']:.1%}"),
-    ("TTFT p50 / p90 / p99", lambda s: f"{s['ttft_s_p50']:.3f} / {s['ttft_s_p90']:.3f} / {s['ttft_s_p99']:.3f} s"),
+    ("simulated duration", lambda s: f"{_v(s, 'duration_s', '.1f')} s"),
+    (
+        "throughput",
+        lambda s: f"{_v(s, 'throughput_rps', '.2f')} req/s, {_v(s, 'output_tokens_per_s', '.0f')} tok/s",
+    ),
+    ("SLO attainment (TTFT and TPOT)", lambda s: _v(s, "slo_attainment_frac", ".1%")),
+    (
+        "TTFT p50 / p90 / p99",
+        lambda s: " / ".join(_v(s, f"ttft_s_p{q}", ".3f") for q in (50, 90, 99)) + " s",
+    ),
     (
         "TPOT p50 / p90 / p99",
-        lambda s: f"{1e3 * s['tpot_s_p50']:.1f} / {1e3 * s['tpot_s_p90']:.1f} / {1e3 * s['tpot_s_p99']:.1f} ms",
+        lambda s: " / ".join(_v(s, f"tpot_s_p{q}", ".1f", 1e3) for q in (50, 90, 99)) + " ms",
     ),
     ("preemptions", lambda s: f"{s['n_preemptions']}"),
-    ("energy", lambda s: f"{s['energy_kwh']:.4f} kWh"),
-    ("carbon operational / embodied", lambda s: f"{s['operational_gco2']:.1f} / {s['embodied_gco2']:.1f} gCO2e"),
-    ("carbon per request", lambda s: f"{s['carbon_gco2_per_request']:.4f} gCO2e"),
-    ("carbon per 1k output tokens", lambda s: f"{s['carbon_gco2_per_1k_output_tokens']:.4f} gCO2e"),
+    ("energy", lambda s: f"{_v(s, 'energy_kwh', '.4f')} kWh"),
+    (
+        "carbon operational / embodied",
+        lambda s: f"{_v(s, 'operational_gco2', '.1f')} / {_v(s, 'embodied_gco2', '.1f')} gCO2e",
+    ),
+    ("carbon per request", lambda s: f"{_v(s, 'carbon_gco2_per_request', '.4f')} gCO2e"),
+    ("carbon per 1k output tokens", lambda s: f"{_v(s, 'carbon_gco2_per_1k_output_tokens', '.4f')} gCO2e"),
 ]
+
+
+def bands_footer(s) -> str:
+    """What the [low, high] brackets mean (or why there are none)."""
+    u = s.get("uncertainty") or {}
+    if not s.get("bands"):
+        return f"no uncertainty bands: {u['note']}" if u.get("note") else ""
+    fr = u.get("fractions")
+    used = (
+        "; ".join(
+            f"{g} latency +/-{e['latency_frac']:.1%}, power +/-{e['power_frac']:.1%} ({e['entry']})"
+            for g, e in fr.items()
+        )
+        if isinstance(fr, dict)
+        else str(fr)
+    )
+    return (
+        "[low, high]: min and max over the nominal run and the performance.band corners optimistic and "
+        f"pessimistic, same seed (profiles/uncertainty.yaml: {used}); summary.json 'bands'"
+    )
 
 
 @click.command("run")
@@ -65,6 +104,9 @@ def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     for k, f in SUMMARY_ROWS:
         click.echo(f"  {k:<{w}}  {f(s)}")
     click.echo(f"  {'wall time':<{w}}  {res.wall_s:.2f} s")
+    footer = bands_footer(s)
+    if footer:
+        click.echo(footer)
     click.echo(f"results: {res.folder}")
 
 

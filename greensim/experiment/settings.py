@@ -39,6 +39,14 @@ class Performance(StrictModel):
     band: Literal["pessimistic", "nominal", "optimistic"] = Field(
         "nominal", description="uncertainty band: times and powers x (1 +/- u), u from profiles/uncertainty.yaml"
     )
+    uncertainty: Literal["corners", "none"] = Field(
+        "corners",
+        description="corners (default): greensim run and sweep also simulate the two band corners (band "
+        "optimistic and pessimistic, same seed and requests) and report every headline metric as low / point / "
+        "high (min / nominal / max over the three runs; summary.json 'bands'); tables and plots stay the nominal "
+        "run's. none: the nominal run only (3x faster). Applies only with band: nominal (a run at a corner band "
+        "is itself a corner and gets no bands)",
+    )
     profile_dirs: List[str] = Field(
         default_factory=list, description="extra folders of measured profiles <GPU>/<model>_tp<N>.csv (model: profiled)"
     )

@@ -3,7 +3,7 @@ performance model, with half-widths from ``profiles/uncertainty.yaml``."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
@@ -21,29 +21,74 @@ def load_uncertainty() -> Dict[str, Any]:
     return yaml.safe_load(f.read_text()) if f.is_file() else {}
 
 
+def band_entry(unc: Mapping[str, Any], gpu: GPUSpec, measured: bool, section: str = "roofline") -> Dict[str, Any]:
+    """The ``uncertainty.yaml`` entry that sets a GPU's band: ``{"entry", "latency_frac", "power_frac",
+    "source"}``, ``entry`` its path in the file (``kernel.gpus.<GPU>``, ``measured.<GPU>``,
+    ``roofline.gpus.<GPU>`` or ``roofline.architectures.<architecture>``).
+
+    ``section="kernel"`` (the kernel model) uses the ``kernel`` section's entry for the GPU, else for
+    its architecture. Otherwise a measured profile (``measured``) uses ``measured.<GPU>``, else (or
+    when absent) the roofline's entry for the GPU, else for its architecture.
+    """
+    found = []
+    if section != "roofline":
+        k = unc.get(section, {})
+        found.append((f"{section}.gpus.{gpu.name}", k.get("gpus", {}).get(gpu.name)))
+        found.append((f"{section}.architectures.{gpu.architecture}", k.get("architectures", {}).get(gpu.architecture)))
+    if measured:
+        found.append((f"measured.{gpu.name}", unc.get("measured", {}).get(gpu.name)))
+    r = unc.get("roofline", {})
+    found.append((f"roofline.gpus.{gpu.name}", r.get("gpus", {}).get(gpu.name)))
+    found.append((f"roofline.architectures.{gpu.architecture}", r.get("architectures", {}).get(gpu.architecture)))
+    for where, e in found:
+        if e:
+            return {
+                "entry": where,
+                "latency_frac": float(e["latency_frac"]),
+                "power_frac": float(e["power_frac"]),
+                "source": str(e.get("source", "")),
+            }
+    raise ProfileError(
+        f"performance.band: no uncertainty for GPU '{gpu.name}' (architecture "
+        f"'{gpu.architecture}') in profiles/uncertainty.yaml. Regenerate it with "
+        "`python -m greensim.tools.validation`, or use band: nominal (and performance.uncertainty: none)."
+    )
+
+
 def band_fraction(
     unc: Mapping[str, Any], gpu: GPUSpec, measured: bool, section: str = "roofline"
 ) -> Tuple[float, float]:
-    """(latency, power) relative uncertainty for a GPU: measured, or modelled by the model
-    whose ``section`` of uncertainty.yaml applies (``roofline`` or ``kernel``)."""
-    if section != "roofline":
-        r = unc.get(section, {})
-        e = r.get("gpus", {}).get(gpu.name) or r.get("architectures", {}).get(gpu.architecture)
-        if e:
-            return float(e["latency_frac"]), float(e["power_frac"])
-    if measured:
-        e = unc.get("measured", {}).get(gpu.name)
-        if e:
-            return float(e["latency_frac"]), float(e["power_frac"])
-    r = unc.get("roofline", {})
-    e = r.get("gpus", {}).get(gpu.name) or r.get("architectures", {}).get(gpu.architecture)
-    if not e:
-        raise ProfileError(
-            f"performance.band: no uncertainty for GPU '{gpu.name}' (architecture "
-            f"'{gpu.architecture}') in profiles/uncertainty.yaml. Regenerate it with "
-            "`python -m greensim.tools.validation`, or use band: nominal."
-        )
-    return float(e["latency_frac"]), float(e["power_frac"])
+    """(latency, power) relative uncertainty for a GPU (see :func:`band_entry`)."""
+    e = band_entry(unc, gpu, measured, section)
+    return e["latency_frac"], e["power_frac"]
+
+
+def apply_band(
+    bound: BoundPerformance,
+    gpu: GPUSpec,
+    band: str,
+    measured: bool,
+    used: Optional[Dict[str, Dict[str, Any]]] = None,
+    section: str = "roofline",
+) -> BoundPerformance:
+    """``bound`` at an uncertainty band: itself at ``nominal``, else a :class:`BandedBound` with times
+    x (1 +/- latency_frac) and powers x (1 +/- power_frac) (+ pessimistic, - optimistic).
+
+    ``used`` (optional) collects the entries applied, keyed by GPU name (``"<GPU> [<entry>]"`` when
+    one GPU gets two entries, e.g. measured for one model and roofline for another).
+    """
+    if band not in BANDS:
+        raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
+    if band == "nominal":
+        return bound
+    e = band_entry(load_uncertainty(), gpu, measured, section)
+    if used is not None:
+        key = gpu.name
+        if key in used and used[key]["entry"] != e["entry"]:
+            key = f"{gpu.name} [{e['entry']}]"
+        used[key] = e
+    sign = 1.0 if band == "pessimistic" else -1.0
+    return BandedBound(bound, 1.0 + sign * e["latency_frac"], 1.0 + sign * e["power_frac"])
 
 
 class BandedBound(BoundPerformance):

@@ -471,6 +471,7 @@ class KernelModel(PerformanceModel):
         self.params = dict(params or load_kernel_params())
         self.overrides = overrides
         self.engine = engine_preset(overrides.get("engine"))
+        self.bands_used: Dict[str, Dict[str, Any]] = {}  # uncertainty.yaml entries applied (band != nominal)
         if overrides.get("iteration_overhead_s") is not None:
             self.engine.per_iteration_s = float(overrides["iteration_overhead_s"])
 
@@ -486,10 +487,6 @@ class KernelModel(PerformanceModel):
         band = self.overrides.get("band") or "nominal"
         if band == "nominal":
             return bound
-        from greensim.hardware.bands import BANDS, BandedBound, band_fraction, load_uncertainty
+        from greensim.hardware.bands import apply_band
 
-        if band not in BANDS:
-            raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
-        ut, up = band_fraction(load_uncertainty(), gpu, measured=False, section="kernel")
-        sign = 1.0 if band == "pessimistic" else -1.0
-        return BandedBound(bound, 1.0 + sign * ut, 1.0 + sign * up)
+        return apply_band(bound, gpu, band, measured=False, used=self.bands_used, section="kernel")

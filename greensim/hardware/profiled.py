@@ -36,7 +36,7 @@ import yaml
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
-from greensim.hardware.bands import BANDS, BandedBound, band_fraction, load_uncertainty
+from greensim.hardware.bands import BANDS, apply_band
 from greensim.hardware.catalog import GPUSpec, ModelSpec
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import BoundRoofline, RooflineModel
@@ -347,7 +347,7 @@ class ProfiledModel(PerformanceModel):
 
     Parameters
     ----------
-    band : "pessimistic" | "nominal" | "optimistic" (see :func:`band_fraction`).
+    band : "pessimistic" | "nominal" | "optimistic" (see :func:`greensim.hardware.bands.band_entry`).
     profile_dirs : extra folders of ``<GPU>/<model>_tp<N>.csv`` profiles.
     **overrides : passed to :class:`RooflineModel` (eta_compute, eta_memory, iteration_overhead_s).
     """
@@ -358,6 +358,7 @@ class ProfiledModel(PerformanceModel):
         if band not in BANDS:
             raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
         self.band = band
+        self.bands_used: Dict[str, Dict[str, Any]] = {}  # uncertainty.yaml entries applied (band != nominal)
         self.roofline = RooflineModel(**overrides)
         self.index = find_profiles(profile_dirs)
         self._cache: Dict[Path, MeasuredProfile] = {}
@@ -384,8 +385,4 @@ class ProfiledModel(PerformanceModel):
             bound: BoundPerformance = fb
         else:
             bound = BoundProfiled(prof, fb, gpu, tp, self._warned)
-        if self.band == "nominal":
-            return bound
-        ut, up = band_fraction(load_uncertainty(), gpu, measured=prof is not None)
-        sign = 1.0 if self.band == "pessimistic" else -1.0
-        return BandedBound(bound, 1.0 + sign * ut, 1.0 + sign * up)
+        return apply_band(bound, gpu, self.band, measured=prof is not None, used=self.bands_used)

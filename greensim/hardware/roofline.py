@@ -263,6 +263,7 @@ class RooflineModel(PerformanceModel):
     def __init__(self, params: Mapping[str, Any] | None = None, **overrides: Any):
         self.params = dict(params or load_roofline_params())
         self.overrides = overrides
+        self.bands_used: Dict[str, Dict[str, Any]] = {}  # uncertainty.yaml entries applied (band != nominal)
         mode = overrides.get("decode_power") or "constant"
         if mode not in DECODE_POWER_MODES:
             raise ProfileError(f"performance.decode_power: {mode!r} is not one of {list(DECODE_POWER_MODES)}.")
@@ -286,13 +287,9 @@ class RooflineModel(PerformanceModel):
         band = self.overrides.get("band") or "nominal"
         if band == "nominal":
             return bound
-        from greensim.hardware.bands import BANDS, BandedBound, band_fraction, load_uncertainty
+        from greensim.hardware.bands import apply_band
 
-        if band not in BANDS:
-            raise ProfileError(f"performance.band: {band!r} is not one of {list(BANDS)}.")
-        ut, up = band_fraction(load_uncertainty(), gpu, measured=False)
-        sign = 1.0 if band == "pessimistic" else -1.0
-        return BandedBound(bound, 1.0 + sign * ut, 1.0 + sign * up)
+        return apply_band(bound, gpu, band, measured=False, used=self.bands_used)
 
     def _bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundRoofline:
         e = dict(self._eff(gpu))

@@ -31,12 +31,17 @@ def _cand(c: Candidate | None) -> Any:
         "stage": c.stage,
         "carbon_g_per_request": c.carbon_g_per_request,
         "slo_attainment_frac": c.slo_attainment_frac,
+        "slo_attainment_frac_pessimistic": (c._metrics_pessimistic() or {}).get("slo_attainment_frac"),
+        "decision_attainment_frac": c.decision_attainment_frac,
         "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
+        "bands": c.bands,  # low / point / high of the headline metrics (performance.uncertainty: corners)
     }
 
 
 def plan_summary(res: PlanResult) -> Dict[str, Any]:
-    """The decision as a JSON-able dict: winner, baseline, saving, feasibility and search statistics."""
+    """The decision as a JSON-able dict: winner, baseline, saving, feasibility and search statistics
+    (with uncertainty bands: the winner's and baseline's ``bands``, ``saving_frac_band`` and how the bands
+    were obtained, ``uncertainty``)."""
     return to_jsonable(
         {
             "plan": res.spec.name,
@@ -95,6 +100,27 @@ def plot_frontier(res: PlanResult, path: Path) -> None:
             )
     ax.axvline(100 * res.spec.attainment_target, color="k", ls="--", lw=1, label="target")
     for c, mk, lab in ((res.best, "*", "winner"), (res.baseline, "s", "baseline (new GPUs)")):
+        b = (c.bands or {}) if c is not None else {}
+        if (
+            c is not None
+            and c.slo_attainment_frac is not None
+            and "slo_attainment_frac" in b
+            and "carbon_gco2_per_request" in b
+        ):
+            x, y = 100 * c.slo_attainment_frac, c.carbon_g_per_request
+            ba, bc = b["slo_attainment_frac"], b["carbon_gco2_per_request"]
+            ax.errorbar(
+                [x],
+                [y],
+                xerr=[[x - 100 * ba["low"]], [100 * ba["high"] - x]],
+                yerr=[[bc["point"] - bc["low"]], [bc["high"] - bc["point"]]],  # about y: it may add charge_unused
+                fmt="none",
+                ecolor="red",
+                elinewidth=1,
+                capsize=3,
+                alpha=0.6,
+                zorder=4,
+            )
         if c is not None and c.slo_attainment_frac is not None:
             ax.scatter(
                 [100 * c.slo_attainment_frac],

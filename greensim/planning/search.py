@@ -30,6 +30,8 @@ plan's window (:func:`_planning_intensity`).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import time
@@ -44,6 +46,7 @@ from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
 from greensim.experiment.load import parse_experiment
 from greensim.experiment.schema import Experiment
 from greensim.planning.spec import PlanSpec, load_plan_spec
+from greensim.results.bands import saving_band
 
 __all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates"]
 
@@ -61,6 +64,11 @@ class Candidate:
 
     ``carbon_g_per_request`` / ``slo_attainment_frac`` come from the most complete run
     (full simulation, else short, else None); ``summary`` is the full run's summary.
+    With ``confidence: pessimistic`` each run also has its pessimistic-corner twin
+    (``short_summary_pessimistic``, ``summary_pessimistic``) and the attainment the search
+    decides on (``decision_attainment_frac``) is the lower of the two. ``bands`` holds the
+    uncertainty bands of a chosen candidate (winner, baseline; ``performance.uncertainty:
+    corners``): ``{metric: {"low", "point", "high", ...}}``.
     """
 
     name: str
@@ -81,9 +89,39 @@ class Candidate:
     summary: Optional[Dict[str, Any]] = None
     unused_gco2_per_request: float = 0.0
     wall_s: float = 0.0
+    short_summary_pessimistic: Optional[Dict[str, Any]] = None
+    summary_pessimistic: Optional[Dict[str, Any]] = None
+    bands: Optional[Dict[str, Dict[str, float]]] = None
+    bands_info: Optional[Dict[str, Any]] = None  # how the bands were obtained (summary "uncertainty")
 
     def _metrics(self) -> Optional[Dict[str, Any]]:
         return self.summary if self.summary is not None else self.short_summary
+
+    def _metrics_pessimistic(self) -> Optional[Dict[str, Any]]:
+        return self.summary_pessimistic if self.summary is not None else self.short_summary_pessimistic
+
+    @staticmethod
+    def _decision(s: Optional[Dict[str, Any]], sp: Optional[Dict[str, Any]]) -> Optional[float]:
+        if s is None:
+            return None
+        a = float(s["slo_attainment_frac"])
+        return a if sp is None else min(a, float(sp["slo_attainment_frac"]))
+
+    @property
+    def decision_attainment_frac(self) -> Optional[float]:
+        """The attainment the search compares with the target: the nominal run's, or with
+        ``confidence: pessimistic`` the lower of the nominal and pessimistic-corner runs'."""
+        return self._decision(self._metrics(), self._metrics_pessimistic())
+
+    @property
+    def short_decision_attainment_frac(self) -> Optional[float]:
+        """:attr:`decision_attainment_frac` of the short simulation(s)."""
+        return self._decision(self.short_summary, self.short_summary_pessimistic)
+
+    @property
+    def full_decision_attainment_frac(self) -> Optional[float]:
+        """:attr:`decision_attainment_frac` of the full simulation(s)."""
+        return self._decision(self.summary, self.summary_pessimistic)
 
     @property
     def carbon_g_per_request(self) -> Optional[float]:
@@ -146,7 +184,8 @@ class PlanResult:
                     "attainment_upper_bound_frac": c.attainment_upper_bound_frac,
                     "carbon_g_per_request": c.carbon_g_per_request,
                     "slo_attainment_frac": c.slo_attainment_frac,
-                    "feasible": bool(c.slo_attainment_frac is not None and c.slo_attainment_frac >= target),
+                    "slo_attainment_frac_pessimistic": (c._metrics_pessimistic() or {}).get("slo_attainment_frac"),
+                    "feasible": bool(c.decision_attainment_frac is not None and c.decision_attainment_frac >= target),
                     "operational_g_per_request": s.get("operational_gco2_per_request"),
                     "embodied_g_per_request": s.get("embodied_gco2_per_request"),
                     "unused_g_per_request": c.unused_gco2_per_request,
@@ -335,6 +374,15 @@ class _Context:
         self.ci = float(np.asarray(src.mean_over(np.array([0.0]), np.array([max(float(arr[-1]), 1e-3)])))[0])
         self._bound: Dict[Any, Any] = {}
         self._memo: Dict[Any, np.ndarray] = {}
+
+    def at_band(self, band: str) -> "_Context":
+        """The same context with performance models bound at ``band`` (pessimistic: confidence)."""
+        from greensim.assembly.prepare import performance_model
+
+        other = copy.copy(self)
+        other.perf = performance_model(self.spec.performance.model_copy(update={"band": band}))
+        other._bound, other._memo = {}, {}
+        return other
 
     def bound(self, gpu: str, model, tp: int, max_batch: Optional[int] = None):
         key = (gpu, model.name, tp)
@@ -604,7 +652,12 @@ def steady_state(result: Any) -> Dict[str, float]:
 
 
 def plan(
-    spec: Any, overrides: Any = None, progress: bool = False, confirm: bool = True, prune: bool = True
+    spec: Any,
+    overrides: Any = None,
+    progress: bool = False,
+    confirm: bool = True,
+    prune: bool = True,
+    confidence: Optional[str] = None,
 ) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
 
@@ -616,13 +669,23 @@ def plan(
     confirm : confirm the winner (and baseline) with full simulations; False ranks by the
         short simulations only.
     prune : False = brute force: a full simulation of every buildable candidate.
+    confidence : ``"nominal"`` or ``"pessimistic"``; overrides the plan's ``confidence`` (with
+        ``pessimistic`` a candidate must also meet the target at the pessimistic corner of the
+        uncertainty bands).
+
+    With ``performance.uncertainty: corners`` (the default) the winner and the baseline also get
+    uncertainty bands (``Candidate.bands``; ``stats["uncertainty"]``, ``stats["saving_frac_band"]``).
     """
-    return _plan(spec, overrides, progress, confirm, prune)
+    return _plan(spec, overrides, progress, confirm, prune, confidence)
 
 
-def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool) -> PlanResult:
+def _plan(
+    spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool, confidence: Optional[str] = None
+) -> PlanResult:
     t0 = time.perf_counter()
     spec = load_plan_spec(spec, overrides)
+    if confidence is not None:
+        spec = load_plan_spec(spec, {"confidence": confidence})
     spec, planning = _planning_intensity(spec)
     target = spec.attainment_target
     cands = enumerate_candidates(spec)
@@ -630,11 +693,21 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
     nw = next(i for i in spec.inventory if i.role == "new")
     probe = Candidate("probe", "colocated", nw.gpu, 1, None, 0, None, spec.search.max_batch_sizes[0])
     ctx = _Context(spec, parse_experiment(_experiment_dict(spec, probe), where=spec.name))
+    pessimistic = spec.confidence == "pessimistic"
+    from greensim.assembly.uncertainty import corner_experiment
+
+    ctx_p = ctx.at_band("pessimistic") if pessimistic else None
     for c in cands:
         try:
             c.experiment = parse_experiment(_experiment_dict(spec, c), where=f"candidate {c.name}")
             _check_fits(ctx, c)
             _theory(ctx, c)
+            if ctx_p is not None and not c.reason:  # SLOs must hold at the pessimistic corner too
+                twin = dataclasses.replace(c)
+                _theory(ctx_p, twin)
+                c.attainment_upper_bound_frac = min(c.attainment_upper_bound_frac, twin.attainment_upper_bound_frac)
+                if twin.reason:
+                    c.reason = f"{twin.reason} (pessimistic corner, confidence: pessimistic)"
         except GreensimError as exc:
             c.stage, c.reason, c.experiment = STAGE_ERROR, f"cannot build: {exc}", None
     alive = [c for c in cands if c.experiment is not None]
@@ -651,14 +724,17 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
         from tqdm import tqdm
 
         bar = tqdm(total=len(alive) if not prune else None, unit="sim", desc=f"plan {spec.name}", leave=False)
-    n_short = n_full = 0
+    n_short = n_full = n_twin = 0
 
     def run_full(c: Candidate) -> None:
-        nonlocal n_full
+        nonlocal n_full, n_twin
         t = time.perf_counter()
         log.info("plan %s: full simulation of %s", spec.name, c.name)
         try:
             c.summary = _simulate(c.experiment)
+            if pessimistic:
+                n_twin += 1
+                c.summary_pessimistic = _simulate(corner_experiment(c.experiment, "pessimistic"))
             c.stage = STAGE_FULL
             c.unused_gco2_per_request = _unused_gco2_per_request(
                 ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"]
@@ -671,11 +747,15 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
             bar.update(1)
 
     def run_short(c: Candidate) -> None:
-        nonlocal n_short
+        nonlocal n_short, n_twin
         t = time.perf_counter()
         log.info("plan %s: short simulation of %s", spec.name, c.name)
         try:
-            c.short_summary = _simulate(_shorten(c.experiment, spec.search.short_requests))
+            short = _shorten(c.experiment, spec.search.short_requests)
+            c.short_summary = _simulate(short)
+            if pessimistic:
+                n_twin += 1
+                c.short_summary_pessimistic = _simulate(corner_experiment(short, "pessimistic"))
             c.stage = STAGE_SHORT
             s = c.short_summary
             c.unused_gco2_per_request = _unused_gco2_per_request(
@@ -689,15 +769,13 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
             bar.update(1)
 
     def short_ok(c):
-        return c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target
+        return c.short_summary is not None and c.short_decision_attainment_frac >= target
 
     def short_promising(c):
-        return (
-            c.short_summary is not None and c.short_summary["slo_attainment_frac"] >= target - spec.search.short_slack
-        )
+        return c.short_summary is not None and c.short_decision_attainment_frac >= target - spec.search.short_slack
 
     def full_ok(c):
-        return c.summary is not None and c.summary["slo_attainment_frac"] >= target
+        return c.summary is not None and c.full_decision_attainment_frac >= target
 
     def short_carbon(c):  # arrival-window score (steady_state): no drain-tail bias between candidates
         s = c.short_summary
@@ -756,7 +834,7 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                 if not found:  # nothing confirmed: the most promising by attainment
                     for c in sorted(
                         [c for c in alive if c.short_summary is not None and c.summary is None],
-                        key=lambda c: (-c.short_summary["slo_attainment_frac"], short_carbon(c)),
+                        key=lambda c: (-c.short_decision_attainment_frac, short_carbon(c)),
                     ):
                         run_full(c)
                         if full_ok(c):
@@ -771,13 +849,13 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
                             run_short(c)
                     for c in sorted(
                         [c for c in alive if c.short_summary is not None and c.summary is None],
-                        key=lambda c: (-c.short_summary["slo_attainment_frac"], c.name),
+                        key=lambda c: (-c.short_decision_attainment_frac, c.name),
                     ):
                         top = max(
-                            (x.summary["slo_attainment_frac"] for x in alive if x.summary is not None),
+                            (x.full_decision_attainment_frac for x in alive if x.summary is not None),
                             default=-math.inf,
                         )
-                        if c.short_summary["slo_attainment_frac"] >= top - spec.search.short_slack:
+                        if c.short_decision_attainment_frac >= top - spec.search.short_slack:
                             run_full(c)
                 # the new-GPU colocated baseline, confirmed the same way
                 if not any(full_ok(c) for c in alive if c.mode == "colocated"):
@@ -804,26 +882,61 @@ def _plan(spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool)
         return [c for c in cs if c._metrics() is not None]
 
     done = pool(alive)
-    feas = [c for c in done if c.slo_attainment_frac >= target]
+    feas = [c for c in done if c.decision_attainment_frac >= target]
     if feas:
         best = min(feas, key=lambda c: (c.carbon_g_per_request, c.name))
     elif done:
-        best = max(done, key=lambda c: (c.slo_attainment_frac, -c.carbon_g_per_request))
+        best = max(done, key=lambda c: (c.decision_attainment_frac, -c.carbon_g_per_request))
     else:
         best = None
     base_feas = [c for c in feas if c.mode == "colocated"]
     baseline = min(base_feas, key=lambda c: (c.carbon_g_per_request, c.name)) if base_feas else None
     stages = pd.Series([c.stage for c in cands]).value_counts().to_dict()
+    n_band = _chosen_bands(spec, [c for c in (best, baseline) if c is not None])
     stats = {
         "n_candidates": len(cands),
         "n_short_simulations": n_short,
         "n_full_simulations": n_full,
+        "n_pessimistic_simulations": n_twin,
+        "n_band_simulations": n_band,
         "stages": stages,
         "prune": prune,
         "confirm": confirm,
+        "confidence": spec.confidence,
         **planning,
     }
+    if best is not None and best.bands_info is not None:
+        stats["uncertainty"] = best.bands_info
+    if best is not None and baseline is not None and best.bands and baseline.bands:
+        stats["saving_frac_band"] = saving_band({"bands": best.bands}, {"bands": baseline.bands})
     return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
+
+
+def _chosen_bands(spec: PlanSpec, chosen: List[Candidate]) -> int:
+    """Uncertainty bands of the chosen candidates (winner, baseline) when the plan's
+    ``performance.uncertainty`` is ``corners``: their most complete run (full, else short) is
+    simulated at the two ``performance.band`` corners (a pessimistic twin from ``confidence:
+    pessimistic`` is reused). Fills ``bands`` / ``bands_info``; returns the corner simulations run."""
+    from greensim.assembly import simulate
+    from greensim.assembly.uncertainty import add_bands
+
+    n = 0
+
+    def run_one(p, band):
+        nonlocal n
+        n += 1
+        return simulate(p)
+
+    for c in chosen:
+        if c.bands_info is not None or c.experiment is None or c._metrics() is None:
+            continue
+        full = c.summary is not None
+        exp = c.experiment if full else _shorten(c.experiment, spec.search.short_requests)
+        twin = c.summary_pessimistic if full else c.short_summary_pessimistic
+        s = dict(c._metrics())
+        add_bands(s, exp, run_one=run_one, known={"pessimistic": twin} if twin is not None else None)
+        c.bands, c.bands_info = s.get("bands"), s.get("uncertainty")
+    return n
 
 
 def _planning_intensity(spec: PlanSpec):

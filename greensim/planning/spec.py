@@ -185,6 +185,14 @@ class PlanSpec(_Base):
         description="fraction of requests that must meet both "
         "SLOs; default 0.9, the paper's target (paper.md section 3)",
     )
+    confidence: Literal["nominal", "pessimistic"] = Field(
+        "nominal",
+        description="which performance the SLO attainment target must hold at: nominal (default: the "
+        "calibrated models) or pessimistic (also at the pessimistic corner of the uncertainty bands, "
+        "performance.band: pessimistic, i.e. times and powers x (1 + u) from profiles/uncertainty.yaml): every "
+        "short and full simulation is run at both and a candidate counts as feasible only if the lower "
+        "attainment meets the target; carbon is still ranked at nominal. Needs performance.band: nominal",
+    )
     inventory: List[InventoryItem] = Field(min_length=1, description="GPUs available, by type and role")
     link: Optional[LinkConfig] = Field(
         None,
@@ -235,6 +243,12 @@ class PlanSpec(_Base):
             raise ValueError(
                 "plan_start_h / plan_horizon_h: they only apply with carbon.forecast. Add "
                 "carbon.forecast {kind: ...} or drop them"
+            )
+        if self.confidence == "pessimistic" and self.performance.band != "nominal":
+            raise ValueError(
+                f"confidence: pessimistic checks the SLOs at the nominal and the pessimistic performance "
+                f"band, but performance.band is '{self.performance.band}'. Set performance.band: nominal, or "
+                "confidence: nominal to plan at that band"
             )
         d = self.search.draft
         if d is not None and d.alpha_by_position is not None and len(d.alpha_by_position) < max(self.search.gammas):

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_run"]
+__all__ = ["plot_run", "plot_bands"]
 
 
 def _cdf(ax, x, label, slo=None, unit="s"):
@@ -26,7 +26,8 @@ def _cdf(ax, x, label, slo=None, unit="s"):
 
 
 def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: str) -> None:
-    """Write latency_cdf.png, carbon_breakdown.png and timeline.png into ``folder``."""
+    """Write latency_cdf.png, carbon_breakdown.png, timeline.png, carbon_timeline.png and, with
+    uncertainty bands in the summary, bands.png into ``folder``."""
     r = tables.requests
     ok = ~r["rejected"].to_numpy()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -79,3 +80,63 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     from greensim.results.carbon_plots import plot_carbon_timeline
 
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)
+    if tables.summary.get("bands"):
+        plot_bands(folder / "bands.png", tables.summary, title)
+
+
+#: (summary metric, label, scale to the unit shown, unit) of the bands plot
+_BAND_ROWS = (
+    ("slo_attainment_frac", "SLO attainment", 100.0, "%"),
+    ("throughput_rps", "throughput", 1.0, "req/s"),
+    ("ttft_s_p50", "TTFT p50", 1.0, "s"),
+    ("ttft_s_p90", "TTFT p90", 1.0, "s"),
+    ("ttft_s_p99", "TTFT p99", 1.0, "s"),
+    ("tpot_s_p50", "TPOT p50", 1e3, "ms"),
+    ("tpot_s_p90", "TPOT p90", 1e3, "ms"),
+    ("tpot_s_p99", "TPOT p99", 1e3, "ms"),
+    ("energy_kwh", "energy", 1.0, "kWh"),
+    ("operational_gco2", "carbon, operational", 1.0, "gCO2e"),
+    ("embodied_gco2", "carbon, embodied", 1.0, "gCO2e"),
+    ("carbon_gco2", "carbon, total", 1.0, "gCO2e"),
+    ("carbon_gco2_per_request", "carbon per request", 1.0, "gCO2e"),
+)
+
+
+def plot_bands(path: Path, summary, title: str) -> None:
+    """bands.png: each headline metric's nominal value with its [low, high] band as an error bar,
+    relative to the nominal value (labels give the absolute numbers)."""
+    bands = summary["bands"]
+    rows = [r for r in _BAND_ROWS if r[0] in bands and np.isfinite(bands[r[0]]["point"]) and bands[r[0]]["point"]]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.6))
+    y = np.arange(len(rows))[::-1]
+    for yi, (key, label, scale, unit) in zip(y, rows):
+        b = bands[key]
+        p, lo, hi = b["point"], b["low"], b["high"]
+        rel_lo, rel_hi = 100 * (lo / p - 1), 100 * (hi / p - 1)
+        ax.errorbar([0.0], [yi], xerr=[[-rel_lo], [rel_hi]], fmt="o", color="tab:blue", capsize=4)
+        for c, mk in (("optimistic", "v"), ("pessimistic", "^")):
+            v = b.get(c)
+            if v is not None and np.isfinite(v):
+                ax.plot([100 * (v / p - 1)], [yi], mk, color="tab:orange" if c == "pessimistic" else "tab:green")
+        ax.annotate(
+            f"{scale * p:.4g} [{scale * lo:.4g}, {scale * hi:.4g}] {unit}",
+            (max(rel_hi, 0.0), yi),
+            xytext=(8, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    ax.plot([], [], "v", color="tab:green", label="optimistic corner")
+    ax.plot([], [], "^", color="tab:orange", label="pessimistic corner")
+    ax.set_yticks(y, [r[1] for r in rows])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("relative to the nominal run [%] (bar: min..max over nominal and both corners)")
+    ax.margins(x=0.35)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(f"{title}: uncertainty bands (performance.band corners, profiles/uncertainty.yaml)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

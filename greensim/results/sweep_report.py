@@ -32,9 +32,28 @@ def swept_axes(df: pd.DataFrame, axes: Sequence[str]) -> List[str]:
 
 
 def plot_carbon_vs_slo(df: pd.DataFrame, axes: Sequence[str], path: Path, title: str) -> None:
-    """Scatter of carbon per request [gCO2e] vs SLO attainment, coloured by the first swept axis."""
+    """Scatter of carbon per request [gCO2e] vs SLO attainment, coloured by the first swept axis;
+    with ``<metric>_low`` / ``_high`` columns (uncertainty bands), grey error bars from low to high."""
     ok = df[df["status"] == "ok"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    banded = all(f"{m}_{e}" in ok.columns for m in (SLO_METRIC, CARBON_METRIC) for e in ("low", "high"))
+    if banded:  # uncertainty bands (performance.uncertainty: corners): min..max over nominal and both corners
+        b = ok.dropna(subset=[f"{m}_{e}" for m in (SLO_METRIC, CARBON_METRIC) for e in ("low", "high")])
+        x, y = b[SLO_METRIC].to_numpy(dtype=float), b[CARBON_METRIC].to_numpy(dtype=float)
+        ax.errorbar(
+            x,
+            y,
+            xerr=[x - b[f"{SLO_METRIC}_low"].to_numpy(dtype=float), b[f"{SLO_METRIC}_high"].to_numpy(dtype=float) - x],
+            yerr=[
+                y - b[f"{CARBON_METRIC}_low"].to_numpy(dtype=float),
+                b[f"{CARBON_METRIC}_high"].to_numpy(dtype=float) - y,
+            ],
+            fmt="none",
+            ecolor="0.65",
+            elinewidth=0.8,
+            zorder=1,
+            label="_nolegend_",
+        )
     by = swept_axes(ok, axes)[:1]
     if by and ok[by[0]].nunique() <= 12:
         for value, g in ok.groupby(by[0], sort=True):
@@ -47,7 +66,11 @@ def plot_carbon_vs_slo(df: pd.DataFrame, axes: Sequence[str], path: Path, title:
         ax.scatter(ok[SLO_METRIC], ok[CARBON_METRIC], alpha=0.8)
     ax.set_xlabel("SLO attainment (TTFT and TPOT) [fraction]")
     ax.set_ylabel("carbon per request [gCO2e]")
-    ax.set_title(f"{title}: {len(ok)} runs" + (f", {len(df) - len(ok)} failed" if len(ok) < len(df) else ""))
+    ax.set_title(
+        f"{title}: {len(ok)} runs"
+        + (f", {len(df) - len(ok)} failed" if len(ok) < len(df) else "")
+        + (" (bars: uncertainty bands)" if banded else "")
+    )
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -221,3 +221,17 @@ def test_workload_notes_reach_the_manifest(tmp_path, shared_data):
     f = next((tmp_path / "o" / "t").iterdir())
     notes = json.loads((f / "manifest.json").read_text())["workload_notes"]
     assert any("max_requests: kept the first 50" in n for n in notes), notes
+
+
+def test_run_prints_uncertainty_bands(tmp_path):
+    """greensim run shows [low, high] after the headline numbers, and says what they are."""
+    p = write(tmp_path, make_experiment(**{"workload.n_requests": 60}))
+    res = invoke("run", p, "--out", tmp_path / "out", "--no-plots")
+    assert res.exit_code == 0, res.output
+    ttft = next(line for line in res.output.splitlines() if "TTFT p50 / p90 / p99" in line)
+    assert ttft.count("[") == 3 and ttft.endswith(" s")
+    assert "[low, high]: min and max over the nominal run" in res.output and "A100-80GB latency +/-" in res.output
+    off = invoke("run", p, "--out", tmp_path / "out", "--no-plots", "--set", "performance.uncertainty=none")
+    assert off.exit_code == 0, off.output
+    assert "[" not in next(line for line in off.output.splitlines() if "TTFT p50 / p90 / p99" in line)
+    assert "no uncertainty bands: performance.uncertainty: none" in off.output

@@ -56,6 +56,10 @@ def test_plan_writes_folder_and_winner_runs(tmp_path):
     s = json.loads(summary.read_text())
     assert s["carbon_gco2_per_request"] == decision["winner"]["carbon_g_per_request"]
     assert s["slo_attainment_frac"] == decision["winner"]["slo_attainment_frac"]
+    # ... and its uncertainty bands (performance.uncertainty: corners) are the plan's
+    for m in ("carbon_gco2_per_request", "slo_attainment_frac", "ttft_s_p90"):
+        assert s["bands"][m] == decision["winner"]["bands"][m], m
+    assert "[" in res.output.split("winner: ")[1].splitlines()[0]  # the winner line shows [low, high]
 
 
 def test_plan_bad_file_exits_2_naming_the_field(tmp_path):
@@ -67,3 +71,31 @@ def test_plan_bad_file_exits_2_naming_the_field(tmp_path):
     assert res.exit_code == 2
     assert "inventory.0.gpu" in res.output and "A100-80GB" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_plan_confidence_option(tmp_path):
+    """--confidence pessimistic: the winner meets the target at the pessimistic band corner too."""
+    res = invoke(
+        "plan",
+        PLAN,
+        "--out",
+        tmp_path,
+        "--quiet",
+        "--no-plots",
+        "--confidence",
+        "pessimistic",
+        "--set",
+        "workload.n_requests=200",
+        "--set",
+        "search.short_requests=80",
+        "--set",
+        "search.modes=[colocated]",
+    )
+    assert res.exit_code == 0, res.output
+    assert "(nominal and pessimistic corner)" in res.output
+    decision = json.loads((tmp_path / "chat_a100_v100" / "plan" / "plan.json").read_text())
+    assert decision["confidence"] == "pessimistic"
+    w = decision["winner"]
+    assert min(w["slo_attainment_frac"], w["slo_attainment_frac_pessimistic"]) == w["decision_attainment_frac"] >= 0.9
+    bad = invoke("plan", PLAN, "--out", tmp_path, "--confidence", "sure")
+    assert bad.exit_code == 2 and "sure" in bad.output
