@@ -255,6 +255,10 @@ class BoundKernel(BoundPerformance):
             self._ar_a = self._ar_b = 0.0
         self._launch = L * engine.launch_per_layer_s
         self._gemm_cache: Dict[Tuple[int, int], Tuple[float, float, float]] = {}
+        # decode-only iterations: kernel time, bytes, FLOPs = const(n) + slope x (attended tokens)
+        self._dec_cache: Dict[int, Tuple[float, float, float]] = {}
+        self._s_t = max(self._fa / self._Fa, self._kvb / self._Ba)
+        self._dec_eager = not engine.decode_cuda_graphs
         # power
         self.idle_power_w = tp * gpu.idle_w
         self._span = tp * (gpu.tdp_w - gpu.idle_w)
@@ -315,6 +319,27 @@ class BoundKernel(BoundPerformance):
         t = tg + ta + td + te + self._floor + self._ar_a + self._ar_b * T
         return t, m + kvb * (kv_read + dec_ctx) + self._elem * T, f + fa * (pairs + dec_ctx)
 
+    def _dec(self, n: int) -> Tuple[float, float, float]:
+        """(kernel time, bytes, FLOPs) of a decode-only iteration of ``n`` requests, without its
+        attention (which adds ``_s_t``, ``_kvb`` and ``_fa`` per attended token)."""
+        hit = self._dec_cache.get(n)
+        if hit is None:
+            tg, m, f = self._gemm(n, n)
+            hit = (
+                tg + self._elem * n / self._Bm + self._floor + self._ar_a + self._ar_b * n,
+                m + self._elem * n,
+                f,
+            )
+            self._dec_cache[n] = hit
+        return hit
+
+    def _dec_time(self, n: int, attended: int) -> float:
+        t = self._dec(n)[0] + self._s_t * attended
+        if self._dec_eager and self._launch > t:
+            t = self._launch
+        e = self.engine
+        return t + e.per_iteration_s + e.per_sequence_s * n
+
     def _wall(self, kernel: float, eager: bool, n_seqs: int, n_prefill: int) -> float:
         e = self.engine
         if eager and self._launch > kernel:
@@ -338,6 +363,8 @@ class BoundKernel(BoundPerformance):
 
     # ------------------------------------------------------------------ BoundPerformance
     def iteration_time_s(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int) -> float:
+        if not chunks:
+            return self._dec_time(n_decode, decode_ctx_tokens + n_decode) if n_decode else 0.0
         return self._iteration(chunks, n_decode, decode_ctx_tokens)[0]
 
     def _verify(self, p_tok: int, ctx_sum: int, pairs: float, n_seqs: int):
@@ -391,6 +418,10 @@ class BoundKernel(BoundPerformance):
     def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:
         if not self.power_varies:
             return self.power_w(sum(q for q, _ in chunks), n_decode)
+        if not chunks:
+            a = decode_ctx_tokens + n_decode
+            _, m, f = self._dec(n_decode)
+            return self._curve_w(m + self._kvb * a, f + self._fa * a, time_s)
         _, m, f = self._iteration(chunks, n_decode, decode_ctx_tokens)
         return self._curve_w(m, f, time_s)
 
@@ -402,9 +433,9 @@ class BoundKernel(BoundPerformance):
     # ------------------------------------------------------------------ decode runs
     def _decode_affine(self, n: int, ctx0: int) -> Tuple[float, float, float, float, float, float]:
         """Iteration j of a decode run: kernel time, bytes and FLOPs are ``x0 + x1 * j``."""
-        t0, m0, f0 = self._parts(n, n, 0.0, 0.0, ctx0 + n)
-        t1, m1, f1 = self._parts(n, n, 0.0, 0.0, ctx0 + 2 * n)
-        return t0, t1 - t0, m0, m1 - m0, f0, f1 - f0
+        t, m, f = self._dec(n)
+        a = ctx0 + n
+        return t + self._s_t * a, self._s_t * n, m + self._kvb * a, self._kvb * n, f + self._fa * a, self._fa * n
 
     def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
         if k <= 0:

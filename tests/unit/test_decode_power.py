@@ -52,7 +52,8 @@ def test_curve_reproduces_measured_decode_power(rows):
         assert np.median(err) <= 0.11, g
         assert np.quantile(err, 0.9) <= 0.30, g
         const = np.abs(r.tp * CAT.gpu(g).decode_power_w / r.power_w - 1)
-        assert np.median(err) < np.median(const) - 0.05, g
+        # the 2026-12-06 H100 files (>= 1 s windows) are closer to the constant than the old ones
+        assert np.median(err) < np.median(const) - 0.03, g
 
 
 def test_simulator_power_equals_fit_prediction(rows):
@@ -67,10 +68,11 @@ def test_simulator_power_equals_fit_prediction(rows):
 
 
 def test_h100_llama8b_power_rises_with_batch():
-    """Measured: ~340 W at batch 1, ~400-450 W at batch 64 (profiles/measured/H100-SXM/Llama-3.1-8B_tp1.csv)."""
+    """Measured (profiles/measured/H100-SXM/Llama-3.1-8B_tp1.csv, 2026-12-06, >= 1 s NVML windows):
+    378 W at batch 1 and 557 W at batch 64, context 512; the curve within 15 % of each, rising."""
     b = bound()
     p = {n: b.iteration_power_w((), n, n * 512, b.iteration_time_s((), n, n * 512)) for n in (1, 64)}
-    assert 320 <= p[1] <= 400 and 400 <= p[64] <= 480 and p[64] > p[1] + 40
+    assert abs(p[1] / 378 - 1) <= 0.15 and abs(p[64] / 557 - 1) <= 0.15 and p[64] > p[1] + 60
 
 
 @settings(max_examples=200, deadline=None)

@@ -60,7 +60,10 @@ def solved(key: str, prune: bool, **updates) -> PlanResult:
 
 CASES = {
     "rate4": {},
-    "rate8": {"workload.rate_rps": 8.0},  # 1 A100 is just feasible (0.90)
+    # one A100 (speculative) just serves it (0.94). At 7-8 req/s one A100 is past capacity in the
+    # steady-state theory while its 300-request run still meets 0.91 (a transient): an edge the
+    # pruned planner rightly drops, so the case moved here when issue 15's kernel model moved it
+    "rate8": {"workload.rate_rps": 6.0},
     "tight_slo": {"slo.ttft_s": 0.5, "slo.tpot_s": 0.04},
     "rate12": {"workload.rate_rps": 12.0},  # needs 2 new GPUs
     "sunk_low_ci": {
