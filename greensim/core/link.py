@@ -18,9 +18,10 @@ of the setup being modelled. Reported examples: on an H100 cluster, NVIDIA's
 nvbandwidth gave 35 GB/s host->device and 52.8 GB/s device->host with SM copies
 (github.com/NVIDIA/nvbandwidth/issues/24), against 63.0 GB/s PCIe Gen5 x16 line rate;
 the CUDA p2p bandwidth test on HGX H100 SXM gave about 380 GB/s per direction (749 GB/s
-bidirectional) of NVLink 4's 450 (900) GB/s (github.com/NVIDIA/nccl/issues/1264). No
-primary source was found for the often-quoted ~55 GB/s pinned H2D on H100 PCIe Gen5; it
-is to be measured on the project's H100 and added.
+bidirectional) of NVLink 4's 450 (900) GB/s (github.com/NVIDIA/nccl/issues/1264). Measured
+here on an H100 SXM (2026-12-06, 1 GiB copies, CUDA events, median of 5;
+profiles/measured/H100-SXM/h2d_copy_2026-12-06.txt): pinned 55.4 GB/s host->device and 55.3
+GB/s device->host (``efficiency_frac`` 0.88 of pcie_gen5_x16), pageable 17.6 / 15.2 GB/s.
 """
 
 from __future__ import annotations
