@@ -97,9 +97,9 @@ def test_summary_json_records_bands_and_the_fractions_used(tmp_path):
     u = s["uncertainty"]
     assert u["method"] == "corners" and "min/max" in u["note"] and "monotone" in u["note"]
     gpu = load_catalog().gpu("A100-80GB", "gpu")
-    want = hb.band_entry(hb.load_uncertainty(), gpu, measured=False)
+    want = hb.band_entry(hb.load_uncertainty(), gpu, measured=False, section="kernel")  # the default model
     assert u["fractions"] == {"A100-80GB": want}
-    assert want["entry"] == f"roofline.architectures.{gpu.architecture}" and want["source"]
+    assert want["entry"] == f"kernel.architectures.{gpu.architecture}" and want["source"]
     assert (res.folder / "bands.png").is_file()
     df = res.bands
     assert list(df.columns[:3]) == ["low", "point", "high"] and df.loc["energy_kwh", "point"] == s["energy_kwh"]
