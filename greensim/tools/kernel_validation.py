@@ -228,6 +228,22 @@ def render_kernel(res: Dict[str, Any], command: str) -> str:
     ]
     ma, wa, na = _summ(art)
     mr, wr, nr = _summ(rest)
+    new_rows = []
+    for view in ("lomo", "logo"):
+        for ph in ("prefill", "decode", "verify"):
+            es = [
+                e for e in res[view] if e["row"].kernels_measured and e["row"].phase == ph and _in_scope(e["row"], big)
+            ]
+            med, worst, n = _summ(es)
+            pm, _, _ = _summ(es, "power_err")
+            if n:
+                new_rows.append(f"{view.upper()} {ph} {_pct(med)} / {_pct(worst)}% (power median {_pct(pm)}%, n={n})")
+    if new_rows:
+        a(
+            "On the rows of the current profiler alone (2026-12-06 H100 files, models >= 1B), latency median / "
+            "worst: " + "; ".join(new_rows) + "."
+        )
+        a("")
     a("Where the targets are missed, and why:")
     a("")
     a(
