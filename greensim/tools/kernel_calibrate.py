@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from greensim.base.paths import bundled
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.kernel import KERNEL_FIELDS
 from greensim.tools import calibrate as rc
@@ -37,7 +38,7 @@ from greensim.tools import kernel_fit as kf
 
 COMMAND = "python -m greensim.tools.kernel_calibrate --data ../shared/data --out profiles/kernel.yaml"
 HOW = f"; written by `{COMMAND}`"
-MEASURED = Path(__file__).resolve().parents[2] / "profiles" / "measured"
+MEASURED = bundled("profiles") / "measured"
 FITTED_GPUS = ("H100-SXM", "H200")
 #: FlashAttention-2's share of A100 peak (prefill/verify attention on Ampere)
 FA2_A100 = 0.6

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 import pandas as pd
 
+from greensim.base.paths import bundled
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.kernel import BoundKernel, engine_preset, kernel_params_for, load_kernel_params
 from greensim.tools import calibrate as rc
@@ -31,7 +32,7 @@ from greensim.tools import kernel_fit as kf
 GPUS = ("H100-SXM", "H200")
 BAND_Q = 0.9  # quantile of the other GPU's |LOGO error| used as a band half-width
 TARGET_MED, TARGET_WORST, TARGET_COVER = 0.10, 0.25, 0.80
-MEASURED = Path(__file__).resolve().parents[2] / "profiles" / "measured"
+MEASURED = bundled("profiles") / "measured"
 
 
 def _in_scope(r: kf.Row, big: Dict[str, bool]) -> bool:
