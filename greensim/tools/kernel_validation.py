@@ -83,6 +83,10 @@ def validate_kernel(data: Path, measured: Path = MEASURED) -> Dict[str, Any]:
         res["bands"][g] = {"latency_frac": ut, "power_frac": up, "coverage": cover, "own_quantiles": q[g]}
     res["a100_gemm"] = _a100_gemm(data, res)
     res["splitwise"] = _splitwise(data)
+    from greensim.hardware.kernel import KernelModel
+    from greensim.tools.validation import old_rows
+
+    res["published"] = {e: old_rows(data, load_catalog(), KernelModel(engine=e)) for e in ("none", "vllm-0.5")}
     return res
 
 
@@ -336,6 +340,27 @@ def render_kernel(res: Dict[str, Any], command: str) -> str:
         a(
             f"| {eng} | {g} | {_pct(p['median_signed'])} / {_pct(p['median_abs'])}% | "
             f"{_pct(t['median_signed'])} / {_pct(t['median_abs'])}% | {p['n']} |"
+        )
+    a("")
+    a("## Published end-to-end measurements (old and new GPUs)")
+    a("")
+    a(
+        "Rows of shared/data/profiles/old_gpu_measurements.csv that the model can predict (serving stacks of "
+        "2023-2025, their CPU overhead included in the measurement), against kernel time alone (`none`) and "
+        "with the heaviest cited engine preset (`vllm-0.5`); error = model/measured - 1. Line numbers are the "
+        "CSV's."
+    )
+    a("")
+    a("| line | GPU | model | engine (measured) | metric | measured | none | vllm-0.5 |")
+    a("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    pub = res.get("published", {})
+    rows_n = [r for r in pub.get("none", []) if "metric" in r]
+    rows_v = {(r["line"], r["metric"]): r for r in pub.get("vllm-0.5", []) if "metric" in r}
+    for r in rows_n:
+        v = rows_v.get((r["line"], r["metric"]))
+        a(
+            f"| {r['line']} | {r['gpu']} | {r['model']} | {r['engine']} | {r['metric']} | {r['measured']} | "
+            f"{r['pred']} ({r['err_pct']:+.0f}%) | " + (f"{v['pred']} ({v['err_pct']:+.0f}%)" if v else "-") + " |"
         )
     a("")
     return "\n".join(L)
