@@ -49,6 +49,7 @@ from greensim.base.paths import bundled
 from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.hardware.catalog import GPUSpec, ModelSpec
 from greensim.hardware.registry import PERFORMANCE_MODELS
+from greensim.hardware.roofline import affine_sum
 
 __all__ = [
     "KernelModel",
@@ -425,11 +426,6 @@ class BoundKernel(BoundPerformance):
         _, m, f = self._iteration(chunks, n_decode, decode_ctx_tokens)
         return self._curve_w(m, f, time_s)
 
-    def verify_power_w(self, p_tok: int, ctx_sum: int, pairs: float, n_seqs: int) -> float:
-        """Instance power during a verify step (arguments of :meth:`verify_sums_time_s`) [W]."""
-        t, m, f = self._verify(p_tok, ctx_sum, pairs, n_seqs)
-        return self._curve_w(m, f, t) if self.power_varies else self.power_w(p_tok, 0)
-
     # ------------------------------------------------------------------ decode runs
     def _decode_affine(self, n: int, ctx0: int) -> Tuple[float, float, float, float, float, float]:
         """Iteration j of a decode run: kernel time, bytes and FLOPs are ``x0 + x1 * j``."""
@@ -446,8 +442,8 @@ class BoundKernel(BoundPerformance):
         if not e.decode_cuda_graphs and self._launch > t0:
             # kernel time t0 + t1 j is below the CPU launch floor until j* (then above)
             js = k if t1 <= 0 else min(k, max(0, math.ceil((self._launch - t0) / t1)))
-            return k * const + js * self._launch + _aff(t0, t1, js, k)
-        return k * const + _aff(t0, t1, 0, k)
+            return k * const + js * self._launch + affine_sum(t0, t1, js, k)
+        return k * const + affine_sum(t0, t1, 0, k)
 
     def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
         if not self.power_varies:
@@ -469,16 +465,9 @@ class BoundKernel(BoundPerformance):
         # unclipped: P_j t_j = p0 t_j + kb M_j + kc F_j, each summed exactly
         return (
             self._p0 * self.decode_run_time_s(n, ctx0, k)
-            + self._kb * _aff(m0, m1, 0, k)
-            + self._kc * _aff(f0, f1, 0, k)
+            + self._kb * affine_sum(m0, m1, 0, k)
+            + self._kc * affine_sum(f0, f1, 0, k)
         )
-
-
-def _aff(a: float, b: float, j0: int, j1: int) -> float:
-    """Sum of a + b*j for j in [j0, j1)."""
-    if j1 <= j0:
-        return 0.0
-    return (j1 - j0) * a + b * (j1 * (j1 - 1) - j0 * (j0 - 1)) * 0.5
 
 
 def engine_preset(name: Optional[str], engines: Optional[Mapping[str, Any]] = None) -> EnginePreset:

@@ -44,7 +44,14 @@ from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.hardware.catalog import GPUSpec, ModelSpec
 from greensim.hardware.registry import PERFORMANCE_MODELS
 
-__all__ = ["RooflineModel", "BoundRoofline", "load_roofline_params", "load_decode_power_params", "DECODE_POWER_MODES"]
+__all__ = [
+    "RooflineModel",
+    "BoundRoofline",
+    "affine_sum",
+    "load_roofline_params",
+    "load_decode_power_params",
+    "DECODE_POWER_MODES",
+]
 
 DECODE_POWER_MODES = ("constant", "utilization")
 
@@ -242,12 +249,12 @@ class BoundRoofline(BoundPerformance):
             jx = -d0 / dd  # crossover (real)
             if dd > 0:  # memory-bound first, compute-bound from ceil(jx)
                 s = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
-                return const + _aff(am, bm, 0, s) + _aff(ac, bc, s, k)
+                return const + affine_sum(am, bm, 0, s) + affine_sum(ac, bc, s, k)
             split = min(k, max(0, math.floor(jx) + 1)) if jx >= 0 else 0
-        return const + _aff(ac, bc, 0, split) + _aff(am, bm, split, k)
+        return const + affine_sum(ac, bc, 0, split) + affine_sum(am, bm, split, k)
 
 
-def _aff(a: float, b: float, j0: int, j1: int) -> float:
+def affine_sum(a: float, b: float, j0: int, j1: int) -> float:
     """Sum of a + b*j for j in [j0, j1)."""
     if j1 <= j0:
         return 0.0
