@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from greensim.base.errors import ConfigError, TraceError
+from greensim.carbon.embodied import scoped_embodied_kgco2e
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.core.disagg import DisaggregationSpec
 from greensim.core.instance import InstanceConfig
@@ -137,17 +138,15 @@ def prepare(exp: Experiment) -> Prepared:
             from greensim.hardware.aging import degrade
 
             bound = degrade(bound, g, where)
-        emb = exp.carbon.gpu_embodied_kgco2e.get(gpu.name, gpu.embodied_kgco2e)
         life = exp.carbon.gpu_lifetime_years.get(gpu.name, exp.carbon.lifetime_years)
-        gspec = _carbon_spec(exp, gpu.name, g, emb, life)
+        gspec = _carbon_spec(exp, gpu, g, life)
         dspec = None
         if part is not None and part["split"]:
             dg = part["draft_gpu"]
             dspec = _carbon_spec(
                 exp,
-                dg.name,
+                dg,
                 SimpleNamespace(tp=1, age_years=g.speculative.draft_gpu_age_years, site=g.site),
-                exp.carbon.gpu_embodied_kgco2e.get(dg.name, dg.embodied_kgco2e),
                 exp.carbon.gpu_lifetime_years.get(dg.name, exp.carbon.lifetime_years),
             )
         groups.append(GroupInfo(gi, _mode_label(g), g, gpu.name, bound, gspec, part, dspec))
@@ -484,8 +483,9 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
     return make
 
 
-def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> InstanceCarbonSpec:
-    """Carbon accounting inputs of one instance group (scheme, age, host share)."""
+def _carbon_spec(exp: Experiment, gspec_gpu, g, life: float) -> InstanceCarbonSpec:
+    """Carbon accounting inputs of one instance group (embodied scope, scheme, age, host share)."""
+    gpu = gspec_gpu.name
     if not (life > 0):
         raise ConfigError(
             f"carbon.gpu_lifetime_years.{gpu}: lifetime {life!r} years; it must be > 0 "
@@ -498,6 +498,14 @@ def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> Insta
             f"service years (> 0). Add extended_years."
         )
     hs = exp.carbon.host_share
+    emb, host = scoped_embodied_kgco2e(
+        gspec_gpu,
+        exp.carbon.embodied_scope,
+        exp.carbon.gpu_embodied_kgco2e.get(gpu),
+        hs.embodied_kgco2e if hs else None,
+        hs.gpus_per_host if hs else None,
+        where="carbon.embodied_scope",
+    )
     return InstanceCarbonSpec(
         gpu,
         g.tp,
@@ -506,7 +514,7 @@ def _carbon_spec(exp: Experiment, gpu: str, g, emb: float, life: float) -> Insta
         scheme=sch.scheme if sch else "linear",
         age_years=g.age_years,
         extended_years=sch.extended_years if sch else None,
-        host_kgco2e_per_gpu=hs.embodied_kgco2e / hs.gpus_per_host if hs else 0.0,
+        host_kgco2e_per_gpu=host,
         site=g.site or DEFAULT_SITE,
         pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue,
     )

@@ -29,7 +29,15 @@ def simulate(
         router_extras=router_extras(p),
     )
     out = sim.run()
-    tables = build_tables(out, p.specs, p.intensity, p.experiment.carbon.pue, p.ttft_slo_s, p.tpot_slo_s)
+    tables = build_tables(
+        out,
+        p.specs,
+        p.intensity,
+        p.experiment.carbon.pue,
+        p.ttft_slo_s,
+        p.tpot_slo_s,
+        accounting=p.experiment.carbon.accounting,
+    )
     if p.experiment.carbon.compare_regions:
         from greensim.carbon.regions import add_region_totals
 

@@ -14,14 +14,65 @@ The paper's analysis turns on how a reused old GPU's embodied carbon is charged
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 from greensim.base.errors import ConfigError
-from greensim.base.units import G_PER_KG, S_PER_YEAR
+from greensim.base.units import BYTES_PER_GB, G_PER_KG, S_PER_YEAR
+from greensim.carbon.act import chip_embodied_kgco2e
 
-__all__ = ["SCHEMES", "embodied_charge_gco2", "embodied_by_scheme"]
+if TYPE_CHECKING:
+    from greensim.hardware.catalog import GPUSpec
+
+__all__ = ["SCHEMES", "SCOPES", "embodied_charge_gco2", "embodied_by_scheme", "scoped_embodied_kgco2e"]
 
 SCHEMES = ("linear", "extended", "sunk")
+
+#: What a GPU's embodied carbon covers (``carbon.embodied_scope``):
+#: ``chip``: die + memory + packages, ACT-style from die area and memory (greensim.carbon.act);
+#: ``board``: the catalogue's board LCA value (``embodied_kgco2e``, the default);
+#: ``server``: the board plus a per-GPU share of the host server (CPU, DRAM, SSD, chassis).
+SCOPES = ("chip", "board", "server")
+
+
+def scoped_embodied_kgco2e(
+    gpu: "GPUSpec",
+    scope: str = "board",
+    override_kgco2e: Optional[float] = None,
+    host_kgco2e: Optional[float] = None,
+    gpus_per_host: Optional[int] = None,
+    where: str = "carbon.embodied_scope",
+) -> Tuple[float, float]:
+    """(the GPU's own embodied carbon, its share of the host server) [kgCO2e per GPU] in a scope.
+
+    ``override_kgco2e`` replaces the GPU's own part (chip or board value; a user's
+    ``carbon.gpu_embodied_kgco2e``); ``host_kgco2e`` / ``gpus_per_host`` replace the catalogue's
+    host server (``carbon.host_share``). The host share is 0 outside the ``server`` scope.
+    """
+    if scope not in SCOPES:
+        raise ConfigError(f"{where}: unknown embodied scope '{scope}' (valid: {', '.join(SCOPES)}).")
+    if override_kgco2e is not None:
+        own = float(override_kgco2e)
+    elif scope == "chip":
+        if gpu.die_area_mm2 is None or gpu.process_node is None:
+            raise ConfigError(
+                f"{where}: scope 'chip' needs GPU '{gpu.name}''s die_area_mm2 and process_node in the "
+                f"catalogue (with sources), or carbon.gpu_embodied_kgco2e.{gpu.name}. Add them or use scope board."
+            )
+        own = chip_embodied_kgco2e(
+            gpu.die_area_mm2, gpu.process_node, gpu.memory_bytes / BYTES_PER_GB, gpu.memory_packages
+        )
+    else:
+        own = gpu.embodied_kgco2e
+    if scope != "server":
+        return own, 0.0
+    host = host_kgco2e if host_kgco2e is not None else gpu.host_embodied_kgco2e
+    per = gpus_per_host if gpus_per_host is not None else gpu.gpus_per_host
+    if host is None or not per:
+        raise ConfigError(
+            f"{where}: scope 'server' needs the host server of GPU '{gpu.name}': the catalogue has none; "
+            f"set carbon.host_share (embodied_kgco2e, gpus_per_host)."
+        )
+    return own, float(host) / int(per)
 
 
 def embodied_charge_gco2(

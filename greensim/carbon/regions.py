@@ -15,14 +15,16 @@ def add_region_totals(tables, exp, bin_s: float) -> None:
     ``regions`` DataFrame (region, mean intensity, operational, embodied, total) to ``tables``.
 
     The run's own region comes first; each of ``carbon.compare_regions`` reuses its start,
-    time zone, basis and gap filling. Embodied carbon does not depend on the region.
+    time zone, basis and gap filling. Embodied carbon does not depend on the region. Under
+    ``carbon.accounting: busy`` only busy energy is priced, as in the run's own totals.
     """
     import pandas as pd
 
     ic = exp.carbon.intensity
     tl = tables.timeline
     pue = tables.instances.set_index("instance")["pue"]  # each instance's site PUE
-    e = (tl["energy_j"] * tl["instance"].map(pue)).groupby(tl["t_s"], sort=True).sum()  # facility energy [J]
+    col = "busy_energy_j" if tables.summary.get("accounting") == "busy" else "energy_j"
+    e = (tl[col] * tl["instance"].map(pue)).groupby(tl["t_s"], sort=True).sum()  # facility energy [J]
     edges = e.index.to_numpy(dtype=float)
     horizon = tables.summary["duration_s"]
     width = np.minimum(bin_s, np.maximum(horizon - edges, 0.0))

@@ -114,18 +114,28 @@ class Mode:
         )
 
 
-def _coeffs(mode: Mode, pue: float, lifetimes: Optional[Mapping[str, float]] = None):
-    """C_req = op_j x CI x PUE / 3.6e6 + emb: returns (energy per request [J], embodied [gCO2e])."""
-    energy = mode.link_j + sum(u.energy_j for u in mode.uses)
+def _coeffs(mode: Mode, pue: float, lifetimes: Optional[Mapping[str, float]] = None, accounting: str = "provisioned"):
+    """C_req = op_j x CI x PUE / 3.6e6 + emb: returns (energy per request [J], embodied [gCO2e]).
+
+    ``accounting`` "provisioned" charges idle energy and embodied carbon over the provisioned
+    time; "busy" only busy energy and embodied carbon over the busy time (results.metrics).
+    """
+    busy = accounting == "busy"
+    energy = mode.link_j + sum(u.busy_j if busy else u.energy_j for u in mode.uses)
     emb = 0.0
     for u in mode.uses:
         lt = (lifetimes or {}).get(u.role, u.lifetime_years)
-        emb = emb + G_PER_KG * u.embodied_kgco2e * u.n_gpus * u.provisioned_s / (np.asarray(lt) * S_PER_YEAR)
+        t = u.busy_s if busy else u.provisioned_s
+        emb = emb + G_PER_KG * u.embodied_kgco2e * u.n_gpus * t / (np.asarray(lt) * S_PER_YEAR)
     return energy, emb
 
 
 def carbon_per_request(
-    mode: Mode, intensity_gco2_per_kwh, pue: float = 1.0, lifetimes: Optional[Mapping[str, float]] = None
+    mode: Mode,
+    intensity_gco2_per_kwh,
+    pue: float = 1.0,
+    lifetimes: Optional[Mapping[str, float]] = None,
+    accounting: str = "provisioned",
 ):
     """Carbon per request [gCO2e] (module docstring); broadcasts over arrays of CI and lifetimes.
 
@@ -135,6 +145,7 @@ def carbon_per_request(
     intensity_gco2_per_kwh : grid intensity [gCO2e/kWh] (scalar or array).
     pue : power usage effectiveness [-].
     lifetimes : per-role lifetime overrides [years] (scalars or arrays).
+    accounting : "provisioned" (idle and whole provisioned time charged) or "busy".
     """
     for u in mode.uses:
         if not (0 < u.utilization_frac <= 1):
@@ -142,7 +153,7 @@ def carbon_per_request(
                 f"theory: role '{u.role}' of mode '{mode.name}' has utilisation "
                 f"{u.utilization_frac:g}; it must be in (0, 1] (the load exceeds capacity?)."
             )
-    energy, emb = _coeffs(mode, pue, lifetimes)
+    energy, emb = _coeffs(mode, pue, lifetimes, accounting)
     return np.asarray(intensity_gco2_per_kwh) * pue * energy / J_PER_KWH + emb
 
 

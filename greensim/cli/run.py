@@ -42,7 +42,17 @@ SUMMARY_ROWS = [
         "carbon operational / embodied",
         lambda s: f"{_v(s, 'operational_gco2', '.1f')} / {_v(s, 'embodied_gco2', '.1f')} gCO2e",
     ),
-    ("carbon per request", lambda s: f"{_v(s, 'carbon_gco2_per_request', '.4f')} gCO2e"),
+    (
+        "carbon per request",
+        lambda s: f"{_v(s, 'carbon_gco2_per_request', '.4f')} gCO2e ({s.get('accounting', 'provisioned')} accounting)",
+    ),
+    (
+        "  provisioned / busy accounting",
+        lambda s: (
+            f"{_v(s, 'carbon_gco2_per_request_provisioned', '.4f')} / "
+            f"{_v(s, 'carbon_gco2_per_request_busy', '.4f')} gCO2e per request"
+        ),
+    ),
     ("carbon per 1k output tokens", lambda s: f"{_v(s, 'carbon_gco2_per_1k_output_tokens', '.4f')} gCO2e"),
 ]
 

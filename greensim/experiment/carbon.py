@@ -145,6 +145,22 @@ class Site(StrictModel):
 
 
 class Carbon(StrictModel):
+    accounting: Literal["provisioned", "busy"] = Field(
+        "provisioned",
+        description="how GPU time is charged: provisioned = every provisioned GPU's energy (idle "
+        "included) and embodied carbon for the whole run (what an operator of dedicated GPUs pays); "
+        "busy = energy and embodied carbon only while busy (embodied x busy time / lifetime, ACT's "
+        "CF = OP + T/LT x E with T the execution time: idle capacity is assumed to serve other work). "
+        "Both are always reported (summary *_provisioned / *_busy)",
+    )
+    embodied_scope: Literal["chip", "board", "server"] = Field(
+        "board",
+        description="what a GPU's embodied carbon covers: chip = die + memory + packages, ACT-style "
+        "from die area and memory size (greensim/carbon/act.py); board = the catalogue's board LCA "
+        "value (ADEME/Hubblo); server = board + a per-GPU share of the host server (catalogue "
+        "host_embodied_kgco2e / gpus_per_host, or carbon.host_share). Default board; server when "
+        "carbon.host_share is set",
+    )
     intensity: Intensity = Field(
         default_factory=lambda: ConstantIntensity(kind="constant", gco2_per_kwh=260.7),
         description="default: US-CAL-CISO 2023 mean LCA intensity, Electricity Maps",
@@ -157,13 +173,17 @@ class Carbon(StrictModel):
     )
     gpu_lifetime_years: Dict[str, float] = Field(default_factory=dict, description="per-GPU lifetime overrides [years]")
     gpu_embodied_kgco2e: Dict[str, float] = Field(
-        default_factory=dict, description="per-GPU embodied overrides [kgCO2e]"
+        default_factory=dict,
+        description="per-GPU embodied overrides of the GPU's own part in the chosen scope [kgCO2e] "
+        "(the host share is added on top under scope server)",
     )
     embodied_schemes: Dict[str, EmbodiedScheme] = Field(
         default_factory=dict, description="per-GPU amortisation scheme (default linear for every GPU)"
     )
     host_share: Optional[HostShare] = Field(
-        None, description="add the host server's embodied share per GPU (off by default)"
+        None,
+        description="the host server for scope server, instead of the catalogue's (setting it "
+        "without embodied_scope selects scope server)",
     )
     compare_regions: List[str] = Field(
         default_factory=list,
@@ -176,6 +196,13 @@ class Carbon(StrictModel):
         description="named sites with their own PUE; an instance "
         "group picks one with site: NAME (groups without one use carbon.pue)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _host_share_means_server(cls, data):
+        if isinstance(data, dict) and data.get("host_share") is not None and "embodied_scope" not in data:
+            data = dict(data, embodied_scope="server")
+        return data
 
     @field_validator("gpu_lifetime_years", "gpu_embodied_kgco2e")
     @classmethod

@@ -42,6 +42,16 @@ class GPUSpec:
     bf16_supported: bool = True
     #: FlashAttention-2 kernels exist for this GPU (Ampere and newer).
     flash_attention_2: bool = True
+    #: die area of the GPU chip [mm^2] (ACT-style chip embodied carbon; None: unknown).
+    die_area_mm2: float | None = None
+    #: ACT process-node key of the die ("7nm", "5nm", ...; greensim.carbon.act.NODES).
+    process_node: str | None = None
+    #: memory packages on the board (HBM stacks or GDDR chips): ACT packaging carbon.
+    memory_packages: int | None = None
+    #: embodied carbon of the host server the GPU sits in, without GPUs [kgCO2e per host].
+    host_embodied_kgco2e: float | None = None
+    #: GPUs sharing that host server.
+    gpus_per_host: int | None = None
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def require_power(self, field_path: str = "gpu") -> None:
@@ -171,6 +181,18 @@ def _num(entry: Mapping[str, Any], key: str, where: str, positive: bool = True) 
     return x
 
 
+def _opt(entry: Mapping[str, Any], key: str, where: str) -> float | None:
+    """An optional positive number (None when absent)."""
+    return None if entry.get(key) is None else _num(entry, key, where)
+
+
+def _opt_int(entry: Mapping[str, Any], key: str, where: str) -> int | None:
+    x = _opt(entry, key, where)
+    if x is not None and x != int(x):
+        raise ProfileError(f"{where}.{key}: {entry[key]!r} must be a whole number.")
+    return None if x is None else int(x)
+
+
 #: Power fields that may be left empty (null) when no source gives them: the GPU is then
 #: listed, but simulating it fails until a user catalogue supplies sourced values.
 _GPU_OPTIONAL_POWER = ("tdp_w", "idle_w")
@@ -199,6 +221,11 @@ def _gpu_from_entry(name: str, e: Mapping[str, Any], where: str) -> GPUSpec:
         release_year=e.get("release_year"),
         bf16_supported=bool(e.get("bf16_supported", True)),
         flash_attention_2=bool(e.get("flash_attention_2", True)),
+        die_area_mm2=_opt(e, "die_area_mm2", where),
+        process_node=str(e["process_node"]) if e.get("process_node") is not None else None,
+        memory_packages=_opt_int(e, "memory_packages", where),
+        host_embodied_kgco2e=_opt(e, "host_embodied_kgco2e", where),
+        gpus_per_host=_opt_int(e, "gpus_per_host", where),
         sources={k: v for k, v in e.items() if k.endswith("_source") or k.endswith("_derived")},
     )
 

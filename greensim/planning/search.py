@@ -43,6 +43,7 @@ import pandas as pd
 
 from greensim.base.errors import ConfigError, GreensimError
 from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
+from greensim.carbon.embodied import scoped_embodied_kgco2e
 from greensim.experiment.load import parse_experiment
 from greensim.experiment.schema import Experiment
 from greensim.planning.spec import PlanSpec, load_plan_spec
@@ -186,6 +187,8 @@ class PlanResult:
                     "slo_attainment_frac": c.slo_attainment_frac,
                     "slo_attainment_frac_pessimistic": (c._metrics_pessimistic() or {}).get("slo_attainment_frac"),
                     "feasible": bool(c.decision_attainment_frac is not None and c.decision_attainment_frac >= target),
+                    "carbon_g_per_request_provisioned": s.get("carbon_gco2_per_request_provisioned"),
+                    "carbon_g_per_request_busy": s.get("carbon_gco2_per_request_busy"),
                     "operational_g_per_request": s.get("operational_gco2_per_request"),
                     "embodied_g_per_request": s.get("embodied_gco2_per_request"),
                     "unused_g_per_request": c.unused_gco2_per_request,
@@ -401,9 +404,15 @@ class _Context:
         """(kgCO2e per GPU, lifetime) equivalent to the candidate's amortisation scheme, for the theory."""
         c = self.spec.carbon
         g = self.cat.gpu(gpu, "gpu")
-        e = c.gpu_embodied_kgco2e.get(g.name, g.embodied_kgco2e)
-        if c.host_share is not None:
-            e += c.host_share.embodied_kgco2e / c.host_share.gpus_per_host
+        hs = c.host_share
+        own, host = scoped_embodied_kgco2e(
+            g,
+            c.embodied_scope,
+            c.gpu_embodied_kgco2e.get(g.name),
+            hs.embodied_kgco2e if hs else None,
+            hs.gpus_per_host if hs else None,
+        )
+        e = own + host
         lt = c.gpu_lifetime_years.get(g.name, c.lifetime_years)
         sch = c.embodied_schemes.get(g.name)
         if sch is not None and sch.scheme == "extended" and sch.extended_years:
@@ -525,7 +534,9 @@ def _theory(ctx: _Context, c: Candidate) -> None:
                 mode = _spec_theory(p_new, p_draft, n_in, n_out, ctx.rate / c.n_new, new, g, alpha)
         util = max(u.utilization_frac for u in mode.uses)
         c.predicted_utilization_frac = util
-        c.predicted_carbon_g_per_request = float(th.carbon_per_request(mode, ctx.ci, pue))
+        c.predicted_carbon_g_per_request = float(
+            th.carbon_per_request(mode, ctx.ci, pue, accounting=spec.carbon.accounting)
+        )
     except (ConfigError, ZeroDivisionError) as exc:
         c.predicted_utilization_frac = float("inf")
         c.reason = f"theory: overloaded ({exc})"
@@ -570,8 +581,8 @@ def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma:
 def _unused_gco2_per_request(ctx: _Context, c: Candidate, duration_s: float, n: int, ci: float) -> float:
     """Idle energy and embodied carbon of inventory GPUs the candidate leaves unused (charge_unused)."""
     spec = ctx.spec
-    if not spec.search.charge_unused or n <= 0:
-        return 0.0
+    if not spec.search.charge_unused or n <= 0 or spec.carbon.accounting == "busy":
+        return 0.0  # busy accounting charges no idle GPU
     used = {("new", c.new_gpu): c.n_new * _item(spec, c.new_gpu, "new").tp}
     if c.old_gpu is not None:
         od = _item(spec, c.old_gpu, "old")

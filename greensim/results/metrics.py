@@ -1,9 +1,16 @@
 """Turn a simulation's raw output into tables and a summary, with carbon attribution.
 
-Attribution: each instance's idle energy and embodied carbon are shared among the
-requests it served in proportion to their GPU-busy-time share; its operational carbon
-in proportion to their energy share. The parts sum to the totals; carbon of an
-instance that served no request is reported as ``unattributed_gco2``.
+Accounting (``carbon.accounting``), both always computed, one chosen for the headline columns:
+
+* ``provisioned``: every provisioned GPU's energy, idle included, and its embodied carbon over
+  the whole run (horizon H): what an operator of dedicated GPUs pays;
+* ``busy``: energy only while busy, embodied carbon x busy time / lifetime (ACT's T/LT x E
+  with T the execution time): idle capacity is assumed to serve other work.
+
+Attribution to requests: each instance's idle energy (provisioned only) and embodied carbon
+are shared among the requests it served in proportion to their GPU-busy-time share; its
+operational carbon in proportion to their energy share. The parts sum to the totals; carbon
+of an instance that served no request is reported as ``unattributed_gco2``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.core.simulation import SimOutput
 
-__all__ = ["InstanceCarbonSpec", "Tables", "build_tables"]
+__all__ = ["ACCOUNTINGS", "InstanceCarbonSpec", "Tables", "build_tables"]
+
+ACCOUNTINGS = ("provisioned", "busy")
 
 
 @dataclass(frozen=True)
@@ -114,11 +123,16 @@ def build_tables(
     pue: float,
     ttft_slo_s: np.ndarray,
     tpot_slo_s: np.ndarray,
+    accounting: str = "provisioned",
 ) -> Tables:
     """Per-request, per-instance and timeline tables plus the summary dict.
 
-    ``pue`` prices the energy of instances whose spec has no site PUE (``carbon.pue``).
+    ``pue`` prices the energy of instances whose spec has no site PUE (``carbon.pue``);
+    ``accounting`` ("provisioned" or "busy", module docstring) picks the headline carbon columns.
     """
+    if accounting not in ACCOUNTINGS:
+        raise ValueError(f"accounting {accounting!r} (valid: {', '.join(ACCOUNTINGS)})")
+    busy_acc = accounting == "busy"
     t, rec = out.table, out.record
     n = len(t)
     H = out.horizon_s
@@ -137,6 +151,8 @@ def build_tables(
     ci_bins = np.asarray(intensity.mean_over(edges, edges + out.bin_s), dtype=float)
     ci_cache = {id(intensity): ci_bins}
     emb_if = {"linear": 0.0, "extended": 0.0, "sunk": 0.0}
+    both = {f"{p}_{a}": 0.0 for p in ("operational_gco2", "embodied_gco2") for a in ACCOUNTINGS}
+    busy_energy_total = 0.0
     for k, (inst, spec) in enumerate(zip(out.instances, specs)):
         led = inst.ledger
         m = min(nbins, len(led.bin_busy_s))
@@ -152,25 +168,41 @@ def build_tables(
         ci_k = ci_cache.get(id(src))
         if ci_k is None:
             ci_k = ci_cache[id(src)] = np.asarray(src.mean_over(edges, edges + out.bin_s), dtype=float)
-        op_bins = energy_bins / J_PER_KWH * ci_k * pue_k  # = operational_gco2(energy_bins, bin_s, src, pue_k)
+        op_bins_prov = energy_bins / J_PER_KWH * ci_k * pue_k  # = operational_gco2(energy_bins, bin_s, src, pue_k)
+        op_bins_busy = busy_j / J_PER_KWH * ci_k * pue_k
+        op_bins = op_bins_busy if busy_acc else op_bins_prov
         total_op_bins += op_bins
         total_power_bins += np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0)
         idle_s = max(H - led.busy_s, 0.0)
         idle_j = idle_p * idle_s
         energy = led.busy_j + idle_j
-        op = float(op_bins.sum())
         e_kg = spec.embodied_kgco2e + spec.host_kgco2e_per_gpu
-        emb = embodied_charge_gco2(
+        op_acc, emb_acc = {}, {}
+        for acc, op_b, t_charged in (("provisioned", op_bins_prov, H), ("busy", op_bins_busy, min(led.busy_s, H))):
+            op_acc[acc] = float(op_b.sum())
+            emb_acc[acc] = embodied_charge_gco2(
+                e_kg,
+                spec.tp,
+                t_charged,
+                spec.lifetime_years,
+                spec.scheme,
+                spec.age_years,
+                spec.extended_years,
+                where=f"carbon ({spec.gpu})",
+            )
+            both[f"operational_gco2_{acc}"] += op_acc[acc]
+            both[f"embodied_gco2_{acc}"] += emb_acc[acc]
+        busy_energy_total += led.busy_j
+        op, emb = op_acc[accounting], emb_acc[accounting]
+        charged_j = led.busy_j if busy_acc else energy
+        by_scheme = embodied_by_scheme(
             e_kg,
             spec.tp,
-            H,
+            min(led.busy_s, H) if busy_acc else H,
             spec.lifetime_years,
-            spec.scheme,
             spec.age_years,
             spec.extended_years,
-            where=f"carbon ({spec.gpu})",
         )
-        by_scheme = embodied_by_scheme(e_kg, spec.tp, H, spec.lifetime_years, spec.age_years, spec.extended_years)
         for sch, v in by_scheme.items():
             emb_if[sch] += v
         served, share_busy, share_j = _served(rec, k)
@@ -178,8 +210,9 @@ def build_tables(
         if served.size and tot_busy > 0:
             w = share_busy / tot_busy
             e_i = share_j + idle_j * w
-            req_energy[served] += e_i  # += : a request may use two instances (DPD, DSD)
-            req_op[served] += op * e_i / energy if energy > 0 else 0.0
+            e_c = share_j if busy_acc else e_i
+            req_energy[served] += e_c  # += : a request may use two instances (DPD, DSD)
+            req_op[served] += op * e_c / charged_j if charged_j > 0 else 0.0
             req_emb[served] += emb * w
         else:
             unattributed += op + emb
@@ -202,6 +235,14 @@ def build_tables(
                 "operational_gco2": op,
                 "embodied_gco2": emb,
                 "carbon_gco2": op + emb,
+                **{
+                    f"{p}_{a}": d[a]
+                    for a in ACCOUNTINGS
+                    for p, d in (("operational_gco2", op_acc), ("embodied_gco2", emb_acc))
+                },
+                **{f"carbon_gco2_{a}": op_acc[a] + emb_acc[a] for a in ACCOUNTINGS},
+                "embodied_kgco2e_per_gpu": spec.embodied_kgco2e,
+                "host_kgco2e_per_gpu": spec.host_kgco2e_per_gpu,
                 "embodied_scheme": spec.scheme,
                 "age_years": spec.age_years,
                 "site": spec.site,
@@ -227,6 +268,7 @@ def build_tables(
                     "instance": k,
                     "power_w": np.divide(energy_bins, width, out=np.zeros(nbins), where=width > 0),
                     "energy_j": energy_bins,
+                    "busy_energy_j": busy_j,
                     "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
                     "queue_max": qmax,
                     "batch_max": bmax,
@@ -322,6 +364,8 @@ def build_tables(
     summary.update(
         {
             "energy_kwh": energy_total / J_PER_KWH,
+            "busy_energy_kwh": busy_energy_total / J_PER_KWH,
+            "accounting": accounting,
             "operational_gco2": op_total,
             "embodied_gco2": emb_total,
             "carbon_gco2": carbon_total,
@@ -332,6 +376,14 @@ def build_tables(
             "carbon_gco2_per_1k_output_tokens": 1000 * carbon_total / out_tokens if out_tokens else float("nan"),
             "operational_gco2_per_1k_output_tokens": 1000 * op_total / out_tokens if out_tokens else float("nan"),
             "embodied_gco2_per_1k_output_tokens": 1000 * emb_total / out_tokens if out_tokens else float("nan"),
+            **both,
+            **{f"carbon_gco2_{a}": both[f"operational_gco2_{a}"] + both[f"embodied_gco2_{a}"] for a in ACCOUNTINGS},
+            **{
+                f"carbon_gco2_per_request_{a}": (both[f"operational_gco2_{a}"] + both[f"embodied_gco2_{a}"]) / n_done
+                if n_done
+                else float("nan")
+                for a in ACCOUNTINGS
+            },
             **_by_site(instances, requests, done),
             "embodied_scheme": {s.gpu: s.scheme for s in specs},
             **{
