@@ -365,7 +365,7 @@ def dsd(
     for n in (lo, lo + 1):
         t_n = perf_target_new.iteration_time_s([(gamma + 1, int(ctx))] * n, 0, 0)
         tv.append(t_n)
-        ev.append(t_n * perf_target_new.power_w(n * (gamma + 1), 0))
+        ev.append(t_n * perf_target_new.verify_power_w(n * (gamma + 1), int(round(n * ctx)), n, t_n))
     w = max(0.0, b - lo)
     t_ver = tv[0] + w * (tv[1] - tv[0])
     e_ver = ev[0] + w * (ev[1] - ev[0])
@@ -383,7 +383,7 @@ def dsd(
     old_use = _use(
         "old",
         old_busy,
-        t_pre_old * perf_draft_old.power_w(n_in, 0) + n_iter * t_draft * perf_draft_old.decode_power_w / b,
+        t_pre_old * perf_draft_old.power_w(n_in, 0) + n_iter * gamma * _decode_energy(perf_draft_old, b, ctx) / b,
         rate_rps,
         perf_draft_old,
         *old,

@@ -55,6 +55,16 @@ class BoundPerformance(ABC):
         and its duration ``time_s``) [W]. The default ignores context and time."""
         return self.power_w(sum(q for q, _ in chunks), n_decode)
 
+    def verify_power_w(self, p_tok: int, ctx_sum: int, n_seqs: int, time_s: float) -> float:
+        """Average instance power of a speculative verify iteration: ``p_tok`` new tokens over
+        ``n_seqs`` sequences with ``ctx_sum`` cached tokens in all, lasting ``time_s`` [W].
+
+        The default is the power of a decode iteration of ``n_seqs`` sequences: a verify pass of a
+        few tokens per sequence streams the weights and the KV cache like a decode step (it is
+        memory-bound), not a prefill. Models whose power follows the work refine it.
+        """
+        return self.power_w(0, max(1, n_seqs))
+
     def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
         """Energy of the run of :meth:`decode_run_time_s` [J]. The default: constant decode power."""
         return self.decode_power_w * self.decode_run_time_s(n, ctx0, k)

@@ -523,11 +523,9 @@ class SpecInstance:
     def _finish_planned(self) -> None:
         _, start, _, ent, t_d, t_l, t_v, steps, g, n_draft, ns = self._plan
         now = self.sim.env.now
-        s = self.setup
         n = len(self.running)
         n_ver = n_draft + n
-        e_v = t_v * self.perf.power_w(n_ver, 0)
-        e_d = t_d * s.draft_perf.decode_power_w
+        e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
         if self.draft is not None:  # as _book: draft, link, then target
             if t_d > 0:
                 self.draft.ledger.busy(start, t_d, e_d)
@@ -700,11 +698,9 @@ class SpecInstance:
     def _finish_spec(self) -> None:
         _, start, gs, drawn, t_d, t_l, t_v, steps, g, n_draft = self._plan
         now = self.sim.env.now
-        s = self.setup
         n = len(self.running)
         n_ver = n_draft + n
-        e_v = t_v * self.perf.power_w(n_ver, 0)
-        e_d = t_d * s.draft_perf.decode_power_w
+        e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
         self._book(start, t_v, e_v, t_d, e_d, t_l)
         I, F = self._slots, self._F
         if gs is None:  # every request verified g + 1 positions
@@ -745,6 +741,20 @@ class SpecInstance:
         self.sim.on_preempted(r)
 
     # ----------------------------------------------------------------- accounting
+    def _spec_energy(self, n_ver: int, n: int, t_v: float, t_d: float, steps: int) -> tuple:
+        """(verify, draft) energy of a speculative iteration [J], before its tokens are booked.
+
+        Verify at the target model's verify power (memory-bound like decode, not prefill power);
+        the draft's ``steps`` decode iterations of ``n`` sequences as the draft model's decode run.
+        """
+        s = self.setup
+        e_v = t_v * self.perf.verify_power_w(n_ver, self._sum_ctx, n, t_v)
+        if s.draft_perf.power_varies and steps:
+            e_d = s.draft_perf.decode_run_energy_j(n, self._sum_ctx + n, steps)
+        else:
+            e_d = t_d * s.draft_perf.decode_power_w
+        return e_v, e_d
+
     def _book(self, start: float, t_t: float, e_t: float, t_d: float, e_d: float, t_l: float) -> None:
         """Ledger entries: draft first, then the link, then the target (colocated: in turn)."""
         if self.draft is not None:

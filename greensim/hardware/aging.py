@@ -104,6 +104,9 @@ class DegradedPerformance(BoundPerformance):
     def iteration_power_w(self, chunks, n_decode, decode_ctx_tokens, time_s):
         return self.inner.iteration_power_w(chunks, n_decode, decode_ctx_tokens, time_s / self.tf) * self.pf
 
+    def verify_power_w(self, p_tok, ctx_sum, n_seqs, time_s):
+        return self.pf * self.inner.verify_power_w(p_tok, ctx_sum, n_seqs, time_s / self.tf)
+
     def decode_run_energy_j(self, n, ctx0, k):
         return self.inner.decode_run_energy_j(n, ctx0, k) * self.tf * self.pf
 

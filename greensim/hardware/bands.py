@@ -112,5 +112,8 @@ class BandedBound(BoundPerformance):
     def iteration_power_w(self, chunks, n_decode, decode_ctx_tokens, time_s):
         return self.kp * self.inner.iteration_power_w(chunks, n_decode, decode_ctx_tokens, time_s / self.kt)
 
+    def verify_power_w(self, p_tok, ctx_sum, n_seqs, time_s):
+        return self.kp * self.inner.verify_power_w(p_tok, ctx_sum, n_seqs, time_s / self.kt)
+
     def decode_run_energy_j(self, n, ctx0, k):
         return self.kt * self.kp * self.inner.decode_run_energy_j(n, ctx0, k)

@@ -416,6 +416,14 @@ class BoundKernel(BoundPerformance):
         t, m, f = self._iteration(chunks, n_decode, 1024 * n_decode)
         return self._curve_w(m, f, t)
 
+    def verify_power_w(self, p_tok: int, ctx_sum: int, n_seqs: int, time_s: float) -> float:
+        if not self.power_varies or p_tok <= 0:
+            return super().verify_power_w(p_tok, ctx_sum, n_seqs, time_s)
+        n = max(1, n_seqs)
+        q = p_tok / n  # the mean new tokens per sequence stands for each (pairs to first order)
+        _, m, f = self._parts(p_tok, p_tok, q * ctx_sum + n * q * (q + 1) * 0.5, ctx_sum + p_tok, 0)
+        return self._curve_w(m, f, time_s)
+
     def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:
         if not self.power_varies:
             return self.power_w(sum(q for q, _ in chunks), n_decode)

@@ -573,7 +573,12 @@ def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma:
     energy = (
         t_pre_t * p_new.power_w(n_in, 0)
         + t_pre_d * p_draft.power_w(n_in, 0)
-        + n_iter * (t_draft * p_draft.decode_power_w + t_ver * p_new.power_w(bi * (gamma + 1), 0)) / b
+        + n_iter
+        * (
+            gamma * th._decode_energy(p_draft, b, ctx)
+            + t_ver * p_new.verify_power_w(bi * (gamma + 1), int(bi * ctx), bi, t_ver)
+        )
+        / b
     )
     return th.Mode("spec", (th._use("new", busy, energy, rate, p_new, *new),))
 

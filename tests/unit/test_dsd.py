@@ -112,3 +112,25 @@ def test_alpha_or_alpha_by_position_exactly_one():
         parse_experiment(dsd(alpha=None, alpha_by_position=[0.8, 0.7]))
     with pytest.raises(ConfigError, match=r"alpha_by_position\.1"):
         parse_experiment(dsd(alpha=None, alpha_by_position=[0.8, 1.2, 0.6, 0.5]))
+
+
+@pytest.mark.parametrize("model", ["roofline", "kernel"])
+def test_verify_is_charged_at_verify_power_not_prefill_power(model):
+    """One request, two tokens: the target's energy is its prefill plus one verify pass priced at
+    the model's verify power (memory-bound like decode: decode power for the roofline's constant
+    model, the kernel model's power of that pass), not at the prefill's (full-board) power."""
+    d = dsd()
+    d["performance"] = {"model": model, "uncertainty": "none"}
+    d["workload"].update(
+        n_requests=1, input_tokens={"dist": "constant", "value": 800}, output_tokens={"dist": "constant", "value": 2}
+    )
+    p = prepare(parse_experiment(d))
+    perf = p.instances[0][1]
+    inst = simulate(p).instances.iloc[0]
+    t_pre = perf.iteration_time_s([(800, 0)], 0, 0)
+    t_v = perf.iteration_time_s([(1, 800)], 0, 0)
+    p_v = perf.verify_power_w(1, 800, 1, t_v)
+    assert inst.busy_energy_j == pytest.approx(t_pre * perf.power_w(800, 0) + t_v * p_v, rel=1e-9)
+    assert p_v < 0.8 * perf.power_w(800, 0)
+    if model == "roofline":
+        assert p_v == perf.decode_power_w
