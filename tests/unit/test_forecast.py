@@ -190,3 +190,32 @@ def test_cli_backtest(shared_data, tmp_path):
     assert (tmp_path / "mape_ZA.png").stat().st_size > 5000
     r = CliRunner().invoke(main, ["forecast", "backtest", "ATLANTIS", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown region 'ATLANTIS'" in r.output
+
+
+def test_cli_backtest_all(shared_data, tmp_path):
+    """--all: one row per shared series, the default's ratio to the seasonal naive over 1..24 h."""
+    r = CliRunner().invoke(
+        main, ["forecast", "backtest", "--all", "--days", "2", "--horizon", "24", "--out", str(tmp_path)]
+    )
+    assert r.exit_code == 0, r.output
+    t = pd.read_csv(tmp_path / "backtest_all.csv")
+    assert len(t) == 14 and set(t["n_origins"]) == {2}
+    np.testing.assert_allclose(t["ratio_ridge_h24"], t["mape_ridge_h24"] / t["mape_seasonal_naive_24h_h24"], rtol=1e-3)
+    assert "| GB | 2 |" in r.output and "worst ratio: ratio_ridge_h24" in r.output
+    r = CliRunner().invoke(main, ["forecast", "backtest", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "give a REGION" in r.output
+    r = CliRunner().invoke(main, ["forecast", "backtest", "GB", "--all", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--all: drop REGION" in r.output
+
+
+def test_backtest_all_mean_mape_is_over_steps_up_to_k(shared_data):
+    from greensim.api.forecast import backtest_all, backtest_region
+
+    t = backtest_all(["ZA"], "persistence,seasonal_naive:24", horizon=48, days=3, means=(12, 48))
+    bt = backtest_region("ZA", "persistence,seasonal_naive:24", horizon=48, days=3, gap_fill="linear")
+    sub = bt.forecasts[bt.forecasts["horizon_h"] <= 12]
+    want = sub.groupby("forecaster")["ape_frac"].mean() * 100
+    assert t.loc[0, "mape_persistence_h12"] == pytest.approx(want["persistence"])
+    assert t.loc[0, "ratio_seasonal_naive_24h_h12"] == pytest.approx(want["seasonal_naive_24h"] / want["persistence"])
+    with pytest.raises(ConfigError, match="means"):
+        backtest_all(["ZA"], "persistence", horizon=24, means=(48,))
