@@ -287,7 +287,8 @@ class ForecastView:
         if hist.size < self.forecaster.min_history:
             raise ConfigError(
                 f"forecast at t = {t_s:g} s: {self.forecaster.name} needs {self.forecaster.min_history} "
-                f"past values of '{s.region}', only {hist.size} exist. Start later in the series."
+                f"past values of '{s.region}', only {hist.size} exist. Start later in the series "
+                f"or set carbon.forecast.kind to one that needs less (seasonal_naive: lag_h)."
             )
         if self._last is not None and self._last[0] == i and self._last[1] == horizon:
             return self._last[2].copy()

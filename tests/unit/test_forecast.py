@@ -166,6 +166,24 @@ def test_experiment_forecast_view(shared_data):
         prepare(parse_experiment(d))
 
 
+def test_experiment_default_forecast_is_ridge_on_history(shared_data):
+    d = make_experiment(
+        **{
+            "carbon.intensity": {"kind": "series", "region": "GB", "start": "2023-06-10T08:00"},
+            "carbon.forecast": {},
+        }
+    )
+    p = prepare(parse_experiment(d))
+    v = p.intensity.series.values
+    i = int(p.intensity._offset)
+    assert isinstance(p.forecast.forecaster, LaggedRidge)
+    np.testing.assert_array_equal(p.forecast.at(0.0, 24), LaggedRidge().forecast(v[:i], 24))
+    np.testing.assert_array_equal(p.forecast.at(1800.0, 1), LaggedRidge().forecast(v[:i], 1))  # same hour
+    d["carbon"]["intensity"]["start"] = "2023-01-20T08:00"  # 464 h of history: too few
+    with pytest.raises(ConfigError, match="ridge needs 672 past values.*seasonal_naive"):
+        prepare(parse_experiment(d)).forecast.at(0.0, 24)
+
+
 def test_cli_backtest(shared_data, tmp_path):
     r = CliRunner().invoke(
         main,
