@@ -184,6 +184,8 @@ class LaggedRidge(Forecaster):
             raise ConfigError(f"ridge: ridge penalty {ridge} must be >= 0 (0 = least squares).")
         if week_h < season_h:
             raise ConfigError(f"ridge: week_h {week_h} must be >= season_h {season_h}.")
+        if window_h < week_h:
+            raise ConfigError(f"ridge: window_h {window_h} must be >= week_h {week_h} (7 fits per hour of day).")
         self.window, self.half_life, self.ridge = int(window_h), float(half_life_h), float(ridge)
         self.season, self.week = int(season_h), int(week_h)
         self.min_history = self.week + self.MIN_FIT_DAYS * self.season
@@ -217,7 +219,8 @@ class LaggedRidge(Forecaster):
         n = x.size
         if n < self.min_history:
             raise ConfigError(f"ridge: needs {self.min_history} past values, got {n}.")
-        lo_all = max(n - self.window - horizon, 0)
+        # oldest value any training row reads: window + horizon back, plus a week and two days of lags
+        lo_all = max(n - (self.window + horizon + self.week + 2 * self.season), 0)
         seg = x[lo_all:]
         if not (np.isfinite(seg).all() and (seg > 0).all()):
             return SeasonalNaive(self.season).forecast(history, horizon)

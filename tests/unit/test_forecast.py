@@ -92,6 +92,10 @@ def test_ridge_is_deterministic_shaped_and_horizon_consistent():
     np.testing.assert_array_equal(f.forecast(w, 30), SeasonalNaive(24).forecast(w, 30))
     with pytest.raises(ConfigError, match="half_life_h"):
         LaggedRidge(half_life_h=0)
+    with pytest.raises(ConfigError, match="window_h 100 must be >= week_h"):
+        LaggedRidge(window_h=100)
+    short = LaggedRidge(window_h=168)  # the shortest window still gives finite forecasts
+    assert np.isfinite(short.forecast(v[:1000], 48)).all()
 
 
 def test_ridge_reads_only_the_history_it_is_given():
