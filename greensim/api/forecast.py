@@ -6,24 +6,44 @@ As ``greensim forecast backtest`` runs them, and for notebooks::
     bt = backtest_region("ZA", "persistence,seasonal_naive:24", days=30)
     bt.mape                      # MAPE [%] per horizon (rows) and forecaster (columns)
     write_backtest(bt, "results/forecast")
+    table = backtest_all()       # every shared series: the default against the 24 h seasonal naive
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import pandas as pd
 
-from greensim.base.errors import GreensimError
-from greensim.carbon.forecast import Forecaster, backtest, make_forecaster, mape_by_horizon, plot_mape, summary_rows
-from greensim.carbon.series import IntensitySeries, load_region_series
+from greensim.base.errors import ConfigError, GreensimError
+from greensim.carbon.forecast import (
+    DEFAULT_FORECASTER,
+    Forecaster,
+    backtest,
+    make_forecaster,
+    mape_by_horizon,
+    plot_mape,
+    summary_rows,
+)
+from greensim.carbon.series import IntensitySeries, list_regions, load_region_series
 
-__all__ = ["DEFAULT_FORECASTERS", "Backtest", "backtest_region", "write_backtest", "make_forecaster"]
+__all__ = [
+    "DEFAULT_FORECASTERS",
+    "ALL_FORECASTERS",
+    "Backtest",
+    "backtest_region",
+    "backtest_all",
+    "write_backtest",
+    "make_forecaster",
+]
 
-#: The forecasters ``greensim forecast backtest`` compares by default.
-DEFAULT_FORECASTERS = "persistence,seasonal_naive:24,seasonal_naive:168,ets"
+#: The forecasters ``greensim forecast backtest REGION`` compares by default.
+DEFAULT_FORECASTERS = f"persistence,seasonal_naive:24,seasonal_naive:168,ets,{DEFAULT_FORECASTER}"
+#: What ``greensim forecast backtest --all`` compares: the baseline (24 h seasonal naive) first.
+ALL_FORECASTERS = f"seasonal_naive:24,{DEFAULT_FORECASTER}"
 
 
 @dataclass
@@ -99,6 +119,56 @@ def backtest_region(
     n = None if days is None else max(1, days * 24 // every)
     bt = backtest(s, fs, horizon=horizon, every=every, first_origin=first, n_origins=n)
     return Backtest(region, s, bt, mape_by_horizon(bt), horizon, every)
+
+
+def backtest_all(
+    regions: Optional[Sequence[str]] = None,
+    forecasters: str | Sequence[str | Forecaster] = ALL_FORECASTERS,
+    horizon: int = 48,
+    every: int = 24,
+    days: Optional[int] = None,
+    basis: str = "lifecycle",
+    gap_fill: str = "linear",
+    means: Sequence[int] = (24, 48),
+) -> pd.DataFrame:
+    """Rolling-origin backtest of every region: mean MAPE per forecaster and its ratio to the first.
+
+    Mean MAPE over ``1..k`` h is the mean absolute percentage error over every origin (from
+    the first the forecasters' history allows, every ``every`` h to the end of the series,
+    or ``days`` days of them) and every horizon step ``1..k``, for each ``k`` in ``means``
+    (at most ``horizon``). All forecasters are scored on the same origins.
+
+    Parameters
+    ----------
+    regions : zone codes (default: every region of the shared files, 14).
+    forecasters : as :func:`backtest_region`; the first is the baseline of the ratios.
+    gap_fill : ``linear`` by default: the EIA series have 29 missing hours (PROVENANCE.md).
+
+    Returns
+    -------
+    DataFrame, one row per region: ``region``, ``n_origins``, ``seconds`` (wall time of
+    the backtest), ``mape_<forecaster>_h<k>`` [%] and ``ratio_<forecaster>_h<k>`` (to the
+    baseline; <= 0.9 means at least 10 % better).
+    """
+    if any(not 1 <= k <= horizon for k in means):
+        raise ConfigError(f"backtest_all: means {list(means)} must lie in 1..horizon ({horizon}). Raise --horizon.")
+    regions = sorted(list_regions()) if regions is None else list(regions)
+    rows = []
+    for r in regions:
+        t0 = time.perf_counter()
+        bt = backtest_region(r, forecasters, horizon=horizon, every=every, days=days, basis=basis, gap_fill=gap_fill)
+        row: Dict[str, object] = {"region": r, "n_origins": bt.n_origins, "seconds": time.perf_counter() - t0}
+        names = list(bt.mape.columns)
+        base = bt.forecasts["forecaster"].iloc[0]
+        for k in means:
+            m = bt.mape.loc[bt.mape.index <= k].mean()
+            for c in [base] + [c for c in names if c != base]:
+                row[f"mape_{c}_h{k}"] = float(m[c])
+            for c in names:
+                if c != base:
+                    row[f"ratio_{c}_h{k}"] = float(m[c] / m[base])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def write_backtest(bt: Backtest, out_dir: str | Path = "results/forecast") -> Tuple[Path, Path]:
