@@ -263,3 +263,20 @@ def test_compare_deferral_runs_the_counterfactual(tmp_path):
     assert c["deadline_miss_frac"] == pytest.approx(0.25) == c["table"].loc["none", "deadline_miss_frac"]
     with pytest.raises(ConfigError, match="defer.policy"):
         compare_deferral(_exp(tmp_path, ROWS, policy="none"))
+
+
+def test_compare_deferral_charges_the_idle_tail(tmp_path):
+    """A lone deferrable request held to hour 2: the run without deferral ends at once, so over
+    the common window it is charged the GPU's idle power until the deferred run ends, at the
+    hours' intensities: 400 g until 1 h, 300 g until 2 h, 100 g after."""
+    from greensim.api.defer import compare_deferral
+
+    d = _exp(tmp_path, [ROWS[0]])
+    t = compare_deferral(d)["table"]
+    hn, hd = t.loc["none", "duration_s"], t.loc["deferred", "duration_s"]
+    assert hn < 60 and 2 * H < hd < 2 * H + 60
+    idle_w = prepare(parse_experiment(d)).instances[0][1].idle_power_w
+    ci_j = CI[0] * (H - hn) + CI[1] * H + CI[2] * (hd - 2 * H)  # intensity x time over the tail
+    tail = idle_w * ci_j * PUE / J_PER_KWH
+    assert t.loc["none", "operational_gco2_window"] - t.loc["none", "operational_gco2"] == pytest.approx(tail)
+    assert t.loc["deferred", "operational_gco2_window"] == t.loc["deferred", "operational_gco2"]
