@@ -24,7 +24,7 @@ from greensim.experiment.schema import Experiment
 from greensim.experiment.settings import Performance
 from greensim.hardware.catalog import load_catalog
 from greensim.hardware.registry import PERFORMANCE_MODELS
-from greensim.policies.registry import DECODE_ROUTERS, GAMMA_POLICIES, ROUTERS
+from greensim.policies.registry import DECODE_ROUTERS, DEFER_POLICIES, GAMMA_POLICIES, ROUTERS
 from greensim.results import InstanceCarbonSpec
 from greensim.workloads import build_workload
 
@@ -35,6 +35,7 @@ __all__ = [
     "make_router",
     "router_extras",
     "slo_arrays",
+    "deadline_array",
     "experiment_seeds",
     "experiment_workload",
     "performance_model",
@@ -42,7 +43,11 @@ __all__ = [
 
 
 def slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
-    """Per-request SLO pairs: the class's pair where a request names a class, else the default."""
+    """Per-request SLO pairs: the class's pair where a request names a class, else the default.
+
+    A deferrable class (a deadline, no pair) gets its ``deadline_s`` as TTFT SLO and no TPOT
+    bound (inf): its first token is due before its deadline.
+    """
     ttft = np.full(n, exp.slo.ttft_s)
     tpot = np.full(n, exp.slo.tpot_s)
     if slo_class is None:
@@ -51,12 +56,27 @@ def slo_arrays(exp: Experiment, n: int, slo_class: Optional[np.ndarray]):
         pair = exp.slo.classes.get(name)
         if pair is None:
             raise ConfigError(
-                f"slo.classes: the trace names SLO class '{name}' but the experiment defines "
-                f"{sorted(exp.slo.classes) or 'no classes'}. Add slo.classes.{name} with ttft_s and tpot_s."
+                f"slo.classes: the workload names SLO class '{name}' but the experiment defines "
+                f"{sorted(exp.slo.classes) or 'no classes'}. Add slo.classes.{name} with ttft_s and tpot_s "
+                f"(or deferrable: true and deadline_s)."
             )
         m = slo_class == name
-        ttft[m], tpot[m] = pair.ttft_s, pair.tpot_s
+        if pair.deferrable:
+            ttft[m], tpot[m] = pair.deadline_s, np.inf
+        else:
+            ttft[m], tpot[m] = pair.ttft_s, pair.tpot_s
     return ttft, tpot
+
+
+def deadline_array(exp: Experiment, n: int, slo_class: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Per-request deadline after arrival [s] (NaN: interactive); None when no request is deferrable."""
+    if slo_class is None:
+        return None
+    out = np.full(n, np.nan)
+    for name, c in sorted(exp.slo.classes.items()):
+        if c.deferrable:
+            out[slo_class == name] = c.deadline_s
+    return out if np.isfinite(out).any() else None
 
 
 @dataclass
@@ -80,6 +100,8 @@ class Prepared:
     sites: Any = None  # {site: greensim.carbon.sites.SiteInfo}, "default" included
     groups: Optional[List[Any]] = None  # per instance group: GroupInfo (for planners: router extras "groups")
     perf: Any = None  # the unbound performance model (its bands_used: uncertainty.yaml entries applied)
+    deadline_s: Optional[np.ndarray] = None  # per request: deadline after arrival [s], NaN interactive; None: none
+    defer_factory: Any = None  # release policy factory (defer.policy), None for 'none'
 
 
 def experiment_seeds(exp: Experiment) -> Tuple[np.random.SeedSequence, np.random.SeedSequence]:
@@ -230,6 +252,7 @@ def prepare(exp: Experiment) -> Prepared:
             "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
             "GPUs are not re-routed). Drop aging.failures or run colocated instances."
         )
+    defer_factory = _defer_factory(exp)
     return Prepared(
         exp,
         table,
@@ -248,7 +271,28 @@ def prepare(exp: Experiment) -> Prepared:
         sites=sites,
         groups=groups,
         perf=perf,
+        deadline_s=deadline_array(exp, len(table), table.slo_class),
+        defer_factory=defer_factory,
     )
+
+
+def _defer_factory(exp: Experiment) -> Any:
+    """The release policy factory of ``defer.policy`` (None for 'none'), its options checked."""
+    d = exp.defer
+    if d.policy == "none":
+        if d.options:
+            raise ConfigError(
+                f"defer.options: {sorted(d.options)} given but defer.policy is 'none'. "
+                f"Set defer.policy (e.g. carbon_aware) or drop defer.options."
+            )
+        return None
+    factory = DEFER_POLICIES.get(d.policy, field="defer.policy")
+    check = getattr(factory, "check_experiment", None)
+    if check is not None:
+        check(exp)
+    _check_options(factory, d.options, "defer.options", f"defer policy '{d.policy}'")
+    make_router(factory, None, d.options)  # the policy checks the values (errors name the option)
+    return factory
 
 
 def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
@@ -259,11 +303,17 @@ def _one_way_s(exp: Experiment, site: Optional[str]) -> Optional[float]:
 
 def _check_router_options(factory: Any, exp: Experiment) -> None:
     """cluster.router_options must be keyword parameters of the router's constructor."""
-    import inspect
-
     opts = exp.cluster.router_options
     if not opts:
         return
+    _check_options(factory, opts, "cluster.router_options", f"router '{exp.cluster.router}'")
+    make_router(factory, None, opts)  # the router checks the values (errors name the option)
+
+
+def _check_options(factory: Any, opts: Dict[str, Any], field: str, label: str) -> None:
+    """Every key of ``opts`` must be a keyword parameter of ``factory`` (``rng`` excluded)."""
+    import inspect
+
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -275,11 +325,7 @@ def _check_router_options(factory: Any, exp: Experiment) -> None:
 
             close = difflib.get_close_matches(k, valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"cluster.router_options.{k}: router '{exp.cluster.router}' has no option '{k}' "
-                f"(valid: {', '.join(valid) or 'none'}).{hint}"
-            )
-    make_router(factory, None, opts)  # the router checks the values (errors name the option)
+            raise ConfigError(f"{field}.{k}: {label} has no option '{k}' (valid: {', '.join(valid) or 'none'}).{hint}")
 
 
 @dataclass(frozen=True)
@@ -314,7 +360,10 @@ def router_extras(p: "Prepared") -> Dict[str, Any]:
     model per instance index); ``groups`` (per instance group: :class:`GroupInfo`);
     ``table`` (the workload: a router must read only requests that have arrived);
     ``ttft_slo_s`` / ``tpot_slo_s`` (SLO per request id [s]); ``mean_output_tokens`` (the
-    workload's mean output length, standing for the operator's historical mean).
+    workload's mean output length, standing for the operator's historical mean);
+    ``deadline_s`` (per request id: deadline after arrival [s], NaN for interactive requests;
+    None when no request is deferrable); ``forecast_horizon_h`` (carbon.forecast.horizon_h,
+    None without forecasts). Release policies (``defer.policy``) read the same extras.
     """
     return {
         "experiment": p.experiment,
@@ -327,6 +376,8 @@ def router_extras(p: "Prepared") -> Dict[str, Any]:
         "ttft_slo_s": p.ttft_slo_s,
         "tpot_slo_s": p.tpot_slo_s,
         "mean_output_tokens": float(np.mean(p.table.n_output_tokens)),
+        "deadline_s": p.deadline_s,
+        "forecast_horizon_h": p.experiment.carbon.forecast.horizon_h if p.experiment.carbon.forecast else None,
     }
 
 

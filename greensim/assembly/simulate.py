@@ -7,6 +7,7 @@ from typing import Callable, Optional
 from greensim.assembly.prepare import Prepared, make_router, router_extras
 from greensim.core.simulation import Simulation
 from greensim.results import Tables, build_tables
+from greensim.results.deferral import add_deadlines
 
 __all__ = ["simulate"]
 
@@ -27,6 +28,9 @@ def simulate(
         disaggregation=p.disaggregation() if p.disaggregation is not None else None,
         speculative=p.speculative() if p.speculative is not None else None,
         router_extras=router_extras(p),
+        release=make_router(p.defer_factory, p.policy_seeds, p.experiment.defer.options)
+        if p.defer_factory is not None
+        else None,
     )
     out = sim.run()
     tables = build_tables(
@@ -38,6 +42,8 @@ def simulate(
         p.tpot_slo_s,
         accounting=p.experiment.carbon.accounting,
     )
+    if p.deadline_s is not None:  # deferrable requests: judged by their deadline
+        add_deadlines(tables, p.deadline_s, p.specs, p.intensity, p.experiment.carbon.pue)
     if p.experiment.carbon.compare_regions:
         from greensim.carbon.regions import add_region_totals
 

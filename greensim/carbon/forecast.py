@@ -277,6 +277,18 @@ class ForecastView:
         self.source, self.forecaster, self.oracle = source, forecaster, oracle
         self._last: Optional[tuple] = None  # (history length, horizon, forecast): policies ask per event
 
+    @property
+    def step_s(self) -> float:
+        """Length of one forecast interval [s] (the series' step: 3600 for hourly data)."""
+        return float(self.source.series.step_s)
+
+    def interval_start_s(self, t_s: float) -> float:
+        """Simulated start of the interval containing ``t_s`` [s]: the origin of :meth:`at`'s
+        first value (negative for an interval that began before simulated t = 0)."""
+        s = self.source.series
+        i = int(np.floor(self.source._offset + t_s / s.step_s))
+        return (i - self.source._offset) * s.step_s
+
     def at(self, t_s: float, horizon: int) -> np.ndarray:
         """Forecast of the ``horizon`` intervals starting with the one containing ``t_s`` [gCO2e/kWh]."""
         s = self.source.series

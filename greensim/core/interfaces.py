@@ -12,6 +12,7 @@ __all__ = [
     "InstanceView",
     "Router",
     "RouterContext",
+    "ReleasePolicy",
     "FailureModel",
     "PrefillHandoff",
 ]
@@ -176,6 +177,19 @@ class Router(Protocol):
 
     def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
         """Return the index (into ``instances``) of the instance to serve the request."""
+        ...
+
+
+class ReleasePolicy(Protocol):
+    """Decides when an arriving request is handed to the router (admission / release).
+
+    The core holds a request until the returned time and knows nothing of why (carbon-aware
+    time shifting, :mod:`greensim.policies.defer`, is one plug-in). A policy may also define
+    ``bind(ctx: RouterContext)``; the simulation calls it once before the first arrival.
+    """
+
+    def release_s(self, request_id: int, n_input_tokens: int, now_s: float) -> float:
+        """Simulated time at which to route the request [s]: ``now_s`` (at once) or later."""
         ...
 
 

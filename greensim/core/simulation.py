@@ -12,7 +12,7 @@ import simpy
 from greensim.base.errors import SimulationInvariantError
 from greensim.core.disagg import DisaggregationSpec, KVHandoff
 from greensim.core.instance import Instance, InstanceConfig
-from greensim.core.interfaces import BoundPerformance, FailureModel, Router, RouterContext
+from greensim.core.interfaces import BoundPerformance, FailureModel, ReleasePolicy, Router, RouterContext
 from greensim.core.ledger import Ledger
 from greensim.core.requests import Request, RequestRecord, RequestTable
 from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
@@ -54,6 +54,9 @@ class Simulation:
     speculative : optional, per instance, a :class:`SpecSetup` (speculative decoding) or
         None. Draft GPUs of split pairs are appended to ``instances`` after the others;
         routers do not see them.
+    release : optional policy holding arriving requests until a later time before they are
+        routed (e.g. carbon-aware time shifting); the record then gains ``released_s``.
+        None (the default) routes every request at its arrival.
     """
 
     #: every instance, by index: the serving ones, then the draft GPUs of split DSD pairs
@@ -73,6 +76,7 @@ class Simulation:
         disaggregation: Optional[DisaggregationSpec] = None,
         speculative: Optional[Sequence[Optional[SpecSetup]]] = None,
         router_extras: Optional[dict] = None,
+        release: Optional[ReleasePolicy] = None,
     ):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
@@ -134,6 +138,13 @@ class Simulation:
         bind = getattr(router, "bind", None)
         if bind is not None:
             bind(RouterContext(self.env, router_extras))
+        self._release = release
+        if release is not None:
+            self.released_s = np.full(len(table), np.nan)
+            self.record.extra["released_s"] = self.released_s  # when the router got the request [s]
+            rbind = getattr(release, "bind", None)
+            if rbind is not None:
+                rbind(RouterContext(self.env, router_extras))
 
     def _build_speculative(
         self,
@@ -214,6 +225,25 @@ class Simulation:
         i = self._next
         self._next = i + 1
         self._schedule_arrival()
+        if self._release is not None and self._hold(i):
+            return
+        self._route(i)
+
+    def _hold(self, i: int) -> bool:
+        """Ask the release policy; hold request ``i`` (True) or route it now (False)."""
+        now = self.env.now
+        t = self._release.release_s(i, self._nin[i], now)  # type: ignore[union-attr]
+        if not (t >= now and t < float("inf")):
+            raise SimulationInvariantError(f"release policy returned {t!r} for request {i} at t = {now!r} s")
+        self.released_s[i] = t
+        if t == now:
+            return False
+        ev = self.env.timeout(t - now)
+        ev.callbacks.append(lambda _ev, i=i: self._route(i))  # type: ignore[misc]
+        return True
+
+    def _route(self, i: int) -> None:
+        """Route request ``i`` (at its arrival, or at its release by the release policy)."""
         n_in, n_out = self._nin[i], self._nout[i]
         if self.n_down:
             self._dispatch(Request(i, n_in, n_out))

@@ -9,7 +9,7 @@ from pydantic import Field
 from greensim.experiment.carbon import Carbon
 from greensim.experiment.cluster import Cluster, Reconfigure
 from greensim.experiment.model import StrictModel
-from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
+from greensim.experiment.settings import SLO, CatalogDirs, Defer, Output, Performance, SimulationOpts
 from greensim.experiment.workload import Workload
 
 __all__ = ["Experiment", "json_schema"]
@@ -24,6 +24,9 @@ class Experiment(StrictModel):
     workload: Workload
     cluster: Cluster
     slo: SLO
+    defer: Defer = Field(
+        default_factory=Defer, description="release of deferrable requests (slo.classes.*.deferrable): time shifting"
+    )
     carbon: Carbon = Field(default_factory=Carbon)
     performance: Performance = Field(default_factory=Performance)
     output: Output = Field(default_factory=Output)

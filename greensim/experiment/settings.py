@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from greensim.experiment.model import StrictModel
 
@@ -15,10 +15,65 @@ class SLOPair(StrictModel):
     tpot_s: float = Field(gt=0, description="time-per-output-token SLO [s/token]")
 
 
-class SLO(SLOPair):
-    """Default SLO pair, plus optional per-class pairs for traces with an slo_class column."""
+class SLOClass(StrictModel):
+    """A request class's SLO: a TTFT/TPOT pair (interactive), or a completion deadline (deferrable).
 
-    classes: Dict[str, SLOPair] = Field(default_factory=dict)
+    A deferrable request is judged by its deadline alone (``slo_met`` = completed within
+    ``deadline_s`` of its arrival) and may be held back by ``defer.policy``; routers see
+    ``deadline_s`` as its TTFT SLO and no TPOT bound.
+    """
+
+    ttft_s: Optional[float] = Field(None, gt=0, description="time-to-first-token SLO [s]; interactive classes")
+    tpot_s: Optional[float] = Field(None, gt=0, description="time-per-output-token SLO [s/token]; interactive classes")
+    deferrable: bool = Field(
+        False,
+        description="offline batch work that may be delayed until its deadline (EcoServe, arXiv 2502.05043: "
+        "up to 55 % of LLM serving capacity is offline batch work)",
+    )
+    deadline_s: Optional[float] = Field(
+        None, gt=0, description="latest completion, after arrival [s]; required by (and only for) deferrable classes"
+    )
+
+    @model_validator(mode="after")
+    def _kind(self):
+        if self.deferrable:
+            if self.deadline_s is None:
+                raise ValueError("deferrable: true needs deadline_s (latest completion after arrival [s])")
+            if self.ttft_s is not None or self.tpot_s is not None:
+                raise ValueError(
+                    "a deferrable class is judged by deadline_s alone; drop ttft_s and tpot_s (or set deferrable: false)"
+                )
+        else:
+            if self.deadline_s is not None:
+                raise ValueError("deadline_s applies to deferrable classes; set deferrable: true or drop deadline_s")
+            if self.ttft_s is None or self.tpot_s is None:
+                raise ValueError("an interactive class needs ttft_s and tpot_s (or deferrable: true with deadline_s)")
+        return self
+
+
+class SLO(SLOPair):
+    """Default SLO pair, plus optional per-class SLOs for requests that name a class (slo_class)."""
+
+    classes: Dict[str, SLOClass] = Field(
+        default_factory=dict,
+        description="per-class SLOs by name: {ttft_s, tpot_s} (interactive) or {deferrable: true, deadline_s}",
+    )
+
+
+class Defer(StrictModel):
+    """When deferrable requests are released to the router (carbon-aware time shifting)."""
+
+    policy: str = Field(
+        "none",
+        description="none (route every request at arrival; the default) or carbon_aware (hold deferrable "
+        "requests until the cleanest forecast hour that still meets their deadline; needs carbon.forecast), "
+        "or a plug-in",
+    )
+    options: Dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword options of the policy, e.g. carbon_aware: {margin_s, spread, max_requests_per_hour, "
+        "output_tokens}",
+    )
 
 
 class Performance(StrictModel):

@@ -56,6 +56,17 @@ LengthDist = Annotated[
 
 
 # ------------------------------------------------------------------ workloads
+def _check_class_fracs(fracs: Dict[str, float]) -> None:
+    """slo_class_frac: each share in [0, 1], their sum <= 1, no empty name."""
+    for name, f in fracs.items():
+        if not name:
+            raise ValueError("slo_class_frac: '' is the default class; name a class of slo.classes")
+        if not (0.0 <= f <= 1.0):
+            raise ValueError(f"slo_class_frac.{name}: {f!r} must be in [0, 1]")
+    if sum(fracs.values()) > 1.0 + 1e-12:
+        raise ValueError(f"slo_class_frac: the shares sum to {sum(fracs.values()):g} > 1; lower them")
+
+
 class PoissonWorkload(StrictModel):
     """Poisson arrivals with independent input/output length distributions."""
 
@@ -64,6 +75,17 @@ class PoissonWorkload(StrictModel):
     n_requests: int = Field(ge=1, description="number of requests to generate")
     input_tokens: LengthDist
     output_tokens: LengthDist
+    slo_class_frac: Dict[str, float] = Field(
+        default_factory=dict,
+        description="tag a random share of requests with SLO classes (names in slo.classes), e.g. {batch: 0.3}; "
+        "the rest keep the default SLO. Default: none. EcoServe (arXiv 2502.05043) reports up to 55 % of LLM "
+        "serving capacity is offline batch work (a deferrable class)",
+    )
+
+    @model_validator(mode="after")
+    def _fracs(self):
+        _check_class_fracs(self.slo_class_frac)
+        return self
 
 
 class TraceWorkload(StrictModel):
@@ -253,11 +275,18 @@ class SyntheticWorkload(StrictModel):
     lengths: Lengths
     n_requests: Optional[int] = Field(None, ge=1, description="number of requests to generate")
     duration_s: Optional[float] = Field(None, gt=0, description="generate arrivals in [0, duration_s) [s]")
+    slo_class_frac: Dict[str, float] = Field(
+        default_factory=dict,
+        description="tag a random share of requests with SLO classes (names in slo.classes), e.g. {batch: 0.3}; "
+        "the rest keep the default SLO. Default: none. EcoServe (arXiv 2502.05043) reports up to 55 % of LLM "
+        "serving capacity is offline batch work (a deferrable class)",
+    )
 
     @model_validator(mode="after")
     def _stop(self):
         if self.n_requests is None and self.duration_s is None:
             raise ValueError("set n_requests or duration_s (or both: whichever comes first)")
+        _check_class_fracs(self.slo_class_frac)
         return self
 
 

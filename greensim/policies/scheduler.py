@@ -482,6 +482,12 @@ class GreenLLM:
                     f"cluster.scheduler.classes.{i}.slo_class: '{c.slo_class}' is not in slo.classes "
                     f"({sorted(exp.slo.classes) or 'none defined'}). Fix the name or define it."
                 )
+            if c.slo_class and exp.slo.classes[c.slo_class].deferrable:
+                raise ConfigError(
+                    f"cluster.scheduler.classes.{i}.slo_class: '{c.slo_class}' is deferrable (a deadline, no "
+                    f"TTFT/TPOT pair); the greenllm scheduler plans TTFT/TPOT classes only. Use another router "
+                    f"with defer.policy, or make the class interactive."
+                )
         if len(self.modes) ** len(names) > MAX_PLANS:
             raise ConfigError(
                 f"cluster.scheduler: {len(self.modes)} modes ^ {len(names)} classes = "

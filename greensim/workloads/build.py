@@ -45,7 +45,7 @@ from greensim.workloads.registry import WORKLOADS
 from greensim.workloads.synthetic import poisson_table, sample_lengths
 from greensim.workloads.traces import frame_to_table, read_trace_frame
 
-__all__ = ["build_workload", "load_trace"]
+__all__ = ["build_workload", "load_trace", "tag_slo_classes"]
 
 log = logging.getLogger("greensim.workloads")
 
@@ -226,5 +226,27 @@ def _synthetic(cfg: SyntheticWorkload, seeds: np.random.SeedSequence) -> Request
 
 
 def build_workload(cfg, seeds: np.random.SeedSequence) -> RequestTable:
-    """Dispatch on ``cfg.kind`` through the workload registry."""
-    return WORKLOADS.get(cfg.kind, field="workload.kind")(cfg, seeds)
+    """Dispatch on ``cfg.kind`` through the workload registry; then ``slo_class_frac`` tags classes."""
+    table = WORKLOADS.get(cfg.kind, field="workload.kind")(cfg, seeds)
+    fracs = getattr(cfg, "slo_class_frac", None)
+    if fracs:
+        table = tag_slo_classes(table, fracs, seeds)
+    return table
+
+
+def tag_slo_classes(table: RequestTable, fracs, seeds: np.random.SeedSequence) -> RequestTable:
+    """Give each request SLO class ``c`` with probability ``fracs[c]`` (else the default, '').
+
+    Draws one uniform per request from a stream of its own (a fixed child key of ``seeds``),
+    so arrivals and lengths are those of the same workload without classes. Classes are
+    taken in name order for determinism.
+    """
+    child = np.random.SeedSequence(seeds.entropy, spawn_key=tuple(seeds.spawn_key) + (1 << 20,))
+    u = np.random.default_rng(child).random(len(table))
+    sc = np.full(len(table), "", dtype=object)
+    lo = 0.0
+    for name in sorted(fracs):
+        hi = lo + fracs[name]
+        sc[(u >= lo) & (u < hi)] = name
+        lo = hi
+    return dataclasses.replace(table, slo_class=sc)
