@@ -94,6 +94,8 @@ class Candidate:
     summary_pessimistic: Optional[Dict[str, Any]] = None
     bands: Optional[Dict[str, Dict[str, float]]] = None
     bands_info: Optional[Dict[str, Any]] = None  # how the bands were obtained (summary "uncertainty")
+    #: stability guard (search.max_backlog_growth_frac): a run whose backlog grew more is unstable
+    max_backlog_growth_frac: float = math.inf
 
     def _metrics(self) -> Optional[Dict[str, Any]]:
         return self.summary if self.summary is not None else self.short_summary
@@ -101,12 +103,25 @@ class Candidate:
     def _metrics_pessimistic(self) -> Optional[Dict[str, Any]]:
         return self.summary_pessimistic if self.summary is not None else self.short_summary_pessimistic
 
-    @staticmethod
-    def _decision(s: Optional[Dict[str, Any]], sp: Optional[Dict[str, Any]]) -> Optional[float]:
+    def _decision(self, s: Optional[Dict[str, Any]], sp: Optional[Dict[str, Any]]) -> Optional[float]:
         if s is None:
             return None
+        if not self._stable(s):
+            return 0.0  # its queue grows without bound: no attainment holds beyond the simulated run
         a = float(s["slo_attainment_frac"])
         return a if sp is None else min(a, float(sp["slo_attainment_frac"]))
+
+    def _stable(self, s: Dict[str, Any]) -> bool:
+        """Judged on full runs only: a short run's backlog is still filling up from the empty start."""
+        if s is not self.summary and s is not self.summary_pessimistic:
+            return True
+        g = s.get("backlog_growth_frac")
+        return g is None or not (g > self.max_backlog_growth_frac)
+
+    @property
+    def stable(self) -> Optional[bool]:
+        """Whether the full run's queue stayed bounded (``backlog_growth_frac``, :func:`steady_state`)."""
+        return None if self.summary is None else self._stable(self.summary)
 
     @property
     def decision_attainment_frac(self) -> Optional[float]:
@@ -187,6 +202,8 @@ class PlanResult:
                     "slo_attainment_frac": c.slo_attainment_frac,
                     "slo_attainment_frac_pessimistic": (c._metrics_pessimistic() or {}).get("slo_attainment_frac"),
                     "feasible": bool(c.decision_attainment_frac is not None and c.decision_attainment_frac >= target),
+                    "stable": c.stable,
+                    "backlog_growth_frac": (c.summary or {}).get("backlog_growth_frac"),
                     "carbon_g_per_request_provisioned": s.get("carbon_gco2_per_request_provisioned"),
                     "carbon_g_per_request_busy": s.get("carbon_gco2_per_request_busy"),
                     "operational_g_per_request": s.get("operational_gco2_per_request"),
@@ -605,6 +622,15 @@ def _unused_gco2_per_request(ctx: _Context, c: Candidate, duration_s: float, n: 
     return g / n
 
 
+def _note_unstable(c: Candidate, s: Dict[str, Any]) -> None:
+    if not c._stable(s):
+        c.reason = (
+            f"unstable: its backlog grew by {s['backlog_growth_frac']:.0%} of the arrivals over the second half "
+            f"of the window (limit search.max_backlog_growth_frac {c.max_backlog_growth_frac:g}): the queue "
+            f"grows without bound, attainment {s['slo_attainment_frac']:.1%} holds only for this finite run"
+        )
+
+
 # ------------------------------------------------------------------ simulation stages
 def _simulate(exp: Experiment) -> Dict[str, Any]:
     """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`."""
@@ -634,7 +660,12 @@ def steady_state(result: Any) -> Dict[str, float]:
     backlog at ``T``, so the ratio is the steady-state carbon per request.
 
     Returns ``steady_window_s`` (T), ``steady_work_requests`` and
-    ``steady_carbon_gco2_per_request`` (NaN with no work in the window).
+    ``steady_carbon_gco2_per_request`` (NaN with no work in the window), and the stability
+    measure ``backlog_growth_frac``: how much the backlog (requests arrived less work done, as
+    above) grew from T/2 to T, per request arriving in (T/2, T]. A stable queue's backlog
+    fluctuates around its mean (about 0); an overloaded one grows by 1 - capacity / load per
+    arrival, however short the run: a finite run that ends before its queue explodes would
+    otherwise pass on attainment alone.
     """
     req, tl, s = result.requests, result.timeline, result.summary
     H = float(s["duration_s"])
@@ -645,6 +676,7 @@ def steady_state(result: Any) -> Dict[str, float]:
             "steady_window_s": T,
             "steady_work_requests": float("nan"),
             "steady_carbon_gco2_per_request": float(s["carbon_gco2_per_request"]),
+            "backlog_growth_frac": float("nan"),
         }
     edges = np.unique(tl["t_s"].to_numpy(dtype=float))
     width = np.diff(np.append(edges, H))
@@ -656,14 +688,24 @@ def steady_state(result: Any) -> Dict[str, float]:
     done = arr + req["e2e_s"].to_numpy(dtype=float)
     n_out = np.maximum(req["n_output_tokens"].to_numpy(dtype=float), 1.0)
     ok = ~req["rejected"].to_numpy(dtype=bool) & np.isfinite(first) & np.isfinite(done)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        part = (1.0 + (n_out - 1.0) * np.clip((T - first) / (done - first), 0.0, 1.0)) / n_out
-    phi = np.where(ok & (done <= T), 1.0, np.where(ok & (first <= T), np.nan_to_num(part, nan=1.0), 0.0))
-    work = float(phi.sum())
+
+    def work_by(t: float) -> float:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            part = (1.0 + (n_out - 1.0) * np.clip((t - first) / (done - first), 0.0, 1.0)) / n_out
+        phi = np.where(ok & (done <= t), 1.0, np.where(ok & (first <= t), np.nan_to_num(part, nan=1.0), 0.0))
+        return float(phi.sum())
+
+    work = work_by(T)
+    # queue stability: the backlog (arrived - work done) at T against at T/2, per arrival in (T/2, T]
+    half = T / 2.0
+    n_late = float(np.sum(arr > half))
+    n_early = float(np.sum(arr <= half))
+    growth = ((len(arr) - work) - (n_early - work_by(half))) / n_late if n_late > 0 else float("nan")
     return {
         "steady_window_s": T,
         "steady_work_requests": work,
         "steady_carbon_gco2_per_request": (op + emb) / work if work > 0 else float("nan"),
+        "backlog_growth_frac": growth,
     }
 
 
@@ -705,6 +747,8 @@ def _plan(
     spec, planning = _planning_intensity(spec)
     target = spec.attainment_target
     cands = enumerate_candidates(spec)
+    for c in cands:
+        c.max_backlog_growth_frac = spec.search.max_backlog_growth_frac
     # workload statistics from the plan itself: a bad workload is the plan's error, not a candidate's
     nw = next(i for i in spec.inventory if i.role == "new")
     probe = Candidate("probe", "colocated", nw.gpu, 1, None, 0, None, spec.search.max_batch_sizes[0])
@@ -755,6 +799,7 @@ def _plan(
             c.unused_gco2_per_request = _unused_gco2_per_request(
                 ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"]
             )
+            _note_unstable(c, c.summary)
         except GreensimError as exc:
             c.stage, c.reason = STAGE_ERROR, f"simulation failed: {exc}"
         c.wall_s += time.perf_counter() - t

@@ -157,6 +157,16 @@ class SearchSpec(_Base):
         description="candidates (lowest short-simulation carbon among those meeting the "
         "target) confirmed by a full simulation",
     )
+    max_backlog_growth_frac: float = Field(
+        0.1,
+        gt=0,
+        description="stability guard: a candidate whose backlog (requests arrived less work done) "
+        "grows from the middle to the end of the arrival window by more than this fraction of the "
+        "requests arriving in that half (judged on full simulations) is unstable (its queue grows without bound) and cannot meet "
+        "the target, whatever its finite run's attainment. Default 0.1: stable runs of 800 requests "
+        "measured |growth| <= 0.075 (README, planner stability), an overloaded one grows by "
+        "1 - capacity / load",
+    )
     charge_unused: bool = Field(
         False,
         description="also charge inventory GPUs a candidate leaves unused (their idle "

@@ -135,3 +135,44 @@ def test_forecast_without_enough_history_is_a_config_error():
     with pytest.raises(ConfigError) as ei:
         plan(d)
     assert "plan_start_h" in str(ei.value), str(ei.value)
+
+
+def test_backlog_growth_separates_stable_from_overloaded_runs():
+    """steady_state's stability measure: ~0 for a stable queue, ~1 - capacity/load when overloaded."""
+    from conftest import make_experiment
+
+    from greensim.assembly import prepare, simulate
+    from greensim.experiment.load import parse_experiment
+    from greensim.planning.search import steady_state
+
+    def growth(rate, count):
+        d = make_experiment(
+            **{
+                "workload.rate_rps": rate,
+                "workload.n_requests": 800,
+                "cluster.instances": [{"gpu": "A100-80GB", "count": count}],
+            }
+        )
+        return steady_state(simulate(prepare(parse_experiment(d))))["backlog_growth_frac"]
+
+    assert abs(growth(4.0, 2)) < 0.05
+    assert growth(30.0, 1) > 0.3
+
+
+def test_a_finite_run_of_an_overloaded_candidate_does_not_pass():
+    """Summarisation at 4x SLO (60 s TTFT): one A100 meets 99.6 % of the SLOs in its 800-request run
+    only because the run ends before the queue explodes (research/paper_claims.md 3.2). Brute
+    force must not pick it: it is unstable, and two A100s win."""
+    spec, base = load_paper_spec()
+    path = base / spec.apps["summarisation"]
+    res = plan(
+        path,
+        overrides={"slo.ttft_s": 60.0, "slo.tpot_s": 0.6, "search.modes": ["colocated"]},
+        prune=False,
+    )
+    one = next(c for c in res.candidates if c.mode == "colocated" and c.n_new == 1)
+    assert one.slo_attainment_frac > 0.9  # what a finite run says
+    assert one.stable is False and one.decision_attainment_frac == 0.0 and "unstable" in one.reason
+    assert res.best.n_new == 2 and res.best.stable
+    row = res.frontier.set_index("candidate").loc[one.name]
+    assert not row["feasible"] and row["backlog_growth_frac"] > 0.1
