@@ -267,6 +267,14 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                     for g in s.gammas
                 ]
             for od in olds:
+                if "pool" in s.modes:
+                    out += [
+                        Candidate(
+                            _cand_name("pool", nw.gpu, p, od.gpu, d, None, b), "pool", nw.gpu, p, od.gpu, d, None, b
+                        )
+                        for p in range(0, nw.count + 1)
+                        for d in range(1, od.count + 1)
+                    ]
                 if "dpd" in s.modes:
                     out += [
                         Candidate(
@@ -310,6 +318,10 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     }
     cluster: Dict[str, Any] = {"router": s.router, "instances": [group]}
     link = base["link"]
+    if c.mode == "pool":
+        od = _item(spec, c.old_gpu, "old")
+        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years}
+        cluster = {"router": s.pool_router, "instances": ([group] if c.n_new else []) + [old_group]}
     if c.mode in ("spec", "dsd"):
         d = s.draft
         sp: Dict[str, Any] = {"draft_model": d.model, "gamma": c.gamma, "probabilities": d.probabilities}
@@ -495,6 +507,21 @@ def _theory(ctx: _Context, c: Candidate) -> None:
         if c.mode == "colocated":
             tok_lb = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
             mode = th.colocated(p_new, n_in, n_out, ctx.rate / c.n_new, *new)
+        elif c.mode == "pool":
+            od = _item(spec, c.old_gpu, "old")
+            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
+            tok_new = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
+            tok_old = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
+            ttft_old = ctx.per_input(("pre", od.gpu), lambda x: p_old.iteration_time_s([(x, 0)], 0, 0))
+            if c.n_new:  # a request meets its SLOs alone on either GPU type at best
+                ok_new = (ttft_lb <= ctx.ttft_slo) & ((ctx.n_out <= 1) | (tok_new <= ctx.tpot_slo))
+                ok_old = (ttft_old <= ctx.ttft_slo) & ((ctx.n_out <= 1) | (tok_old <= ctx.tpot_slo))
+                ttft_lb = np.where(ok_new | ~ok_old, ttft_lb, ttft_old)
+                tok_lb = np.where(ok_new | ~ok_old, tok_new, tok_old)
+            else:
+                ttft_lb, tok_lb = ttft_old, tok_old
+            mode = _pool_theory(p_new, p_old, n_in, n_out, ctx.rate, c.n_new, c.n_old, new, old)
         elif c.mode == "dpd":
             od = _item(spec, c.old_gpu, "old")
             p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
@@ -568,6 +595,52 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             f"served alone (target {spec.attainment_target:.0%})"
         )
     c.predicted_carbon_g_per_request += _unused_gco2_per_request(ctx, c, ctx.horizon_s, ctx.n, ctx.ci)
+
+
+def _pool_theory(p_new, p_old, n_in: int, n_out: int, rate: float, n_new: int, n_old: int, new, old):
+    """A colocated pool of ``n_new`` new and ``n_old`` old instances: the load split so both types
+    are equally busy (a shortest-queue router keeps the slower type's share down), each type priced
+    by :func:`greensim.carbon.theory.colocated`; per pool request, each role's busy time and energy
+    weighted by its share of requests (its utilisation, hence provisioned time, is unchanged)."""
+    from greensim.carbon import theory as th
+
+    if n_new == 0:
+        return th.colocated(p_old, n_in, n_out, rate / n_old, *old, role="old")
+
+    def util(perf, r, role, emb):
+        try:
+            return th.colocated(perf, n_in, n_out, r, *emb, role=role)
+        except ConfigError:
+            return None
+
+    lo, hi = 0.0, 1.0  # share of the requests the new GPUs serve
+    best = None
+    for _ in range(40):
+        x = 0.5 * (lo + hi)
+        mn = util(p_new, x * rate / n_new, "new", new)
+        mo = util(p_old, (1 - x) * rate / n_old, "old", old) if x < 1 else None
+        if mn is None:  # new GPUs overloaded: give the old ones more
+            hi = x
+            continue
+        if mo is None:
+            lo = x
+            continue
+        best = (x, mn, mo)
+        if mn.uses[0].utilization_frac > mo.uses[0].utilization_frac:
+            hi = x
+        else:
+            lo = x
+    if best is None:
+        raise ConfigError(f"theory: a pool of {n_new} new and {n_old} old instances cannot carry {rate:g} req/s")
+    x, mn, mo = best
+    un, uo = mn.uses[0], mo.uses[0]
+    return th.Mode(
+        "pool",
+        (
+            dataclasses.replace(un, busy_s=x * un.busy_s, busy_j=x * un.busy_j),
+            dataclasses.replace(uo, busy_s=(1 - x) * uo.busy_s, busy_j=(1 - x) * uo.busy_j),
+        ),
+    )
 
 
 def _spec_theory(p_new, p_draft, n_in: int, n_out: int, rate: float, new, gamma: int, alpha: float):
@@ -1075,7 +1148,7 @@ def _check_fits(ctx: _Context, c: Candidate) -> None:
         od = _item(spec, c.old_gpu, "old")
         g_old = ctx.cat.gpu(od.gpu, "gpu")
         g_old.require_power(f"inventory ({od.gpu})")
-        if c.mode == "dpd":
+        if c.mode in ("dpd", "pool"):
             kv_capacity_blocks(
                 g_old.memory_bytes,
                 od.tp,
@@ -1083,7 +1156,7 @@ def _check_fits(ctx: _Context, c: Candidate) -> None:
                 m.kv_bytes_per_token,
                 16,
                 0.1,
-                where=f"decode on {od.tp}x{od.gpu}",
+                where=f"{'decode' if c.mode == 'dpd' else 'serving'} on {od.tp}x{od.gpu}",
             )
         else:
             kv_capacity_blocks(

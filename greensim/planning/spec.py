@@ -25,7 +25,7 @@ from greensim.experiment.workload import Workload
 
 __all__ = ["PlanSpec", "InventoryItem", "DraftSpec", "SearchSpec", "MODES", "load_plan_spec", "parse_plan_spec"]
 
-MODES = ("colocated", "dpd", "dsd", "spec")
+MODES = ("colocated", "dpd", "dsd", "spec", "pool")
 
 
 class _Base(BaseModel):
@@ -86,12 +86,13 @@ class DraftSpec(_Base):
 class SearchSpec(_Base):
     """What the planner enumerates and how hard it searches."""
 
-    modes: List[Literal["colocated", "dpd", "dsd", "spec"]] = Field(
-        list(MODES),
+    modes: List[Literal["colocated", "dpd", "dsd", "spec", "pool"]] = Field(
+        ["colocated", "dpd", "dsd", "spec"],
         min_length=1,
         description="deployment modes to enumerate: colocated (new GPUs only), dpd "
-        "(prefill on new, decode on old), dsd (target on new, draft on old), spec (target and draft on new); "
-        "default all four (paper.md section 7's search space plus colocated speculation)",
+        "(prefill on new, decode on old), dsd (target on new, draft on old), spec (target and draft on new), "
+        "pool (a colocated pool of 0..n new and 1..n old GPUs behind search.pool_router: old GPUs replace "
+        "new ones); default the first four (paper.md section 7's search space plus colocated speculation)",
     )
     gammas: List[Annotated[int, Field(ge=1, le=32)]] = Field(
         [2, 4, 6],
@@ -113,6 +114,11 @@ class SearchSpec(_Base):
         "(as cluster.instances[*].max_batched_tokens; vLLM-style default 8192)",
     )
     router: str = Field("round_robin", description="router among the serving instances (cluster.router)")
+    pool_router: str = Field(
+        "join_shortest_queue",
+        description="router of mode pool's mixed new/old instances; default join_shortest_queue "
+        "(a slower GPU keeps a longer queue and gets fewer requests; round robin would overload it)",
+    )
     decode_router: str = Field(
         "kv_capacity_aware", description="DPD decode router (cluster.disaggregation.decode_router)"
     )

@@ -261,3 +261,30 @@ def test_nothing_buildable_gives_no_winner_but_a_full_frontier():
     df = res.frontier
     assert len(df) == 18 and (df["stage"] == "error").all()
     assert df["reason"].str.contains("tdp_w").all()
+
+
+POOL_CASE = {
+    "workload.rate_rps": 10.0,
+    "search.modes": ["colocated", "pool", "dpd"],
+    "carbon.embodied_schemes": {"V100-32GB": {"scheme": "sunk"}},
+    "carbon.intensity.gco2_per_kwh": 20.0,
+    "carbon.embodied_scope": "server",
+    "carbon.lifetime_years": 3.0,
+}
+
+
+@pytest.mark.parametrize("accounting", ["provisioned", "busy"])
+def test_old_gpus_replace_a_new_one_in_a_pool(accounting):
+    """An embodied-dominant regime (clean grid, host share, 3-year A100s, sunk V100s) at a load that
+    needs two A100s alone: a pool of one A100 and two V100s is cheaper. Planner = brute force, and the
+    winner has fewer new GPUs than the new-only baseline (old GPUs substitute, not add)."""
+    ov = {**POOL_CASE, "carbon.accounting": accounting}
+    brute = plan(problem(**ov), prune=False)
+    fast = plan(problem(**ov), prune=True)
+    assert brute.best.name == fast.best.name and brute.best.carbon_g_per_request == fast.best.carbon_g_per_request
+    assert fast.best.mode == "pool" and fast.best.n_old >= 1
+    assert fast.best.n_new < fast.baseline.n_new
+    assert fast.saving_frac > 0
+    assert fast.stats["n_full_simulations"] < brute.stats["n_full_simulations"]
+    row = fast.frontier.set_index("candidate").loc[fast.best.name]
+    assert row["carbon_g_per_request"] == pytest.approx(row[f"carbon_g_per_request_{accounting}"])
