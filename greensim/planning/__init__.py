@@ -11,7 +11,24 @@ SLO-aware scheduler, offline); :mod:`.online` re-plans per time window
     res.frontier, res.best, res.baseline, res.saving_frac
 """
 
-from greensim.planning.search import Candidate, PlanResult, enumerate_candidates, plan
+from greensim.planning.search import (
+    Candidate,
+    PlanResult,
+    candidate_experiments,
+    enumerate_candidates,
+    plan,
+    steady_state,
+)
 from greensim.planning.spec import PlanSpec, load_plan_spec, parse_plan_spec
 
-__all__ = ["plan", "load_plan_spec", "parse_plan_spec", "PlanSpec", "PlanResult", "Candidate", "enumerate_candidates"]
+__all__ = [
+    "plan",
+    "load_plan_spec",
+    "parse_plan_spec",
+    "PlanSpec",
+    "PlanResult",
+    "Candidate",
+    "enumerate_candidates",
+    "candidate_experiments",
+    "steady_state",
+]

@@ -49,7 +49,7 @@ from greensim.experiment.schema import Experiment
 from greensim.planning.spec import PlanSpec, load_plan_spec
 from greensim.results.bands import saving_band
 
-__all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates"]
+__all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates", "candidate_experiments", "steady_state"]
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,22 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
             f"inventory: GPU types appear more than once with the same role ({sorted(dup)[:3]}). "
             f"Merge them into one item with the summed count."
         )
+    return out
+
+
+def candidate_experiments(spec: Any, overrides: Any = None) -> List[Candidate]:
+    """Every candidate of a plan with its experiment (``Candidate.experiment``), without running
+    anything: for studies that simulate the whole space themselves (e.g. a sensitivity study that
+    re-prices the same runs under several carbon regimes). Candidates that cannot be built keep
+    ``experiment = None`` and say why in ``reason``."""
+    spec = load_plan_spec(spec, overrides)
+    out = enumerate_candidates(spec)
+    for c in out:
+        c.max_backlog_growth_frac = spec.search.max_backlog_growth_frac
+        try:
+            c.experiment = parse_experiment(_experiment_dict(spec, c), where=f"candidate {c.name}")
+        except GreensimError as exc:
+            c.stage, c.reason = STAGE_ERROR, f"cannot build: {exc}"
     return out
 
 

@@ -125,3 +125,51 @@ def test_recorded_full_run_is_consistent():
     assert len(df) == len(scenarios(SPEC))
     _check_consistency(df, SPEC.attainment_target)
     assert df["reduction_pct"].notna().all()
+
+
+# --------------------------------------------------------------------------- sensitivity study
+def test_sensitivity_repricing_equals_direct_runs():
+    """experiments/paper/sensitivity.py re-prices one simulation per candidate under every regime and
+    judges every SLO scale from the same latencies: both must equal a direct greensim run with the
+    regime's experiment-file options (same seed, same requests)."""
+    import sensitivity as sens
+
+    from greensim.assembly import prepare, simulate
+    from greensim.experiment.load import load_yaml
+    from greensim.experiment.overrides import apply_overrides
+    from greensim.planning import candidate_experiments
+
+    plan_path = Path(__file__).resolve().parents[2] / "experiments" / "paper" / "chat.yaml"
+    plan_data = load_yaml(plan_path)
+    runs = sens.simulate_app(plan_path, "chat", 1.0, ["dpd", "dsd"])
+    picked = [r for r in runs if r.name in ("dpd_A100-80GBx2_V100-32GBx1_b256", "dsd_A100-80GBx1_V100-32GBx1_g2_b256")]
+    assert len(picked) == 2
+    regimes = [
+        {"accounting": "busy", "embodied_scope": "server", "old": "sunk", "grid": "low", "new_years": 3},
+        {"accounting": "provisioned", "embodied_scope": "chip", "old": "amortised", "grid": "high", "new_years": 6},
+    ]
+    grids = {"low": 49.4, "high": 702.1}
+    cands = {c.name: c for c in candidate_experiments(plan_path, {"search.modes": ["dpd", "dsd"]})}
+    for r in picked:
+        for reg in regimes:
+            ov = sens.regime_overrides(reg, grids[reg["grid"]], plan_data)
+            ov.update({"slo.ttft_s": 2 * plan_data["slo"]["ttft_s"], "slo.tpot_s": 2 * plan_data["slo"]["tpot_s"]})
+            d = apply_overrides(cands[r.name].experiment.model_dump(mode="json"), ov)
+            from greensim.experiment.load import parse_experiment
+
+            s = simulate(prepare(parse_experiment(d))).summary
+            old = {i["gpu"] for i in plan_data["inventory"] if i["role"] == "old"}
+            got = sens.price(r, reg, grids[reg["grid"]], old, plan_data["carbon"])
+            assert got == pytest.approx(s["carbon_gco2_per_request"], rel=1e-9), (r.name, reg)
+            att = sens.attainment(r, 2 * plan_data["slo"]["ttft_s"], 2 * plan_data["slo"]["tpot_s"])
+            assert att == pytest.approx(s["slo_attainment_frac"], abs=1e-12)
+
+
+def test_readme_sensitivity_table_is_the_recorded_one():
+    """The README quotes the committed sensitivity run's generated table, not hand-copied numbers."""
+    import sensitivity as sens
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text()
+    block = text[text.index(sens.BEGIN) + len(sens.BEGIN) : text.index(sens.END)]
+    assert block.strip() == (root / "experiments/paper/results/sensitivity/readme_table.md").read_text().strip()
