@@ -267,6 +267,21 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                     for g in s.gammas
                 ]
             for od in olds:
+                if "class_split" in s.modes:
+                    out += [
+                        Candidate(
+                            _cand_name("class_split", nw.gpu, p, od.gpu, d, None, b),
+                            "class_split",
+                            nw.gpu,
+                            p,
+                            od.gpu,
+                            d,
+                            None,
+                            b,
+                        )
+                        for p in range(1, nw.count + 1)
+                        for d in range(1, od.count + 1)
+                    ]
                 if "pool" in s.modes:
                     out += [
                         Candidate(
@@ -334,6 +349,14 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     }
     cluster: Dict[str, Any] = {"router": s.router, "instances": [group]}
     link = base["link"]
+    if c.mode == "class_split":
+        od = _item(spec, c.old_gpu, "old")
+        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years}
+        cluster = {
+            "router": "class_affinity",
+            "router_options": {"classes": {s.old_class: [od.gpu]}, "inner": s.pool_router},
+            "instances": [group, old_group],
+        }
     if c.mode == "pool":
         od = _item(spec, c.old_gpu, "old")
         old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years}
@@ -415,6 +438,11 @@ class _Context:
         self.horizon_s = float(arr[-1] - arr[0]) if self.n > 1 else 1.0
         self.rate = (self.n - 1) / self.horizon_s if self.n > 1 and self.horizon_s > 0 else 1.0
         self.ttft_slo, self.tpot_slo = slo_arrays(exp, self.n, table.slo_class)
+        self.slo_class = (
+            np.asarray(table.slo_class, dtype=object)
+            if table.slo_class is not None
+            else np.full(self.n, "", dtype=object)
+        )
         ic = spec.carbon.intensity
         src = INTENSITY_SOURCES.get(ic.kind, field="carbon.intensity.kind")(
             **{k: v for k, v in ic.model_dump().items() if k != "kind"}
@@ -523,6 +551,17 @@ def _theory(ctx: _Context, c: Candidate) -> None:
         if c.mode == "colocated":
             tok_lb = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
             mode = th.colocated(p_new, n_in, n_out, ctx.rate / c.n_new, *new)
+        elif c.mode == "class_split":
+            od = _item(spec, c.old_gpu, "old")
+            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
+            is_old = ctx.slo_class == spec.search.old_class
+            tok_new = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
+            tok_old = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
+            ttft_old = ctx.per_input(("pre", od.gpu), lambda x: p_old.iteration_time_s([(x, 0)], 0, 0))
+            ttft_lb = np.where(is_old, ttft_old, ttft_lb)
+            tok_lb = np.where(is_old, tok_old, tok_new)
+            mode = _split_theory(p_new, p_old, ctx, is_old, c.n_new, c.n_old, new, old)
         elif c.mode == "pool":
             od = _item(spec, c.old_gpu, "old")
             p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
@@ -611,6 +650,23 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             f"served alone (target {spec.attainment_target:.0%})"
         )
     c.predicted_carbon_g_per_request += _unused_gco2_per_request(ctx, c, ctx.horizon_s, ctx.n, ctx.ci)
+
+
+def _split_theory(p_new, p_old, ctx, is_old: np.ndarray, n_new: int, n_old: int, new, old):
+    """Mode class_split: each side a colocated deployment of its class's share of the requests
+    (at that class's mean lengths), busy time and energy per request of the whole workload."""
+    from greensim.carbon import theory as th
+
+    uses = []
+    for perf, sel, n, emb, role in ((p_new, ~is_old, n_new, new, "new"), (p_old, is_old, n_old, old, "old")):
+        f = float(sel.mean())
+        if f == 0:
+            continue
+        n_in = max(1, int(round(ctx.n_in[sel].mean())))
+        n_out = max(2, int(round(ctx.n_out[sel].mean())))
+        u = th.colocated(perf, n_in, n_out, f * ctx.rate / n, *emb, role=role).uses[0]
+        uses.append(dataclasses.replace(u, busy_s=f * u.busy_s, busy_j=f * u.busy_j))
+    return th.Mode("class_split", tuple(uses))
 
 
 def _pool_theory(p_new, p_old, n_in: int, n_out: int, rate: float, n_new: int, n_old: int, new, old):
@@ -1164,7 +1220,7 @@ def _check_fits(ctx: _Context, c: Candidate) -> None:
         od = _item(spec, c.old_gpu, "old")
         g_old = ctx.cat.gpu(od.gpu, "gpu")
         g_old.require_power(f"inventory ({od.gpu})")
-        if c.mode in ("dpd", "pool"):
+        if c.mode in ("dpd", "pool", "class_split"):
             kv_capacity_blocks(
                 g_old.memory_bytes,
                 od.tp,

@@ -25,7 +25,7 @@ from greensim.experiment.workload import Workload
 
 __all__ = ["PlanSpec", "InventoryItem", "DraftSpec", "SearchSpec", "MODES", "load_plan_spec", "parse_plan_spec"]
 
-MODES = ("colocated", "dpd", "dsd", "spec", "pool")
+MODES = ("colocated", "dpd", "dsd", "spec", "pool", "class_split")
 
 
 class _Base(BaseModel):
@@ -86,13 +86,15 @@ class DraftSpec(_Base):
 class SearchSpec(_Base):
     """What the planner enumerates and how hard it searches."""
 
-    modes: List[Literal["colocated", "dpd", "dsd", "spec", "pool"]] = Field(
+    modes: List[Literal["colocated", "dpd", "dsd", "spec", "pool", "class_split"]] = Field(
         ["colocated", "dpd", "dsd", "spec"],
         min_length=1,
         description="deployment modes to enumerate: colocated (new GPUs only), dpd "
         "(prefill on new, decode on old), dsd (target on new, draft on old), spec (target and draft on new), "
         "pool (a colocated pool of 0..n new and 1..n old GPUs behind search.pool_router: old GPUs replace "
-        "new ones); default the first four (paper.md section 7's search space plus colocated speculation)",
+        "new ones), class_split (1..n new GPUs serve every class but search.old_class, 1..n old GPUs serve "
+        "that looser-SLO class, router class_affinity); default the first four (paper.md section 7's search "
+        "space plus colocated speculation)",
     )
     gammas: List[Annotated[int, Field(ge=1, le=32)]] = Field(
         [2, 4, 6],
@@ -114,6 +116,11 @@ class SearchSpec(_Base):
         "(as cluster.instances[*].max_batched_tokens; vLLM-style default 8192)",
     )
     router: str = Field("round_robin", description="router among the serving instances (cluster.router)")
+    old_class: Optional[str] = Field(
+        None,
+        description="mode class_split: the SLO class (slo.classes, tagged by workload.slo_class_frac or a trace's "
+        "slo_class column) that old GPUs serve; required with that mode",
+    )
     pool_router: str = Field(
         "join_shortest_queue",
         description="router of mode pool's mixed new/old instances; default join_shortest_queue "
@@ -249,6 +256,14 @@ class PlanSpec(_Base):
             raise ValueError(
                 "link is required with old GPUs and modes dpd/dsd: add link {kind or bandwidth_gbs, latency_s}"
             )
+        if "class_split" in modes:
+            oc = self.search.old_class
+            if oc is None or oc not in self.slo.classes:
+                raise ValueError(
+                    f"search.old_class: mode class_split needs the SLO class old GPUs serve, one of slo.classes "
+                    f"({sorted(self.slo.classes) or 'none defined'}; got {oc!r}). Define it in slo.classes and tag "
+                    "requests with workload.slo_class_frac (or a trace's slo_class column)"
+                )
         if self.carbon.forecast is not None and self.carbon.intensity.kind != "series":
             raise ValueError(
                 f"carbon.forecast: planning against a forecast needs a history, i.e. "

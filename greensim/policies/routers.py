@@ -6,10 +6,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from greensim.base.errors import ConfigError
 from greensim.core.interfaces import InstanceView
 from greensim.policies.registry import ROUTERS
 
-__all__ = ["RoundRobin", "JoinShortestQueue", "LeastKVUse", "PowerOfTwoChoices"]
+__all__ = ["RoundRobin", "JoinShortestQueue", "LeastKVUse", "PowerOfTwoChoices", "ClassAffinity"]
 
 
 @ROUTERS.register("round_robin")
@@ -72,3 +73,71 @@ class PowerOfTwoChoices:
         la = instances[a].n_waiting + instances[a].n_running
         lb = instances[b].n_waiting + instances[b].n_running
         return a if la <= lb else b
+
+
+@ROUTERS.register("class_affinity")
+class ClassAffinity:
+    """Requests of an SLO class go to the instances reserved for it; the rest share the others.
+
+    ``classes`` maps a class name (``slo.classes``; a request's ``slo_class``) to the GPU types
+    or instance-group names that serve it, e.g. ``{batch: [V100-32GB]}``: old GPUs serving the
+    requests with the looser SLO while new ones keep the interactive traffic. Requests of other
+    classes (the default class ``''`` included) go to the instances no class reserves (all
+    instances when every one is reserved). Within the eligible instances the ``inner`` router
+    (default join_shortest_queue) picks; its choice is among the eligible ones only.
+    """
+
+    def __init__(self, classes: dict, inner: str = "join_shortest_queue") -> None:
+        if not isinstance(classes, dict) or not classes:
+            raise ConfigError(
+                "cluster.router_options.classes: map each SLO class to the GPU types or group names "
+                "that serve it, e.g. {batch: [V100-32GB]}"
+            )
+        self.classes = {
+            str(k): [str(x) for x in (v if isinstance(v, (list, tuple)) else [v])] for k, v in classes.items()
+        }
+        if inner == "class_affinity" or inner not in ROUTERS.names():
+            raise ConfigError(
+                f"cluster.router_options.inner: '{inner}' (valid: "
+                f"{', '.join(n for n in ROUTERS.names() if n != 'class_affinity')})"
+            )
+        self.inner = ROUTERS.get(inner)()
+        self._sc = None
+        self._eligible: dict = {}
+
+    def bind(self, ctx) -> None:
+        table = ctx.extras.get("table")
+        self._sc = getattr(table, "slo_class", None)
+        binder = getattr(self.inner, "bind", None)
+        if binder is not None:
+            binder(ctx)
+
+    def _sets(self, instances: Sequence[InstanceView]):
+        def labels(inst) -> set:
+            cfg = inst.cfg
+            return {str(getattr(cfg, "gpu", "")), str(getattr(cfg, "name", ""))}
+
+        known = set().union(*(labels(i) for i in instances))
+        for cls, names in self.classes.items():
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ConfigError(
+                    f"cluster.router_options.classes.{cls}: {unknown} match no instance's GPU type or group "
+                    f"name (have: {sorted(x for x in known if x)})"
+                )
+        sets = {
+            cls: [k for k, i in enumerate(instances) if labels(i) & set(names)] for cls, names in self.classes.items()
+        }
+        reserved = set().union(*map(set, sets.values()))
+        rest = [k for k in range(len(instances)) if k not in reserved]
+        return sets, rest or list(range(len(instances)))
+
+    def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
+        key = tuple(i.index for i in instances)  # the instances offered (failed ones may be left out)
+        if key not in self._eligible:
+            self._eligible[key] = self._sets(instances)
+        sets, rest = self._eligible[key]
+        cls = str(self._sc[request_id]) if self._sc is not None else ""
+        ks = sets.get(cls, rest)
+        k = self.inner.choose(request_id, n_input_tokens, [instances[j] for j in ks])
+        return ks[k]

@@ -288,3 +288,27 @@ def test_old_gpus_replace_a_new_one_in_a_pool(accounting):
     assert fast.stats["n_full_simulations"] < brute.stats["n_full_simulations"]
     row = fast.frontier.set_index("candidate").loc[fast.best.name]
     assert row["carbon_g_per_request"] == pytest.approx(row[f"carbon_g_per_request_{accounting}"])
+
+
+def test_old_gpus_serve_the_looser_slo_class():
+    """40 % of requests are batch work with a loose SLO: old GPUs serving that class (mode class_split,
+    router class_affinity) beside one A100 replace the second A100. Planner = brute force."""
+    ov = {
+        **POOL_CASE,
+        "workload.slo_class_frac": {"batch": 0.4},
+        "slo.classes": {"batch": {"ttft_s": 20.0, "tpot_s": 0.4}},
+        "search.old_class": "batch",
+        "search.modes": ["colocated", "pool", "class_split"],
+    }
+    brute = plan(problem(**ov), prune=False)
+    fast = plan(problem(**ov), prune=True)
+    assert brute.best.name == fast.best.name
+    assert fast.best.mode == "class_split" and fast.best.n_new < fast.baseline.n_new and fast.saving_frac > 0
+    exp = fast.best.experiment
+    assert exp.cluster.router == "class_affinity"
+    assert exp.cluster.router_options["classes"] == {"batch": ["V100-32GB"]}
+
+
+def test_class_split_needs_a_defined_old_class():
+    with pytest.raises(ConfigError, match="search.old_class"):
+        load_plan_spec(problem(**{"search.modes": ["colocated", "class_split"]}))

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 from conftest import make_experiment
 
 from greensim.assembly.prepare import prepare
@@ -84,3 +85,44 @@ def test_router_bind_sees_the_clock_labels_and_extras():
     assert [t for t, _ in seen] == list(p.table.arrival_s)  # the clock at each arrival
     n = len(p.instances)
     assert seen[0][1] == tuple((0, "default", "colocated") for _ in range(n))
+
+
+def _class_split(router_options, **extra):
+    from conftest import make_experiment
+
+    return make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "workload.slo_class_frac": {"batch": 0.3},
+            "slo.classes": {"batch": {"ttft_s": 10.0, "tpot_s": 0.5}},
+            "cluster.router": "class_affinity",
+            "cluster.router_options": router_options,
+            "cluster.instances": [{"gpu": "A100-80GB", "count": 2}, {"gpu": "V100-32GB", "age_years": 6}],
+            **extra,
+        }
+    )
+
+
+def test_class_affinity_sends_each_class_to_its_gpus():
+    """Old GPUs serve the looser-SLO class, new ones everything else (JSQ among each set)."""
+    from greensim.assembly.prepare import prepare
+    from greensim.assembly.simulate import simulate
+    from greensim.experiment.load import parse_experiment
+
+    t = simulate(prepare(parse_experiment(_class_split({"classes": {"batch": ["V100-32GB"]}})))).requests
+    batch = t.slo_class == "batch"
+    assert 0.2 < batch.mean() < 0.4
+    assert (t.loc[batch, "instance"] == 2).all()
+    assert t.loc[~batch, "instance"].isin([0, 1]).all() and t.loc[~batch, "instance"].nunique() == 2
+
+
+def test_class_affinity_bad_options_name_the_field():
+    from greensim.assembly.prepare import prepare
+    from greensim.assembly.simulate import simulate
+    from greensim.base.errors import ConfigError
+    from greensim.experiment.load import parse_experiment
+
+    with pytest.raises(ConfigError, match="router_options.classes.batch"):
+        simulate(prepare(parse_experiment(_class_split({"classes": {"batch": ["P100"]}}))))
+    with pytest.raises(ConfigError, match="router_options"):
+        simulate(prepare(parse_experiment(_class_split({"classes": {}}))))
