@@ -94,6 +94,18 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, confide
             f"{res.baseline.carbon_g_per_request:.5g}{_band(res.baseline, 'carbon_gco2_per_request', '.5g')} "
             f"gCO2e/request; saving {res.saving_frac:.1%}" + (f" [{sb['low']:.1%}, {sb['high']:.1%}]" if sb else "")
         )
+    if b is not None and res.baseline is not None and b.summary and res.baseline.summary:
+        acc = res.spec.carbon.accounting
+        parts = []
+        for a in ("provisioned", "busy"):
+            x, y = (
+                b.summary.get(f"carbon_gco2_per_request_{a}"),
+                res.baseline.summary.get(f"carbon_gco2_per_request_{a}"),
+            )
+            if x is not None and y:
+                parts.append(f"{a}{' (optimised)' if a == acc else ''} {x:.5g} vs {y:.5g} ({1 - x / y:.1%})")
+        if parts:
+            click.echo("winner vs baseline by accounting: " + "; ".join(parts))
     u = st.get("uncertainty") or {}
     if b is not None and b.bands:
         click.echo(
