@@ -247,7 +247,7 @@ def summarise(picks: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def plot(reg: pd.DataFrame, path: Path) -> None:
+def plot(reg: pd.DataFrame, path: Path, grid_order: List[str]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,13 +259,14 @@ def plot(reg: pd.DataFrame, path: Path) -> None:
         tab = d.pivot_table(
             index=["accounting", "embodied_scope"], columns=["grid", "new_years"], values="max_reduction_pct"
         )
+        tab = tab[sorted(tab.columns, key=lambda c: (grid_order.index(c[0]), c[1]))]  # cleanest grid first
         im = ax.imshow(tab.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=max(45.0, np.nanmax(tab.to_numpy())))
         ax.set_xticks(range(tab.shape[1]), [f"{g}\n{y}y" for g, y in tab.columns], fontsize=7)
         ax.set_yticks(range(tab.shape[0]), [f"{a} / {s}" for a, s in tab.index])
         for (i, j), v in np.ndenumerate(tab.to_numpy(dtype=float)):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="w" if v < 25 else "k")
-        ax.set_title(f"max reduction vs new-only [%], space '{space}', old GPUs sunk")
+        ax.set_title(f"space '{space}', old GPUs sunk:\nmax reduction vs new-only [%]", fontsize=10)
         ax.set_xlabel("grid / new-GPU lifetime")
     fig.colorbar(im, ax=axes, shrink=0.7, label="% (paper: up to 40.6)")
     fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -328,7 +329,8 @@ def write(picks: pd.DataFrame, reg: pd.DataFrame, spec: Dict[str, Any], out: Pat
             rows += [{"preset": name, **r} for r in m.to_dict("records")]
         pd.DataFrame(rows).to_csv(tmp / "presets.csv", index=False, float_format="%.6g")
         (tmp / "readme_table.md").write_text(readme_table(reg, presets))
-        plot(reg, tmp / "sensitivity.png")
+        grids = spec["axes"]["grid"]
+        plot(reg, tmp / "sensitivity.png", sorted(grids, key=lambda g: float(grids[g])))
         best = {}
         for space in spec["search_spaces"]:
             d = reg[reg["space"] == space]
