@@ -256,7 +256,8 @@ class Cluster(StrictModel):
     instances: List[InstanceGroup] = Field(min_length=1)
     router: str = Field(
         "round_robin",
-        description="router name (round_robin, join_shortest_queue, least_kv, power_of_two, carbon_aware, greenllm)",
+        description="router name (round_robin, join_shortest_queue, least_kv, power_of_two, carbon_aware, greenllm, "
+        "class_affinity)",
     )
     router_options: Dict[str, Any] = Field(
         default_factory=dict,
