@@ -155,7 +155,13 @@ def prepare(exp: Experiment) -> Prepared:
                 where=f"{where} ({model.name} on {g.tp}x{gpu.name})",
             )
             part = None
-        bound = perf.bind(gpu, model, g.tp)
+        if g.power_cap_frac is not None:
+            from greensim.hardware.powercap import bind_capped
+
+            _no_cap_with_degradation(g, where)
+            bound = bind_capped(perf, gpu, model, g.tp, g.power_cap_frac, where)
+        else:
+            bound = perf.bind(gpu, model, g.tp)
         if g.aging is not None:
             from greensim.hardware.aging import degrade
 
@@ -534,6 +540,17 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
     return make
 
 
+def _no_cap_with_degradation(g, where: str) -> None:
+    """A power cap bounds the GPU's power; aging's power factor would multiply the capped power."""
+    ag = g.aging
+    if ag is not None and (ag.throughput_loss_frac_per_year or ag.power_increase_frac_per_year):
+        raise ConfigError(
+            f"{where}.power_cap_frac: not supported together with aging degradation "
+            f"(throughput_loss_frac_per_year {ag.throughput_loss_frac_per_year}, power_increase_frac_per_year "
+            f"{ag.power_increase_frac_per_year}): the degraded power would exceed the cap. Drop one of them."
+        )
+
+
 def _carbon_spec(exp: Experiment, gspec_gpu, g, life: float) -> InstanceCarbonSpec:
     """Carbon accounting inputs of one instance group (embodied scope, scheme, age, host share)."""
     gpu = gspec_gpu.name
@@ -568,4 +585,5 @@ def _carbon_spec(exp: Experiment, gspec_gpu, g, life: float) -> InstanceCarbonSp
         host_kgco2e_per_gpu=host,
         site=g.site or DEFAULT_SITE,
         pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue,
+        power_cap_w=None if getattr(g, "power_cap_frac", None) is None else g.power_cap_frac * gspec_gpu.tdp_w,
     )

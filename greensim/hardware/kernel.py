@@ -503,7 +503,9 @@ class KernelModel(PerformanceModel):
         if overrides.get("iteration_overhead_s") is not None:
             self.engine.per_iteration_s = float(overrides["iteration_overhead_s"])
 
-    def bind(self, gpu: GPUSpec, model: ModelSpec, tp: int) -> BoundPerformance:
+    def bind(self, gpu: GPUSpec, model: ModelSpec, tp: int, factory: Optional[Any] = None) -> BoundPerformance:
+        """The instance's :class:`BoundKernel`; ``factory`` (same arguments) builds a subclass instead,
+        e.g. :class:`greensim.hardware.powercap.CappedKernel` under a power cap."""
         k = kernel_params_for(self.params, gpu)
         o = self.overrides
         if o.get("eta_compute") or o.get("eta_memory"):
@@ -511,7 +513,7 @@ class KernelModel(PerformanceModel):
                 eta_gemm_compute=float(o.get("eta_compute") or k.eta_gemm_compute),
                 eta_gemm_memory=float(o.get("eta_memory") or k.eta_gemm_memory),
             )
-        bound = BoundKernel(gpu, model, tp, k, self.engine)
+        bound = (factory or BoundKernel)(gpu, model, tp, k, self.engine)
         band = self.overrides.get("band") or "nominal"
         if band == "nominal":
             return bound

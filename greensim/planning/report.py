@@ -28,6 +28,7 @@ def _cand(c: Candidate | None) -> Any:
         "n_old": c.n_old,
         "gamma": c.gamma,
         "max_batch_size": c.max_batch_size,
+        "power_cap_frac": c.power_cap_frac,
         "stage": c.stage,
         "carbon_g_per_request": c.carbon_g_per_request,
         "slo_attainment_frac": c.slo_attainment_frac,

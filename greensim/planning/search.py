@@ -96,6 +96,7 @@ class Candidate:
     bands_info: Optional[Dict[str, Any]] = None  # how the bands were obtained (summary "uncertainty")
     #: stability guard (search.max_backlog_growth_frac): a run whose backlog grew more is unstable
     max_backlog_growth_frac: float = math.inf
+    power_cap_frac: Optional[float] = None  # old GPUs' power cap, fraction of TDP (dpd); None: uncapped
 
     def _metrics(self) -> Optional[Dict[str, Any]]:
         return self.summary if self.summary is not None else self.short_summary
@@ -194,6 +195,7 @@ class PlanResult:
                     "n_old": c.n_old,
                     "gamma": c.gamma,
                     "max_batch_size": c.max_batch_size,
+                    "power_cap_frac": c.power_cap_frac,
                     "stage": c.stage,
                     "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
                     "predicted_utilization_frac": c.predicted_utilization_frac,
@@ -235,10 +237,12 @@ class PlanResult:
 
 
 # ------------------------------------------------------------------ enumeration
-def _cand_name(mode, new, n_new, old, n_old, gamma, b) -> str:
+def _cand_name(mode, new, n_new, old, n_old, gamma, b, cap=None) -> str:
     parts = [mode, f"{new}x{n_new}"]
     if old is not None:
         parts.append(f"{old}x{n_old}")
+    if cap is not None:
+        parts.append(f"cap{cap:g}")
     if gamma is not None:
         parts.append(f"g{gamma}")
     parts.append(f"b{b}")
@@ -293,10 +297,19 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                 if "dpd" in s.modes:
                     out += [
                         Candidate(
-                            _cand_name("dpd", nw.gpu, p, od.gpu, d, None, b), "dpd", nw.gpu, p, od.gpu, d, None, b
+                            _cand_name("dpd", nw.gpu, p, od.gpu, d, None, b, cap),
+                            "dpd",
+                            nw.gpu,
+                            p,
+                            od.gpu,
+                            d,
+                            None,
+                            b,
+                            power_cap_frac=cap,
                         )
                         for p in range(1, nw.count + 1)
                         for d in range(1, od.count + 1)
+                        for cap in s.power_caps
                     ]
                 if "dsd" in s.modes:
                     out += [
@@ -386,6 +399,7 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
                 "max_batch_size": c.max_batch_size,
                 "max_batched_tokens": s.max_batched_tokens,
                 "age_years": od.age_years,
+                **({} if c.power_cap_frac is None else {"power_cap_frac": c.power_cap_frac}),
             }
         )
         cluster["disaggregation"] = {"decode_router": s.decode_router, "link": link}
@@ -460,10 +474,13 @@ class _Context:
         other._bound, other._memo = {}, {}
         return other
 
-    def bound(self, gpu: str, model, tp: int, max_batch: Optional[int] = None):
-        key = (gpu, model.name, tp)
+    def bound(self, gpu: str, model, tp: int, max_batch: Optional[int] = None, power_cap_frac=None):
+        from greensim.hardware.powercap import bind_capped
+
+        key = (gpu, model.name, tp, power_cap_frac)
         if key not in self._bound:
-            self._bound[key] = self.perf.bind(self.cat.gpu(gpu, "gpu"), model, tp)
+            where = "search.power_caps"
+            self._bound[key] = bind_capped(self.perf, self.cat.gpu(gpu, "gpu"), model, tp, power_cap_frac, where)
         return self._bound[key] if max_batch is None else _BatchCapped(self._bound[key], max_batch)
 
     def per_input(self, key, f) -> np.ndarray:
@@ -579,7 +596,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             mode = _pool_theory(p_new, p_old, n_in, n_out, ctx.rate, c.n_new, c.n_old, new, old)
         elif c.mode == "dpd":
             od = _item(spec, c.old_gpu, "old")
-            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size, c.power_cap_frac)
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             bw = _link_bps(spec)
             kvb = m.kv_bytes_per_token
@@ -587,7 +604,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
                 spec.link.scope
             ]
             link_util = ctx.rate / per_link * kvb * float(ctx.n_in.mean()) / bw if math.isfinite(bw) else 0.0
-            dec = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
+            dec = ctx.per_input(("dec", od.gpu, c.power_cap_frac), lambda x: p_old.iteration_time_s((), 1, x))
             xfer = kvb * ctx.n_in / bw + spec.link.latency_s
             tok_lb = dec + xfer / np.maximum(ctx.n_out - 1, 1)
             mode = th.dpd(

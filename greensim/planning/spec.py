@@ -109,6 +109,13 @@ class SearchSpec(_Base):
         min_length=1,
         description="batch caps (max requests per iteration) to try; default [256], vLLM's max_num_seqs default",
     )
+    power_caps: List[Optional[Annotated[float, Field(gt=0, le=1)]]] = Field(
+        [None],
+        min_length=1,
+        description="per-GPU power caps to try on the old GPUs of dpd candidates (their decode pool), as "
+        "fractions of TDP (null: uncapped; cluster.instances[*].power_cap_frac); default [null]. Needs "
+        "performance.model kernel",
+    )
     max_batched_tokens: int = Field(
         8192,
         ge=1,
@@ -280,6 +287,11 @@ class PlanSpec(_Base):
                 f"confidence: pessimistic checks the SLOs at the nominal and the pessimistic performance "
                 f"band, but performance.band is '{self.performance.band}'. Set performance.band: nominal, or "
                 "confidence: nominal to plan at that band"
+            )
+        if any(c is not None for c in self.search.power_caps) and self.performance.model != "kernel":
+            raise ValueError(
+                f"search.power_caps: a power cap needs performance.model kernel (got '{self.performance.model}'). "
+                "Set performance.model: kernel or search.power_caps: [null]"
             )
         d = self.search.draft
         if d is not None and d.alpha_by_position is not None and len(d.alpha_by_position) < max(self.search.gammas):

@@ -47,6 +47,7 @@ class InstanceCarbonSpec:
     site: str = "default"  # data-centre site (carbon.sites); "default": carbon.pue
     pue: Optional[float] = None  # the site's PUE [-]; None: build_tables' pue (carbon.pue)
     intensity: Optional[CarbonIntensity] = None  # the site's grid intensity; None: build_tables' intensity
+    power_cap_w: Optional[float] = None  # per-GPU power cap [W] (greensim.hardware.powercap); None: uncapped
 
 
 @dataclass
@@ -245,6 +246,7 @@ def build_tables(
                 "host_kgco2e_per_gpu": spec.host_kgco2e_per_gpu,
                 "embodied_scheme": spec.scheme,
                 "age_years": spec.age_years,
+                "power_cap_w": float("nan") if spec.power_cap_w is None else spec.power_cap_w,
                 "site": spec.site,
                 "pue": pue_k,
                 "intensity_mean_gco2_per_kwh": float(np.sum(ci_k * width) / np.sum(width))
