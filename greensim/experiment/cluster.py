@@ -96,7 +96,9 @@ class LinkConfig(StrictModel):
 class Speculative(StrictModel):
     """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
 
-    draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    draft_model: str = Field(
+        description="draft model name from the catalogue; same tokenizer as the target (its tokenizer family where both catalogue entries name one, else the same vocab_size)"
+    )
     draft_gpu: Optional[str] = Field(
         None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU"
     )

@@ -53,7 +53,9 @@ class InventoryItem(_Base):
 class DraftSpec(_Base):
     """The draft model for speculative decoding (modes dsd and spec)."""
 
-    model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    model: str = Field(
+        description="draft model name from the catalogue; same tokenizer as the target (its tokenizer family where both catalogue entries name one, else the same vocab_size)"
+    )
     alpha: Optional[float] = Field(
         None,
         ge=0,
