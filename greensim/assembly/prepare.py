@@ -22,7 +22,7 @@ from greensim.core.spec_instance import SpecSetup
 from greensim.experiment.carbon import DEFAULT_SITE
 from greensim.experiment.schema import Experiment
 from greensim.experiment.settings import Performance
-from greensim.hardware.catalog import load_catalog
+from greensim.hardware.catalog import load_catalog, same_tokenizer
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.policies.registry import DECODE_ROUTERS, DEFER_POLICIES, GAMMA_POLICIES, ROUTERS
 from greensim.results import InstanceCarbonSpec
@@ -37,6 +37,7 @@ __all__ = [
     "slo_arrays",
     "deadline_array",
     "experiment_seeds",
+    "draft_with_vocab",
     "experiment_workload",
     "performance_model",
 ]
@@ -407,22 +408,43 @@ def make_router(factory: Any, seeds: Any = None, options: Optional[Dict[str, Any
     return factory(rng=np.random.default_rng(child), **options)
 
 
+def draft_with_vocab(draft, draft_vocab_size: Optional[int], field: str):
+    """``draft`` with its LM head restricted to ``draft_vocab_size`` tokens (FR-Spec), or as is."""
+    if draft_vocab_size is None:
+        return draft
+    if not 1 <= draft_vocab_size <= draft.vocab_size:
+        raise ConfigError(
+            f"{field}: {draft_vocab_size} tokens, but the draft '{draft.name}' has a vocabulary of "
+            f"{draft.vocab_size}. Set a value in 1..{draft.vocab_size} (e.g. 32768, FR-Spec's 32k) or omit it."
+        )
+    return draft.with_draft_vocab(draft_vocab_size)
+
+
 def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[int, Dict[str, Any]]:
     """KV blocks and static parts of a speculative group; checks vocabulary and memory."""
     sp = g.speculative
     w = f"{where}.speculative"
     draft = catalog.model(sp.draft_model, f"{w}.draft_model")
-    if draft.vocab_size != model.vocab_size:
+    if not same_tokenizer(draft, model):
+        if draft.tokenizer and model.tokenizer:
+            what = f"tokenizer '{draft.tokenizer}' but the target '{model.name}' has '{model.tokenizer}'"
+        else:
+            what = f"vocabulary {draft.vocab_size} but the target '{model.name}' has {model.vocab_size}"
         raise ConfigError(
-            f"{w}.draft_model: '{draft.name}' has vocabulary {draft.vocab_size} but the target "
-            f"'{model.name}' has {model.vocab_size}; speculative decoding needs the same tokenizer. "
+            f"{w}.draft_model: '{draft.name}' has {what}; speculative decoding needs the same tokenizer. "
             f"Pick a draft from the target's family."
+        )
+    draft = draft_with_vocab(draft, sp.draft_vocab_size, f"{w}.draft_vocab_size")
+    if sp.probabilities == "top_k" and sp.top_k is not None and sp.top_k > draft.head_vocab:
+        raise ConfigError(
+            f"{w}.top_k: {sp.top_k} entries per draft token but the draft proposes from {draft.head_vocab} "
+            f"tokens. Set top_k <= {draft.head_vocab}."
         )
     gp = GAMMA_POLICIES.get(sp.gamma_policy, field=f"{w}.gamma_policy")
     per_token = (
         sp.token_id_bytes
         + (
-            draft.vocab_size
+            draft.head_vocab
             if sp.probabilities == "full_vocab"
             else sp.top_k * (1 + sp.token_id_bytes / draft.dtype_bytes)
         )

@@ -109,7 +109,9 @@ class LinkConfig(StrictModel):
 class Speculative(StrictModel):
     """Speculative decoding: a draft model proposes gamma tokens, the target verifies them."""
 
-    draft_model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    draft_model: str = Field(
+        description="draft model name from the catalogue; same tokenizer as the target (its tokenizer family where both catalogue entries name one, else the same vocab_size)"
+    )
     draft_gpu: Optional[str] = Field(
         None, description="GPU type running the draft (DSD split, with link); omit to run it on the target's GPU"
     )
@@ -129,6 +131,14 @@ class Speculative(StrictModel):
         "full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries"
     )
     top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
+    draft_vocab_size: Optional[int] = Field(
+        None,
+        ge=1,
+        description="tokens the draft proposes from (FR-Spec, Zhao et al. 2025, arXiv 2502.14856: its LM head "
+        "restricted to the most frequent tokens, e.g. 32768 of Llama-3's 128256); shrinks the draft's LM-head "
+        "bytes and FLOPs and the full_vocab probabilities sent per draft token; acceptance stays alpha "
+        "(lower it for the tokens the draft can no longer propose). Default: the draft's whole vocabulary",
+    )
     token_id_bytes: int = Field(4, ge=1, description="bytes per token id (int32, paper.md section 5)")
     link: Optional[LinkConfig] = Field(None, description="link between draft and target GPU; required with draft_gpu")
     draft_gpu_age_years: float = Field(

@@ -11,7 +11,7 @@ import copy
 import difflib
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping
 
@@ -21,7 +21,7 @@ from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.base.units import BYTES_PER_GB, FLOPS_PER_TFLOPS
 
-__all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog"]
+__all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog", "same_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,27 @@ class ModelSpec:
     #: rotary positions; False: a learned table of ``learned_pos_embeddings`` rows
     rope: bool = True
     learned_pos_embeddings: int = 0
+    #: tokenizer family (cited in ``source``); two models with the same family emit the same
+    #: token ids even where their embedding tables are padded to different ``vocab_size``
+    tokenizer: str = ""
+    #: rows of the LM head actually computed (0: all ``vocab_size``); a draft restricted to its
+    #: most frequent tokens (FR-Spec, :meth:`with_draft_vocab`)
+    lm_head_vocab: int = 0
+
+    @property
+    def head_vocab(self) -> int:
+        """Rows of the output projection computed per token (``vocab_size`` unless restricted)."""
+        return self.lm_head_vocab or self.vocab_size
+
+    def with_draft_vocab(self, n: int) -> "ModelSpec":
+        """This model with its LM head restricted to ``n`` of its ``vocab_size`` rows (FR-Spec,
+        Zhao et al. 2025, arXiv 2502.14856): only the head's bytes and FLOPs shrink; the weights
+        held in memory stay (the full embedding table is still needed for the input lookup)."""
+        if not 1 <= n <= self.vocab_size:
+            raise ValueError(f"draft vocabulary {n} is outside 1..{self.vocab_size} ({self.name})")
+        if n == self.vocab_size:
+            return self
+        return replace(self, name=f"{self.name} (draft vocab {n})", lm_head_vocab=n)
 
     def shape(self) -> Dict[str, Any]:
         """Plain-dict shape for the profiler (:mod:`greensim.tools.profiler`)."""
@@ -136,6 +157,12 @@ class ModelSpec:
         return float(self.n_params * self.dtype_bytes)
 
     @property
+    def streamed_weight_bytes(self) -> float:
+        """Weight bytes read per forward pass as counted by the roofline: :attr:`weight_bytes`
+        less the LM-head rows a restricted head (:attr:`lm_head_vocab`) skips."""
+        return self.weight_bytes - float((self.vocab_size - self.head_vocab) * self.hidden_size * self.dtype_bytes)
+
+    @property
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes per token over all layers: 2 x layers x kv_heads x head_dim x bytes."""
         return float(2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype_bytes)
@@ -144,7 +171,7 @@ class ModelSpec:
     def matmul_flops_per_token(self) -> float:
         """Dense-matmul FLOPs per token (2 per MAC), all layers plus the LM head."""
         return 2.0 * (
-            self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size) + self.vocab_size * self.hidden_size
+            self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size) + self.head_vocab * self.hidden_size
         )
 
     @property
@@ -253,7 +280,17 @@ def _model_from_entry(name: str, e: Mapping[str, Any], where: str) -> ModelSpec:
         learned_pos_embeddings=int(
             _num(e, "learned_pos_embeddings", where, positive=False) if "learned_pos_embeddings" in e else 0
         ),
+        tokenizer=str(e.get("tokenizer") or ""),
     )
+
+
+def same_tokenizer(draft: ModelSpec, target: ModelSpec) -> bool:
+    """Whether ``draft`` can propose tokens for ``target``: the same tokenizer family where both
+    entries name one (padded embedding tables may then differ in ``vocab_size``), else the same
+    ``vocab_size``."""
+    if draft.tokenizer and target.tokenizer:
+        return draft.tokenizer == target.tokenizer
+    return draft.vocab_size == target.vocab_size
 
 
 def _choice(e: Mapping[str, Any], key: str, allowed: tuple, where: str) -> str:

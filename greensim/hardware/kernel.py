@@ -234,7 +234,7 @@ class BoundKernel(BoundPerformance):
         self._Fa = k.eta_attn_compute * F
         self._Ba = k.eta_attn_memory * BW
         self._shapes = _gemm_shapes(model, tp)
-        self._lm = (model.vocab_size // tp, model.hidden_size)
+        self._lm = (model.head_vocab // tp, model.hidden_size)
         self._elem = L * _elem_bytes_per_token(model, tp)  # bytes per token, all layers
         nkv = max(1, model.n_kv_heads // tp)
         self._kvb = 2.0 * L * nkv * model.head_dim * b  # KV bytes per cached token, all layers, one GPU

@@ -90,7 +90,7 @@ class BoundRoofline(BoundPerformance):
         self._bw = tp * eta_memory * gpu.mem_bandwidth_bps  # effective bytes/s
         self._f_mm = model.matmul_flops_per_token
         self._f_attn = model.attn_flops_per_token_ctx
-        self._w = model.weight_bytes
+        self._w = model.streamed_weight_bytes
         self._kv = model.kv_bytes_per_token
         self._t_fixed = t_fixed_s
         if tp > 1:

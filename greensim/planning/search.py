@@ -383,6 +383,8 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
             sp["alpha"] = d.alpha
         if d.top_k is not None:
             sp["top_k"] = d.top_k
+        if d.draft_vocab_size is not None:
+            sp["draft_vocab_size"] = d.draft_vocab_size
         if c.mode == "dsd":
             od = _item(spec, c.old_gpu, "old")
             sp.update(draft_gpu=od.gpu, link=link, draft_gpu_age_years=od.age_years)
@@ -435,14 +437,21 @@ class _Context:
     """What the theory stage needs once per plan: catalogue, bound models, workload statistics."""
 
     def __init__(self, spec: PlanSpec, exp: Experiment):
-        from greensim.assembly.prepare import experiment_workload, performance_model, slo_arrays
+        from greensim.assembly.prepare import draft_with_vocab, experiment_workload, performance_model, slo_arrays
         from greensim.carbon.registry import INTENSITY_SOURCES
         from greensim.hardware.catalog import load_catalog
 
         self.spec = spec
         self.cat = load_catalog(spec.catalog.gpu_dirs, spec.catalog.model_dirs)
         self.model = self.cat.model(spec.model, "model")
-        self.draft = self.cat.model(spec.search.draft.model, "search.draft.model") if spec.search.draft else None
+        d = spec.search.draft
+        self.draft = (
+            draft_with_vocab(
+                self.cat.model(d.model, "search.draft.model"), d.draft_vocab_size, "search.draft.draft_vocab_size"
+            )
+            if d
+            else None
+        )
         self.perf = performance_model(spec.performance)
         table = experiment_workload(exp)
         self.n_in = np.asarray(table.n_input_tokens, dtype=np.int64)
@@ -628,7 +637,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
                 per_tok = (
                     4
                     + (
-                        ctx.draft.vocab_size
+                        ctx.draft.head_vocab
                         if d.probabilities == "full_vocab"
                         else d.top_k * (1 + 4 / ctx.draft.dtype_bytes)
                     )

@@ -53,7 +53,9 @@ class InventoryItem(_Base):
 class DraftSpec(_Base):
     """The draft model for speculative decoding (modes dsd and spec)."""
 
-    model: str = Field(description="draft model name from the catalogue; same vocabulary as the target")
+    model: str = Field(
+        description="draft model name from the catalogue; same tokenizer as the target (its tokenizer family where both catalogue entries name one, else the same vocab_size)"
+    )
     alpha: Optional[float] = Field(
         None,
         ge=0,
@@ -73,6 +75,12 @@ class DraftSpec(_Base):
         "cluster.instances[*].speculative.probabilities)",
     )
     top_k: Optional[int] = Field(None, ge=1, description="entries per draft token when probabilities is top_k")
+    draft_vocab_size: Optional[int] = Field(
+        None,
+        ge=1,
+        description="tokens the draft proposes from, its LM head restricted to the most frequent ones "
+        "(FR-Spec; as cluster.instances[*].speculative.draft_vocab_size); default: its whole vocabulary",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -324,6 +332,7 @@ def parse_plan_spec(data: Any, where: str = "plan", base_dir: Optional[Path] = N
 
 
 def _check_catalogue(spec: PlanSpec, where: str) -> None:
+    from greensim.assembly.prepare import draft_with_vocab
     from greensim.base.errors import ProfileError
     from greensim.hardware.catalog import load_catalog
 
@@ -333,7 +342,10 @@ def _check_catalogue(spec: PlanSpec, where: str) -> None:
         for i, it in enumerate(spec.inventory):
             cat.gpu(it.gpu, f"inventory.{i}.gpu")
         if spec.search.draft is not None:
-            cat.model(spec.search.draft.model, "search.draft.model")
+            d = spec.search.draft
+            draft_with_vocab(
+                cat.model(d.model, "search.draft.model"), d.draft_vocab_size, "search.draft.draft_vocab_size"
+            )
     except ProfileError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
