@@ -60,6 +60,7 @@ class Run:
     done: np.ndarray
     stable: bool
     backlog_growth_frac: float
+    variant: str = ""  # the search space's plan overrides (json), "" for none
 
 
 def load_regimes(path: Path) -> Dict[str, Any]:
@@ -79,8 +80,21 @@ def load_regimes(path: Path) -> Dict[str, Any]:
     return data
 
 
-def simulate_app(plan_path: Path, app: str, rate_scale: float, modes: List[str]) -> List[Run]:
-    """Every candidate of the plan (``modes``) at ``rate_scale`` x its arrival rate, simulated once."""
+def space_modes(space: Any) -> List[str]:
+    """A search space is a list of modes, or {modes: [...], overrides: {...}} (plan overrides)."""
+    return list(space["modes"] if isinstance(space, dict) else space)
+
+
+def space_variant(space: Any) -> str:
+    ov = space.get("overrides") if isinstance(space, dict) else None
+    return json.dumps(ov, sort_keys=True) if ov else ""
+
+
+def simulate_app(
+    plan_path: Path, app: str, rate_scale: float, modes: List[str], overrides: Optional[Dict[str, Any]] = None
+) -> List[Run]:
+    """Every candidate of the plan (``modes``) at ``rate_scale`` x its arrival rate, simulated once
+    (``overrides``: extra dotted plan overrides, e.g. another draft or link)."""
     from greensim.assembly import prepare, simulate
     from greensim.experiment.load import load_yaml
     from greensim.planning import candidate_experiments, steady_state
@@ -90,7 +104,8 @@ def simulate_app(plan_path: Path, app: str, rate_scale: float, modes: List[str])
     key = "workload.arrivals.rate_rps" if "arrivals" in wl else "workload.rate_rps"
     rate = (wl["arrivals"] if "arrivals" in wl else wl)["rate_rps"]
     runs = []
-    for c in candidate_experiments(plan_path, {"search.modes": modes, key: rate * rate_scale}):
+    variant = json.dumps(overrides, sort_keys=True) if overrides else ""
+    for c in candidate_experiments(plan_path, {**(overrides or {}), "search.modes": modes, key: rate * rate_scale}):
         if c.experiment is None:
             continue
         r = simulate(prepare(c.experiment))
@@ -114,6 +129,7 @@ def simulate_app(plan_path: Path, app: str, rate_scale: float, modes: List[str])
                 ~req["rejected"].to_numpy(dtype=bool),
                 not (growth > c.max_backlog_growth_frac),
                 growth,
+                variant,
             )
         )
     return runs
@@ -185,22 +201,35 @@ def evaluate(spec: Dict[str, Any], runs: List[Run], plans: Dict[str, Dict[str, A
         old_gpus = {i["gpu"] for i in pd_["inventory"] if i["role"] == "old"}
         regs = regimes_of(spec)
         priced = [
-            {r.name: price(r, reg, float(grids[reg["grid"]]), old_gpus, pd_.get("carbon") or {}) for r in rr}
+            {
+                (r.variant, r.name): price(r, reg, float(grids[reg["grid"]]), old_gpus, pd_.get("carbon") or {})
+                for r in rr
+            }
             for reg in regs
         ]
         for scale in spec["slo_scales"]:
-            att = {r.name: attainment(r, pd_["slo"]["ttft_s"] * scale, pd_["slo"]["tpot_s"] * scale) for r in rr}
-            ok = {r.name: r.stable and att[r.name] >= target for r in rr}
+            att = {
+                (r.variant, r.name): attainment(r, pd_["slo"]["ttft_s"] * scale, pd_["slo"]["tpot_s"] * scale)
+                for r in rr
+            }
+            ok = {(r.variant, r.name): r.stable and att[(r.variant, r.name)] >= target for r in rr}
             for reg, carbon in zip(regs, priced):
-                base = min(
-                    (r for r in rr if r.mode == "colocated" and ok[r.name]),
-                    key=lambda r: (carbon[r.name], r.name),
+                base = min(  # new-only: the same with any space (colocated runs do not depend on the variant)
+                    (r for r in rr if r.variant == "" and r.mode == "colocated" and ok[(r.variant, r.name)]),
+                    key=lambda r: (carbon[(r.variant, r.name)], r.name),
                     default=None,
                 )
-                for space, modes in spec["search_spaces"].items():
+                for space, sdef in spec["search_spaces"].items():
+                    modes, var = space_modes(sdef), space_variant(sdef)
                     best = min(
-                        (r for r in rr if r.mode in modes and ok[r.name]),
-                        key=lambda r: (carbon[r.name], r.name),
+                        (
+                            r
+                            for r in rr
+                            if (r.variant == var or (r.variant == "" and r.mode == "colocated"))
+                            and r.mode in modes
+                            and ok[(r.variant, r.name)]
+                        ),
+                        key=lambda r: (carbon[(r.variant, r.name)], r.name),
                         default=None,
                     )
                     row = {**reg, "space": space, "app": app, "rate_scale": rs, "slo_scale": scale}
@@ -209,11 +238,13 @@ def evaluate(spec: Dict[str, Any], runs: List[Run], plans: Dict[str, Dict[str, A
                         row[f"{label}_mode"] = c.mode if c else None
                         row[f"{label}_n_new"] = c.n_new if c else None
                         row[f"{label}_n_old"] = c.n_old if c else None
-                        row[f"{label}_carbon_g_per_request"] = carbon[c.name] if c else np.nan
-                        row[f"{label}_attainment_frac"] = att[c.name] if c else np.nan
+                        row[f"{label}_carbon_g_per_request"] = carbon[(c.variant, c.name)] if c else np.nan
+                        row[f"{label}_attainment_frac"] = att[(c.variant, c.name)] if c else np.nan
                     row["comparable"] = base is not None and best is not None
                     row["reduction_pct"] = (
-                        100 * (1 - carbon[best.name] / carbon[base.name]) if row["comparable"] else np.nan
+                        100 * (1 - carbon[(best.variant, best.name)] / carbon[(base.variant, base.name)])
+                        if row["comparable"]
+                        else np.nan
                     )
                     rows.append(row)
     return pd.DataFrame(rows)
@@ -253,8 +284,14 @@ def plot(reg: pd.DataFrame, path: Path, grid_order: List[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
-    for ax, space in zip(axes, ["paper", "pools"]):
+    spaces = list(dict.fromkeys(reg["space"]))
+    fig, axes = plt.subplots(
+        (len(spaces) + 1) // 2, 2, figsize=(13, 3.6 * ((len(spaces) + 1) // 2)), sharey=True, squeeze=False
+    )
+    axes = axes.ravel()
+    for ax in axes[len(spaces) :]:
+        ax.set_visible(False)
+    for ax, space in zip(axes, spaces):
         d = reg[(reg["space"] == space) & (reg["old"] == "sunk")]
         tab = d.pivot_table(
             index=["accounting", "embodied_scope"], columns=["grid", "new_years"], values="max_reduction_pct"
@@ -268,7 +305,7 @@ def plot(reg: pd.DataFrame, path: Path, grid_order: List[str]) -> None:
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="w" if v < 25 else "k")
         ax.set_title(f"space '{space}', old GPUs sunk:\nmax reduction vs new-only [%]", fontsize=10)
         ax.set_xlabel("grid / new-GPU lifetime")
-    fig.colorbar(im, ax=axes, shrink=0.7, label="% (paper: up to 40.6)")
+    fig.colorbar(im, ax=list(axes[: len(spaces)]), shrink=0.7, label="% (paper: up to 40.6)")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
@@ -279,7 +316,7 @@ def readme_table(reg: pd.DataFrame, presets: Dict[str, Dict[str, Any]]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, p in presets.items():
-        for space in ("paper", "pools"):
+        for space in dict.fromkeys(reg["space"]):
             m = reg
             for a in AXES:
                 m = m[m[a] == p[a]]
@@ -299,13 +336,22 @@ def run(spec_path: Path, quick: bool = False, progress: bool = True) -> Tuple[pd
     if quick:
         spec = {**spec, **{k: v for k, v in spec.get("quick", {}).items() if k != "apps"}}
         spec["apps"] = {a: spec["apps"][a] for a in spec.get("quick", {}).get("apps", list(spec["apps"]))}
-    modes = sorted({m for ms in spec["search_spaces"].values() for m in ms})
+    variants: Dict[str, Tuple[Optional[Dict[str, Any]], set]] = {"": (None, {"colocated"})}
+    for sdef in spec["search_spaces"].values():
+        var = space_variant(sdef)
+        ov = sdef.get("overrides") if isinstance(sdef, dict) else None
+        variants.setdefault(var, (ov, set()))[1].update(space_modes(sdef))
     plans = {a: load_yaml(spec_path.parent / f) for a, f in spec["apps"].items()}
     runs: List[Run] = []
     t0 = time.perf_counter()
     for app, f in spec["apps"].items():
         for rs in spec["rate_scales"]:
-            runs += simulate_app(spec_path.parent / f, app, float(rs), modes)
+            for var, (ov, ms) in variants.items():
+                # a variant re-simulates only what it changes (colocated runs are the base variant's)
+                ms = ms if var == "" else ms - {"colocated"}
+                if not ms:
+                    continue
+                runs += simulate_app(spec_path.parent / f, app, float(rs), sorted(ms), ov)
             if progress:
                 print(f"  {app} rate x{rs:g}: {len(runs)} runs so far, {time.perf_counter() - t0:.0f} s", flush=True)
     picks = evaluate(spec, runs, plans)

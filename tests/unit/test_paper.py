@@ -173,3 +173,17 @@ def test_readme_sensitivity_table_is_the_recorded_one():
     text = (root / "README.md").read_text()
     block = text[text.index(sens.BEGIN) + len(sens.BEGIN) : text.index(sens.END)]
     assert block.strip() == (root / "experiments/paper/results/sensitivity/readme_table.md").read_text().strip()
+
+
+def test_committed_sensitivity_study_invariants():
+    """Every search space contains the new-only deployments, so its pick is never worse than the
+    baseline; busy accounting never charges more than provisioned for the same pick."""
+    root = Path(__file__).resolve().parents[2] / "experiments/paper/results/sensitivity"
+    picks = pd.read_csv(root / "picks.csv")
+    comp = picks[picks["comparable"]]
+    assert len(comp) and (comp["reduction_pct"] >= -1e-9).all()
+    assert (comp["pick_attainment_frac"] >= 0.9).all() and (comp["baseline_attainment_frac"] >= 0.9).all()
+    assert set(picks["space"]) == {"paper", "pools", "small_draft", "remote_old"}
+    key = ["embodied_scope", "old", "grid", "new_years", "space", "app", "rate_scale", "slo_scale", "pick_config"]
+    both = picks.pivot_table(index=key, columns="accounting", values="pick_carbon_g_per_request").dropna()
+    assert (both["busy"] <= both["provisioned"] * (1 + 1e-12)).all()
