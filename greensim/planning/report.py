@@ -31,12 +31,23 @@ def _cand(c: Candidate | None) -> Any:
         "power_cap_frac": c.power_cap_frac,
         "stage": c.stage,
         "carbon_g_per_request": c.carbon_g_per_request,
+        "carbon_g_per_request_provisioned": (c._metrics() or {}).get("carbon_gco2_per_request_provisioned"),
+        "carbon_g_per_request_busy": (c._metrics() or {}).get("carbon_gco2_per_request_busy"),
+        "stable": c.stable,
         "slo_attainment_frac": c.slo_attainment_frac,
         "slo_attainment_frac_pessimistic": (c._metrics_pessimistic() or {}).get("slo_attainment_frac"),
         "decision_attainment_frac": c.decision_attainment_frac,
         "predicted_carbon_g_per_request": c.predicted_carbon_g_per_request,
         "bands": c.bands,  # low / point / high of the headline metrics (performance.uncertainty: corners)
     }
+
+
+def _saving(res: PlanResult, accounting: str):
+    """1 - winner / baseline carbon per request under one accounting (None if either is missing)."""
+    if res.best is None or res.baseline is None:
+        return None
+    b, c = ((x._metrics() or {}).get(f"carbon_gco2_per_request_{accounting}") for x in (res.baseline, res.best))
+    return None if b is None or c is None or not b > 0 else 1.0 - c / b
 
 
 def plan_summary(res: PlanResult) -> Dict[str, Any]:
@@ -50,7 +61,9 @@ def plan_summary(res: PlanResult) -> Dict[str, Any]:
             "feasible": res.feasible,
             "winner": _cand(res.best),
             "baseline": _cand(res.baseline),
+            "accounting": res.spec.carbon.accounting,
             "saving_frac": res.saving_frac,
+            **{f"saving_frac_{a}": _saving(res, a) for a in ("provisioned", "busy")},
             "wall_s": res.wall_s,
             **res.stats,
         }
