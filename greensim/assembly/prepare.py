@@ -19,6 +19,7 @@ from greensim.core.link import link_bandwidth_bps
 from greensim.core.memory import kv_capacity_blocks
 from greensim.core.requests import RequestTable
 from greensim.core.spec_instance import SpecSetup
+from greensim.experiment.acceptance import acceptance_entry
 from greensim.experiment.carbon import DEFAULT_SITE
 from greensim.experiment.schema import Experiment
 from greensim.experiment.settings import Performance
@@ -434,6 +435,11 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
             f"{w}.draft_model: '{draft.name}' has {what}; speculative decoding needs the same tokenizer. "
             f"Pick a draft from the target's family."
         )
+    if sp.acceptance is not None:
+        try:
+            acceptance_entry(sp.acceptance, draft.name, model.name)
+        except ValueError as exc:
+            raise ConfigError(f"{w}.acceptance: {exc}") from None
     draft = draft_with_vocab(draft, sp.draft_vocab_size, f"{w}.draft_vocab_size")
     if sp.probabilities == "top_k" and sp.top_k is not None and sp.top_k > draft.head_vocab:
         raise ConfigError(
@@ -453,7 +459,7 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
     part: Dict[str, Any] = {
         "split": sp.draft_gpu is not None,
         "gamma_policy": gp,
-        "alpha": sp.alpha if sp.alpha is not None else 0.0,
+        "alpha": sp.alpha_value if sp.alpha_value is not None else 0.0,
         "alpha_by_position": tuple(sp.alpha_by_position) if sp.alpha_by_position else None,
         "gamma": sp.gamma,
         "bytes_per_draft_token": per_token,

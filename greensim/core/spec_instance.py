@@ -196,6 +196,14 @@ class SpecInstance:
         self.n_spec_iterations = 0  # target verify passes
         self.n_full_draws = 0  # request-iterations that drafted gamma_max tokens
         self.n_full_tokens = 0  # tokens those emitted
+        # speculative statistics: request-iterations (verify steps), draft tokens proposed,
+        # tokens emitted (accepted + 1 each), draft / link / verify time [s]
+        self.n_verify_steps = 0
+        self.n_drafted = 0
+        self.n_emitted = 0
+        self.draft_time_s = 0.0
+        self.link_time_s = 0.0
+        self.verify_time_s = 0.0
         self._plan: tuple = ()
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
         self._sum_ctx = 0  # sum over running requests of n_in + generated - 1
@@ -552,6 +560,7 @@ class SpecInstance:
             del self._short[t]
         self.n_full_draws += n - ns
         self.n_full_tokens += full_tok
+        self._count(n, n_draft, tok, t_d, t_l, t_v)
         self._sum_ctx += tok
         self._t = t + 1
         self.n_iterations += 1
@@ -721,6 +730,7 @@ class SpecInstance:
             self.n_full_tokens += int(tok[full].sum())
         I[:n, 2] += tok
         self._sum_ctx += n_tok
+        self._count(n, n_draft, n_tok, t_d, t_l, t_v)
         gen = I[:n, 2]
         blk = (np.minimum(I[:n, 5] + gen, I[:n, 6]) + (self.B - 1)) // self.B
         self._held += int(blk.sum()) - int(I[:n, 4].sum())
@@ -732,6 +742,32 @@ class SpecInstance:
         self.n_spec_iterations += 1
         if self.draft is not None and steps:
             self.draft.n_iterations += steps
+
+    def _count(self, n: int, n_draft: int, n_tok: int, t_d: float, t_l: float, t_v: float) -> None:
+        """Add one speculative iteration to the statistics of :meth:`spec_stats`."""
+        self.n_verify_steps += n
+        self.n_drafted += n_draft
+        self.n_emitted += n_tok
+        self.draft_time_s += t_d
+        self.link_time_s += t_l
+        self.verify_time_s += t_v
+
+    def spec_stats(self) -> Dict[str, float]:
+        """Acceptance (accepted / drafted draft tokens), mean tokens per verify step (one
+        request's emitted tokens per target iteration, bonus token included), and the draft,
+        link and verify shares of the speculative iterations' time."""
+        acc = self.n_emitted - self.n_verify_steps
+        tot = self.draft_time_s + self.link_time_s + self.verify_time_s
+        return {
+            "spec_verify_steps": float(self.n_verify_steps),
+            "spec_drafted_tokens": float(self.n_drafted),
+            "spec_accepted_tokens": float(acc),
+            "spec_acceptance": acc / self.n_drafted if self.n_drafted else float("nan"),
+            "spec_tokens_per_verify": self.n_emitted / self.n_verify_steps if self.n_verify_steps else float("nan"),
+            "spec_draft_time_share": self.draft_time_s / tot if tot > 0 else float("nan"),
+            "spec_link_time_share": self.link_time_s / tot if tot > 0 else float("nan"),
+            "spec_verify_time_share": self.verify_time_s / tot if tot > 0 else float("nan"),
+        }
 
     def _preempt(self) -> None:
         n = len(self.running)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import Field, model_validator
 from typing_extensions import Annotated
 
+from greensim.experiment.acceptance import acceptance_entry
 from greensim.experiment.model import StrictModel
 
 
@@ -119,7 +120,13 @@ class Speculative(StrictModel):
         None,
         ge=0,
         lt=1,
-        description="per-token acceptance probability of draft tokens in [0, 1); alpha or alpha_by_position is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)",
+        description="per-token acceptance probability of draft tokens in [0, 1); exactly one of alpha, alpha_by_position or acceptance is required: it depends on the draft/target pair and the workload (Leviathan et al. 2023 report 0.5-0.9)",
+    )
+    acceptance: Optional[str] = Field(
+        None,
+        description="name of a cited entry of profiles/acceptance.yaml (alpha per draft/target pair and task, "
+        "e.g. llamacpp-llama3-8b-70b-mixed; assumed-0.7 is the marked assumption); instead of alpha. "
+        "List them with greensim.api.catalog.acceptance_table()",
     )
     alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
         None,
@@ -147,8 +154,10 @@ class Speculative(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if (self.alpha is None) == (self.alpha_by_position is None):
-            raise ValueError("set exactly one of alpha or alpha_by_position")
+        if sum(x is not None for x in (self.alpha, self.alpha_by_position, self.acceptance)) != 1:
+            raise ValueError("set exactly one of alpha, alpha_by_position or acceptance")
+        if self.acceptance is not None:
+            acceptance_entry(self.acceptance, self.draft_model)  # the target is checked at assembly
         if self.alpha_by_position is not None and len(self.alpha_by_position) != self.gamma:
             raise ValueError(
                 f"alpha_by_position has {len(self.alpha_by_position)} entries; it needs gamma = {self.gamma}"
@@ -160,6 +169,13 @@ class Speculative(StrictModel):
         if (self.probabilities == "top_k") != (self.top_k is not None):
             raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self
+
+    @property
+    def alpha_value(self) -> Optional[float]:
+        """The scalar acceptance: ``alpha``, or the named entry's; None with ``alpha_by_position``."""
+        if self.acceptance is not None:
+            return acceptance_entry(self.acceptance, self.draft_model).alpha
+        return self.alpha
 
 
 class Disaggregation(StrictModel):

@@ -379,6 +379,8 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
         sp: Dict[str, Any] = {"draft_model": d.model, "gamma": c.gamma, "probabilities": d.probabilities}
         if d.alpha_by_position is not None:
             sp["alpha_by_position"] = list(d.alpha_by_position[: c.gamma])
+        elif d.acceptance is not None:
+            sp["acceptance"] = d.acceptance
         else:
             sp["alpha"] = d.alpha
         if d.top_k is not None:
@@ -572,7 +574,9 @@ def _theory(ctx: _Context, c: Candidate) -> None:
     d = spec.search.draft
     alpha = None
     if d is not None:
-        alpha = d.alpha if d.alpha is not None else float(np.mean(d.alpha_by_position[: c.gamma or 1]))
+        alpha = d.alpha_value
+        if alpha is None:
+            alpha = float(np.mean(d.alpha_by_position[: c.gamma or 1]))
     try:
         if c.mode == "colocated":
             tok_lb = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from typing_extensions import Annotated
 
 from greensim.base.errors import ConfigError
+from greensim.experiment.acceptance import acceptance_entry
 from greensim.experiment.carbon import DEFAULT_SITE, Carbon
 from greensim.experiment.cluster import LinkConfig
 from greensim.experiment.load import load_yaml, resolve_paths
@@ -60,9 +61,13 @@ class DraftSpec(_Base):
         None,
         ge=0,
         lt=1,
-        description="per-token acceptance probability in [0, 1); alpha "
-        "or alpha_by_position is required, no cited default exists for a draft/target "
-        "pair and data set (Leviathan et al. 2023 report 0.5-0.9 for theirs)",
+        description="per-token acceptance probability in [0, 1); exactly one of alpha, "
+        "alpha_by_position or acceptance is required (Leviathan et al. 2023 report 0.5-0.9 for theirs)",
+    )
+    acceptance: Optional[str] = Field(
+        None,
+        description="name of a cited entry of profiles/acceptance.yaml for this draft and the "
+        "plan's model (as cluster.instances[*].speculative.acceptance); instead of alpha",
     )
     alpha_by_position: Optional[List[Annotated[float, Field(ge=0, lt=1)]]] = Field(
         None,
@@ -84,11 +89,20 @@ class DraftSpec(_Base):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if (self.alpha is None) == (self.alpha_by_position is None):
-            raise ValueError("set exactly one of alpha or alpha_by_position (no cited default exists)")
+        if sum(x is not None for x in (self.alpha, self.alpha_by_position, self.acceptance)) != 1:
+            raise ValueError("set exactly one of alpha, alpha_by_position or acceptance (no silent default)")
+        if self.acceptance is not None:
+            acceptance_entry(self.acceptance, self.model)  # the target is checked with the plan's model
         if (self.probabilities == "top_k") != (self.top_k is not None):
             raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self
+
+    @property
+    def alpha_value(self) -> Optional[float]:
+        """The scalar acceptance: ``alpha``, or the named entry's; None with ``alpha_by_position``."""
+        if self.acceptance is not None:
+            return acceptance_entry(self.acceptance, self.model).alpha
+        return self.alpha
 
 
 class SearchSpec(_Base):
@@ -302,6 +316,11 @@ class PlanSpec(_Base):
                 "Set performance.model: kernel or search.power_caps: [null]"
             )
         d = self.search.draft
+        if d is not None and d.acceptance is not None:
+            try:
+                acceptance_entry(d.acceptance, d.model, self.model)
+            except ValueError as exc:
+                raise ValueError(f"search.draft.acceptance: {exc}") from None
         if d is not None and d.alpha_by_position is not None and len(d.alpha_by_position) < max(self.search.gammas):
             raise ValueError(
                 f"search.draft.alpha_by_position has {len(d.alpha_by_position)} entries but "

@@ -212,12 +212,12 @@ def build_modes(
                     g.config.speculative.draft_model,
                     g.config.speculative.draft_gpu,
                     g.config.speculative.gamma,
-                    g.config.speculative.alpha,
+                    g.config.speculative.alpha_value,
                 ),
                 name,
                 where,
             )
-            if sp.alpha is None:
+            if sp.alpha_value is None:
                 raise ConfigError(
                     f"cluster.instances.{g0.index}.speculative: the planner's closed form needs a "
                     f"scalar alpha, not alpha_by_position. Set alpha for a scheduled mode."
@@ -226,7 +226,13 @@ def build_modes(
             if kind == "dsd":
                 roles.append(_role("draft", gis, g0.part["draft_perf"], g0.draft_carbon, pue))
             out[name] = ModeModel(
-                name, kind, tuple(idx), tuple(roles), draft_perf=g0.part["draft_perf"], gamma=sp.gamma, alpha=sp.alpha
+                name,
+                kind,
+                tuple(idx),
+                tuple(roles),
+                draft_perf=g0.part["draft_perf"],
+                gamma=sp.gamma,
+                alpha=sp.alpha_value,
             )
     return out
 

@@ -68,6 +68,26 @@ def _ffill(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _spec_summary(spec: Sequence[Any]) -> Dict[str, float]:
+    """Speculative statistics over all speculative instances (none: no keys): acceptance
+    (accepted / drafted draft tokens), tokens per verify step, draft / link / verify time shares."""
+    if not spec:
+        return {}
+    steps = sum(i.n_verify_steps for i in spec)
+    drafted = sum(i.n_drafted for i in spec)
+    emitted = sum(i.n_emitted for i in spec)
+    t_d, t_l, t_v = (sum(getattr(i, a) for i in spec) for a in ("draft_time_s", "link_time_s", "verify_time_s"))
+    tot = t_d + t_l + t_v
+    nan = float("nan")
+    return {
+        "spec_acceptance": (emitted - steps) / drafted if drafted else nan,
+        "spec_tokens_per_verify": emitted / steps if steps else nan,
+        "spec_draft_time_share": t_d / tot if tot > 0 else nan,
+        "spec_link_time_share": t_l / tot if tot > 0 else nan,
+        "spec_verify_time_share": t_v / tot if tot > 0 else nan,
+    }
+
+
 def _pct(x: np.ndarray, q: float) -> float:
     x = x[np.isfinite(x)]
     return float(np.percentile(x, q)) if x.size else float("nan")
@@ -227,6 +247,7 @@ def build_tables(
                 "n_requests": int(served.size),
                 "n_iterations": inst.n_iterations,
                 "n_preemptions": inst.n_preemptions,
+                **(inst.spec_stats() if hasattr(inst, "spec_stats") else {}),
                 "busy_s": led.busy_s,
                 "idle_s": idle_s,
                 "utilization_frac": led.busy_s / H if H > 0 else 0.0,
@@ -358,6 +379,7 @@ def build_tables(
     timed += [(c, rec.extra[c]) for c in ("decode_wait_s", "kv_transfer_s") if c in rec.extra]
     if "kv_transfer_bytes" in rec.extra:
         summary["kv_transfer_bytes"] = float(rec.extra["kv_transfer_bytes"].sum())
+    summary.update(_spec_summary([i for i in out.instances if hasattr(i, "spec_stats")]))
     for name, x in timed:
         xx = x[done]
         summary[f"{name}_mean"] = float(np.nanmean(xx)) if np.isfinite(xx).any() else float("nan")

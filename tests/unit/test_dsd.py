@@ -106,7 +106,7 @@ def test_roofline_verify_forms_equal_the_chunked_iteration():
 
 
 def test_alpha_or_alpha_by_position_exactly_one():
-    with pytest.raises(ConfigError, match="exactly one of alpha or alpha_by_position"):
+    with pytest.raises(ConfigError, match="exactly one of alpha, alpha_by_position or acceptance"):
         parse_experiment(dsd(alpha_by_position=[0.8, 0.7, 0.6, 0.5]))
     with pytest.raises(ConfigError, match="alpha_by_position has 2 entries; it needs gamma = 4"):
         parse_experiment(dsd(alpha=None, alpha_by_position=[0.8, 0.7]))
