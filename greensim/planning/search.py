@@ -97,6 +97,7 @@ class Candidate:
     #: stability guard (search.max_backlog_growth_frac): a run whose backlog grew more is unstable
     max_backlog_growth_frac: float = math.inf
     power_cap_frac: Optional[float] = None  # old GPUs' power cap, fraction of TDP (dpd); None: uncapped
+    gamma_policy: str = "fixed"  # spec/dsd: the gamma policy (fixed; goodput adapts gamma <= gamma per step)
 
     def _metrics(self) -> Optional[Dict[str, Any]]:
         return self.summary if self.summary is not None else self.short_summary
@@ -194,6 +195,7 @@ class PlanResult:
                     "old_gpu": c.old_gpu,
                     "n_old": c.n_old,
                     "gamma": c.gamma,
+                    "gamma_policy": c.gamma_policy if c.gamma is not None else None,
                     "max_batch_size": c.max_batch_size,
                     "power_cap_frac": c.power_cap_frac,
                     "stage": c.stage,
@@ -237,14 +239,14 @@ class PlanResult:
 
 
 # ------------------------------------------------------------------ enumeration
-def _cand_name(mode, new, n_new, old, n_old, gamma, b, cap=None) -> str:
+def _cand_name(mode, new, n_new, old, n_old, gamma, b, cap=None, gamma_policy: str = "fixed") -> str:
     parts = [mode, f"{new}x{n_new}"]
     if old is not None:
         parts.append(f"{old}x{n_old}")
     if cap is not None:
         parts.append(f"cap{cap:g}")
     if gamma is not None:
-        parts.append(f"g{gamma}")
+        parts.append(f"g{gamma}" if gamma_policy == "fixed" else f"g{gamma}{gamma_policy}")
     parts.append(f"b{b}")
     return "_".join(parts)
 
@@ -266,9 +268,20 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                 ]
             if "spec" in s.modes:
                 out += [
-                    Candidate(_cand_name("spec", nw.gpu, n, None, 0, g, b), "spec", nw.gpu, n, None, 0, g, b)
+                    Candidate(
+                        _cand_name("spec", nw.gpu, n, None, 0, g, b, gamma_policy=gp),
+                        "spec",
+                        nw.gpu,
+                        n,
+                        None,
+                        0,
+                        g,
+                        b,
+                        gamma_policy=gp,
+                    )
                     for n in range(1, nw.count + 1)
                     for g in s.gammas
+                    for gp in s.gamma_policies
                 ]
             for od in olds:
                 if "class_split" in s.modes:
@@ -313,9 +326,20 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                     ]
                 if "dsd" in s.modes:
                     out += [
-                        Candidate(_cand_name("dsd", nw.gpu, n, od.gpu, n, g, b), "dsd", nw.gpu, n, od.gpu, n, g, b)
+                        Candidate(
+                            _cand_name("dsd", nw.gpu, n, od.gpu, n, g, b, gamma_policy=gp),
+                            "dsd",
+                            nw.gpu,
+                            n,
+                            od.gpu,
+                            n,
+                            g,
+                            b,
+                            gamma_policy=gp,
+                        )
                         for n in range(1, min(nw.count, od.count * od.tp) + 1)
                         for g in s.gammas
+                        for gp in s.gamma_policies
                     ]
     names = [c.name for c in out]
     dup = {n for n in names if names.count(n) > 1}
@@ -377,6 +401,8 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     if c.mode in ("spec", "dsd"):
         d = s.draft
         sp: Dict[str, Any] = {"draft_model": d.model, "gamma": c.gamma, "probabilities": d.probabilities}
+        if c.gamma_policy != "fixed":
+            sp["gamma_policy"] = c.gamma_policy
         if d.alpha_by_position is not None:
             sp["alpha_by_position"] = list(d.alpha_by_position[: c.gamma])
         elif d.acceptance is not None:
@@ -656,6 +682,9 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             t_d = ctx.per_input(dkey, lambda x: p_draft.iteration_time_s((), 1, x))
             t_v = ctx.per_input(("ver", nw.gpu, g), lambda x: p_new.iteration_time_s([(g + 1, x)], 0, 0))
             tok_lb = (g * t_d + t_v + link_s) / (g + 1)
+            if c.gamma_policy != "fixed":  # an adaptive policy may draft less, down to plain decoding
+                plain = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
+                tok_lb = np.minimum(tok_lb, plain)
             if c.mode == "dsd":
                 old = (1, *ctx.embodied(od.gpu, od.age_years))
                 mode = th.dsd(p_new, p_draft, n_in, n_out, ctx.rate / c.n_new, new, old, g, alpha)

@@ -125,6 +125,13 @@ class SearchSpec(_Base):
         "search grid (a choice, not a measurement) around gamma 4 of experiments/dsd_v100_a100.yaml; the best "
         "gamma rises with alpha (Leviathan et al. 2023, section 3.5)",
     )
+    gamma_policies: List[str] = Field(
+        ["fixed"],
+        min_length=1,
+        description="gamma policies to try with every gamma of modes dsd and spec (as "
+        "cluster.instances[*].speculative.gamma_policy): fixed, goodput (SmartSpec: per step the gamma "
+        "<= gamma that maximises expected tokens per time); default [fixed]",
+    )
     draft: Optional[DraftSpec] = Field(None, description="draft model and acceptance; required with modes dsd or spec")
     max_batch_sizes: List[Annotated[int, Field(ge=1)]] = Field(
         [256],
@@ -285,6 +292,11 @@ class PlanSpec(_Base):
             raise ValueError(
                 "link is required with old GPUs and modes dpd/dsd: add link {kind or bandwidth_gbs, latency_s}"
             )
+        from greensim.policies.registry import GAMMA_POLICIES
+
+        bad = [g for g in self.search.gamma_policies if g not in GAMMA_POLICIES.names()]
+        if bad:
+            raise ValueError(f"search.gamma_policies: {bad} unknown (valid: {', '.join(GAMMA_POLICIES.names())})")
         if "class_split" in modes:
             oc = self.search.old_class
             if oc is None or oc not in self.slo.classes:

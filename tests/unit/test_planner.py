@@ -312,3 +312,30 @@ def test_old_gpus_serve_the_looser_slo_class():
 def test_class_split_needs_a_defined_old_class():
     with pytest.raises(ConfigError, match="search.old_class"):
         load_plan_spec(problem(**{"search.modes": ["colocated", "class_split"]}))
+
+
+def test_gamma_policy_is_a_planner_dimension():
+    """search.gamma_policies multiplies every spec/dsd candidate; with gamma 4 at 6 req/s the adaptive
+    goodput policy (SmartSpec) beats the fixed gamma on carbon at the same deployment, and the pruned
+    planner picks brute force's winner, the goodput one."""
+    ov = {
+        "workload.rate_rps": 6.0,
+        "search.modes": ["spec", "dsd"],
+        "search.gamma_policies": ["fixed", "goodput"],
+        "search.gammas": [4],
+    }
+    brute = plan(problem(**ov), prune=False)
+    fast = plan(problem(**ov), prune=True)
+    assert len(brute.candidates) == 2 * len(
+        enumerate_candidates(load_plan_spec(problem(**{**ov, "search.gamma_policies": ["fixed"]})))
+    )
+    assert brute.best.name == fast.best.name == "spec_A100-80GBx1_g4goodput_b256"
+    assert fast.best.experiment.cluster.instances[0].speculative.gamma_policy == "goodput"
+    df = brute.frontier.set_index("candidate")
+    assert df.loc["spec_A100-80GBx1_g4goodput_b256", "gamma_policy"] == "goodput"
+    assert (
+        df.loc["spec_A100-80GBx1_g4goodput_b256", "carbon_g_per_request"]
+        < df.loc["spec_A100-80GBx1_g4_b256", "carbon_g_per_request"]
+    )
+    with pytest.raises(ConfigError, match="search.gamma_policies"):
+        load_plan_spec(problem(**{**ov, "search.gamma_policies": ["greedy"]}))
