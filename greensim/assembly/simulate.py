@@ -42,6 +42,12 @@ def simulate(
         p.tpot_slo_s,
         accounting=p.experiment.carbon.accounting,
     )
+    if out.links:  # DPD: the KV links' totals and utilisation over time
+        from greensim.results.links import link_tables
+
+        lt, ltl, ls = link_tables(out.links, out.horizon_s, out.bin_s)
+        tables.extra = {**(tables.extra or {}), "links": lt, "link_timeline": ltl}
+        tables.summary.update(ls)
     if p.deadline_s is not None:  # deferrable requests: judged by their deadline
         add_deadlines(tables, p.deadline_s, p.specs, p.intensity, p.experiment.carbon.pue)
     if p.experiment.carbon.compare_regions:
@@ -51,6 +57,6 @@ def simulate(
     report = getattr(router, "report", None)  # optional: a policy's own tables and summary values
     if report is not None:
         extra_tables, extra_summary = report()
-        tables.extra = dict(extra_tables)
+        tables.extra = {**(tables.extra or {}), **dict(extra_tables)}
         tables.summary.update(extra_summary)
     return tables

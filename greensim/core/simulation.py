@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import simpy
@@ -35,6 +35,7 @@ class SimOutput:
     instances: Sequence[EngineInstance]
     horizon_s: float
     bin_s: float
+    links: Sequence[Any] = ()  # DPD KV links (greensim.core.link.Link), for link tables
 
 
 class Simulation:
@@ -411,4 +412,5 @@ class Simulation:
             done = self.record.done_s[np.isfinite(self.record.done_s)]
             if done.size:
                 horizon = max(horizon, float(done.max()))
-        return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s)
+        links = self._dpd.links if self._dpd is not None else ()
+        return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s, links)

@@ -58,7 +58,9 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     plt.close(fig)
 
     tl = tables.timeline
-    fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+    ltl = (getattr(tables, "extra", None) or {}).get("link_timeline")  # DPD: KV link busy fraction
+    n_rows = 4 if ltl is not None and len(ltl) else 3
+    fig, axes = plt.subplots(n_rows, 1, figsize=(12, 8 + 2 * (n_rows - 3)), sharex=True)
     for k, g in tl.groupby("instance"):
         lab = labels[int(k)] if int(k) < len(labels) else str(k)
         axes[0].step(g["t_s"], g["queue_max"], where="post", label=lab)
@@ -67,7 +69,12 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     axes[0].set_ylabel("queue length\n(max per bin)")
     axes[1].set_ylabel("running batch\n(max per bin)")
     axes[2].set_ylabel("power [W]")
-    axes[2].set_xlabel("simulated time [s]")
+    if n_rows == 4:
+        for k, g in ltl.groupby("link"):
+            axes[3].step(g["t_s"], g["busy_frac"], where="post", label=f"link {k}")
+        axes[3].set_ylabel("KV link busy\n(fraction per bin)")
+        axes[3].set_ylim(0, 1.05)
+    axes[-1].set_xlabel("simulated time [s]")
     for ax in axes:
         ax.grid(alpha=0.3)
     if len(labels) <= 8:

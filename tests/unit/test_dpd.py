@@ -186,3 +186,37 @@ def test_new_link_kinds_parse(kind):
     d = dpd()
     d["cluster"]["disaggregation"]["link"] = {"kind": kind, "latency_s": 1e-5}
     parse_experiment(d)
+
+
+def test_link_busy_intervals_by_hand():
+    """The two flows above keep the link busy from 0.5 (first byte) to 2.5: one interval, 2 s."""
+    env = simpy.Environment()
+    link = Link(env, bandwidth_bps=100.0, latency_s=0.5)
+    link.send(100.0, lambda: None)
+    env.timeout(0.5).callbacks.append(lambda _e: link.send(100.0, lambda: None))
+    env.run()
+    assert link.busy_intervals(10.0) == [(pytest.approx(0.5), pytest.approx(2.5))]
+    assert link.busy_s == pytest.approx(2.0)
+    assert link.busy_intervals(1.0) == [(pytest.approx(0.5), 1.0)]  # clipped at the horizon
+
+
+def test_link_tables_are_the_transfers_closed_form():
+    """One request over a 1 GB/s link: the link is busy KV bytes / bandwidth; its table, timeline
+    and summary agree with that, and with the request's kv_transfer_s less the latency."""
+    d = dpd(bw=1.0, latency=1e-3, **{"workload.n_requests": 1})
+    t = simulate(prepare(parse_experiment(d)))
+    req = t.requests.iloc[0]
+    links, tl, s = t.extra["links"], t.extra["link_timeline"], t.summary
+    assert len(links) == 1
+    busy = req.kv_transfer_bytes / 1e9
+    assert links.busy_s[0] == pytest.approx(busy, rel=1e-9)
+    assert req.kv_transfer_s == pytest.approx(busy + 1e-3, rel=1e-9)
+    assert links.bytes_sent[0] == req.kv_transfer_bytes and links.n_flows[0] == 1
+    width = np.minimum(t.summary["duration_s"] - tl.t_s, tl.t_s.diff().dropna().min() if len(tl) > 1 else 1e9)
+    assert float((tl.busy_frac * width).sum()) == pytest.approx(busy, rel=1e-6)
+    assert s["link_utilization_frac"] == pytest.approx(busy / s["duration_s"], rel=1e-9)
+
+
+def test_colocated_runs_have_no_link_tables():
+    t = simulate(prepare(parse_experiment(make_experiment())))
+    assert "links" not in (t.extra or {}) and "link_utilization_frac" not in t.summary
