@@ -111,6 +111,11 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]] 
             if not isinstance(p, Mapping):
                 raise SweepError(f"grid[{i}]: expected a mapping of dotted keys to values, got {p!r}.")
         return [dict(p) for p in grid]
+    if grid is None:
+        raise SweepError(
+            "grid: is empty, so the sweep would have no runs. Give a mapping of dotted keys to lists of values, "
+            "e.g. 'grid: {workload.rate_rps: [2, 4, 8]}'."
+        )
     raise SweepError(
         f"grid: expected a mapping of dotted keys to lists, or a list of override dicts; got {type(grid).__name__}."
     )
@@ -449,15 +454,31 @@ def load_grid(path: str | Path) -> Dict[str, Any]:
         raise SweepError(
             f"--grid {path}: no such file. Write a YAML mapping, e.g. 'grid: {{workload.rate_rps: [2, 4, 8]}}'."
         )
+    from greensim.experiment.load import DuplicateKeyError, read_text_file, safe_load_unique
+
     try:
-        data = yaml.safe_load(p.read_text())
+        data = safe_load_unique(read_text_file(p, "a sweep grid file"))
+    except DuplicateKeyError as exc:
+        raise SweepError(
+            f"--grid {path}: duplicate key {exc.key!r} at line {exc.line} (already set at line {exc.first_line}); "
+            f"YAML would keep only the last one. Remove one of them."
+        ) from None
     except yaml.YAMLError as exc:
         raise SweepError(f"--grid {path}: malformed YAML ({str(exc).splitlines()[0]}). Fix the file.") from None
+    if data is None:
+        raise SweepError(
+            f"--grid {path}: the file is empty. Write a YAML mapping, e.g. 'grid: {{workload.rate_rps: [2, 4, 8]}}'."
+        )
     if isinstance(data, Mapping) and "grid" in data:
         extra = sorted(set(data) - {"grid", "seeds", "common_random_numbers"})
         if extra:
             raise SweepError(
                 f"--grid {path}: unknown top-level key(s) {extra}; valid: grid, seeds, common_random_numbers."
+            )
+        if data["grid"] is None:
+            raise SweepError(
+                f"--grid {path}: grid: is empty, so the sweep would have no runs. Give a mapping of dotted keys "
+                f"to lists of values, e.g. 'grid: {{workload.rate_rps: [2, 4, 8]}}'."
             )
         return {
             "grid": data["grid"],

@@ -36,7 +36,57 @@ __all__ = [
     "check_sites",
     "to_experiment",
     "config_hash",
+    "safe_load_unique",
+    "DuplicateKeyError",
+    "read_text_file",
 ]
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping names the same key twice (PyYAML silently keeps the last one)."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r} at line {line} (first set at line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: Dict[Any, int] = {}
+            for k_node, _ in node.value:
+                if k_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                try:
+                    key = self.construct_object(k_node, deep=True)
+                    hash(key)
+                except Exception:
+                    continue
+                line = k_node.start_mark.line + 1
+                if key in seen:
+                    raise DuplicateKeyError(key, line, seen[key])
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_unique(text: str) -> Any:
+    """``yaml.safe_load`` that rejects duplicate keys in a mapping (raises :class:`DuplicateKeyError`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_text_file(p: Path, what: str) -> str:
+    """The text of ``p``; a clear ConfigError for a folder, an unreadable or a non-UTF-8 (binary) file."""
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not {what}. Give the path of the file itself.")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: is not a UTF-8 text file (undecodable byte at offset {exc.start}); is it a binary file? "
+            f"Give {what} (YAML text)."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc}). Check the path and its permissions.") from None
 
 
 # ------------------------------------------------------------------ loading
@@ -144,13 +194,21 @@ def resolve_paths(exp: Experiment, base: Path) -> Experiment:
 def load_yaml(path: str | Path) -> Dict[str, Any]:
     """Read an experiment YAML file into a dict with clear errors."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{path}: is a folder, not an experiment file. Give the path of a .yaml file.")
     if not p.is_file():
         raise ConfigError(
             f"{path}: no such experiment file. Check the path "
             f"(run `greensim run` with no argument for the bundled quickstart)."
         )
+    text = read_text_file(p, "an experiment file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = safe_load_unique(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{path}: duplicate key {exc.key!r} at line {exc.line} (already set at line {exc.first_line}); "
+            f"YAML would silently keep only the last one. Remove one of them."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -112,6 +112,11 @@ BAD = [
     ),
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
+    (
+        "duplicate key",
+        "name: t\nmodel: Llama-2-7B\nslo:\n  ttft_s: 1\n  tpot_s: 0.1\n  ttft_s: 2\n",
+        r"duplicate key 'ttft_s' at line 6 \(already set at line 4\).*Remove one",
+    ),
 ]
 
 
@@ -126,6 +131,19 @@ def test_bad_experiment_clear_error_exit_2(tmp_path, cmd, label, bad, pattern):
 
     assert re.search(pattern, res.output, re.S), res.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cmd", ["run", "validate"])
+def test_binary_or_folder_experiment_file_exits_2(tmp_path, cmd):
+    b = tmp_path / "exp.yaml"
+    b.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 10)
+    for path, pattern in ((b, r"not a UTF-8 text file.*binary"), (tmp_path, r"is a (folder|directory)")):
+        res = invoke(cmd, path)
+        assert res.exit_code == 2, res.output
+        assert "Traceback" not in res.output
+        import re
+
+        assert re.search(pattern, res.output, re.S), res.output
 
 
 def _trace(tmp_path, text):

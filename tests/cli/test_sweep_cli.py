@@ -73,6 +73,9 @@ def _port():
         ("grid: {workload.rate_rps: []}\n", [], r"grid\.workload\.rate_rps: the axis is empty"),
         ("grid: {workload.rat: [1]}\n", [], r"override 'workload\.rat'.*Did you mean 'workload\.rate_rps'"),
         ("grid: {workload.rate_rps: [1]}\nseed: 3\n", [], r"unknown top-level key\(s\) \['seed'\]"),
+        ("", [], r"--grid .*: the file is empty"),
+        ("grid:\n", [], r"grid: is empty.*workload\.rate_rps: \[2, 4, 8\]"),
+        ("grid: {workload.rate_rps: [1]}\ngrid: {workload.rate_rps: [2]}\n", [], r"duplicate key 'grid' at line 2"),
         ("grid: {workload.rate_rps: [1]}\n", ["--set", "cluster.routr=x"], r"override 'cluster\.routr'"),
         (
             "grid: {workload.rate_rps: [1]}\n",
