@@ -9,7 +9,15 @@ from typing import Any, List, Optional, Union
 from pydantic import BaseModel, ValidationError
 from typing_extensions import Annotated
 
-__all__ = ["model_at", "tag_member", "unwrap_annotation", "TAGS", "format_validation_error"]
+__all__ = [
+    "model_at",
+    "tag_member",
+    "unwrap_annotation",
+    "TAGS",
+    "format_validation_error",
+    "visible",
+    "invisible_note",
+]
 
 
 # ------------------------------------------------------------------ errors
@@ -85,6 +93,20 @@ TAGS = (
 )
 
 
+def visible(s: str) -> str:
+    """``s`` with invisible or non-printable characters escaped (``'ttft\u200b_s'``), so a key that
+    differs from a valid one only by such a character does not look identical in a message."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+
+
+def invisible_note(s: str) -> str:
+    """A sentence naming the invisible characters in ``s`` (empty if none)."""
+    bad = sorted({f"U+{ord(c):04X}" for c in s if not c.isprintable()})
+    if not bad:
+        return ""
+    return f" The key contains invisible character(s) {', '.join(bad)} (shown escaped); retype it."
+
+
 def format_validation_error(
     exc: ValidationError,
     where: str,
@@ -117,7 +139,8 @@ def format_validation_error(
             valid = sorted(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            lines.append(f"{path}: unknown key.{hint} Valid keys here: {', '.join(valid)}.")
+            note = invisible_note(str(loc[-1]))
+            lines.append(f"{visible(path)}: unknown key.{note}{hint} Valid keys here: {', '.join(valid)}.")
         elif e["type"] == "missing":
             lines.append(f"{path}: required field is missing. Add it.")
         elif e["type"] == "union_tag_invalid":

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from greensim.base.errors import ConfigError
-from greensim.experiment.messages import unwrap_annotation
+from greensim.experiment.messages import invisible_note, unwrap_annotation, visible
 
 __all__ = ["apply_overrides", "coerce_value", "override_keys", "check_override_key", "check_override_keys"]
 
@@ -117,7 +117,8 @@ def check_override_key(key: str, data: Dict[str, Any], root: type | None = None)
                 hint = f" Did you mean '{'.'.join(parts[:i] + [close[0]])}'?" if close else ""
                 where = f"'{here}'{_label(models, cur)}" if here else "the experiment"
                 raise ConfigError(
-                    f"override '{key}': {where} has no field '{part}'.{hint} Valid keys there: {', '.join(valid)}."
+                    f"override '{visible(key)}': {where} has no field '{visible(part)}'.{invisible_note(part)}{hint} "
+                    f"Valid keys there: {', '.join(valid)}."
                 )
             tp = fields[part]
             cur = cur.get(part) if isinstance(cur, dict) else None

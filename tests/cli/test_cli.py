@@ -113,6 +113,11 @@ BAD = [
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
     (
+        "invisible character in key",
+        {"slo": {"ttft_s": 1, "tpot_s": 0.1, "ttft\u200b_s": 2}},
+        r"slo\.ttft\\u200b_s: unknown key\. The key contains invisible character\(s\) U\+200B",
+    ),
+    (
         "duplicate key",
         "name: t\nmodel: Llama-2-7B\nslo:\n  ttft_s: 1\n  tpot_s: 0.1\n  ttft_s: 2\n",
         r"duplicate key 'ttft_s' at line 6 \(already set at line 4\).*Remove one",
