@@ -16,11 +16,12 @@ import pandas as pd
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
 from greensim.assembly.uncertainty import add_bands
+from greensim.base.errors import ConfigError
 from greensim.base.paths import bundled
 from greensim.base.version import provenance
 from greensim.experiment.load import config_hash, to_experiment
 from greensim.experiment.schema import Experiment
-from greensim.results import write_run
+from greensim.results import check_writable, write_run
 
 __all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
 
@@ -73,6 +74,19 @@ def default_experiment_path() -> Path:
     return bundled("experiments") / "quickstart.yaml"
 
 
+def check_not_all_rejected(summary: Dict[str, Any], requests: pd.DataFrame) -> None:
+    """Stop with the reason when every request was rejected (the summary would be all nan)."""
+    n = int(summary.get("n_requests", 0) or 0)
+    if n and int(summary.get("n_rejected", 0) or 0) == n:
+        reasons = requests["reject_reason"].astype(str) if "reject_reason" in requests else pd.Series([], dtype=str)
+        given = reasons[reasons != ""]
+        why = f" (e.g. request {given.index[0]}: {given.iloc[0]})" if len(given) else ""
+        raise ConfigError(
+            f"every one of the {n} requests was rejected{why}, so the run has no results. Change the "
+            f"cluster (e.g. cluster.instances.N.max_batched_tokens, chunked_prefill, GPU or tp) or the workload."
+        )
+
+
 def run(
     experiment: Any = None,
     overrides: Any = None,
@@ -99,6 +113,8 @@ def run(
     """
     t_wall = time.perf_counter()
     exp = to_experiment(default_experiment_path() if experiment is None else experiment, overrides)
+    if write:  # before simulating: a run that cannot be saved should not run for hours first
+        check_writable((Path(out_dir) if out_dir is not None else Path(exp.output.dir)) / exp.name)
     p = prepare(exp)
     log.info(
         "%s: %d requests, %s on %d instance(s), seed %d",
@@ -129,6 +145,7 @@ def run(
                 bar.close()
 
     tables = run_one(p)
+    check_not_all_rejected(tables.summary, tables.requests)
     wall = time.perf_counter() - t_wall
     tables.summary["sim_wall_s"] = wall
     log.info("%s: simulated %.1f s in %.2f s wall", exp.name, tables.summary["duration_s"], wall)

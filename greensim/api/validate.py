@@ -40,8 +40,9 @@ def validate_experiment(path: str | Path) -> str:
         )
         perf.bind(gpu, model, g.tp)
         n_gpus += g.tp * g.count
-    for key in list(exp.carbon.gpu_embodied_kgco2e) + list(exp.carbon.gpu_lifetime_years):
-        cat.gpu(key, "carbon per-GPU override key")
+    for field in ("gpu_embodied_kgco2e", "gpu_lifetime_years", "embodied_schemes"):
+        for key in getattr(exp.carbon, field):
+            cat.gpu(key, f"carbon.{field}.{key}")
     ic = exp.carbon.intensity  # build it: checks region, start inside the series, gaps, NaN
     src = INTENSITY_SOURCES.get(ic.kind)(**{k: v for k, v in ic.model_dump().items() if k != "kind"})
     from greensim.carbon.sites import build_site_sources

@@ -81,7 +81,10 @@ class LinkConfig(StrictModel):
         description="link type (greensim.core.link.LINK_TYPES: pcie_gen3_x16, pcie_gen4_x16, pcie_gen5_x16, nvlink_v100, nvlink_a100, nvlink_h100, nvlink_b200, ethernet_10g, ethernet_25g, ethernet_100g, infiniband_hdr, infiniband_ndr, infiniband_xdr); or set bandwidth_gbs",
     )
     bandwidth_gbs: Optional[float] = Field(
-        None, gt=0, description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed"
+        None,
+        gt=0,
+        allow_inf_nan=True,
+        description="explicit bandwidth [GB/s = 1e9 bytes/s] instead of kind; .inf allowed",
     )
     efficiency_frac: float = Field(
         1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate"
@@ -132,7 +135,7 @@ class Speculative(StrictModel):
         None,
         description="per-position acceptance a_1..a_gamma in [0, 1) (draft token k accepted with a_k given the earlier ones were); instead of alpha",
     )
-    gamma: int = Field(ge=0, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
+    gamma: int = Field(ge=1, le=32, description="draft tokens per iteration (the maximum, for adaptive gamma policies)")
     gamma_policy: str = Field("fixed", description="gamma policy (fixed, goodput)")
     probabilities: Literal["full_vocab", "top_k"] = Field(
         "full_vocab", description="draft probabilities sent per draft token: the whole vocabulary or the top_k entries"

@@ -127,7 +127,12 @@ def format_validation_error(
         # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
         # lengths.fitted.trace, follows a tag and stays)
         path = (
-            ".".join(str(p) for i, p in enumerate(loc) if not (p in TAGS and (i == 0 or loc[i - 1] not in TAGS)))
+            ".".join(
+                str(p)
+                for i, p in enumerate(loc)
+                # a tag is never the last part: a last part named like a tag is a field (e.g. speculative.gamma)
+                if not (p in TAGS and i < len(loc) - 1 and (i == 0 or loc[i - 1] not in TAGS))
+            )
             or "(top level)"
         )
         val = e.get("input")

@@ -9,6 +9,8 @@ from typing_extensions import Annotated
 
 from greensim.experiment.model import StrictModel
 
+MAX_REQUESTS = 100_000_000  # a run's request table is held in memory: 1e8 rows is already many GB
+
 
 # ------------------------------------------------------------------ lengths
 class ConstantLength(StrictModel):
@@ -72,7 +74,7 @@ class PoissonWorkload(StrictModel):
 
     kind: Literal["poisson"]
     rate_rps: float = Field(gt=0, description="mean arrival rate [requests/s]")
-    n_requests: int = Field(ge=1, description="number of requests to generate")
+    n_requests: int = Field(ge=1, le=MAX_REQUESTS, description="number of requests to generate (at most 1e8)")
     input_tokens: LengthDist
     output_tokens: LengthDist
     slo_class_frac: Dict[str, float] = Field(
@@ -273,7 +275,9 @@ class SyntheticWorkload(StrictModel):
     kind: Literal["synthetic"]
     arrivals: Arrivals
     lengths: Lengths
-    n_requests: Optional[int] = Field(None, ge=1, description="number of requests to generate")
+    n_requests: Optional[int] = Field(
+        None, ge=1, le=MAX_REQUESTS, description="number of requests to generate (at most 1e8)"
+    )
     duration_s: Optional[float] = Field(None, gt=0, description="generate arrivals in [0, duration_s) [s]")
     slo_class_frac: Dict[str, float] = Field(
         default_factory=dict,

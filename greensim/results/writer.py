@@ -15,7 +15,30 @@ from typing import Any, Callable, Dict
 
 import yaml
 
-__all__ = ["write_run", "write_folder_atomically", "to_jsonable"]
+__all__ = ["write_run", "write_folder_atomically", "to_jsonable", "check_writable"]
+
+
+def check_writable(folder: str | Path, what: str = "output folder") -> None:
+    """Raise a ConfigError now (before a long run) if ``folder`` could not be created or written:
+    an existing part of its path is a regular file, or the nearest existing folder is read-only."""
+    from greensim.base.errors import ConfigError
+
+    p = Path(folder).expanduser().absolute()
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(
+            f"{what} {folder}: {probe} is a file, not a folder, so the results cannot be written there. "
+            f"Choose another folder (--out DIR or output.dir)."
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{what} {folder}: {probe} is not writable, so the results cannot be written there. "
+            f"Choose a folder you can write (--out DIR or output.dir) or fix its permissions."
+        )
 
 
 def to_jsonable(x: Any) -> Any:

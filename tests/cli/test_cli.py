@@ -112,6 +112,27 @@ BAD = [
     ),
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
+    ("infinite rate", {"workload.rate_rps": float("inf")}, r"workload\.rate_rps: Input should be a finite number"),
+    ("NaN SLO", {"slo.ttft_s": float("nan")}, r"slo\.ttft_s: Input should be a finite number"),
+    (
+        "request count too large",
+        {"workload.n_requests": 10**30},
+        r"workload\.n_requests: Input should be less than or equal to 100000000",
+    ),
+    (
+        "speculative gamma 0",
+        {
+            "cluster.instances": [
+                {"gpu": "A100-80GB", "speculative": {"draft_model": "Llama-2-7B", "alpha": 0.5, "gamma": 0}}
+            ]
+        },
+        r"cluster\.instances\.0\.speculative\.gamma: Input should be greater than or equal to 1",
+    ),
+    (
+        "embodied override for unknown gpu",
+        {"carbon.gpu_embodied_kgco2e": {"Z100": 100.0}},
+        r"carbon\.gpu_embodied_kgco2e.*unknown gpu 'Z100'",
+    ),
     (
         "invisible character in key",
         {"slo": {"ttft_s": 1, "tpot_s": 0.1, "ttft\u200b_s": 2}},
@@ -136,6 +157,46 @@ def test_bad_experiment_clear_error_exit_2(tmp_path, cmd, label, bad, pattern):
 
     assert re.search(pattern, res.output, re.S), res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_every_request_rejected_stops_with_the_reason(tmp_path):
+    p = write(tmp_path, make_experiment(**{"cluster.instances": [{"gpu": "A100-80GB", "max_batched_tokens": 8}]}))
+    res = invoke("run", p, "--out", tmp_path / "o")
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and "nan" not in res.output
+    assert "every one of the 200 requests was rejected" in res.output
+    assert "max_batched_tokens 8" in res.output and "chunked_prefill" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("where", ["below a file", "read-only"])
+def test_unwritable_output_folder_exits_2_before_simulating(tmp_path, monkeypatch, where):
+    import os
+
+    import greensim.api.run as api_run
+
+    def no_sim(*a, **k):
+        raise AssertionError("simulated although the results could not be written")
+
+    monkeypatch.setattr(api_run, "prepare", no_sim)
+    p = write(tmp_path, make_experiment())
+    if where == "below a file":
+        (tmp_path / "f").write_text("x")
+        out, pattern = tmp_path / "f" / "sub", r"f is a file, not a folder"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        if os.geteuid() == 0:  # root can write anywhere: pretend it cannot write here
+            real = os.access
+            monkeypatch.setattr(os, "access", lambda q, m, **k: str(q) != str(ro) and real(q, m, **k))
+        out, pattern = ro / "sub", r"ro is not writable"
+    res = invoke("run", p, "--out", out)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    import re
+
+    assert re.search(pattern + r".*--out DIR", res.output, re.S), res.output
 
 
 @pytest.mark.parametrize("cmd", ["run", "validate"])
