@@ -126,12 +126,14 @@ def format_validation_error(
         loc = tuple(e["loc"])
         # drop discriminator tags (a tag follows a field name; a field named like a tag, e.g.
         # lengths.fitted.trace, follows a tag and stays)
+        # a last part named like a tag that is a field of its model stays (e.g. speculative.gamma)
+        parent = model_at(root, loc[:-1]) if loc and loc[-1] in TAGS else None
+        last_is_field = parent is not None and loc[-1] in parent.model_fields
         path = (
             ".".join(
                 str(p)
                 for i, p in enumerate(loc)
-                # a tag is never the last part: a last part named like a tag is a field (e.g. speculative.gamma)
-                if not (p in TAGS and i < len(loc) - 1 and (i == 0 or loc[i - 1] not in TAGS))
+                if not (p in TAGS and not (last_is_field and i == len(loc) - 1) and (i == 0 or loc[i - 1] not in TAGS))
             )
             or "(top level)"
         )

@@ -114,7 +114,19 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
         keep = df[col].astype(str).to_numpy() == str(value)
         notes.append(f"select {col} == {value!r}: kept {int(keep.sum())} of {len(df)} rows.")
         df = df.loc[keep]
+    if len(df) == 0 and not cfg.select:
+        raise TraceError(f"{where}: the trace has no rows (a header only?). Add requests to the file.")
     has_times = "arrival_time_s" in df.columns
+    if not has_times and not {"input_tokens", "output_tokens"} & set(map(str, df.columns)):
+        cols = [str(c) for c in df.columns][:6]
+        sep = any(";" in c or "\t" in c or "|" in c for c in cols)
+        raise TraceError(
+            f"{where}: none of the expected columns arrival_time_s, input_tokens, output_tokens found (the "
+            f"first row gives columns {cols})"
+            + ("; the values look separated by ';', tab or '|', not ','." if sep else "; is the header row missing?")
+            + " Write a comma-separated file whose first row is the header "
+            "arrival_time_s,input_tokens,output_tokens, or set workload.format / workload.columns."
+        )
     if not has_times and cfg.arrivals is None:
         raise TraceError(
             f"{where}: this trace has no arrival times (lengths only). Set workload.arrivals, e.g. "
@@ -186,8 +198,23 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
         notes.append(f"max_requests: kept the first {cfg.max_requests} of {len(df)} requests.")
         df = df.iloc[: cfg.max_requests]
     if len(df) == 0:
+        used = [
+            f"workload.{k}"
+            for k in (
+                "select",
+                "window_start_s",
+                "window_end_s",
+                "min_input_tokens",
+                "max_input_tokens",
+                "min_output_tokens",
+                "max_output_tokens",
+                "max_total_tokens",
+            )
+            if getattr(cfg, k)
+        ]
         raise TraceError(
-            f"{where}: no requests left after the window and filters. Widen workload.window_* or the length limits."
+            f"{where}: no requests left after "
+            + (f"the options {', '.join(used)}. Loosen them." if used else "reading and cleaning it. Check the rows.")
         )
     return df.reset_index(drop=True), notes
 

@@ -26,6 +26,10 @@ def _rows(df: pd.DataFrame) -> np.ndarray:
     return idx.to_numpy() if pd.api.types.is_integer_dtype(idx) else np.arange(len(df))
 
 
+MAX_ARRIVAL_S = 1e9  # about 32 years: a later arrival is a unit or data error
+MAX_TOKENS = 1e8  # longer than any model's context window
+
+
 def clean_frame(
     df: pd.DataFrame, where: str, drop_invalid: bool = False, need_arrival: bool = True
 ) -> Tuple[pd.DataFrame, Dict[str, int]]:
@@ -77,7 +81,18 @@ def clean_frame(
         checks.append(("NaN/inf", ~np.isfinite(x) & ~nonnum, "has NaN/inf at row {r}"))
         fin = np.isfinite(x)
         checks.append(("negative", fin & (x < 0), "is negative at row {r} (value {v})"))
-        if c != "arrival_time_s":
+        if c == "arrival_time_s":
+            checks.append(
+                ("too large", fin & (x > MAX_ARRIVAL_S), "is above 1e9 s (about 32 years) at row {r} (value {v})")
+            )
+        else:
+            checks.append(
+                (
+                    "too large",
+                    fin & (x > MAX_TOKENS),
+                    "is above 1e8 tokens (longer than any model's context) at row {r} (value {v})",
+                )
+            )
             checks.append(
                 ("non-integer", fin & (x >= 0) & (x != np.floor(x)), "has a non-integer value {v} at row {r}")
             )
@@ -96,6 +111,8 @@ def clean_frame(
                     if reason == "non-integer"
                     else " Times and token counts must be >= 0."
                     if reason == "negative"
+                    else (" Check the units (workload.time_unit)." if c == "arrival_time_s" else " Check the row.")
+                    if reason == "too large"
                     else ""
                 )
                 raise TraceError(

@@ -43,6 +43,8 @@ def read_trace_frame(
     (:func:`greensim.workloads.readers.notes_of`).
     """
     p = Path(path)
+    if p.is_dir():
+        raise TraceError(f"{where}: '{path}' is a folder, not a trace file. Give the path of the trace file in it.")
     if not p.is_file():
         raise TraceError(
             f"{where}: trace file '{path}' not found. Check the path "

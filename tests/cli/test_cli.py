@@ -229,13 +229,35 @@ TRACE_BAD = [
     ("text", "arrival_time_s,input_tokens,output_tokens\n0,ten,5\n", r"non-numeric value 'ten' at row 0"),
     ("zero output", "arrival_time_s,input_tokens,output_tokens\n0,10,0\n", r"'output_tokens' is 0 at row 0"),
     ("no file", None, r"trace file .* not found"),
+    ("header only", "arrival_time_s,input_tokens,output_tokens\n", r"the trace has no rows \(a header only\?\)"),
+    ("no header", "0,10,5\n1,10,5\n", r"none of the expected columns.*is the header row missing\?"),
+    (
+        "semicolons",
+        "arrival_time_s;input_tokens;output_tokens\n0;10;5\n",
+        r"none of the expected columns.*separated by ';'.*comma-separated",
+    ),
+    (
+        "trillion-token prompt",
+        "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1,1000000000000,5\n",
+        r"'input_tokens' is above 1e8 tokens .* at row 1",
+    ),
+    (
+        "arrival 1e300",
+        "arrival_time_s,input_tokens,output_tokens\n0,10,5\n1e300,10,5\n",
+        r"'arrival_time_s' is above 1e9 s .* at row 1.*time_unit",
+    ),
+    ("folder", "FOLDER", r"'.*trace\.csv' is a folder, not a trace file"),
 ]
 
 
 @pytest.mark.parametrize("label,text,pattern", TRACE_BAD, ids=[t[0] for t in TRACE_BAD])
 def test_bad_trace_clear_error(tmp_path, label, text, pattern):
+    if text == "FOLDER":
+        (tmp_path / "trace.csv").mkdir()
     d = (
-        _trace(tmp_path, text)
+        make_experiment(**{"workload": {"kind": "trace", "path": "trace.csv"}})
+        if text == "FOLDER"
+        else _trace(tmp_path, text)
         if text is not None
         else make_experiment(**{"workload": {"kind": "trace", "path": "nope.csv"}})
     )
