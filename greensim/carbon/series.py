@@ -62,14 +62,51 @@ def _read(path: Path) -> pd.DataFrame:
                 f"carbon.intensity.path: no such file '{path}'. Point it at a CSV with columns "
                 f"timestamp_utc, region, gco2_per_kwh (see ../shared/data/carbon/PROVENANCE.md)."
             )
-        df = pd.read_csv(path)
+        if Path(path).is_dir():
+            raise ConfigError(f"carbon.intensity.path: '{path}' is a folder. Give the path of the CSV file.")
+        try:
+            df = pd.read_csv(path)
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"carbon.intensity.path: '{path}' is not a UTF-8 text (CSV) file; is it binary? Give a CSV with "
+                f"columns timestamp_utc, region, gco2_per_kwh."
+            ) from None
+        except pd.errors.EmptyDataError:
+            df = pd.DataFrame()
+        except pd.errors.ParserError as exc:
+            raise ConfigError(f"carbon.intensity.path: '{path}' is not a readable CSV ({exc}). Fix the file.") from None
         missing = {"timestamp_utc", "region", "gco2_per_kwh"} - set(df.columns)
         if missing:
             raise ConfigError(
                 f"carbon.intensity.path: '{path}' lacks column(s) {sorted(missing)}; "
                 f"expected timestamp_utc, region, gco2_per_kwh."
             )
-        df["timestamp_utc"] = pd.to_datetime(df["timestamp_utc"], utc=True)
+        if len(df) == 0:
+            raise ConfigError(
+                f"carbon.intensity.path: '{path}' has a header but no rows. Add the hourly values "
+                f"(timestamp_utc, region, gco2_per_kwh)."
+            )
+        for c in [c for c in ("gco2_per_kwh", "gco2_per_kwh_direct") if c in df.columns]:
+            x = pd.to_numeric(df[c], errors="coerce")
+            bad = np.flatnonzero(x.isna().to_numpy() & df[c].notna().to_numpy())
+            if bad.size:
+                i = int(bad[0])
+                raise ConfigError(
+                    f"carbon.intensity.path: '{path}' line {i + 2}: column '{c}' has a non-numeric "
+                    f"value {df[c].iloc[i]!r} ({bad.size} such row(s)). Give intensities in gCO2e/kWh as numbers "
+                    f"(leave a cell empty for a gap)."
+                )
+            df[c] = x.astype(float)
+        ts = pd.to_datetime(df["timestamp_utc"], utc=True, errors="coerce")
+        bad = np.flatnonzero(ts.isna().to_numpy())
+        if bad.size:
+            i = int(bad[0])
+            raise ConfigError(
+                f"carbon.intensity.path: '{path}' line {i + 2}: timestamp_utc "
+                f"{df['timestamp_utc'].iloc[i]!r} is not an ISO 8601 time ({bad.size} such row(s)). "
+                f"Write e.g. 2023-06-01T08:00:00Z."
+            )
+        df["timestamp_utc"] = ts
         _CACHE[key] = df
     return _CACHE[key]
 

@@ -270,6 +270,38 @@ def test_bad_trace_clear_error(tmp_path, label, text, pattern):
         assert "Traceback" not in res.output
 
 
+_CI_HEAD = "timestamp_utc,region,gco2_per_kwh\n"
+_CI_OK = "".join(f"2024-01-01T{h:02d}:00:00Z,X,300\n" for h in range(2, 24))
+SERIES_BAD = [
+    (
+        "text value",
+        _CI_HEAD + "2024-01-01T00:00:00Z,X,300\n2024-01-01T01:00:00Z,X,abc\n" + _CI_OK,
+        r"ci\.csv' line 3: column 'gco2_per_kwh' has a non-numeric value 'abc'",
+    ),
+    (
+        "bad timestamp",
+        _CI_HEAD + "2024-01-01T00:00:00Z,X,300\nnotatime,X,310\n" + _CI_OK,
+        r"ci\.csv' line 3: timestamp_utc 'notatime' is not an ISO 8601 time.*2023-06-01T08:00:00Z",
+    ),
+    ("empty", _CI_HEAD, r"ci\.csv' has a header but no rows"),
+]
+
+
+@pytest.mark.parametrize("label,text,pattern", SERIES_BAD, ids=[t[0] for t in SERIES_BAD])
+def test_bad_carbon_series_clear_error(tmp_path, label, text, pattern):
+    (tmp_path / "ci.csv").write_text(text)
+    ci = {"kind": "series", "path": "ci.csv", "region": "X", "start": "2024-01-01T00:00"}
+    d = make_experiment(**{"carbon.intensity": ci})
+    for cmd in (["run", write(tmp_path, d), "--out", tmp_path / "o"], ["validate", write(tmp_path, d)]):
+        res = invoke(*cmd)
+        assert res.exit_code == 2, res.output
+        import re
+
+        assert re.search(pattern, res.output, re.S), res.output
+        assert "Traceback" not in res.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_trace_replay_of_shared_azure_trace(tmp_path, shared_data):
     d = make_experiment(
         **{
