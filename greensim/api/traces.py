@@ -113,11 +113,17 @@ def load_trace(
 def _column_map(columns: Mapping[str, str] | Iterable[str] | None) -> Dict[str, str]:
     if columns is None or isinstance(columns, Mapping):
         return dict(columns or {})
-    out = {}
+    out: Dict[str, str] = {}
     for c in columns:
         ours, eq, theirs = str(c).partition("=")
-        if not eq:
-            raise TraceError(f"column mapping {c!r}: expected OURS=THEIRS, e.g. input_tokens=prompt_len.")
+        ours, theirs = ours.strip(), theirs.strip()
+        if not eq or not ours or not theirs or "=" in theirs or "," in theirs:
+            raise TraceError(
+                f"--column {c!r}: expected OURS=THEIRS, one pair per --column, both non-empty, e.g. "
+                f"--column input_tokens=prompt_len --column output_tokens=gen_len."
+            )
+        if ours in out:
+            raise TraceError(f"--column {c!r}: column '{ours}' is already mapped to '{out[ours]}'. Map it once.")
         out[ours] = theirs
     return out
 

@@ -58,6 +58,27 @@ def test_trace_stats_bad_file_exits_2(tmp_path):
     assert res.exit_code == 0 and "dropped 1 row" in res.output
 
 
+@pytest.mark.parametrize(
+    "mapping,pattern",
+    [
+        ("garbage", r"--column .garbage.: expected OURS=THEIRS"),
+        ("=a", r"--column .=a.: expected OURS=THEIRS, one pair per --column, both non-empty"),
+        ("input_tokens=", r"--column .input_tokens=.: expected OURS=THEIRS"),
+        ("input_tokens=a,output_tokens=b", r"expected OURS=THEIRS, one pair per --column"),
+        ("input_tokens=a;input_tokens=b", r"column 'input_tokens' is already mapped to 'a'"),
+    ],
+)
+def test_trace_stats_malformed_column_mapping_exits_2(tmp_path, mapping, pattern):
+    import re
+
+    (tmp_path / "t.csv").write_text("a,b,c\n0,10,5\n")
+    cols = [x for m in mapping.split(";") for x in ("--column", m)]
+    res = invoke("trace", "stats", tmp_path / "t.csv", "--format", "columns", *cols, "--no-plot")
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert re.search(pattern, res.output), res.output
+
+
 def test_trace_fit_writes_loadable_model(tmp_path, shared_data):
     res = invoke("trace", "fit", shared_data / "traces/azure_llm_2023_code.csv", "--out", tmp_path, "--name", "code")
     assert res.exit_code == 0, res.output
