@@ -25,7 +25,7 @@ def spec_group(alpha, gamma, split=True, policy="fixed", **kw):
 def dsd_experiments(draw):
     g = spec_group(
         draw(st.floats(0.0, 0.95)),
-        draw(st.integers(0, 8)),
+        draw(st.integers(1, 8)),  # gamma >= 1: speculation with no draft tokens is a config error
         split=draw(st.booleans()),
         policy=draw(st.sampled_from(["fixed", "goodput"])),
         count=draw(st.integers(1, 2)),
@@ -103,7 +103,7 @@ def test_dsd_seeded_and_acceptance_draws_do_not_shift_arrivals(d, alpha2):
 
 
 @settings(max_examples=15)
-@given(alpha=st.floats(0.0, 0.95), gamma=st.integers(0, 8), seed=st.integers(0, 2**31))
+@given(alpha=st.floats(0.0, 0.95), gamma=st.integers(1, 8), seed=st.integers(0, 2**31))
 def test_mean_tokens_per_target_iteration_matches_closed_form(alpha, gamma, seed):
     """Mean tokens per verify pass (requests drafting the full gamma) = (1-a^(g+1))/(1-a)."""
     d = make_experiment(
