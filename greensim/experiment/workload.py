@@ -58,6 +58,13 @@ LengthDist = Annotated[
 
 
 # ------------------------------------------------------------------ workloads
+SLO_CLASS_FRAC_DESC = (
+    "tag a random share of requests with SLO classes (names in slo.classes), e.g. {batch: 0.3}; "
+    "the rest keep the default SLO. Default: none. EcoServe (arXiv 2502.05043) reports up to 55 % of LLM "
+    "serving capacity is offline batch work (a deferrable class)"
+)
+
+
 def _check_class_fracs(fracs: Dict[str, float]) -> None:
     """slo_class_frac: each share in [0, 1], their sum <= 1, no empty name."""
     for name, f in fracs.items():
@@ -79,9 +86,7 @@ class PoissonWorkload(StrictModel):
     output_tokens: LengthDist
     slo_class_frac: Dict[str, float] = Field(
         default_factory=dict,
-        description="tag a random share of requests with SLO classes (names in slo.classes), e.g. {batch: 0.3}; "
-        "the rest keep the default SLO. Default: none. EcoServe (arXiv 2502.05043) reports up to 55 % of LLM "
-        "serving capacity is offline batch work (a deferrable class)",
+        description=SLO_CLASS_FRAC_DESC,
     )
 
     @model_validator(mode="after")
@@ -281,9 +286,7 @@ class SyntheticWorkload(StrictModel):
     duration_s: Optional[float] = Field(None, gt=0, description="generate arrivals in [0, duration_s) [s]")
     slo_class_frac: Dict[str, float] = Field(
         default_factory=dict,
-        description="tag a random share of requests with SLO classes (names in slo.classes), e.g. {batch: 0.3}; "
-        "the rest keep the default SLO. Default: none. EcoServe (arXiv 2502.05043) reports up to 55 % of LLM "
-        "serving capacity is offline batch work (a deferrable class)",
+        description=SLO_CLASS_FRAC_DESC,
     )
 
     @model_validator(mode="after")
