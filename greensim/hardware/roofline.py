@@ -62,9 +62,11 @@ def load_roofline_params() -> Dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def load_decode_power_params() -> Tuple[float, float, float]:
-    """(a, b, c) of the utilisation decode power curve, ``profiles/decode_power.yaml``."""
+def load_decode_power_params(gpu: Optional[str] = None) -> Tuple[float, float, float]:
+    """(a, b, c) of the utilisation decode power curve, ``profiles/decode_power.yaml``: the
+    curve fitted on ``gpu``'s own measurements where there is one (``gpus``), else the pooled one."""
     d = yaml.safe_load((bundled("profiles") / "decode_power.yaml").read_text())
+    d = (d.get("gpus") or {}).get(gpu, d) if gpu is not None else d
     return float(d["a"]), float(d["b"]), float(d["c"])
 
 
@@ -274,7 +276,8 @@ class RooflineModel(PerformanceModel):
         mode = overrides.get("decode_power") or "constant"
         if mode not in DECODE_POWER_MODES:
             raise ProfileError(f"performance.decode_power: {mode!r} is not one of {list(DECODE_POWER_MODES)}.")
-        self._curve = load_decode_power_params() if mode == "utilization" else None
+        self._curve: Optional[Tuple[float, float, float]] = None  # fixed curve (tests); else per GPU
+        self._per_gpu = mode == "utilization"
 
     def _eff(self, gpu: GPUSpec) -> Mapping[str, Any]:
         table = self.params.get("gpus", {})
@@ -313,5 +316,5 @@ class RooflineModel(PerformanceModel):
             ),
             allreduce_latency_s=float(e.get("allreduce_latency_s", eng["allreduce_latency_s"])),
             allreduce_bandwidth_bps=float(e.get("allreduce_bandwidth_gbs", eng["allreduce_bandwidth_gbs"])) * 1e9,
-            decode_power=self._curve,
+            decode_power=self._curve or (load_decode_power_params(gpu.name) if self._per_gpu else None),
         )

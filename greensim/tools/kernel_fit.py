@@ -38,6 +38,10 @@ FIT_PHASES = ("prefill", "decode", "verify")
 #: search bounds of the five efficiencies (eta in (0, 1], per-layer floor 0-100 us)
 BOUNDS = ([0.05, 0.05, 0.05, 0.05, 0.0], [1.0, 1.0, 1.0, 1.0, 20e-6])
 START = [0.7, 0.8, 0.5, 0.8, 3e-6]
+#: SMs of the profiled GPUs (what the profiler's split-KV rule reads from torch): 132 on H100 SXM5
+#: (NVIDIA H100 Tensor Core GPU Architecture whitepaper, 2022, GH100 in SXM5: 132 SMs) and on H200
+#: (the same GH100 configuration with HBM3e, NVIDIA H200 datasheet 2024)
+PROFILED_SMS = {"H100-SXM": 132, "H200": 132}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Row:
     eager_prefill: bool = False
     #: the profile recorded its kernel count (the current profiler: split-KV attention)
     kernels_measured: bool = False
+    #: a verify step whose attention the profiler ran unsplit with an explicit causal mask
+    #: (see :func:`masked_verify`): an implementation artefact, outside the fit
+    masked_verify: bool = False
 
 
 def load_rows(root: Path, catalog: Catalog, gpus: Optional[Iterable[str]] = None) -> List[Row]:
@@ -79,8 +86,11 @@ def load_rows(root: Path, catalog: Catalog, gpus: Optional[Iterable[str]] = None
         for b, d in p.decode.items():
             for c, (t, pw) in d.items():
                 out.append(Row(gpu, model, int(tp), "decode", b, 0, c, t, pw, idle, **kw))
+        split = "split-KV" in str(p.meta.get("decode_attention", ""))
+        nkv = catalog.model(model).n_kv_heads // int(tp)
         for T, b, c, t, pw in p.verify:
-            out.append(Row(gpu, model, int(tp), "verify", b, T, c, t, pw, idle, **kw))
+            mv = masked_verify(T, b, c, nkv, PROFILED_SMS.get(gpu, 108), split)
+            out.append(Row(gpu, model, int(tp), "verify", b, T, c, t, pw, idle, masked_verify=mv, **kw))
         for P, b, c, t, pw in p.mixed:
             out.append(Row(gpu, model, int(tp), "mixed", b, P, c, t, pw, idle, **kw))
     return out
@@ -94,14 +104,32 @@ def profile_kernels(meta: Mapping[str, object], model: ModelSpec) -> Tuple[int, 
     return OLD_PROFILER_KERNELS["rope" if model.rope else "opt"], True
 
 
+def masked_verify(new_tokens: int, batch: int, ctx: int, n_kv_heads: int, sms: int, split_kv: bool) -> bool:
+    """Whether the profiler timed this verify step with unsplit, explicitly masked attention.
+
+    The profiler (greensim/tools/torch_decoder.py ``_splits``) splits the KV cache only while
+    batch x KV heads leaves SMs idle; otherwise it calls ``scaled_dot_product_attention`` with an
+    explicit causal mask over the ``T`` new tokens, which PyTorch cannot send to its flash kernel.
+    Those steps measured 30-100% slower than the same bytes and FLOPs on the split (flash) path
+    (profiles/VALIDATION.md), while serving engines verify with a flash kernel that takes the
+    causal offset natively, so the fit leaves them out.
+    """
+    if new_tokens <= 1:
+        return False
+    if not split_kv:
+        return True
+    want = math.ceil(2 * sms / (batch * max(1, n_kv_heads)))
+    return max(1, min(want, (ctx + new_tokens) // 256, 64)) == 1
+
+
 def _bound(gpu: GPUSpec, model: ModelSpec, tp: int, k: KernelParams, kernels: int = 10):
     return BoundKernel(gpu, model, tp, k, EnginePreset(), kernels_per_layer=kernels)
 
 
 def usable(r: Row) -> bool:
-    """Rows the latency fit may use: no eager-launch artefact (short eager prefills) and no
-    mixed iteration (held out)."""
-    if r.phase not in FIT_PHASES or r.time_s <= 0:
+    """Rows the latency fit may use: no eager-launch artefact (short eager prefills), no masked
+    verify step (:func:`masked_verify`) and no mixed iteration (held out)."""
+    if r.phase not in FIT_PHASES or r.time_s <= 0 or r.masked_verify:
         return False
     return not (r.phase == "prefill" and r.eager_prefill and r.prompt < 1024)
 

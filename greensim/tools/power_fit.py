@@ -104,14 +104,24 @@ def _stats(rel: np.ndarray) -> dict:
     }
 
 
+def fit_per_gpu(rows: pd.DataFrame) -> Dict[str, np.ndarray]:
+    """(a, b, c) fitted on each measured GPU's own rows."""
+    return {g: fit(rows[rows.gpu == g]) for g in FOLDERS}
+
+
 def run(root: Path | None = None) -> dict:
     rows = decode_rows(root)
     abc = fit(rows)
-    rel = predict_w(rows, abc) / rows.power_w - 1
+    per = fit_per_gpu(rows)
+    rel = np.empty(len(rows))
     loo = np.empty(len(rows))
-    for m in rows.model.unique():
-        mask = (rows.model == m).to_numpy()
-        loo[mask] = (predict_w(rows[mask], fit(rows[~mask])) / rows.power_w[mask] - 1).to_numpy()
+    for g in FOLDERS:
+        k = (rows.gpu == g).to_numpy()
+        rel[k] = (predict_w(rows[k], per[g]) / rows.power_w[k] - 1).to_numpy()
+        for m in rows.model[k].unique():
+            mask = k & (rows.model == m).to_numpy()
+            train = k & ~(rows.model == m).to_numpy()
+            loo[mask] = (predict_w(rows[mask], fit(rows[train])) / rows.power_w[mask] - 1).to_numpy()
     cat = load_catalog()
     const = np.array([tp * cat.gpu(g).decode_power_w for g, tp in zip(rows.gpu, rows.tp)]) / rows.power_w - 1
     val: Dict[str, dict] = {}
@@ -138,13 +148,22 @@ def run(root: Path | None = None) -> dict:
         "b": round(float(abc[1]), 4),
         "c": round(float(abc[2]), 4),
         "source": src,
-        "extrapolation": "fitted on H100-SXM and H200 only; applied to any other GPU (V100, A100, T4, ...) it "
-        "transfers the H100/H200 shape to that GPU's idle_w and tdp_w. No old-GPU phase power "
-        "measurement exists (shared/data/profiles/power_measurements.csv: NOT FOUND for V100/T4).",
+        "gpus": {
+            g: {
+                "a": round(float(v[0]), 4),
+                "b": round(float(v[1]), 4),
+                "c": round(float(v[2]), 4),
+                "source": f"the same fit on the {int((rows.gpu == g).sum())} rows of profiles/measured/{g}/ alone",
+            }
+            for g, v in per.items()
+        },
+        "extrapolation": "a measured GPU uses its own curve (gpus); any other GPU (V100, A100, T4, ...) the pooled "
+        "a, b, c above, which transfers the H100/H200 shape to that GPU's idle_w and tdp_w. No old-GPU phase "
+        "power measurement exists (shared/data/profiles/power_measurements.csv: NOT FOUND for V100/T4).",
         "validation": {
-            "note": "relative error of the predicted watts vs measured, per GPU: in-sample, leave-one-model-out "
-            "(the model's rows on both GPUs excluded from the fit), and the constant model "
-            "(decode_power_frac x tdp_w) for comparison",
+            "note": "relative error of the predicted watts vs measured, per GPU, with that GPU's own curve: "
+            "in-sample, leave-one-model-out (the model's rows excluded from that GPU's fit), and the constant "
+            "model (decode_power_frac x tdp_w) for comparison",
             **val,
         },
     }

@@ -3,7 +3,7 @@
 # usage (device tool, kind nvidia-h200, needs_h200 for the 70B model): copy this folder with shapes.json
 # (python make_shapes.py <models> > shapes.json) and run
 #   bash run_issue15_h200.sh H200 470 Llama-3.1-70B,Llama-3.1-8B,...,Llama-2-13B A "--model-budget-s 50"
-# Not yet run: the device tool started no H200 in the 2026-12-06 sessions.
+# Run 2026-12-06 20:18-20:29 UTC (runs A and B, see profiles/measured/PROVENANCE.md).
 cd "$(dirname "$0")"
 export CUDA_DEVICE_ORDER=PCI_BUS_ID PYTHONUNBUFFERED=1
 GPU=$1; BUDGET=$2; MODELS=$3; TAG=$4; EXTRA=${5:-}
