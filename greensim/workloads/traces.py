@@ -113,12 +113,23 @@ def sniff_format(p: Path) -> str:
     return "csv"
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_own_columns(df: pd.DataFrame, p: Path, where: str) -> None:
     """With ``format: auto`` a file read as greensim's own columns must have the token columns;
     if not, say which formats exist instead of only that columns are missing."""
     missing = [c for c in ("input_tokens", "output_tokens") if c not in df.columns]
     if not missing:
         return
+    cols = [str(c) for c in df.columns]
+    if any(sep in c for c in cols for sep in ";\t|") or all(_is_number(c) for c in cols):
+        return  # not a header of other columns but a missing header or another separator: the caller says so
     known = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in _HEADER_FORMATS.values())
     at = "" if p.name in where else f" in '{p.name}'"
     raise TraceError(
