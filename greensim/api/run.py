@@ -54,7 +54,7 @@ class Result:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
 
         The same plots as a results folder: latency CDFs with SLO lines, carbon
-        breakdown, queue/batch/power timeline and the carbon timeline. In a notebook,
+        breakdown, queue/batch/power timeline, the carbon timeline, bands and (greenllm) plan. In a notebook,
         show one with ``IPython.display.Image(path)``.
         """
         from greensim.results.plots import plot_run
@@ -63,7 +63,11 @@ class Result:
         out.mkdir(parents=True, exist_ok=True)
         before = set(out.glob("*.png"))
         tables = SimpleNamespace(
-            requests=self.requests, instances=self.instances, timeline=self.timeline, summary=self.summary
+            requests=self.requests,
+            instances=self.instances,
+            timeline=self.timeline,
+            summary=self.summary,
+            extra=self.extra,
         )
         plot_run(out, tables, self.experiment.slo.ttft_s, self.experiment.slo.tpot_s, self.experiment.name)
         return sorted(set(out.glob("*.png")) | before)
@@ -174,11 +178,6 @@ def run(
 
             def plot(folder: Path) -> None:
                 plot_run(folder, tables, exp.slo.ttft_s, exp.slo.tpot_s, exp.name)
-                plans = (getattr(tables, "extra", None) or {}).get("plans")
-                if plans is not None and len(plans):  # router greenllm's plan history
-                    from greensim.results.online_plots import plot_class_plan
-
-                    plot_class_plan(plans, folder / "plan.png", exp.name)
 
         folder = write_run(
             base / exp.name / h[:8], exp.model_dump(mode="json"), tables, manifest, exp.output.table_format, plot

@@ -23,7 +23,17 @@ LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def fail(exc: GreensimError) -> NoReturn:
-    """Print ``error: <message>`` on stderr and exit 2 (bad input: no traceback)."""
+    """Print ``error: <message>`` on stderr and exit 2 (bad input: no traceback); a
+    :class:`~greensim.base.errors.SimulationInvariantError` (greensim's own state went wrong, a bug)
+    is an internal error instead: ``internal error: <message>`` and exit 1, as any other bug."""
+    from greensim.base.errors import SimulationInvariantError
+
+    if isinstance(exc, SimulationInvariantError):
+        click.echo(
+            f"internal error: {exc}\n(a bug in greensim, not in the input: please report it with the experiment file)",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import click
 
+from greensim.base.errors import GreensimError
 from greensim.cli.aging import aging_group
+from greensim.cli.common import fail
 from greensim.cli.forecast import forecast_group
 from greensim.cli.plan import plan_cmd, replan_cmd
 from greensim.cli.profile import profile_cmd
@@ -21,7 +23,18 @@ from greensim.cli.trace import trace_group
 __all__ = ["main"]
 
 
-@click.group()
+class _Main(click.Group):
+    """The command group; a greensim error that a command lets through still ends as the exit-status
+    contract says (README "Exit status": 2 bad input, 1 internal error), never as a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GreensimError as exc:
+            fail(exc)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="greensim")
 def main() -> None:
     """greensim: simulate carbon-aware LLM serving on heterogeneous GPUs."""

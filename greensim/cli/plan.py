@@ -37,9 +37,15 @@ def plan_cmd(plan_file, out_dir, overrides, brute_force, rows, no_plots, confide
 
     With -q the frontier table is left out; the search, winner and baseline lines remain."""
     progress = configure_output(quiet, verbose) is not False  # a progress bar over simulations unless -q
-    from greensim.api.plan import plan, write_plan
+    from pathlib import Path
+
+    from greensim.api.plan import load_plan_spec, plan, write_plan
+    from greensim.results import check_writable
 
     try:
+        # before the search (minutes): a plan that cannot be saved should not run first
+        spec = load_plan_spec(plan_file, list(overrides))
+        check_writable((Path(out_dir) if out_dir is not None else Path(spec.output.dir)) / spec.name)
         res = plan(
             plan_file, overrides=list(overrides), progress=progress, prune=not brute_force, confidence=confidence
         )

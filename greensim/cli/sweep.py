@@ -91,13 +91,18 @@ def sweep_cmd(
     progress = configure_output(quiet, verbose) is not False  # a progress bar over runs unless -q
     import time
 
+    from greensim.api.run import to_experiment
     from greensim.api.sweep import load_grid, sweep
     from greensim.base.version import provenance
+    from greensim.results import check_writable
     from greensim.results.sweep_report import write_sweep
 
     t0 = time.perf_counter()
     try:
         spec = load_grid(grid_file)
+        base = to_experiment(experiment, list(overrides))
+        # before the runs (hours, maybe): a sweep that cannot be saved should not run first
+        check_writable((Path(out_dir) if out_dir else Path(base.output.dir)) / base.name)
         df = sweep(
             experiment,
             grid=spec["grid"],
@@ -114,9 +119,6 @@ def sweep_cmd(
             timeout_s=timeout_s,
             progress=progress,
         )
-        from greensim.api.run import to_experiment
-
-        base = to_experiment(experiment, list(overrides))
     except GreensimError as exc:
         fail(exc)
     axes = list(spec["grid"]) if isinstance(spec["grid"], dict) else sorted({k for p in spec["grid"] for k in p})
@@ -137,14 +139,17 @@ def sweep_cmd(
         "n_cached": int(df["cached"].sum()),
         "wall_s": wall,
     }
-    folder = write_sweep(
-        Path(out_dir) if out_dir else Path(base.output.dir),
-        base.name,
-        df,
-        desc,
-        manifest,
-        plots=not no_plots and base.output.plots,
-    )
+    try:
+        folder = write_sweep(
+            Path(out_dir) if out_dir else Path(base.output.dir),
+            base.name,
+            df,
+            desc,
+            manifest,
+            plots=not no_plots and base.output.plots,
+        )
+    except GreensimError as exc:  # e.g. the disk filled up while writing
+        fail(exc)
     if quiet:  # failed runs are also logged as a warning by sweep()
         click.echo(f"results: {folder}")
         return

@@ -131,7 +131,7 @@ class Instance:
         """A request routed here. Starts an idle instance or cuts a decode run short."""
         was_empty = not self.waiting
         self.waiting.append(r)
-        self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
+        self.ledger.sample(self.sim.env.now, len(self.waiting))  # the running batch is unchanged
         if not self.busy:
             self._schedule()
         elif was_empty and self._run is not None and self._admissible(r):

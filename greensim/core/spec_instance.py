@@ -315,7 +315,7 @@ class SpecInstance:
     # ----------------------------------------------------------------- events
     def enqueue(self, r: Request) -> None:
         self.waiting.append(r)
-        self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
+        self.ledger.sample(self.sim.env.now, len(self.waiting))  # the running batch is unchanged
         if not self.busy:
             self._schedule()
 

@@ -275,6 +275,10 @@ def run_windows(
             "reconfigure: `greensim replan` needs a reconfigure section with window_s, switch_s and "
             "deployments (name -> cluster section). See experiments/online_replan.yaml."
         )
+    if write:  # before simulating, as greensim.run does
+        from greensim.results.writer import check_writable
+
+        check_writable((Path(out_dir) if out_dir is not None else Path(exp.output.dir)) / exp.name)
     base = prepare(exp)
     names = list(rc.deployments)
     preps, modes = {}, {}

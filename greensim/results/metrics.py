@@ -60,14 +60,6 @@ class Tables:
     extra: Optional[Dict[str, pd.DataFrame]] = None  # a policy's own tables (router.report()), e.g. "plans"
 
 
-def _ffill(x: np.ndarray) -> np.ndarray:
-    idx = np.where(x >= 0, np.arange(x.size), 0)
-    np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    out[out < 0] = 0
-    return out
-
-
 def _spec_summary(spec: Sequence[Any]) -> Dict[str, float]:
     """Speculative statistics over all speculative instances (none: no keys): acceptance
     (accepted / drafted draft tokens), tokens per verify step, draft / link / verify time shares."""
@@ -278,12 +270,10 @@ def build_tables(
                 "n_failures": int(getattr(inst, "n_failures", 0)),
             }
         )
-        qmax = np.full(nbins, -1, dtype=np.int64)
-        bmax = np.full(nbins, -1, dtype=np.int64)
-        mq = min(nbins, len(led.bin_queue_max))
-        qmax[:mq] = led.bin_queue_max[:mq]
-        bmax[:mq] = led.bin_batch_max[:mq]
-        qmax, bmax = _ffill(qmax), _ffill(bmax)  # a bin inside one long iteration keeps its state
+        q_l, b_l, area_l = led.series(nbins, H)  # states held through each bin, to the horizon
+        qmax = np.maximum(np.asarray(q_l, dtype=np.int64), 0)
+        bmax = np.maximum(np.asarray(b_l, dtype=np.int64), 0)
+        bmean = np.divide(np.asarray(area_l, dtype=float), width, out=np.zeros(nbins), where=width > 0)
         tl_frames.append(
             pd.DataFrame(
                 {
@@ -295,6 +285,7 @@ def build_tables(
                     "busy_frac": np.divide(busy_s, width, out=np.zeros(nbins), where=width > 0),
                     "queue_max": qmax,
                     "batch_max": bmax,
+                    "batch_mean": bmean,
                     "operational_gco2": op_bins,
                     "intensity_gco2_per_kwh": ci_k,
                     "carbon_gco2_per_s": np.divide(op_bins, width, out=np.zeros(nbins), where=width > 0),

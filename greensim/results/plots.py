@@ -8,87 +8,139 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_run", "plot_bands"]
+from greensim.results.timeaxis import stairs, time_unit  # noqa: E402
+
+__all__ = ["plot_run", "plot_bands", "latency_figure", "carbon_breakdown_figure", "timeline_figure"]
 
 
-def _cdf(ax, x, label, slo=None, unit="s"):
+def _log_ticks(ax, lo: float, hi: float) -> None:
+    """Major ticks on a log axis labelled as plain numbers, at 1-2-5 per decade over a narrow range
+    and fewer over a wide one, no minor labels: labels that cannot overlap (issue 18: the TPOT
+    CDF's minor labels 3x10^-2, 4x10^-2 ran into each other)."""
+    decades = np.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2.5 else (1.0, 3.0) if decades <= 4 else (1.0,)
+    ax.xaxis.set_major_locator(mticker.LogLocator(base=10.0, subs=subs, numticks=30))
+    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(mticker.LogLocator(base=10.0, subs=np.arange(2, 10), numticks=30))
+    ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+
+
+def _cdf(ax, x, label, slo=None, unit="s", log=False):
     x = np.sort(x[np.isfinite(x)])
+    if log:
+        x = x[x > 0]  # a log axis cannot show 0
     if x.size:
         ax.plot(x, np.arange(1, x.size + 1) / x.size, label=label)
     if slo is not None:
         ax.axvline(slo, color="k", ls="--", lw=1, label=f"SLO {slo:g} {unit}")
+    if log:
+        ax.set_xscale("log")
+        pts = np.concatenate([x[[0, -1]] if x.size else np.array([]), [slo] if slo else []])
+        if pts.size:
+            _log_ticks(ax, float(pts.min()), float(pts.max()))
     ax.set_xlabel(f"{label} [{unit}]")
     ax.set_ylabel("fraction of requests")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
 
 
-def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: str) -> None:
-    """Write latency_cdf.png, carbon_breakdown.png, timeline.png, carbon_timeline.png and, with
-    uncertainty bands in the summary, bands.png into ``folder``."""
+def latency_figure(tables, ttft_slo_s: float, tpot_slo_s: float, title: str):
+    """The latency CDF figure (TTFT and TPOT on log axes, TPOT in ms; end-to-end linear)."""
     r = tables.requests
     ok = ~r["rejected"].to_numpy()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    _cdf(axes[0], r["ttft_s"].to_numpy()[ok], "TTFT", ttft_slo_s)
-    _cdf(axes[1], r["tpot_s"].to_numpy()[ok], "TPOT", tpot_slo_s, "s/token")
+    _cdf(axes[0], r["ttft_s"].to_numpy()[ok], "TTFT", ttft_slo_s, log=True)
+    _cdf(axes[1], 1e3 * r["tpot_s"].to_numpy()[ok], "TPOT", 1e3 * tpot_slo_s, "ms/token", log=True)
     _cdf(axes[2], r["e2e_s"].to_numpy()[ok], "end-to-end latency")
-    for ax in axes[:2]:
-        ax.set_xscale("log")
     fig.suptitle(f"{title}: latency CDFs (SLO attainment {tables.summary['slo_attainment_frac']:.1%})")
     fig.tight_layout()
-    fig.savefig(folder / "latency_cdf.png", dpi=100)
-    plt.close(fig)
+    return fig
 
+
+def instance_labels(inst) -> list:
+    return [f"{n}#{i}" for n, i in zip(inst["name"], inst["instance"])]
+
+
+def carbon_breakdown_figure(tables, title: str):
+    """Stacked operational + embodied carbon per instance; the legend sits above the axes, where it
+    cannot cover a bar (issue 18: it covered the first one)."""
     inst = tables.instances
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(inst) + 3), 4))
-    labels = [f"{n}#{i}" for n, i in zip(inst["name"], inst["instance"])]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(inst) + 3), 4.3))
+    labels = instance_labels(inst)
     x = np.arange(len(inst))
     ax.bar(x, inst["operational_gco2"], label="operational")
     ax.bar(x, inst["embodied_gco2"], bottom=inst["operational_gco2"], label="embodied (amortised)")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel("carbon [gCO2e]")
     s = tables.summary
-    ax.set_title(f"{title}: {s['carbon_gco2']:.1f} gCO2e total, {s['carbon_gco2_per_request']:.3g} g/request")
-    ax.legend()
+    ax.set_title(f"{title}: {s['carbon_gco2']:.1f} gCO2e total, {s['carbon_gco2_per_request']:.3g} g/request", pad=24)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(folder / "carbon_breakdown.png", dpi=100)
-    plt.close(fig)
+    return fig
 
+
+def timeline_figure(tables, title: str):
+    """Queue (max per bin), running batch (time-weighted mean per bin), power and, with DPD, the
+    KV links' busy fraction, over simulated time in the run's unit (:func:`time_unit`)."""
     tl = tables.timeline
+    labels = instance_labels(tables.instances)
     ltl = (getattr(tables, "extra", None) or {}).get("link_timeline")  # DPD: KV link busy fraction
+    end_s = float(tables.summary.get("duration_s", tl["t_s"].max() if len(tl) else 0.0))
+    scale, unit = time_unit(end_s)
+    end = end_s / scale
     n_rows = 4 if ltl is not None and len(ltl) else 3
     fig, axes = plt.subplots(n_rows, 1, figsize=(12, 8 + 2 * (n_rows - 3)), sharex=True)
+    batch = "batch_mean" if "batch_mean" in tl else "batch_max"  # a timeline from before issue 18
     for k, g in tl.groupby("instance"):
         lab = labels[int(k)] if int(k) < len(labels) else str(k)
-        axes[0].step(g["t_s"], g["queue_max"], where="post", label=lab)
-        axes[1].step(g["t_s"], g["batch_max"], where="post", label=lab)
-        axes[2].step(g["t_s"], g["power_w"], where="post", label=lab)
+        t = g["t_s"].to_numpy() / scale
+        stairs(axes[0], t, g["queue_max"], end, label=lab)
+        stairs(axes[1], t, g[batch], end, label=lab)
+        stairs(axes[2], t, g["power_w"], end, label=lab)
     axes[0].set_ylabel("queue length\n(max per bin)")
-    axes[1].set_ylabel("running batch\n(max per bin)")
+    axes[1].set_ylabel("running batch\n(time-weighted\nmean per bin)" if batch == "batch_mean" else "running batch")
     axes[2].set_ylabel("power [W]")
     if n_rows == 4:
         for k, g in ltl.groupby("link"):
-            axes[3].step(g["t_s"], g["busy_frac"], where="post", label=f"link {k}")
+            stairs(axes[3], g["t_s"].to_numpy() / scale, g["busy_frac"], end, label=f"link {k}")
         axes[3].set_ylabel("KV link busy\n(fraction per bin)")
         axes[3].set_ylim(0, 1.05)
-    axes[-1].set_xlabel("simulated time [s]")
+    axes[-1].set_xlabel(f"simulated time [{unit}]")
     for ax in axes:
         ax.grid(alpha=0.3)
-    if len(labels) <= 8:
-        axes[0].legend(loc="upper right", fontsize="small")
+    if len(labels) <= 8:  # beside the plot, not over the data
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize="small", frameon=False)
     fig.suptitle(f"{title}: timeline")
     fig.tight_layout()
-    fig.savefig(folder / "timeline.png", dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: str) -> None:
+    """Write latency_cdf.png, carbon_breakdown.png, timeline.png, carbon_timeline.png, with
+    uncertainty bands in the summary bands.png, and with router greenllm's plan history
+    (``tables.extra["plans"]``) plan.png into ``folder``; the time axes share one unit."""
+    for name, fig in (
+        ("latency_cdf.png", latency_figure(tables, ttft_slo_s, tpot_slo_s, title)),
+        ("carbon_breakdown.png", carbon_breakdown_figure(tables, title)),
+        ("timeline.png", timeline_figure(tables, title)),
+    ):
+        fig.savefig(folder / name, dpi=100)
+        plt.close(fig)
 
     from greensim.results.carbon_plots import plot_carbon_timeline
 
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)
     if tables.summary.get("bands"):
         plot_bands(folder / "bands.png", tables.summary, title)
+    plans = (getattr(tables, "extra", None) or {}).get("plans")
+    if plans is not None and len(plans):  # router greenllm's plan history
+        from greensim.results.online_plots import plot_class_plan
+
+        plot_class_plan(plans, folder / "plan.png", title, duration_s=tables.summary.get("duration_s"))
 
 
 #: (summary metric, label, scale to the unit shown, unit) of the bands plot

@@ -1,21 +1,39 @@
 """Atomic results folders: written under a temporary name, renamed when complete.
 
 A folder is complete iff it holds ``manifest.json`` (written last, before the rename).
+
+The temporary folder is a hidden sibling of the target named after the writing process,
+``.<name>.tmp-<host>-<pid>-<start>-<random>`` (``start``: the process's start time in clock
+ticks since boot, from ``/proc``, 0 where unknown), so that a later write into the same parent
+can tell a dead writer's leftovers from a live one's: :func:`remove_stale_temporaries` removes
+those of processes on this host that are gone, and never touches a live process's or another
+host's. Folders are created with the user's usual permissions (``0o777`` less the umask).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
-__all__ = ["write_run", "write_folder_atomically", "to_jsonable", "check_writable"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "write_run",
+    "write_folder_atomically",
+    "to_jsonable",
+    "check_writable",
+    "remove_stale_temporaries",
+]
 
 
 def check_writable(folder: str | Path, what: str = "output folder") -> None:
@@ -61,30 +79,183 @@ def write_text(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
+#: hidden working names: ``.<name>.tmp-...`` (being written) and ``.<name>.old-...`` (a folder
+#: being replaced, moved aside for the instant of the swap)
+_WORK_NAME = re.compile(
+    r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]{8}$"
+)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def _start_ticks(pid: int) -> int:
+    """Start time of process ``pid`` in clock ticks since boot (``/proc/<pid>/stat`` field 22);
+    0 where unknown (not Linux, or no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        return int(stat[stat.rindex(")") + 2 :].split()[19])  # fields after "pid (comm)": 3.. -> 22 is [19]
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _alive(pid: int, start: int) -> bool:
+    """Whether the process that wrote a working name (pid, start ticks) still runs on this host.
+    A recycled pid (same number, other start time) counts as gone; in doubt: alive."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        pass
+    except OSError:
+        return True
+    if start:
+        now = _start_ticks(pid)
+        if now and now != start:
+            return False
+    return True
+
+
+def _work_name(target: Path, kind: str) -> Path:
+    pid = os.getpid()
+    return target.parent / f".{target.name}.{kind}-{_host()}-{pid}-{_start_ticks(pid)}-{secrets.token_hex(4)}"
+
+
+def remove_stale_temporaries(parent: str | Path) -> List[Path]:
+    """Clean up after writers in ``parent`` that were killed mid-write; return what was removed.
+
+    A ``.tmp-`` folder of a dead process on this host is deleted (it never got its final name, so
+    it holds no result). A ``.old-`` folder of a dead process (killed in the instant between moving
+    the previous results aside and renaming the new ones in) is renamed back to its name if that
+    name is free, else deleted. Folders of live processes and of other hosts are left alone.
+    """
+    parent = Path(parent)
+    removed: List[Path] = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    host = _host()
+    for e in sorted(entries, key=lambda e: (".old-" not in e.name, e.name)):  # restore first, then delete
+        m = _WORK_NAME.match(e.name)
+        if m is None or m["host"] != host or not e.is_dir(follow_symlinks=False):
+            continue
+        if _alive(int(m["pid"]), int(m["start"])):
+            continue
+        path = parent / e.name
+        if m["kind"] == "old" and not (parent / m["name"]).exists():
+            try:
+                os.rename(path, parent / m["name"])
+                log.warning("restored %s, moved aside by a run killed while replacing it", parent / m["name"])
+                continue
+            except OSError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+            log.info("removed %s, left by a run killed while writing (pid %s)", path, m["pid"])
+    return removed
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush the files written into ``folder`` to disk, then the folder itself (POSIX)."""
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_folder_atomically(target: Path, fill: Callable[[Path], None], manifest: Dict[str, Any]) -> Path:
     """Create ``target`` atomically: ``fill(tmp)`` writes the files into a temporary
     sibling folder, ``manifest.json`` is written last, then the folder is renamed.
 
-    A crash leaves only a dot-named temporary folder without a manifest; an existing
-    ``target`` is replaced only once the new one is complete.
+    Before writing, :func:`remove_stale_temporaries` cleans up after killed writers in the same
+    parent. A crash at any point leaves ``target`` either as it was or complete; an existing
+    ``target`` is replaced only once the new one is complete, with a warning on the log (a rerun of
+    the same experiment lands in the same folder). An operating-system error while writing (disk
+    full, permissions) becomes a :class:`~greensim.base.errors.ConfigError` naming the folder.
     """
+    from greensim.base.errors import ConfigError
+
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)  # mode 0o777 less the umask
+        remove_stale_temporaries(target.parent)
+        while True:
+            tmp = _work_name(target, "tmp")
+            try:
+                os.mkdir(tmp)  # not tempfile.mkdtemp: that makes it owner-only (0o700) whatever the umask
+                break
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ConfigError(
+            f"results folder {target}: cannot create it ({exc.strerror or exc}). "
+            f"Choose a folder you can write (--out DIR or output.dir)."
+        ) from exc
+    replaced: Optional[str] = None
     try:
         fill(tmp)
         write_text(tmp / "manifest.json", json.dumps(to_jsonable(manifest), indent=2))
+        _fsync_tree(tmp)
         if target.exists():
-            trash = target.parent / f".{target.name}.old-{os.getpid()}"
+            replaced = _describe(target)
+            trash = _work_name(target, "old")
             os.replace(target, trash)
             os.replace(tmp, target)
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(
+            f"results folder {target}: writing failed ({exc}); nothing was written there. "
+            f"Free space or choose another folder (--out DIR or output.dir)."
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if replaced is not None:
+        log.warning(
+            "replaced the earlier results folder %s (%s) with this one; to keep both, rename the old one "
+            "first or write elsewhere (--out DIR)",
+            target,
+            replaced,
+        )
     return target
+
+
+def _describe(folder: Path) -> str:
+    """What a folder about to be replaced held, for the replacement warning."""
+    import datetime
+
+    m = folder / "manifest.json"
+    try:
+        t = datetime.datetime.fromtimestamp(m.stat().st_mtime).strftime("%Y-%m-%d %H:%M:%S")
+        return f"written {t}"
+    except OSError:
+        return "an incomplete folder without manifest.json"
 
 
 def write_run(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -43,7 +44,7 @@ from greensim.workloads.named import find_named_trace
 from greensim.workloads.readers import ReadOptions, notes_of
 from greensim.workloads.registry import WORKLOADS
 from greensim.workloads.synthetic import poisson_table, sample_lengths
-from greensim.workloads.traces import frame_to_table, read_trace_frame
+from greensim.workloads.traces import frame_to_table, read_trace_frame, resolve_format
 
 __all__ = ["build_workload", "load_trace", "tag_slo_classes"]
 
@@ -97,8 +98,12 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
             f"workload.columns / workload.time_unit apply to format 'columns' only (format is "
             f"'{fmt}'). Set workload.format: columns, or remove them."
         )
-    if cfg.include_failed and fmt != "burstgpt":
-        raise ConfigError(f"workload.include_failed applies to format 'burstgpt' only (format is '{fmt}').")
+    resolved = fmt
+    if fmt == "auto" and Path(path).is_file():  # a missing file: the reader says so
+        resolved = resolve_format(Path(path), where)  # a BurstGPT header is recognised
+    if cfg.include_failed and resolved not in ("burstgpt", "auto"):
+        how = f"'{resolved}'" + (" (format auto, by the file's suffix and header)" if fmt == "auto" else "")
+        raise ConfigError(f"workload.include_failed applies to format 'burstgpt' only (format is {how}).")
     opts = ReadOptions(columns=cfg.columns, time_unit=cfg.time_unit, include_failed=cfg.include_failed)
     df = read_trace_frame(path, fmt, where=where, opts=opts)
     notes = notes_of(df)

@@ -22,7 +22,7 @@ def sample_lengths(dist, n: int, rng: np.random.Generator, where: str) -> np.nda
         x = np.rint(dist.median * np.exp(dist.sigma * rng.standard_normal(n)))
         return np.clip(x, dist.min, max(dist.min, dist.max)).astype(np.int64)
     if isinstance(dist, EmpiricalLength):
-        df = read_trace_frame(dist.path, where=f"{where}.path")
+        df = read_trace_frame(dist.path, where=f"{where}.path", recognise=False)  # any table with the column
         if dist.column not in df.columns:
             raise TraceError(
                 f"{where}.column: '{dist.column}' is not a column of {dist.path} "

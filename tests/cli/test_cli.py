@@ -373,3 +373,38 @@ def test_run_prints_uncertainty_bands(tmp_path):
     assert off.exit_code == 0, off.output
     assert "[" not in next(line for line in off.output.splitlines() if "TTFT p50 / p90 / p99" in line)
     assert "no uncertainty bands: performance.uncertainty: none" in off.output
+
+
+@pytest.mark.parametrize("cmd", ["sweep", "plan", "replan"])
+def test_sweep_plan_replan_check_the_output_folder_before_running(tmp_path, monkeypatch, cmd):
+    """As greensim run: an output folder below a regular file is reported before any simulation."""
+    from pathlib import Path
+
+    import greensim.api.sweep as api_sweep
+    import greensim.planning.search as search
+
+    def no_work(*a, **k):
+        raise AssertionError("ran although the results could not be written")
+
+    monkeypatch.setattr(api_sweep, "sweep", no_work)
+    monkeypatch.setattr(search, "_plan", no_work)
+    import sys
+
+    import greensim.assembly.prepare  # noqa: F401 - the module (the package exports a same-named function)
+
+    monkeypatch.setattr(sys.modules["greensim.assembly.prepare"], "prepare", no_work)  # replan's first step
+    (tmp_path / "f").write_text("x")
+    out = tmp_path / "f" / "sub"
+    root = Path(__file__).resolve().parents[2] / "experiments"
+    if cmd == "sweep":
+        grid = tmp_path / "grid.yaml"
+        grid.write_text(yaml.safe_dump({"grid": {"workload.rate_rps": [2.0, 8.0]}}))
+        args = ["sweep", write(tmp_path, make_experiment()), "--grid", grid]
+    elif cmd == "plan":
+        args = ["plan", root / "plans" / "chat_a100_v100.yaml"]
+    else:
+        args = ["replan", root / "online_replan.yaml"]
+    res = invoke(*args, "--out", out)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    assert "f is a file, not a folder" in res.output and "--out DIR" in res.output, res.output
