@@ -27,7 +27,8 @@ def _cdf(ax, x, label, slo=None, unit="s"):
 
 def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: str) -> None:
     """Write latency_cdf.png, carbon_breakdown.png, timeline.png, carbon_timeline.png and, with
-    uncertainty bands in the summary, bands.png into ``folder``."""
+    uncertainty bands in the summary, bands.png, with speculative instances speculative.png,
+    into ``folder``."""
     r = tables.requests
     ok = ~r["rejected"].to_numpy()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -87,6 +88,9 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     from greensim.results.carbon_plots import plot_carbon_timeline
 
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)
+    from greensim.results.spec_plots import plot_speculative
+
+    plot_speculative(folder / "speculative.png", tables.instances, title)  # only with speculative instances
     if tables.summary.get("bands"):
         plot_bands(folder / "bands.png", tables.summary, title)
 
