@@ -67,3 +67,17 @@ def test_plain_run_writes_no_speculative_plot(tmp_path):
     assert spec_plot_data(inst).empty
     assert not plot_speculative(tmp_path / "speculative.png", inst, "t")
     assert not (tmp_path / "speculative.png").exists()
+
+
+def test_run_plots_include_speculative_png_only_for_speculative_runs(tmp_path):
+    """plot_run (results folders and Result.save_plots) writes speculative.png for a DSD run."""
+    import greensim
+
+    def names(d, sub):
+        res = greensim.run(d, write=False)
+        return {p.name for p in res.save_plots(tmp_path / sub)}
+
+    inst = {"gpu": "A100-80GB", "speculative": DSD}
+    dsd = make_experiment(**{"model": "Llama-2-7B", "workload.n_requests": 40, "cluster.instances": [inst]})
+    assert "speculative.png" in names(dsd, "dsd")
+    assert "speculative.png" not in names(make_experiment(**{"workload.n_requests": 40}), "plain")
