@@ -54,7 +54,8 @@ class Result:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
 
         The same plots as a results folder: latency CDFs with SLO lines, carbon
-        breakdown, queue/batch/power timeline, the carbon timeline, bands and (greenllm) plan. In a notebook,
+        breakdown, queue/batch/power timeline, the carbon timeline, bands, (greenllm) plan and,
+        for a run with speculative instances, speculative.png. In a notebook,
         show one with ``IPython.display.Image(path)``.
         """
         from greensim.results.plots import plot_run

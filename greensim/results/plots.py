@@ -121,7 +121,8 @@ def timeline_figure(tables, title: str):
 
 def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: str) -> None:
     """Write latency_cdf.png, carbon_breakdown.png, timeline.png, carbon_timeline.png, with
-    uncertainty bands in the summary bands.png, and with router greenllm's plan history
+    uncertainty bands in the summary bands.png, with speculative instances speculative.png, and
+    with router greenllm's plan history
     (``tables.extra["plans"]``) plan.png into ``folder``; the time axes share one unit."""
     for name, fig in (
         ("latency_cdf.png", latency_figure(tables, ttft_slo_s, tpot_slo_s, title)),
@@ -134,6 +135,9 @@ def plot_run(folder: Path, tables, ttft_slo_s: float, tpot_slo_s: float, title: 
     from greensim.results.carbon_plots import plot_carbon_timeline
 
     plot_carbon_timeline(folder / "carbon_timeline.png", tables, title)
+    from greensim.results.spec_plots import plot_speculative
+
+    plot_speculative(folder / "speculative.png", tables.instances, title)  # only with speculative instances
     if tables.summary.get("bands"):
         plot_bands(folder / "bands.png", tables.summary, title)
     plans = (getattr(tables, "extra", None) or {}).get("plans")

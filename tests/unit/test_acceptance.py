@@ -101,3 +101,32 @@ def test_measured_tokens_per_verify_step_matches_the_closed_form(split):
     assert shares == pytest.approx(1.0, rel=1e-9)
     assert (s["spec_link_time_share"] > 0) == split
     assert inst.spec_tokens_per_verify == pytest.approx(s["spec_tokens_per_verify"])
+
+
+def test_measured_entries_name_catalogue_models_that_can_pair():
+    """Every measured entry is selectable for a real DSD group: both names are catalogue models
+    (a source's own model is mapped in ``note``) and the draft can propose the target's tokens."""
+    from greensim.hardware.catalog import load_catalog, same_tokenizer
+
+    cat = load_catalog()
+    measured = [e for e in acceptance_entries().values() if not e.assumed]
+    assert len(measured) >= 4
+    for e in measured:
+        d, t = cat.model(e.draft), cat.model(e.target)
+        assert same_tokenizer(d, t), e.name
+        assert d.n_params < t.n_params, e.name
+        assert e.reported and e.note, e.name  # what was measured, and how it maps, is on record
+
+
+def test_readme_acceptance_table_is_the_generated_one():
+    """README.md quotes markdown_table() between its markers: an entry added to the YAML without
+    regenerating the README (or a hand edit of the README) fails here."""
+    from pathlib import Path
+
+    from greensim.experiment.acceptance import README_BEGIN, README_END, markdown_table
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text[text.index(README_BEGIN) + len(README_BEGIN) : text.index(README_END)]
+    assert block.strip() == markdown_table()
+    for name in acceptance_entries():
+        assert f"`{name}`" in block
