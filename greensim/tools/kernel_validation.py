@@ -265,6 +265,18 @@ def render_kernel(res: Dict[str, Any], command: str) -> str:
         "measure the profiler, not the GPU. Fitting them pulled the H200's decode-attention efficiency from "
         "~0.85 to 0.56 and the H100's LOGO decode errors to 50%."
     )
+    ka = {g: res["fit"][g][0].eta_attn_memory for g in GPUS}
+    a(
+        "* **Decode and verify worst cases (2-4k tokens of context)**: the cache reads dominate there, and one "
+        "decode-attention bandwidth efficiency per GPU (fitted: "
+        + ", ".join(f"{g} {v:.2f}" for g, v in ka.items())
+        + ") has to serve models whose split-KV kernels reach different fractions of the bandwidth: on the H200 "
+        "the multi-head models (Llama-2-7B/13B, OPT-1.3B) read their cache faster than the fit (model up to ~30% "
+        "too slow) and the GQA models with 64-wide heads slower. The kernel model does not resolve achieved "
+        "bandwidth by heads x head width per thread block; LOGO adds the two GPUs' different efficiencies. "
+        "Decode power (LOGO median just above 10%): the H200 draws more than the H100's curve predicts at the "
+        "same utilisation, so the per-GPU curves are what the simulator uses."
+    )
     a(
         f"* **Old-profiler decode rows**: {na} decode rows at batch x KV heads below the GPU's SM count and "
         f">= 2048 tokens of context (median {_pct(ma)}%, worst {_pct(wa)}%) come from the 2026-11-26 profiler "
