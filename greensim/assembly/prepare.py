@@ -466,6 +466,7 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
         "draft_gpu": None,
         "bandwidth_bps": float("inf"),
         "latency_s": 0.0,
+        "pipeline": sp.pipeline,
     }
     if sp.draft_gpu is None:
         # both models' weights and KV on the target GPU(s)
@@ -537,6 +538,7 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
                     latency_s=p["latency_s"],
                     rng=np.random.default_rng(child),
                     alpha_by_position=p["alpha_by_position"],
+                    pipeline=p["pipeline"],
                 )
             )
         return out

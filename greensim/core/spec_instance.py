@@ -20,8 +20,34 @@ but every decode iteration is a *speculative* iteration over the whole batch:
    probability ``a_k`` given all earlier ones were, and the mean is
    ``1 + sum_k prod_{j<=k} a_j``.
 
-The phases run one after the other (no overlap); one SimPy event per iteration. In
-split mode the draft runs on its own GPU (a :class:`DraftSide` with its own ledger) and
+The phases run one after the other (no overlap); one SimPy event per iteration. Two
+options change that (both off by default; with either, the slot path below is used):
+
+* **Pipelined drafting** (``SpecSetup.pipeline``, split mode only). When the target starts
+  verifying step k, the draft GPU drafts step k+1 for every request that would still need
+  draft tokens if all of step k's were accepted (``min(g, remaining - g_i - 2)`` tokens, from
+  the draft's own continuation). At the next step a request uses that pre-draft iff step k
+  accepted all its ``g_i`` tokens (i.i.d. acceptance: probability ``alpha^g_i``) and it holds at
+  least the ``g_i`` now needed; the others are redrafted after the verify, once the running
+  pre-draft has ended (no abort). The wasted pre-drafts stay charged to the draft GPU (and to
+  their requests' draft shares). So an iteration lasts
+  ``max(0, pre-draft end - now) + t_redraft + t_link + t_verify``: ``max(t_verify, t_draft) +
+  t_link`` when every pre-draft is used, ``max(t_verify, t_draft) + t_draft + t_link`` when a
+  token was rejected (constant latencies). The link stays on the critical path, and the bonus
+  token is taken to agree with the pre-draft's first token (optimistic: engines such as PEARL,
+  Liu et al. 2024, arXiv 2408.11850, verify it). A prompt's draft prefill also waits for the
+  running pre-draft. ``spec_stats`` adds the pre-drafts, the fraction used, the iterations
+  with no redraft and the wasted draft time and energy; the draft time share counts the draft
+  time on the critical path.
+* **Chunked prefill on the target** (``InstanceConfig.chunked_prefill``, as in
+  :class:`~greensim.core.instance.Instance`, Sarathi / vLLM): each verify pass also carries prompt
+  chunks within ``max_batched_tokens`` less its verify positions (prompts already started first,
+  then the queue); with nothing running, chunks alone. The pass takes the target's time for all
+  its chunks (verify ``(g_i + 1, kv_i)`` and prompt ``(q, prefilled)``) at the power of such an
+  iteration; the draft prefills the chunks during the target pass (split) or after it
+  (colocated). A prompt's KV (and its first lookahead) is reserved when its first chunk runs.
+
+In split mode the draft runs on its own GPU (a :class:`DraftSide` with its own ledger) and
 both GPUs hold a KV cache for every running request, so the block pool is the smaller
 of the two caches (counted in tokens, the same on both sides). Colocated mode runs the
 draft on the target's GPU (one ledger, weights and KV of both models in its memory).
@@ -113,6 +139,8 @@ class SpecSetup:
     bandwidth_bps : link bandwidth [bytes/s] (split mode).
     latency_s : link latency, one way [s] (split mode).
     rng : this instance's random generator.
+    pipeline : split mode: draft step k+1 on the draft GPU while the target verifies step k
+        (see :class:`SpecInstance`); default False (one phase after the other).
     """
 
     draft_perf: BoundPerformance
@@ -127,6 +155,7 @@ class SpecSetup:
     latency_s: float
     rng: np.random.Generator
     alpha_by_position: Optional[tuple] = None
+    pipeline: bool = False
 
     def expected_tokens(self, g: int) -> float:
         """Mean tokens per target iteration for a request drafting ``g`` tokens."""
@@ -176,8 +205,10 @@ class SpecInstance:
         ledger: Ledger,
         setup: SpecSetup,
     ):
-        if cfg.chunked_prefill:
-            raise SimulationInvariantError("speculative instances do not support chunked prefill")
+        if setup.pipeline and (cfg.chunked_prefill or not setup.split):
+            raise SimulationInvariantError(
+                "pipelined drafting needs a split draft GPU and no chunked prefill (the config layer rejects this)"
+            )
         self.sim, self.index, self.cfg, self.perf, self.ledger, self.setup = sim, index, cfg, perf, ledger, setup
         self.B = cfg.block_tokens
         self.total_kv_blocks = cfg.kv_blocks
@@ -214,9 +245,28 @@ class SpecInstance:
         self._pool_C = np.zeros(1, dtype=np.int64)
         self._pool_c = np.zeros(0, dtype=np.int64)
         self._pool_p = 0
+        # pipelined drafting (split mode): pre-drafted tokens per slot usable at the next step,
+        # when the running pre-draft ends on the draft GPU, and its statistics
+        self._pipe = self.pipelined = setup.pipeline
+        self._pre_end = 0.0
+        self._pipe_plan: tuple = ()
+        self.n_predrafts = 0  # request-steps drafted ahead during a verify
+        self.n_predrafts_used = 0  # of those, verified at the next step as drafted
+        self.n_pipe_iterations = 0  # speculative iterations that needed draft tokens
+        self.n_overlapped = 0  # of those, with every draft ready (no redraft after the verify)
+        self._pre_total = [0.0, 0.0]  # draft time [s] and energy [J] of all pre-drafts
+        self._used_pre = [0.0, 0.0]  # of the pre-drafts used
+        # chunked prefill: admitted requests whose prompt is not finished, and the prompt
+        # chunks (request, tokens) riding in the running iteration
+        self._chunked = cfg.chunked_prefill
+        self.prefilling: List[Request] = []
+        self._chunks: List[Tuple[Request, int]] = []
+        self._chunk_plan: tuple = ()
         pol = setup.gamma_policy
         self._planned = (
             self.plan_runs
+            and not self._pipe
+            and not self._chunked
             and (pol is None or getattr(pol, "always_gamma_max", False))
             and getattr(perf, "verify_from_sums", False)
         )
@@ -236,6 +286,8 @@ class SpecInstance:
             self._slots = np.zeros((cfg.max_batch_size, 7), dtype=np.int64)
             # ... and target busy [s], target energy [J], draft busy [s], draft energy [J] shares
             self._F = np.zeros((cfg.max_batch_size, 4))
+            self._pd = np.zeros(cfg.max_batch_size, dtype=np.int64)  # pre-drafted tokens per slot
+            self._pds = np.zeros((cfg.max_batch_size, 2))  # and their draft time [s], energy [J] shares
 
     # ----------------------------------------------------------------- views
     @property
@@ -334,10 +386,12 @@ class SpecInstance:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self.waiting and self._start_prefill():
+        if self.waiting and not self._chunked and self._start_prefill():
             return
         if self.running and (self._start_planned() if self._planned else self._start_spec()):
             return
+        if self._chunked and (self.waiting or self.prefilling) and self._start_prefill():
+            return  # chunked prefill: prompt chunks alone when nothing is running
         self.busy = False
         self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
 
@@ -350,7 +404,9 @@ class SpecInstance:
         else:
             free, exact = self.total_kv_blocks - self._held - cfg.watermark_blocks, True
         chunks: List[Tuple[Request, int]] = []  # (request, tokens to prefill)
-        while self.waiting and len(self.running) + len(chunks) < cfg.max_batch_size:
+        if self._chunked:
+            chunks = self._admit_chunks(budget)
+        while not self._chunked and self.waiting and len(self.running) + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             q = r.n_in + r.generated
             nb = self._need(r)
@@ -376,13 +432,17 @@ class SpecInstance:
             chunks.append((r, q))
         if not chunks:
             return False
-        pc = [(q, 0) for _, q in chunks]
+        pc = [(q, r.prefilled) for r, q in chunks] if self._chunked else [(q, 0) for _, q in chunks]
         t_t = self.perf.iteration_time_s(pc, 0, 0)
         t_d = self.setup.draft_perf.iteration_time_s(pc, 0, 0)
-        t = max(t_t, t_d) if self.setup.split else t_t + t_d
+        # pipelined drafting: the draft GPU starts the prompts when its running pre-draft ends
+        off = max(0.0, self._pre_end - self.sim.env.now) if self._pipe else 0.0
+        t = max(t_t, off + t_d) if self.setup.split else t_t + t_d
         self._plan = ("prefill", self.sim.env.now, chunks, t_t, t_d)
+        self._pipe_plan = (off,)
         self.busy = True
-        self.ledger.sample(self.sim.env.now, len(self.waiting), len(self.running) + len(chunks))
+        n_run = len(self.running) + (len(self.prefilling) if self._chunked else len(chunks))
+        self.ledger.sample(self.sim.env.now, len(self.waiting), n_run)
         self._arm(t)
         return True
 
@@ -393,11 +453,16 @@ class SpecInstance:
         p_tok = sum(q for _, q in chunks)
         e_t = t_t * self.perf.power_w(p_tok, 0)
         e_d = t_d * s.draft_perf.power_w(p_tok, 0)
-        self._book(start, t_t, e_t, t_d, e_d, 0.0)
+        self._book(start, t_t, e_t, t_d, e_d, 0.0, self._pipe_plan[0] if self._pipe else 0.0)
         join = self._join_planned if self._planned else self._join
         for r, q in chunks:
             w = q / p_tok
             self._share(r, t_t * w, e_t * w, t_d * w, e_d * w)
+            if self._chunked:
+                r.prefilled += q
+                if r.prefilled < r.n_in + r.generated:
+                    continue  # the prompt continues in a later iteration
+                self.prefilling.remove(r)
             r.generated += 1
             if r.generated == 1:
                 self.sim.on_first_token(r, now)
@@ -615,6 +680,8 @@ class SpecInstance:
         self.running.append(r)
         self._slots[i] = (r.n_in, r.n_out, r.generated, r.seq, r.blocks, r.n_in - 1 + self._la, r.n_in + r.n_out - 1)
         self._F[i] = 0.0
+        self._pd[i] = 0
+        self._pds[i] = 0.0
         self._sum_ctx += r.n_in + r.generated - 1
 
     def _leave(self, i: int) -> Request:
@@ -638,6 +705,8 @@ class SpecInstance:
             self.running[i] = self.running[last]
             I[i] = I[last]
             F[i] = F[last]
+            self._pd[i] = self._pd[last]
+            self._pds[i] = self._pds[last]
         self.running.pop()
         return r
 
@@ -694,14 +763,19 @@ class SpecInstance:
             gs = self._gammas(g)
         t_d, t_l, t_v, steps, n_draft = self._time_parts(gs, g)
         n = len(self.running)
+        t_x = 0.0  # chunked prefill: the draft's prefill of the chunks beyond the target pass
+        if self._pipe:
+            t_d = self._pipe_start(gs, g, steps)
+        elif self._chunked:
+            t_v, t_x = self._chunk_start(gs, g, n_draft + n, t_v)
         drawn = np.empty(n, dtype=np.int64)
         for i, r in enumerate(self.running):  # each request's next draw
             drawn[i] = r.spec_draws[0][r.spec_draws[2] + r.spec_k]
             r.spec_k += 1
         self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g, n_draft)
         self.busy = True
-        self.ledger.sample(self.sim.env.now, len(self.waiting), n)
-        self._arm(t_d + t_l + t_v)
+        self.ledger.sample(self.sim.env.now, len(self.waiting), n + len(self.prefilling))
+        self._arm(t_d + t_l + t_v + t_x)
         return True
 
     def _finish_spec(self) -> None:
@@ -709,20 +783,31 @@ class SpecInstance:
         now = self.sim.env.now
         n = len(self.running)
         n_ver = n_draft + n
-        e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
-        self._book(start, t_v, e_v, t_d, e_d, t_l)
         I, F = self._slots, self._F
+        if self._pipe:
+            e_v, _ = self._spec_energy(n_ver, n, t_v, 0.0, 0)
+            self._pipe_finish(start, t_d, t_l, t_v, e_v, drawn, gs, g)
+        elif self._chunks:
+            e_v, e_d = self._chunk_finish(start, t_d, t_l, t_v, n_ver, n, steps)
+        else:
+            e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
+            self._book(start, t_v, e_v, t_d, e_d, t_l)
+            F[:n, 2:] += (t_d / n, e_d / n)
+        if self._chunks:  # the verify positions' part of a pass shared with prompt chunks
+            f = n_ver / (n_ver + sum(q for _, q in self._chunks))
+            tv, ev = t_v * f, e_v * f
+        else:
+            tv, ev = t_v, e_v
         if gs is None:  # every request verified g + 1 positions
-            F[:n] += (t_v / n, e_v / n, t_d / n, e_d / n)
+            F[:n, :2] += (tv / n, ev / n)
             tok = np.minimum(drawn, g) + 1
             n_tok = int(tok.sum())
             self.n_full_draws += n
             self.n_full_tokens += n_tok
         else:
             w = (gs + 1) / n_ver
-            F[:n, 0] += t_v * w
-            F[:n, 1] += e_v * w
-            F[:n, 2:] += (t_d / n, e_d / n)
+            F[:n, 0] += tv * w
+            F[:n, 1] += ev * w
             tok = np.minimum(drawn, gs) + 1
             n_tok = int(tok.sum())
             full = gs == g
@@ -742,6 +827,179 @@ class SpecInstance:
         self.n_spec_iterations += 1
         if self.draft is not None and steps:
             self.draft.n_iterations += steps
+        if self._chunks:
+            self._finish_chunks(now)
+
+    # ----------------------------------------------------------------- pipelined drafting
+    def _draft_run(self, n: int, ctx0: int, k: int) -> Tuple[float, float]:
+        """Time [s] and energy [J] of ``k`` draft decode steps of ``n`` sequences (as :meth:`_spec_energy`)."""
+        dp = self.setup.draft_perf
+        t = dp.decode_run_time_s(n, ctx0, k)
+        return t, (dp.decode_run_energy_j(n, ctx0, k) if dp.power_varies else t * dp.decode_power_w)
+
+    def _pipe_start(self, gs: Optional[np.ndarray], g: int, steps: int) -> float:
+        """Plan the draft GPU's part of a pipelined iteration; return the time from now until the
+        draft tokens can leave for the target [s].
+
+        Request ``i`` verifies ``g_i`` draft tokens. Its pre-draft (drafted during the last verify,
+        assuming all of that step's tokens accepted) is used if that step accepted all its tokens
+        and drafted at least ``g_i``; the others are redrafted now, after the running pre-draft
+        ends (no abort). The wait is ``max(0, pre-draft end - now) + redraft time``. When the
+        target starts verifying, the draft GPU drafts the next step for every request that will
+        still need tokens if all of this step's are accepted: ``min(g, remaining - g_i - 2)``."""
+        n = len(self.running)
+        I = self._slots
+        need = np.full(n, g, dtype=np.int64) if gs is None else gs
+        pd = self._pd[:n]
+        ctx = I[:n, 0] + I[:n, 2] - 1
+        now = self.sim.env.now
+        re = (need > 0) & (pd < need)
+        n_re = int(re.sum())
+        wait = max(0.0, self._pre_end - now) if steps else 0.0
+        t_re = e_re = 0.0
+        if n_re:
+            c = int(ctx[re].sum())
+            t_re, e_re = self._draft_run(n_re, c + n_re, int(need[re].max()))
+        used = (need > 0) & ~re
+        self.n_predrafts_used += int(used.sum())
+        if steps:
+            self.n_pipe_iterations += 1
+            self.n_overlapped += n_re == 0
+        gp = np.maximum(np.minimum(g, I[:n, 1] - I[:n, 2] - need - 2), 0)  # next step, all accepted
+        pm = gp > 0
+        n_pre = int(pm.sum())
+        t_pre = e_pre = 0.0
+        if n_pre:
+            c = int((ctx + need + 1)[pm].sum())
+            t_pre, e_pre = self._draft_run(n_pre, c + n_pre, int(gp.max()))
+        self._pipe_plan = (wait, re, n_re, t_re, e_re, used, gp, pm, n_pre, t_pre, e_pre)
+        return wait + t_re
+
+    def _pipe_finish(self, start, t_d, t_l, t_v, e_v, drawn, gs, g) -> None:
+        """Book a pipelined iteration: the redraft, the target's verify, and the pre-draft of the
+        next step (on the draft GPU from the verify's start); keep the pre-drafts still valid."""
+        wait, re, n_re, t_re, e_re, used, gp, pm, n_pre, t_pre, e_pre = self._pipe_plan
+        n = len(self.running)
+        F, pds = self._F, self._pds
+        v0 = start + t_d + t_l
+        dl = self.draft.ledger  # type: ignore[union-attr]  # pipelining needs a split draft GPU
+        if n_re:
+            dl.busy(start + wait, t_re, e_re)
+            F[:n, 2][re] += t_re / n_re
+            F[:n, 3][re] += e_re / n_re
+        self.ledger.busy(v0, t_v, e_v)
+        self._used_pre[0] += float(pds[:n, 0][used].sum())
+        self._used_pre[1] += float(pds[:n, 1][used].sum())
+        need = np.full(n, g, dtype=np.int64) if gs is None else gs
+        ok = pm & (drawn >= need)  # every token of this step accepted: the pre-draft stands
+        self._pd[:n] = np.where(ok, gp, 0)
+        if n_pre:
+            dl.busy(v0, t_pre, e_pre)
+            self._pre_end = v0 + t_pre
+            self.n_predrafts += n_pre
+            self._pre_total[0] += t_pre
+            self._pre_total[1] += e_pre
+            x, y = t_pre / n_pre, e_pre / n_pre
+            F[:n, 2][pm] += x
+            F[:n, 3][pm] += y
+            pds[:n] = 0.0
+            pds[:n][pm] = (x, y)
+
+    # ----------------------------------------------------------------- chunked prefill
+    def _admit_chunks(self, budget: int) -> List[Tuple[Request, int]]:
+        """Chunked prefill (Sarathi / vLLM, as :class:`~greensim.core.instance.Instance`): prompts
+        already started first, then queued requests, in chunks filling ``budget`` tokens. A request's
+        KV for its whole prompt and first lookahead is reserved when its first chunk is scheduled."""
+        cfg = self.cfg
+        chunks: List[Tuple[Request, int]] = []
+        for r in self.prefilling:
+            if budget <= 0:
+                break
+            q = min(budget, r.n_in + r.generated - r.prefilled)
+            chunks.append((r, q))
+            budget -= q
+        free = self.total_kv_blocks - self._held - cfg.watermark_blocks
+        while self.waiting and budget > 0 and len(self.running) + len(self.prefilling) < cfg.max_batch_size:
+            r = self.waiting[0]
+            nb = self._need(r)
+            if nb > free:
+                break
+            self.waiting.popleft()
+            free -= nb
+            r.blocks = nb
+            r.prefilled = 0
+            self._held += nb
+            self._seq += 1
+            r.seq = self._seq
+            if not r.admitted:
+                r.admitted = True
+                self.sim.on_first_scheduled(r, self.sim.env.now)
+            self.prefilling.append(r)
+            q = min(budget, r.n_in + r.generated)
+            chunks.append((r, q))
+            budget -= q
+        return chunks
+
+    def _chunk_start(self, gs: Optional[np.ndarray], g: int, n_ver: int, t_v: float) -> Tuple[float, float]:
+        """Add prompt chunks to a verify pass within the token budget (verify positions first).
+        Returns the target pass's time [s] (verify positions and chunks in one pass) and the time
+        the draft's prefill of the chunks adds beyond it [s]: split, it runs on the draft GPU during
+        the target pass (``max(0, t_draft_prefill - t_pass)``); colocated, after it."""
+        budget = self.cfg.max_batched_tokens - n_ver
+        chunks = self._admit_chunks(budget) if budget > 0 and (self.waiting or self.prefilling) else []
+        self._chunks = chunks
+        if not chunks:
+            return t_v, 0.0
+        n = len(self.running)
+        I = self._slots
+        q = [g + 1] * n if gs is None else (gs + 1).tolist()
+        pc = [(x, r.prefilled) for r, x in chunks]
+        allc = list(zip(q, (I[:n, 0] + I[:n, 2] - 1).tolist())) + pc
+        t_p = self.perf.iteration_time_s(allc, 0, 0)
+        t_dp = self.setup.draft_perf.iteration_time_s(pc, 0, 0)
+        self._chunk_plan = (allc, t_dp)
+        return t_p, (max(0.0, t_dp - t_p) if self.setup.split else t_dp)
+
+    def _chunk_finish(self, start, t_d, t_l, t_p, n_ver, n, steps) -> Tuple[float, float]:
+        """Book a verify pass carrying prompt chunks: the draft's decode steps, the target pass at
+        the power of an iteration of those chunks, and the draft's prefill of the chunks; the
+        chunks' requests take their shares. Returns the pass's and the draft steps' energy [J]."""
+        allc, t_dp = self._chunk_plan
+        s = self.setup
+        _, e_d = self._spec_energy(n_ver, n, t_p, t_d, steps)
+        e_p = t_p * self.perf.iteration_power_w(allc, 0, 0, t_p)
+        p_pr = sum(q for _, q in self._chunks)
+        e_dp = t_dp * s.draft_perf.power_w(p_pr, 0)
+        self._book(start, t_p, e_p, t_d, e_d, t_l)
+        if self.draft is not None:
+            self.draft.ledger.busy(start + t_d + t_l, t_dp, e_dp)
+        else:
+            self.ledger.busy(start + t_d + t_p, t_dp, e_dp)
+        if n:
+            self._F[:n, 2:] += (t_d / n, e_d / n)
+        P = n_ver + p_pr
+        for r, q in self._chunks:
+            self._share(r, t_p * q / P, e_p * q / P, t_dp * q / p_pr, e_dp * q / p_pr)
+        return e_p, e_d
+
+    def _finish_chunks(self, now: float) -> None:
+        """Advance the prompt chunks of the iteration just done; finished prompts emit their first
+        token and join the running batch."""
+        chunks, self._chunks = self._chunks, []
+        for r, q in chunks:
+            r.prefilled += q
+            if r.prefilled < r.n_in + r.generated:
+                continue  # the prompt continues in a later iteration
+            self.prefilling.remove(r)
+            r.generated += 1
+            if r.generated == 1:
+                self.sim.on_first_token(r, now)
+            if r.generated >= r.n_out:
+                self._held -= r.blocks
+                r.blocks = 0
+                self.sim.on_complete(r, now)
+            else:
+                self._join(r)
 
     def _count(self, n: int, n_draft: int, n_tok: int, t_d: float, t_l: float, t_v: float) -> None:
         """Add one speculative iteration to the statistics of :meth:`spec_stats`."""
@@ -758,7 +1016,7 @@ class SpecInstance:
         link and verify shares of the speculative iterations' time."""
         acc = self.n_emitted - self.n_verify_steps
         tot = self.draft_time_s + self.link_time_s + self.verify_time_s
-        return {
+        out = {
             "spec_verify_steps": float(self.n_verify_steps),
             "spec_drafted_tokens": float(self.n_drafted),
             "spec_accepted_tokens": float(acc),
@@ -768,6 +1026,22 @@ class SpecInstance:
             "spec_link_time_share": self.link_time_s / tot if tot > 0 else float("nan"),
             "spec_verify_time_share": self.verify_time_s / tot if tot > 0 else float("nan"),
         }
+        if self._pipe:
+            # pipelined drafting: the draft time above is the part on the critical path
+            out.update(
+                {
+                    "spec_predrafts": float(self.n_predrafts),
+                    "spec_predraft_used_frac": self.n_predrafts_used / self.n_predrafts
+                    if self.n_predrafts
+                    else float("nan"),
+                    "spec_overlapped_iteration_frac": self.n_overlapped / self.n_pipe_iterations
+                    if self.n_pipe_iterations
+                    else float("nan"),
+                    "spec_wasted_draft_s": self._pre_total[0] - self._used_pre[0],
+                    "spec_wasted_draft_j": self._pre_total[1] - self._used_pre[1],
+                }
+            )
+        return out
 
     def _preempt(self) -> None:
         n = len(self.running)
@@ -791,11 +1065,14 @@ class SpecInstance:
             e_d = t_d * s.draft_perf.decode_power_w
         return e_v, e_d
 
-    def _book(self, start: float, t_t: float, e_t: float, t_d: float, e_d: float, t_l: float) -> None:
-        """Ledger entries: draft first, then the link, then the target (colocated: in turn)."""
+    def _book(
+        self, start: float, t_t: float, e_t: float, t_d: float, e_d: float, t_l: float, d_off: float = 0.0
+    ) -> None:
+        """Ledger entries: draft first (from ``start + d_off``), then the link, then the target
+        (colocated: in turn)."""
         if self.draft is not None:
             if t_d > 0:
-                self.draft.ledger.busy(start, t_d, e_d)
+                self.draft.ledger.busy(start + d_off, t_d, e_d)
             if self._plan[0] == "prefill":
                 self.ledger.busy(start, t_t, e_t)  # both prompts at once, two GPUs
             else:

@@ -60,10 +60,12 @@ class InstanceGroup(StrictModel):
 
     @model_validator(mode="after")
     def _speculative_mode(self):
-        if self.speculative is not None and (self.role != "colocated" or self.chunked_prefill):
+        if self.speculative is not None and self.role != "colocated":
+            raise ValueError(f"speculative decoding needs role colocated (got role {self.role})")
+        if self.speculative is not None and self.speculative.pipeline and self.chunked_prefill:
             raise ValueError(
-                "speculative decoding needs role colocated and chunked_prefill false "
-                f"(got role {self.role}, chunked_prefill {self.chunked_prefill})"
+                "speculative.pipeline with chunked_prefill is not modelled (the draft GPU's pre-draft and "
+                "its prefill of prompt chunks would contend); drop one of them"
             )
         if self.power_cap_frac is not None and self.speculative is not None:
             raise ValueError(
@@ -154,6 +156,13 @@ class Speculative(StrictModel):
     draft_gpu_age_years: float = Field(
         0.0, ge=0, description="age of the draft GPU at t = 0 [years] (its embodied scheme, e.g. sunk, depends on it)"
     )
+    pipeline: bool = Field(
+        False,
+        description="pipelined drafting (needs draft_gpu): the draft GPU drafts step k+1 while the target "
+        "verifies step k, assuming all of step k's tokens accepted; a request with a rejected token redrafts "
+        "after the verify (the wasted pre-draft is charged to the draft GPU). Default false: draft, link, "
+        "verify one after the other",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -169,6 +178,8 @@ class Speculative(StrictModel):
             raise ValueError(
                 "set draft_gpu and link together (split draft/target) or neither (draft on the target's GPU)"
             )
+        if self.pipeline and self.draft_gpu is None:
+            raise ValueError("pipeline needs draft_gpu and link (drafting overlaps verifying on another GPU)")
         if (self.probabilities == "top_k") != (self.top_k is not None):
             raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self

@@ -71,13 +71,18 @@ def _spec_summary(spec: Sequence[Any]) -> Dict[str, float]:
     t_d, t_l, t_v = (sum(getattr(i, a) for i in spec) for a in ("draft_time_s", "link_time_s", "verify_time_s"))
     tot = t_d + t_l + t_v
     nan = float("nan")
-    return {
+    out = {
         "spec_acceptance": (emitted - steps) / drafted if drafted else nan,
         "spec_tokens_per_verify": emitted / steps if steps else nan,
         "spec_draft_time_share": t_d / tot if tot > 0 else nan,
         "spec_link_time_share": t_l / tot if tot > 0 else nan,
         "spec_verify_time_share": t_v / tot if tot > 0 else nan,
     }
+    pipe = [i for i in spec if getattr(i, "pipelined", False)]
+    if pipe:  # pipelined drafting: pre-drafts used at the next step, of those drafted
+        pre = sum(i.n_predrafts for i in pipe)
+        out["spec_predraft_used_frac"] = sum(i.n_predrafts_used for i in pipe) / pre if pre else nan
+    return out
 
 
 def _pct(x: np.ndarray, q: float) -> float:

@@ -158,6 +158,50 @@ def test_layerwise_transfer_overlaps_the_prefill_by_hand():
     assert res[True].ttft_s == res[False].ttft_s
 
 
+@pytest.mark.parametrize("bw", [2.0, 400.0])  # GB/s: transfer-bound, then prefill-bound overlap
+def test_kv_transfer_closed_forms_with_link_latency(bw):
+    """One request, link latency lam. After the prefill: kv_transfer_s = lam + B/bw from the prefill's
+    end. Layer-wise: L-1 layers' bytes leave at the prefill's start, the last layer's after both the
+    prefill and that flow: kv_transfer_s = max(T_prefill, lam + B(L-1)/(L bw)) + lam + B/(L bw) from
+    the prefill's start (each flow pays the latency). The decode starts earlier by the difference."""
+    lam = 2e-3
+    one = {
+        "workload.n_requests": 1,
+        "workload.input_tokens": {"dist": "constant", "value": 2000},
+        "workload.output_tokens": {"dist": "constant", "value": 10},
+    }
+    res = {}
+    for lw in (False, True):
+        d = dpd(bw=bw, latency=lam, **one)
+        d["cluster"]["disaggregation"]["layerwise"] = lw
+        p = prepare(parse_experiment(d))
+        res[lw] = simulate(p).requests.iloc[0]
+    t_pre = p.instances[0][1].iteration_time_s([(2000, 0)], 0, 0)
+    B, L, rate = 2000 * 2 * 32 * 32 * 128 * 2, 32, bw * 1e9  # Llama-2-7B KV bytes, layers
+    assert res[False].kv_transfer_bytes == res[True].kv_transfer_bytes == B
+    after = lam + B / rate
+    layerwise = max(t_pre, lam + B * (L - 1) / L / rate) + lam + B / L / rate
+    assert res[False].kv_transfer_s == pytest.approx(after, rel=1e-9)
+    assert res[True].kv_transfer_s == pytest.approx(layerwise, rel=1e-9)
+    assert (t_pre > lam + B * (L - 1) / L / rate) == (bw > 100)  # both branches of the max are exercised
+    assert res[True].ttft_s == pytest.approx(res[False].ttft_s, rel=1e-12) == pytest.approx(t_pre, rel=1e-12)
+    assert res[False].e2e_s - res[True].e2e_s == pytest.approx(after - (layerwise - t_pre), rel=1e-6)
+
+
+def test_kv_transfer_s_is_a_column_of_requests_parquet(tmp_path):
+    """The per-request transfer time reaches the results folder, not only the summary."""
+    import pandas as pd
+
+    import greensim
+
+    d = dpd(bw=1.0, latency=1e-3, **{"workload.n_requests": 3})
+    res = greensim.run(d, out_dir=tmp_path)
+    r = pd.read_parquet(res.folder / "requests.parquet")
+    assert {"kv_transfer_s", "kv_transfer_bytes", "decode_wait_s"} <= set(r.columns)
+    assert (r.kv_transfer_s >= r.kv_transfer_bytes / 1e9 + 1e-3 - 1e-12).all()
+    np.testing.assert_array_equal(r.kv_transfer_s.to_numpy(), res.requests.kv_transfer_s.to_numpy())
+
+
 def test_every_link_type_has_a_rate_and_a_source():
     for name, (bps, source) in LINK_TYPES.items():
         assert bps > 0 and math.isfinite(bps), name
