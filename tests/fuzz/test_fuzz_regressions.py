@@ -1,0 +1,64 @@
+"""Regression tests, one per defect the fuzzing harness found (plain tests, no hypothesis)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import make_experiment
+
+import greensim
+from greensim.base.errors import ConfigError
+from greensim.experiment.load import to_experiment
+from greensim.experiment.workload import LognormalLength
+from greensim.workloads.synthetic import sample_lengths
+
+
+def tiny(**updates):
+    base = {"workload.n_requests": 6, "performance.uncertainty": "none"}
+    return make_experiment(**{**base, **updates})
+
+
+@pytest.mark.parametrize(
+    "key", ["cluster.instances.0.max_batched_tokens", "workload.rate_rps", "slo.ttft_s", "carbon.pue"]
+)
+def test_yes_no_value_for_a_number_is_an_error(key):
+    """pydantic read `true` as 1 (max_batched_tokens: true ran with a 1-token budget)."""
+    with pytest.raises(ConfigError, match=key.split(".")[-1] + r".*expected a number, got true"):
+        to_experiment(tiny(**{key: True}))
+
+
+def test_yes_no_value_for_an_optional_number_is_an_error():
+    with pytest.raises(ConfigError, match="expected a number, got false"):
+        to_experiment(tiny(**{"cluster.instances.0.power_cap_frac": False}))
+
+
+def test_yes_no_fields_still_take_yes_no():
+    exp = to_experiment(tiny(**{"cluster.instances.0.chunked_prefill": True}))
+    assert exp.cluster.instances[0].chunked_prefill is True
+
+
+@pytest.mark.parametrize("rate", [1e-300, 5e-324])
+def test_a_rate_so_low_that_arrivals_pass_32_years_is_an_error(rate):
+    """rate_rps 1e-300 ran to t = 1e300 s (numpy overflow in the carbon accounting)."""
+    with pytest.raises(ConfigError, match=r"workload.rate_rps: the requests arrive until t = .* beyond 1e\+09 s"):
+        greensim.run(tiny(**{"workload.rate_rps": rate}), write=False)
+
+
+def test_a_stretched_trace_time_scale_is_an_error(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_time_s,input_tokens,output_tokens\n0,10,5\n100,10,5\n")
+    wl = {"kind": "trace", "path": str(p), "time_scale": 1e300}
+    with pytest.raises(ConfigError, match=r"workload.time_scale: the requests arrive until t = 1e\+302 s"):
+        greensim.run(tiny(workload=wl), write=False)
+
+
+@pytest.mark.parametrize("field, value", [("sigma", 1e300), ("median", 1e300)])
+def test_lognormal_with_huge_parameters_clips_without_overflow(field, value):
+    """A huge sigma or median overflowed numpy's exp (inf, then clipped): now no warning, same clip."""
+    d = {"dist": "lognormal", "median": 100.0, "sigma": 1.0, "min": 2, "max": 50, field: value}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        x = sample_lengths(LognormalLength(**d), 1000, np.random.default_rng(0), "w")
+    assert set(np.unique(x)) <= {2, 50} if field == "sigma" else set(np.unique(x)) == {50}
