@@ -30,9 +30,12 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_bool_for_number(cls, data: Any) -> Any:
-        if isinstance(data, dict):
+        """A yes/no value where a number is expected becomes its text, which then fails the
+        field's own number check (so the message names the field)."""
+        if isinstance(data, dict) and any(isinstance(v, bool) for v in data.values()):
+            data = dict(data)
             for k, v in data.items():
                 f = cls.model_fields.get(k) if isinstance(v, bool) and isinstance(k, str) else None
                 if f is not None and _numeric(f.annotation):
-                    raise ValueError(f"{k}: expected a number, got {str(v).lower()} (a yes/no value)")
+                    data[k] = str(v).lower()
         return data

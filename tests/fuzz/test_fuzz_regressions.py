@@ -25,12 +25,12 @@ def tiny(**updates):
 )
 def test_yes_no_value_for_a_number_is_an_error(key):
     """pydantic read `true` as 1 (max_batched_tokens: true ran with a 1-token budget)."""
-    with pytest.raises(ConfigError, match=key.split(".")[-1] + r".*expected a number, got true"):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r": Input should be a valid (number|integer).*'true'"):
         to_experiment(tiny(**{key: True}))
 
 
 def test_yes_no_value_for_an_optional_number_is_an_error():
-    with pytest.raises(ConfigError, match="expected a number, got false"):
+    with pytest.raises(ConfigError, match=r"power_cap_frac: Input should be a valid number.*'false'"):
         to_experiment(tiny(**{"cluster.instances.0.power_cap_frac": False}))
 
 
