@@ -31,6 +31,7 @@ import pandas as pd
 from greensim.base.errors import ConfigError, TraceError
 from greensim.core.requests import RequestTable
 from greensim.experiment.workload import (
+    MAX_REQUESTS,
     FittedLengths,
     IndependentLengths,
     PoissonWorkload,
@@ -175,7 +176,8 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
         t = t[m] - lo_
     scale = cfg.time_scale / cfg.rate_scale
     if scale != 1.0:
-        t = t * scale
+        with np.errstate(over="ignore"):  # inf: stopped by check_arrival_horizon with the fields to fix
+            t = t * scale
     if cfg.repeat_until_s is not None and t.size:
         if hi is not None:
             period = (hi - (lo or 0.0)) * scale
@@ -185,6 +187,13 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
             raise TraceError(
                 f"{where}: repeat_until_s needs at least two distinct arrival times (or a window_end_s "
                 f"to set the period)."
+            )
+        copies = math.ceil(cfg.repeat_until_s / period) if period > 0 else math.inf
+        if cfg.repeat_until_s > MAX_ARRIVAL_S or copies * t.size > MAX_REQUESTS:
+            raise ConfigError(
+                f"workload.repeat_until_s: {cfg.repeat_until_s:g} s tiles the trace ({t.size} request(s) every "
+                f"{period:g} s) into about {copies * t.size:.3g} requests up to {cfg.repeat_until_s:.3g} s; at most "
+                f"{MAX_REQUESTS:.0e} requests and {MAX_ARRIVAL_S:.0e} s (about 32 years) are simulated. Lower it."
             )
         idx, t = _tile(t, period, cfg.repeat_until_s)
         notes.append(

@@ -62,3 +62,60 @@ def test_lognormal_with_huge_parameters_clips_without_overflow(field, value):
         warnings.simplefilter("error", RuntimeWarning)
         x = sample_lengths(LognormalLength(**d), 1000, np.random.default_rng(0), "w")
     assert set(np.unique(x)) <= {2, 50} if field == "sigma" else set(np.unique(x)) == {50}
+
+
+def _trace(tmp_path, text, name="t.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_repeat_until_far_future_is_an_error_not_a_memory_error(tmp_path):
+    """repeat_until_s 1e12 with a 0.2 s window tried to allocate 36 TiB (MemoryError)."""
+    p = _trace(tmp_path, "arrival_time_s,input_tokens,output_tokens\n0,1,1\n")
+    wl = {"kind": "trace", "path": str(p), "window_end_s": 0.2, "repeat_until_s": 1e12}
+    with pytest.raises(ConfigError, match=r"workload.repeat_until_s: 1e\+12 s tiles the trace .* Lower it"):
+        greensim.run(tiny(workload=wl), write=False)
+
+
+def _stats(*args):
+    from click.testing import CliRunner
+
+    from greensim.cli import main
+
+    return CliRunner().invoke(main, ["trace", "stats", *map(str, args), "--no-plot", "--json"])
+
+
+def test_trace_stats_every_row_dropped_is_a_clear_error(tmp_path):
+    """--drop-invalid on a trace whose rows are all invalid ended in an IndexError."""
+    p = _trace(tmp_path, "arrival_time_s,input_tokens,output_tokens\n,1,1\n-3,2,2\n")
+    res = _stats(p, "--drop-invalid")
+    assert res.exit_code == 2, res.output
+    assert "no requests to summarise: every row was invalid and dropped" in res.stderr
+    assert "t.csv" in res.stderr
+
+
+def test_trace_stats_header_only_is_a_clear_error(tmp_path):
+    res = _stats(_trace(tmp_path, "arrival_time_s,input_tokens,output_tokens\n"))
+    assert res.exit_code == 2 and "no rows" in res.stderr, res.output
+
+
+def test_trace_stats_json_writes_undefined_values_as_null(tmp_path):
+    """One request has no correlation: --json printed NaN, which is not JSON."""
+    import json
+
+    res = _stats(_trace(tmp_path, "arrival_time_s,input_tokens,output_tokens\n0,5,7\n"))
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert s["spearman_input_output"] is None and s["input_tokens_max"] == 5.0
+
+
+def test_trace_stats_json_of_a_rate_profile(tmp_path):
+    """--json on a ServeGen rate profile passed a DataFrame to json.dumps (TypeError)."""
+    import json
+
+    text = "model,window_start_s,total_rate_rps,window_len_s\nm-x,0,2.0,600\nm-x,600,4.0,600\n"
+    res = _stats(_trace(tmp_path, text, "profile.csv"), "--format", "servegen")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows[0]["model"] == "m-x" and rows[0]["mean_rps"] == pytest.approx(3.0)
