@@ -119,3 +119,50 @@ def test_trace_stats_json_of_a_rate_profile(tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     assert rows[0]["model"] == "m-x" and rows[0]["mean_rps"] == pytest.approx(3.0)
+
+
+def _series_exp(path, **intensity):
+    return tiny(
+        **{
+            "carbon.intensity": {"kind": "series", "region": "ZZ", "path": str(path), "start": "2023-01-01T00:00", **intensity},
+            "model": "Llama-3.1-8B",
+        }
+    )
+
+
+def _series(path, values):
+    rows = [f"2023-01-01T{h:02d}:00:00Z,ZZ,{v}" for h, v in enumerate(values)]
+    path.write_text("timestamp_utc,region,gco2_per_kwh\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_series_intensity_above_physical_range_is_an_error(tmp_path):
+    """A 1e300 gCO2e/kWh hour ran and reported 1e295 gCO2e."""
+    p = _series(tmp_path / "s.csv", [200, 1e300, 220])
+    with pytest.raises(ConfigError, match=r"intensity of 1e\+300 gCO2e/kWh at 2023-01-01T01:00:00\+00:00, above 5000"):
+        greensim.run(_series_exp(p), write=False)
+
+
+@pytest.mark.parametrize(
+    "intensity",
+    [
+        {"kind": "constant", "gco2_per_kwh": 1e300},
+        {"kind": "diurnal", "mean_gco2_per_kwh": 4000, "amplitude_frac": 0.5, "peak_hour": 12},
+    ],
+)
+def test_constant_or_diurnal_intensity_above_physical_range_is_an_error(intensity):
+    with pytest.raises(ConfigError, match="carbon.intensity.*gco2_per_kwh: Input should be less than or equal"):
+        to_experiment(tiny(**{"carbon.intensity": intensity}))
+
+
+def test_an_edited_series_file_is_read_again(tmp_path):
+    """The series cache was keyed by path only: a file edited between runs kept its old values."""
+    p = _series(tmp_path / "s.csv", [100, 100, 100])
+    a = greensim.run(_series_exp(p), write=False).summary["intensity_mean_gco2_per_kwh"]
+    import os
+
+    _series(p, [300, 300, 300, 300])
+    st = p.stat()
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time, whatever the clock
+    b = greensim.run(_series_exp(p), write=False).summary["intensity_mean_gco2_per_kwh"]
+    assert (a, b) == (pytest.approx(100.0), pytest.approx(300.0))
