@@ -54,7 +54,10 @@ def validate_experiment(path: str | Path) -> str:
 
         from greensim.workloads import build_workload
 
-        build_workload(wl, np.random.SeedSequence(exp.seed))  # vectorised: cheap, and checks every row
+        from greensim.assembly.prepare import context_limit
+
+        # vectorised: cheap, and checks every row (and each request against the model's context)
+        context_limit(build_workload(wl, np.random.SeedSequence(exp.seed)), model, wl)
     else:
         for k in ("input_tokens", "output_tokens"):
             d = getattr(wl, k)

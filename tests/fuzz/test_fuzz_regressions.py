@@ -166,3 +166,49 @@ def test_an_edited_series_file_is_read_again(tmp_path):
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time, whatever the clock
     b = greensim.run(_series_exp(p), write=False).summary["intensity_mean_gco2_per_kwh"]
     assert (a, b) == (pytest.approx(100.0), pytest.approx(300.0))
+
+
+# ---------------------------------------------------------------- the model's context length
+def test_catalogue_knows_each_models_context_from_config_json():
+    from greensim.hardware.catalog import load_catalog
+
+    cat = load_catalog()
+    assert cat.model("Llama-2-7B").max_context_tokens == 4096
+    assert cat.model("Llama-3.1-8B").max_context_tokens == 131072
+    assert cat.model("OPT-125M").max_context_tokens == 2048
+    assert all(m.max_context_tokens > 0 for m in cat.models.values())
+    assert all("max_position_embeddings" in cat.raw["model"][n]["max_context_tokens_source"] for n in cat.models)
+
+
+def _ctx_trace(tmp_path, drop):
+    p = _trace(tmp_path, "arrival_time_s,input_tokens,output_tokens\n0,100,10\n0.1,4000,200\n0.2,50,5\n")
+    return tiny(workload={"kind": "trace", "path": str(p), "drop_invalid": drop})
+
+
+def test_trace_requests_beyond_the_context_are_dropped_with_drop_invalid(tmp_path):
+    """A 4000 + 200 token request ran on Llama-2-7B (4096 tokens of context) without a note."""
+    res = greensim.run(_ctx_trace(tmp_path, True), write=False)
+    assert res.summary["n_requests"] == 2
+    assert list(res.requests["n_input_tokens"]) == [100, 50]
+
+
+def test_trace_requests_beyond_the_context_are_kept_with_a_warning(tmp_path, caplog):
+    from greensim.assembly.prepare import prepare
+
+    with caplog.at_level("WARNING", logger="greensim.assembly.prepare"):
+        p = prepare(to_experiment(_ctx_trace(tmp_path, False)))
+    assert len(p.table) == 3
+    msg = "1 of 3 request(s) need more than Llama-2-7B's context of 4096 tokens"
+    assert any(msg in n for n in p.table.notes) and msg in caplog.text
+    assert "request 1: 4000 input + 200 output tokens" in caplog.text and "drop_invalid: true" in caplog.text
+
+
+def test_every_request_beyond_the_context_is_an_error():
+    exp = tiny(
+        **{
+            "workload.input_tokens": {"dist": "constant", "value": 4000},
+            "workload.output_tokens": {"dist": "constant", "value": 200},
+        }
+    )
+    with pytest.raises(greensim.GreensimError, match="every request is longer than the model's context"):
+        greensim.run(exp, write=False)
