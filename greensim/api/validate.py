@@ -52,9 +52,8 @@ def validate_experiment(path: str | Path) -> str:
     if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
         import numpy as np
 
-        from greensim.workloads import build_workload
-
         from greensim.assembly.prepare import context_limit
+        from greensim.workloads import build_workload
 
         # vectorised: cheap, and checks every row (and each request against the model's context)
         context_limit(build_workload(wl, np.random.SeedSequence(exp.seed)), model, wl)

@@ -47,8 +47,7 @@ def mutated_series(draw) -> Tuple[bytes, dict, List[str]]:
     header = ["timestamp_utc", "region", "gco2_per_kwh"]
     t0 = pd.Timestamp("2023-01-01T00:00:00Z")
     rows = [
-        [(t0 + pd.Timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"), REGION, f"{200 + 10 * h:g}"]
-        for h in range(HOURS)
+        [(t0 + pd.Timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ"), REGION, f"{200 + 10 * h:g}"] for h in range(HOURS)
     ]
     opts = {"start": "2023-01-01T01:00", "timezone": "UTC", "region": REGION}
     for _ in range(draw(st.integers(0, 3))):

@@ -25,7 +25,9 @@ def tiny(**updates):
 )
 def test_yes_no_value_for_a_number_is_an_error(key):
     """pydantic read `true` as 1 (max_batched_tokens: true ran with a 1-token budget)."""
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + r": Input should be a valid (number|integer).*'true'"):
+    with pytest.raises(
+        ConfigError, match=key.replace(".", r"\.") + r": Input should be a valid (number|integer).*'true'"
+    ):
         to_experiment(tiny(**{key: True}))
 
 
@@ -124,7 +126,13 @@ def test_trace_stats_json_of_a_rate_profile(tmp_path):
 def _series_exp(path, **intensity):
     return tiny(
         **{
-            "carbon.intensity": {"kind": "series", "region": "ZZ", "path": str(path), "start": "2023-01-01T00:00", **intensity},
+            "carbon.intensity": {
+                "kind": "series",
+                "region": "ZZ",
+                "path": str(path),
+                "start": "2023-01-01T00:00",
+                **intensity,
+            },
             "model": "Llama-3.1-8B",
         }
     )

@@ -21,7 +21,23 @@ import greensim
 from greensim.api.validate import validate_experiment
 
 COLUMNS = ["arrival_time_s", "input_tokens", "output_tokens"]
-CELLS = ["", "text", "nan", "NaN", "inf", "-inf", "-1", "0", "0.5", "1e300", "1e9", "99999999999", "1e-300", " 7 ", '"5"']
+CELLS = [
+    "",
+    "text",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "-1",
+    "0",
+    "0.5",
+    "1e300",
+    "1e9",
+    "99999999999",
+    "1e-300",
+    " 7 ",
+    '"5"',
+]
 DELIMS = [",", ";", "\t", "|", " "]
 
 
@@ -47,7 +63,18 @@ def mutated_trace(draw) -> Tuple[bytes, List[str]]:
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(
             st.sampled_from(
-                ["cell", "cell", "cell", "drop_col", "rename_col", "extra_col", "no_header", "delim", "shuffle", "dup_row"]
+                [
+                    "cell",
+                    "cell",
+                    "cell",
+                    "drop_col",
+                    "rename_col",
+                    "extra_col",
+                    "no_header",
+                    "delim",
+                    "shuffle",
+                    "dup_row",
+                ]
             )
         )
         if kind == "cell" and rows:
@@ -157,6 +184,7 @@ def test_fuzz_trace_stats_cli(case, drop, tmp_path_factory):
         ["trace", "stats", trace, "--no-plot", "--json"] + (["--drop-invalid"] if drop else []), locs + [trace.name]
     )
     if res is not None:
+
         def no_nan(c):
             raise AssertionError(f"--json printed {c}, which is not JSON")
 
