@@ -107,6 +107,13 @@ def load_trace(
             f"drop_invalid: dropped {sum(dropped.values())} row(s): "
             + ", ".join(f"{k} {v}" for k, v in dropped.items())
         )
+    if len(df) == 0:
+        why = (
+            f"every row was invalid and dropped ({', '.join(f'{k} {v}' for k, v in dropped.items())})"
+            if dropped
+            else "it has no rows (a header only?)"
+        )
+        raise TraceError(f"{path}: no requests to summarise: {why}. Add valid rows to the file.")
     return TraceData(df, Path(path), name, str(source), notes, False, info)
 
 

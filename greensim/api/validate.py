@@ -52,9 +52,11 @@ def validate_experiment(path: str | Path) -> str:
     if isinstance(wl, (TraceWorkload, SyntheticWorkload)):
         import numpy as np
 
+        from greensim.assembly.prepare import context_limit
         from greensim.workloads import build_workload
 
-        build_workload(wl, np.random.SeedSequence(exp.seed))  # vectorised: cheap, and checks every row
+        # vectorised: cheap, and checks every row (and each request against the model's context)
+        context_limit(build_workload(wl, np.random.SeedSequence(exp.seed)), model, wl)
     else:
         for k in ("input_tokens", "output_tokens"):
             d = getattr(wl, k)

@@ -4,6 +4,7 @@ performance, carbon and policy plug-ins bound (:func:`prepare`)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -29,8 +30,11 @@ from greensim.policies.registry import DECODE_ROUTERS, DEFER_POLICIES, GAMMA_POL
 from greensim.results import InstanceCarbonSpec
 from greensim.workloads import build_workload
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Prepared",
+    "context_limit",
     "GroupInfo",
     "prepare",
     "make_router",
@@ -130,6 +134,48 @@ def performance_model(p: Performance) -> Any:
     )
 
 
+def context_limit(table: RequestTable, model: Any, workload: Any) -> RequestTable:
+    """Requests whose prompt + output exceed the model's context (``max_context_tokens``).
+
+    A trace with ``drop_invalid: true`` drops them (noted); otherwise they stay, with a WARNING
+    and a workload note (a serving engine would refuse them: vLLM's max_model_len), so that
+    recorded results of generated workloads do not change. Every request over: an error.
+    """
+    lim = int(getattr(model, "max_context_tokens", 0) or 0)
+    if not lim:
+        return table
+    total = table.n_input_tokens.astype(np.int64) + table.n_output_tokens.astype(np.int64)
+    over = np.flatnonzero(total > lim)
+    if over.size == 0:
+        return table
+    i = int(over[0])
+    what = (
+        f"{over.size} of {len(table)} request(s) need more than {model.name}'s context of {lim} tokens "
+        f"(max_context_tokens, config.json max_position_embeddings), e.g. request {i}: "
+        f"{int(table.n_input_tokens[i])} input + {int(table.n_output_tokens[i])} output tokens"
+    )
+    fix = "lower the length limits (e.g. workload.max_total_tokens, input_tokens.max), or pick a longer-context model"
+    if over.size == len(table):
+        raise TraceError(f"workload: every request is longer than the model's context: {what}. Fix: {fix}.")
+    drop = bool(getattr(workload, "kind", "") == "trace" and getattr(workload, "drop_invalid", False))
+    if drop:
+        keep = total <= lim
+        note = f"drop_invalid: dropped {what}."
+        return dataclasses.replace(
+            table,
+            arrival_s=table.arrival_s[keep],
+            n_input_tokens=table.n_input_tokens[keep],
+            n_output_tokens=table.n_output_tokens[keep],
+            slo_class=None if table.slo_class is None else table.slo_class[keep],
+            notes=tuple(table.notes) + (note,),
+        )
+    note = f"{what}; a serving engine would refuse them, here they are simulated. To drop them: {fix}" + (
+        ", or set workload.drop_invalid: true." if getattr(workload, "kind", "") == "trace" else "."
+    )
+    log.warning("workload: %s", note)
+    return dataclasses.replace(table, notes=tuple(table.notes) + (note,))
+
+
 def prepare(exp: Experiment) -> Prepared:
     """Resolve catalogue names, build the workload and bind performance models."""
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
@@ -138,6 +184,7 @@ def prepare(exp: Experiment) -> Prepared:
     table = build_workload(exp.workload, s_workload)
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
+    table = context_limit(table, model, exp.workload)
     perf = performance_model(exp.performance)
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     for gi, g in enumerate(exp.cluster.instances):

@@ -27,6 +27,7 @@ from greensim.base.paths import shared_data_dir
 from greensim.base.units import S_PER_HOUR
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.carbon.registry import INTENSITY_SOURCES
+from greensim.experiment.carbon import MAX_GCO2_PER_KWH
 
 __all__ = [
     "IntensitySeries",
@@ -51,11 +52,13 @@ def shared_carbon_files() -> List[Path]:
     return [d / f for f in SHARED_FILES if (d / f).is_file()]
 
 
-_CACHE: Dict[str, pd.DataFrame] = {}
+_CACHE: Dict[str, pd.DataFrame] = {}  # by path, modification time and size
 
 
 def _read(path: Path) -> pd.DataFrame:
-    key = str(Path(path).resolve())
+    p = Path(path)
+    st = p.stat() if p.is_file() else None  # an edited file (new time or size) is read again
+    key = f"{p.resolve()}|{st.st_mtime_ns}|{st.st_size}" if st else str(p.resolve())
     if key not in _CACHE:
         if not Path(path).is_file():
             raise ConfigError(
@@ -190,6 +193,13 @@ def validate_series(
         raise ConfigError(
             f"{where}: region '{region}' has a negative intensity {vals[neg[0]]:g} gCO2e/kWh at "
             f"{ts[neg[0]].isoformat()}. Intensities must be >= 0; fix the data."
+        )
+    big = np.flatnonzero(vals > MAX_GCO2_PER_KWH)
+    if big.size:
+        raise ConfigError(
+            f"{where}: region '{region}' has an intensity of {vals[big[0]]:g} gCO2e/kWh at "
+            f"{ts[big[0]].isoformat()}, above {MAX_GCO2_PER_KWH:g} (over 5x a coal plant's life-cycle "
+            f"intensity): check the units (gCO2e per kWh expected) or fix the data."
         )
     off = np.flatnonzero(np.abs(d / step - np.round(d / step)) > 1e-6)
     if off.size:

@@ -28,6 +28,23 @@ _TRACE_OPTS = [
 ]
 
 
+def _json(obj) -> str:
+    """JSON text of a statistics dict; an undefined value (NaN or inf, e.g. the correlation of
+    one request) is written as null, since JSON has no NaN."""
+    import math
+
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        return x
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
 def _trace_opts(f):
     for o in reversed(_TRACE_OPTS):
         f = o(f)
@@ -83,11 +100,11 @@ def trace_stats_cmd(source, fmt, data_dir, drop_invalid, column, time_unit, plot
         fail(exc)
     st = stats(data)
     if data.is_profile:
-        click.echo(json.dumps(st, indent=2) if as_json else st.to_string(index=False))
+        click.echo(_json(st.to_dict(orient="records")) if as_json else st.to_string(index=False))
     else:
         for n in data.notes:
             click.echo(f"note: {n}", err=True)
-        click.echo(json.dumps(st, indent=2) if as_json else f"{data.name} ({data.path})\n{format_stats(st)}")
+        click.echo(_json(st) if as_json else f"{data.name} ({data.path})\n{format_stats(st)}")
     if not no_plot:
         out = plot(data, plot_path or f"trace_stats_{data.name}.png")
         click.echo(f"plot: {out}")

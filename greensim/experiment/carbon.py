@@ -11,10 +11,17 @@ from greensim.experiment.model import StrictModel
 
 DEFAULT_SITE = "default"  # the site of groups without ``site``: carbon.pue
 
+#: Largest grid intensity accepted [gCO2e/kWh]: over 5x the highest life-cycle intensity of any
+#: generation technology in IPCC AR5 WG3 Annex III, Table A.III.2 (coal, pulverised: max 910
+#: gCO2eq/kWh). A larger value is a unit error (g/MWh, mg/kWh), not a grid.
+MAX_GCO2_PER_KWH = 5000.0
+
 
 class ConstantIntensity(StrictModel):
     kind: Literal["constant"]
-    gco2_per_kwh: float = Field(ge=0, description="grid carbon intensity [gCO2e/kWh]")
+    gco2_per_kwh: float = Field(
+        ge=0, le=MAX_GCO2_PER_KWH, description="grid carbon intensity [gCO2e/kWh], at most 5000 (a unit check)"
+    )
 
 
 class SeriesIntensity(StrictModel):
@@ -47,7 +54,9 @@ class DiurnalIntensity(StrictModel):
     """Synthetic daily cycle mean x (1 + amplitude_frac cos(2 pi (h - peak_hour)/24)); no defaults (not data)."""
 
     kind: Literal["diurnal"]
-    mean_gco2_per_kwh: float = Field(ge=0, description="daily mean [gCO2e/kWh]")
+    mean_gco2_per_kwh: float = Field(
+        ge=0, le=MAX_GCO2_PER_KWH / 2, description="daily mean [gCO2e/kWh]; mean x (1 + amplitude) at most 5000"
+    )
     amplitude_frac: float = Field(ge=0, le=1, description="half of (max - min) / mean [-]")
     peak_hour: float = Field(ge=0, lt=24, description="hour of the daily maximum [h]")
     start_hour: float = Field(0.0, ge=0, lt=24, description="hour of day at simulated t = 0 [h]")

@@ -98,6 +98,9 @@ class ModelSpec:
     #: tokenizer family (cited in ``source``); two models with the same family emit the same
     #: token ids even where their embedding tables are padded to different ``vocab_size``
     tokenizer: str = ""
+    #: longest prompt + output the model serves [tokens] (config.json max_position_embeddings;
+    #: 0: unknown, no check)
+    max_context_tokens: int = 0
     #: rows of the LM head actually computed (0: all ``vocab_size``); a draft restricted to its
     #: most frequent tokens (FR-Spec, :meth:`with_draft_vocab`)
     lm_head_vocab: int = 0
@@ -281,6 +284,7 @@ def _model_from_entry(name: str, e: Mapping[str, Any], where: str) -> ModelSpec:
             _num(e, "learned_pos_embeddings", where, positive=False) if "learned_pos_embeddings" in e else 0
         ),
         tokenizer=str(e.get("tokenizer") or ""),
+        max_context_tokens=_opt_int(e, "max_context_tokens", where) or 0,
     )
 
 

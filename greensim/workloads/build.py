@@ -32,6 +32,7 @@ import pandas as pd
 from greensim.base.errors import ConfigError, TraceError
 from greensim.core.requests import RequestTable
 from greensim.experiment.workload import (
+    MAX_REQUESTS,
     FittedLengths,
     IndependentLengths,
     PoissonWorkload,
@@ -39,7 +40,7 @@ from greensim.experiment.workload import (
     TraceWorkload,
 )
 from greensim.workloads.arrivals import arrival_times
-from greensim.workloads.clean import clean_frame
+from greensim.workloads.clean import MAX_ARRIVAL_S, clean_frame
 from greensim.workloads.named import find_named_trace
 from greensim.workloads.readers import ReadOptions, notes_of
 from greensim.workloads.registry import WORKLOADS
@@ -180,7 +181,8 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
         t = t[m] - lo_
     scale = cfg.time_scale / cfg.rate_scale
     if scale != 1.0:
-        t = t * scale
+        with np.errstate(over="ignore"):  # inf: stopped by check_arrival_horizon with the fields to fix
+            t = t * scale
     if cfg.repeat_until_s is not None and t.size:
         if hi is not None:
             period = (hi - (lo or 0.0)) * scale
@@ -190,6 +192,13 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
             raise TraceError(
                 f"{where}: repeat_until_s needs at least two distinct arrival times (or a window_end_s "
                 f"to set the period)."
+            )
+        copies = math.ceil(cfg.repeat_until_s / period) if period > 0 else math.inf
+        if cfg.repeat_until_s > MAX_ARRIVAL_S or copies * t.size > MAX_REQUESTS:
+            raise ConfigError(
+                f"workload.repeat_until_s: {cfg.repeat_until_s:g} s tiles the trace ({t.size} request(s) every "
+                f"{period:g} s) into about {copies * t.size:.3g} requests up to {cfg.repeat_until_s:.3g} s; at most "
+                f"{MAX_REQUESTS:.0e} requests and {MAX_ARRIVAL_S:.0e} s (about 32 years) are simulated. Lower it."
             )
         idx, t = _tile(t, period, cfg.repeat_until_s)
         notes.append(
@@ -257,9 +266,36 @@ def _synthetic(cfg: SyntheticWorkload, seeds: np.random.SeedSequence) -> Request
     return RequestTable.from_arrays(t, inp, out, where="workload")
 
 
+def _time_fields(cfg) -> str:
+    """The experiment fields that set a workload's arrival times (for error messages)."""
+    if isinstance(cfg, PoissonWorkload):
+        return "workload.rate_rps"
+    fields = []
+    if getattr(cfg, "arrivals", None) is not None:
+        fields.append("workload.arrivals (its rate)")
+    for k in ("time_scale", "rate_scale", "repeat_until_s", "duration_s"):
+        v = getattr(cfg, k, None)
+        if v is not None and v != 1.0:
+            fields.append(f"workload.{k}")
+    return ", ".join(fields) or "workload"
+
+
+def check_arrival_horizon(table: RequestTable, cfg) -> None:
+    """Stop a workload whose arrivals run past :data:`MAX_ARRIVAL_S` (about 32 years): a rate
+    or time scale that far off is a unit error, and the energy and carbon of such a run are
+    meaningless (a 1e300 s run gives 300-digit numbers)."""
+    if len(table) and float(table.arrival_s[-1]) > MAX_ARRIVAL_S:
+        raise ConfigError(
+            f"{_time_fields(cfg)}: the requests arrive until t = {float(table.arrival_s[-1]):.3g} s, beyond "
+            f"{MAX_ARRIVAL_S:.0e} s (about 32 years); the rate is too low or the times too stretched. "
+            f"Check the units, raise the rate or lower the number of requests."
+        )
+
+
 def build_workload(cfg, seeds: np.random.SeedSequence) -> RequestTable:
     """Dispatch on ``cfg.kind`` through the workload registry; then ``slo_class_frac`` tags classes."""
     table = WORKLOADS.get(cfg.kind, field="workload.kind")(cfg, seeds)
+    check_arrival_horizon(table, cfg)
     fracs = getattr(cfg, "slo_class_frac", None)
     if fracs:
         table = tag_slo_classes(table, fracs, seeds)

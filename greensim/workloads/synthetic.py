@@ -19,7 +19,8 @@ def sample_lengths(dist, n: int, rng: np.random.Generator, where: str) -> np.nda
     if isinstance(dist, UniformLength):
         return rng.integers(dist.low, dist.high + 1, size=n, dtype=np.int64)
     if isinstance(dist, LognormalLength):
-        x = np.rint(dist.median * np.exp(dist.sigma * rng.standard_normal(n)))
+        with np.errstate(over="ignore"):  # a huge median or sigma overflows to inf, clipped to max below
+            x = np.rint(dist.median * np.exp(dist.sigma * rng.standard_normal(n)))
         return np.clip(x, dist.min, max(dist.min, dist.max)).astype(np.int64)
     if isinstance(dist, EmpiricalLength):
         df = read_trace_frame(dist.path, where=f"{where}.path", recognise=False)  # any table with the column
