@@ -11,6 +11,10 @@ from typing_extensions import Annotated
 from greensim.experiment.acceptance import acceptance_entry
 from greensim.experiment.model import StrictModel
 
+#: a guard, not a physical limit: every instance is simulated with its own state and events, so a
+#: group of 1e9 (a typo or a unit slip) would exhaust memory before the first request
+MAX_INSTANCES = 100_000
+
 
 # ------------------------------------------------------------------ cluster
 class InstanceGroup(StrictModel):
@@ -18,7 +22,12 @@ class InstanceGroup(StrictModel):
 
     gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
     tp: int = Field(1, ge=1, le=64, description="tensor-parallel degree = GPUs per instance")
-    count: int = Field(1, ge=1, description="number of instances in this group")
+    count: int = Field(
+        1,
+        ge=1,
+        le=MAX_INSTANCES,
+        description="number of instances in this group (at most 100,000: each is simulated, with its own state)",
+    )
     name: Optional[str] = Field(None, description="label; defaults to '<gpu>x<tp>'")
     max_batch_size: int = Field(256, ge=1, description="max requests per iteration (vLLM max_num_seqs default 256)")
     max_batched_tokens: int = Field(8192, ge=1, description="max tokens per iteration [tokens]")

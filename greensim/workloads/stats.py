@@ -35,7 +35,9 @@ def trace_stats(arrival_s: Optional[np.ndarray], input_tokens: np.ndarray, outpu
         for p, q in zip(PERCENTILES, np.percentile(v, PERCENTILES)):
             s[f"{name}_p{p}"] = float(q)
         s[f"{name}_max"] = float(v.max())
-    s["spearman_input_output"] = float(spearmanr(x, y).statistic) if x.size > 2 else float("nan")
+    # undefined (nan) for fewer than 3 rows or a constant column, without scipy's warning
+    varies = x.size > 2 and np.ptp(x) > 0 and np.ptp(y) > 0
+    s["spearman_input_output"] = float(spearmanr(x, y).statistic) if varies else float("nan")
     return s
 
 

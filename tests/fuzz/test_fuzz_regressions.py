@@ -220,3 +220,12 @@ def test_every_request_beyond_the_context_is_an_error():
     )
     with pytest.raises(greensim.GreensimError, match="every request is longer than the model's context"):
         greensim.run(exp, write=False)
+
+
+def test_a_billion_instances_is_an_error_not_a_hang():
+    """cluster.instances[*].count had no upper bound: a scaled count of 1e9 built instances until
+    memory ran out (a GREENSIM_FUZZ_EXAMPLES=150 hang)."""
+    exp = make_experiment()
+    exp["cluster"]["instances"][0]["count"] = 10**9
+    with pytest.raises(ConfigError, match=r"cluster\.instances\.0\.count"):
+        to_experiment(exp)
