@@ -175,7 +175,7 @@ def write_plan(res: PlanResult, out_dir: str | Path | None = None, plots: bool =
             if out[col].dtype == object:
                 out[col] = out[col].astype("string") if col in ("old_gpu", "reason") else out[col]
         out.to_parquet(tmp / "frontier.parquet", index=False)
-        (tmp / "plan.json").write_text(json.dumps(summary, indent=2))
+        (tmp / "plan.json").write_text(json.dumps(to_jsonable(summary), indent=2))
         (tmp / "plan_spec.yaml").write_text(yaml.safe_dump(res.spec.model_dump(mode="json"), sort_keys=False))
         if winner is not None:
             (tmp / "winner.yaml").write_text(
