@@ -58,6 +58,29 @@ def tag_member(tp: Any, part: Any) -> Optional[type]:
     return None
 
 
+def union_tags(root: type, loc: tuple, disc: str) -> List[str]:
+    """The values the discriminator ``disc`` may take in the tagged union at ``loc`` (empty if
+    the location cannot be resolved)."""
+    parent = model_at(root, loc[:-1]) if loc else None
+    if parent is None or not isinstance(loc[-1], str) or loc[-1] not in parent.model_fields:
+        return []
+    tp = parent.model_fields[loc[-1]].annotation
+    for _ in range(4):  # Optional[Annotated[Union[...], ...]]
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is Union and any(a is type(None) for a in typing.get_args(tp)):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            tp = members[0] if len(members) == 1 else Union[tuple(members)]
+        else:
+            break
+    tags: List[str] = []
+    for m in typing.get_args(tp) if typing.get_origin(tp) is Union else ():
+        f = getattr(m, "model_fields", {}).get(disc)
+        if f is not None:
+            tags += [str(a) for a in typing.get_args(f.annotation)]
+    return tags
+
+
 def unwrap_annotation(tp: Any, part: Any) -> Any:
     for _ in range(5):
         origin = typing.get_origin(tp)
@@ -153,7 +176,11 @@ def format_validation_error(
         elif e["type"] == "union_tag_invalid":
             lines.append(f"{path}: {e['msg']}. Set one of the listed kinds.")
         elif e["type"] == "union_tag_not_found":
-            lines.append(f"{path}: {e['msg']}.")
+            disc = str((e.get("ctx") or {}).get("discriminator", "kind")).strip("'")
+            tags = union_tags(root, loc, disc)
+            got = f" (got keys: {', '.join(map(str, val))})" if isinstance(val, dict) and val else ""
+            which = f": one of {', '.join(tags)}" if tags else ""
+            lines.append(f"{path}: says neither which form it is{got}. Add '{disc}'{which}.")
         elif e["type"] == "value_error" and plain_value_errors:
             msg = e["msg"].removeprefix("Value error, ")
             lines.append(f"{msg}." if not loc else f"{path}: {msg}.")

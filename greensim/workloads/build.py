@@ -134,10 +134,17 @@ def load_trace(cfg: TraceWorkload, seeds: Optional[np.random.SeedSequence] = Non
             "arrival_time_s,input_tokens,output_tokens, or set workload.format / workload.columns."
         )
     if not has_times and cfg.arrivals is None:
+        timeish = [str(c) for c in df.columns if any(k in str(c).lower() for k in ("arriv", "time", "stamp"))]
+        hint = (
+            f" It has column(s) {timeish}: if one holds the arrival times, map it with workload.columns, "
+            f"e.g. {{arrival_time_s: {timeish[0]}}} (workload.time_unit for ms/us)."
+            if timeish
+            else ""
+        )
         raise TraceError(
-            f"{where}: this trace has no arrival times (lengths only). Set workload.arrivals, e.g. "
-            f"{{process: poisson, rate_rps: 5}} or {{process: servegen, model: m-large, "
-            f"mean_rate_rps: 5}}."
+            f"{where}: this trace has no arrival_time_s column (lengths only).{hint} Otherwise set "
+            f"workload.arrivals, e.g. {{process: poisson, rate_rps: 5}} or {{process: servegen, model: "
+            f"m-large, mean_rate_rps: 5}}."
         )
     df, dropped = clean_frame(df, where, drop_invalid=cfg.drop_invalid, need_arrival=cfg.arrivals is None)
     if dropped:

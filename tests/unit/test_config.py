@@ -71,3 +71,25 @@ def test_committed_schema_is_current():
 
     committed = json.loads((Path(__file__).resolve().parents[2] / "experiments/experiment.schema.json").read_text())
     assert committed == json_schema()
+
+
+@pytest.mark.parametrize(
+    "key, value, want",
+    [
+        (
+            "carbon.intensity",
+            {"series": "x.csv"},
+            r"carbon\.intensity: says neither which form it is \(got keys: series\)\. Add 'kind': one of constant, series, diurnal",
+        ),
+        (
+            "workload.input_tokens",
+            {"value": 3},
+            r"workload\.input_tokens: .*Add 'dist': one of constant, uniform, lognormal, empirical",
+        ),
+    ],
+)
+def test_a_tagged_section_without_its_tag_names_the_tag_and_its_values(key, value, want):
+    from greensim.experiment.load import to_experiment
+
+    with pytest.raises(ConfigError, match=want):
+        to_experiment(make_experiment(**{key: value}))

@@ -73,7 +73,7 @@ def test_named_trace_by_name_replays_the_file(shared_data):
 
 def test_length_only_trace_needs_arrivals(shared_data):
     d = str(shared_data / "traces")
-    with pytest.raises(TraceError, match=r"no arrival times .*workload\.arrivals"):
+    with pytest.raises(TraceError, match=r"no arrival_time_s column .*workload\.arrivals"):
         table(name="sharegpt_lengths_llama2tok", data_dir=d)
     t = table(name="sharegpt_lengths_llama2tok", data_dir=d, arrivals={"process": "poisson", "rate_rps": 5.0})
     src = pd.read_csv(shared_data / "traces/sharegpt_lengths_llama2tok.csv")
@@ -366,3 +366,10 @@ def test_config_errors_name_the_field_path():
         )
     with pytest.raises(ConfigError, match=r"workload: Value error, set exactly one of path"):
         parse_experiment(make_experiment(workload={"kind": "trace"}))
+
+
+def test_a_trace_with_a_differently_named_arrival_column_is_told_to_map_it(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,input_tokens,output_tokens\n0,10,10\n")
+    with pytest.raises(TraceError, match=r"column\(s\) \['arrival_s'\].*workload\.columns.*arrival_time_s: arrival_s"):
+        load_trace(wl(path=str(p)))
