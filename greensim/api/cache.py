@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -50,6 +51,10 @@ def default_cache_max_bytes() -> int:
             f"Set it to e.g. 512, or unset it for the default ({DEFAULT_MAX_MB:g} MB)."
         )
     return int(mb * 1e6)
+
+
+#: a cache temporary file older than this is a dead write's [s] (a write takes milliseconds)
+STALE_TMP_S = 3600.0
 
 
 class RunCache:
@@ -109,9 +114,26 @@ class RunCache:
                 continue
         return out
 
+    def remove_stale_temporaries(self, older_than_s: float = STALE_TMP_S) -> int:
+        """Delete the temporary files of writes that never finished (a killed run leaves its
+        ``.<key>.*`` file behind; a live write lasts milliseconds); return how many."""
+        runs = self.folder / "runs"
+        if not runs.is_dir():
+            return 0
+        cutoff, n = time.time() - older_than_s, 0
+        for p in runs.glob("*/.*"):
+            try:
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    n += 1
+            except OSError:
+                continue
+        return n
+
     def prune(self) -> int:
-        """Delete least recently used entries until the folder is under ``max_bytes``;
-        return how many were deleted."""
+        """Delete stale temporary files, then least recently used entries until the folder is
+        under ``max_bytes``; return how many entries were deleted."""
+        self.remove_stale_temporaries()
         entries = self._entries()
         total = sum(st.st_size for _, st in entries)
         if total <= self.max_bytes:

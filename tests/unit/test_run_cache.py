@@ -2,10 +2,11 @@
 
 import json
 import os
+import time
 
 import pytest
 
-from greensim.api.cache import RunCache, default_cache_dir, default_cache_max_bytes
+from greensim.api.cache import STALE_TMP_S, RunCache, default_cache_dir, default_cache_max_bytes
 from greensim.base.errors import ConfigError
 
 
@@ -86,3 +87,16 @@ def _entry_size(tmp_path, base):
     d = tmp_path / "probe"
     greensim.sweep(base, grid={"workload.rate_rps": [9]}, workers=1, cache_dir=d, progress=False)
     return RunCache(d).size_bytes()
+
+
+def test_prune_removes_a_killed_writes_temporary_file_but_not_a_fresh_one(tmp_path):
+    c = RunCache(tmp_path)
+    c.put("ab" * 32, {"x": 1.0}, 0.1)
+    d = c.path("ab" * 32).parent
+    dead, live = d / ".abababab.dead", d / ".abababab.live"
+    dead.write_text("{")
+    live.write_text("{")
+    old = time.time() - 2 * STALE_TMP_S
+    os.utime(dead, (old, old))
+    c.prune()
+    assert not dead.exists() and live.exists() and c.get("ab" * 32)["summary"] == {"x": 1.0}
