@@ -103,6 +103,8 @@ class Request:
         "energy_j",
         "admitted",
         "seq",
+        "redo",
+        "cached",
         # speculative decoding only (set at batch entry): acceptance-draw segment,
         # draws used (slot path), planned run and share accumulators (planned path)
         "spec_draws",
@@ -136,6 +138,8 @@ class Request:
         self.energy_j = 0.0  # busy-energy share [J]
         self.admitted = False
         self.seq = 0  # admission order (preemption picks the latest)
+        self.redo = False  # a failure destroyed its KV: its next prefill recomputes lost work
+        self.cached = 0  # prompt tokens whose KV its next prefill finds cached (DPD resend)
 
 
 class RequestRecord:
