@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -87,6 +88,8 @@ class Simulation:
         self.record = RequestRecord(len(table))
         self._front_map: Optional[List[int]] = None  # router's index -> instance index
         self._draft_of: Optional[dict] = None  # DSD: target instance -> its draft GPU
+        if failures is not None and speculative is not None:  # failing runs take the slot path
+            speculative = [None if sp is None else dataclasses.replace(sp, failable=True) for sp in speculative]
         if speculative is None:
             plain = [Instance(self, i, cfg, perf, Ledger(bin_s)) for i, (cfg, perf) in enumerate(instances)]
             self.instances = self._served = plain
