@@ -283,7 +283,7 @@ class KVHandoff:
                     back.append((r, src, src_blocks, t_ready))
         for rid in sorted(self._early):
             st = self._early[rid]
-            dst, nb, t0, _, src, src_blocks, link, flow, r = st
+            dst, nb, t0, _, src, src_blocks, link, flow, r = st[:9]
             if dst is inst:
                 del self._early[rid]
                 link.cancel(flow)

@@ -321,6 +321,8 @@ class Simulation:
         rec.extra["failure_lost_busy_s"] = self.lost_busy_s  # GPU time of lost work [s]
         rec.extra["failure_lost_energy_j"] = self.lost_energy_j  # busy energy of lost work [J]
         rec.lost_parts = []
+        rec.failure_parts = []  # every part below: a request rejected after a restart keeps them
+        self._t_last_reject = 0.0
         self._fparts: Dict[bool, list] = {False: [], True: []}  # history / lost parts, by level
         self._nflush = {False: np.zeros(n, dtype=np.int64), True: np.zeros(n, dtype=np.int64)}
 
@@ -335,6 +337,7 @@ class Simulation:
             part = (np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n))
             parts.append(part)
             self.record.parts.append(part)
+            self.record.failure_parts.append(part)
             if lost:
                 self.record.lost_parts.append(part)
         inst_col, b_col, e_col = parts[j]
@@ -416,6 +419,7 @@ class Simulation:
         if reason:
             if self.record.n_requeues[r.id]:
                 reason = "re-routed after a failure to an instance that cannot hold it: " + reason
+                self._t_last_reject = self.env.now  # its work so far is inside the horizon
             self.record.rejected[r.id] = True
             self.record.reject_reason[r.id] = reason
             self.n_rejected += 1
@@ -523,7 +527,7 @@ class Simulation:
         horizon = float(self.env.now)
         if self.failures is not None:  # stray failure/repair events may run past the last completion
             done = self.record.done_s[np.isfinite(self.record.done_s)]
-            horizon = float(done.max()) if done.size else 0.0
+            horizon = max(float(done.max()) if done.size else 0.0, self._t_last_reject)
         if n:
             horizon = max(horizon, float(self._arr[-1]))
         if self._has_net:  # the last response reaches its user after the instance's last event

@@ -106,8 +106,13 @@ def _served(rec, k: int):
     if not rec.parts:
         return served, rec.busy_s[served], rec.energy_j[served]
     ids, busy, joules = [served], [rec.busy_s[served]], [rec.energy_j[served]]
-    for inst_col, busy_col, j_col in rec.parts:
-        m = np.flatnonzero((inst_col == k) & ~rec.rejected)
+    fparts = getattr(rec, "failure_parts", ())
+    for part in rec.parts:
+        inst_col, busy_col, j_col = part
+        if any(part is f for f in fparts):  # work done before a failure: kept if later rejected
+            m = np.flatnonzero(inst_col == k)
+        else:
+            m = np.flatnonzero((inst_col == k) & ~rec.rejected)
         ids.append(m)
         busy.append(busy_col[m])
         joules.append(j_col[m])
@@ -263,7 +268,7 @@ def build_tables(
                 np.add.at(req_op, served, c_op)
                 np.add.at(req_emb, served, emb * w)
                 for inst_col, b_col, j_col in lost_parts:  # the same charge rule, for lost work
-                    m = np.flatnonzero((inst_col == k) & ~rec.rejected)
+                    m = np.flatnonzero(inst_col == k)
                     if m.size:
                         wl = b_col[m] / tot_busy
                         el = j_col[m] if busy_acc else j_col[m] + idle_j * wl
