@@ -409,7 +409,9 @@ class Simulation:
         if self._dpd is not None and inst.handoff is not None and r.n_out > r.generated + 1:
             reason = self._dpd.reject_reason(r.n_in, r.n_out)
             if not reason and inst._blocks(prompt) > self._max_need[k]:
-                reason = f"needs {inst._blocks(prompt)} KV blocks to prefill; instance {cfg.name} holds {self._max_need[k]}"
+                reason = (
+                    f"needs {inst._blocks(prompt)} KV blocks to prefill; instance {cfg.name} holds {self._max_need[k]}"
+                )
             elif not reason and not cfg.chunked_prefill and prompt > cfg.max_batched_tokens:
                 reason = f"prompt {prompt} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}"
         elif inst._blocks(need) > self._max_need[k]:

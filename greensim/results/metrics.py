@@ -273,9 +273,7 @@ def build_tables(
                         wl = b_col[m] / tot_busy
                         el = j_col[m] if busy_acc else j_col[m] + idle_j * wl
                         lost_j_k += float(j_col[m].sum())
-                        np.add.at(
-                            req_lost_c, m, (op * el / charged_j if charged_j > 0 else 0.0 * el) + emb * wl
-                        )
+                        np.add.at(req_lost_c, m, (op * el / charged_j if charged_j > 0 else 0.0 * el) + emb * wl)
         else:
             unattributed += op + emb
         inst_rows.append(

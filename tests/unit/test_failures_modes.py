@@ -183,7 +183,9 @@ def test_draft_failure_stall_waits_for_repair_then_rebuilds_draft_kv():
     r = t.requests.iloc[0]
     catchup = drf.iteration_time_s([(N_IN, 0)], 0, 0)  # the draft KV of prompt + first token
     # after the repair and the catch-up prefill, the run is the baseline's from its first iteration
-    assert (r.arrival_s + r.e2e_s) == pytest.approx((r0.arrival_s + r0.e2e_s) + (t_f + 7.0 - (r0.arrival_s + r0.ttft_s)) + catchup, rel=1e-9)
+    assert (r.arrival_s + r.e2e_s) == pytest.approx(
+        (r0.arrival_s + r0.e2e_s) + (t_f + 7.0 - (r0.arrival_s + r0.ttft_s)) + catchup, rel=1e-9
+    )
     assert r.failure_lost_busy_s == pytest.approx(1e-6 + catchup, rel=1e-6)
     _balanced(t)
 
