@@ -237,7 +237,7 @@ class KVHandoff:
             dst, nb = self._place(r, r.kv_len, cands)
             self.decode_wait_s[r.id] = now - t_ready
             link = self._link(src.index, dst.index)
-            entry = [link, None, r, src, src_blocks, dst, nb, t_ready]
+            entry: list = [link, None, r, src, src_blocks, dst, nb, t_ready]
             self._inflight[r.id] = entry  # before send: an instant transfer removes it at once
             entry[1] = link.send(self.transfer_bytes[r.id], self._arrival(r, src, src_blocks, dst, nb, now))
 
@@ -315,7 +315,7 @@ class KVHandoff:
         if not src.available or src.n_failures != n_fail:
             return False
         r.cached = tokens
-        self.sim._place(r, src)
+        self.sim.place(r, src)
         return True
 
     def on_complete(self, r: Request) -> bool:

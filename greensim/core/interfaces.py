@@ -261,6 +261,10 @@ class EngineHost(Protocol):
         """``r`` was evicted from its batch (it will be re-prefilled)."""
         ...
 
+    def place(self, r: Any, inst: Any) -> None:
+        """Send ``r`` to serving instance ``inst`` (or reject it there); DPD resend uses it."""
+        ...
+
     def on_recomputed(self, r: Any, instance_index: int) -> None:
         """``r`` finished the prefill recomputing KV a failure destroyed (failures only)."""
         ...

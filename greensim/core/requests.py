@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -163,3 +163,7 @@ class RequestRecord:
         self.parts: list = []
         # Extra per-request result columns by name (added by disaggregation modes).
         self.extra: dict = {}
+        # Runs with GPU failures: the parts holding work moved off restarted requests, and
+        # those of them that are lost work (None without failures).
+        self.failure_parts: list = []
+        self.lost_parts: Optional[list] = None

@@ -320,7 +320,8 @@ class Simulation:
         rec.extra["failure_lost_tokens"] = self.lost_tokens  # tokens whose KV failures destroyed
         rec.extra["failure_lost_busy_s"] = self.lost_busy_s  # GPU time of lost work [s]
         rec.extra["failure_lost_energy_j"] = self.lost_energy_j  # busy energy of lost work [J]
-        rec.lost_parts = []
+        self._lost_list: list = []
+        rec.lost_parts = self._lost_list
         rec.failure_parts = []  # every part below: a request rejected after a restart keeps them
         self._t_last_reject = 0.0
         self._fparts: Dict[bool, list] = {False: [], True: []}  # history / lost parts, by level
@@ -339,7 +340,7 @@ class Simulation:
             self.record.parts.append(part)
             self.record.failure_parts.append(part)
             if lost:
-                self.record.lost_parts.append(part)
+                self._lost_list.append(part)
         inst_col, b_col, e_col = parts[j]
         inst_col[rid], b_col[rid], e_col[rid] = k, busy_s, energy_j
         self._nflush[lost][rid] = j + 1
@@ -396,9 +397,9 @@ class Simulation:
         j = self.router.choose(r.id, r.n_in, up)
         if not (0 <= j < len(up)):
             raise SimulationInvariantError(f"router returned instance {j}; valid 0..{len(up) - 1}")
-        self._place(r, up[j])
+        self.place(r, up[j])
 
-    def _place(self, r: Request, inst: ServingInstance) -> None:
+    def place(self, r: Request, inst: ServingInstance) -> None:
         """Send ``r`` (a new arrival or a restart after a failure) to ``inst``, or reject it."""
         k = inst.index
         self.record.instance[r.id] = k
