@@ -290,7 +290,15 @@ def prepare(exp: Experiment) -> Prepared:
 
     failures = failure_model_for(exp)
     dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
-    spec = _speculative(exp, spec_parts, s_policies)
+    spec = _speculative(exp, spec_parts, s_policies, failable=failures is not None)
+    if failures is not None:
+        for i, g in enumerate(exp.cluster.instances):
+            if g.speculative is not None and (g.speculative.pipeline or g.chunked_prefill):
+                raise ConfigError(
+                    f"cluster.instances[{i}]: GPU failures (aging.failures) are not modelled together with "
+                    "speculative.pipeline or chunked_prefill on a speculative group. Drop the failures or "
+                    "those options."
+                )
     if failures is not None and any(s.rtt_s for s in exp.carbon.sites.values()):
         raise ConfigError(
             "cluster.instances[*].aging.failures: GPU failures are not supported together with network "
@@ -301,12 +309,6 @@ def prepare(exp: Experiment) -> Prepared:
     if check is not None:
         check(exp, sites)
     _check_router_options(router_factory, exp)
-    if failures is not None and (dpd is not None or spec is not None):
-        raise ConfigError(
-            "cluster.instances[*].aging.failures: GPU failures are not supported together with "
-            "disaggregation roles or speculative decoding yet (in-flight KV transfers and draft "
-            "GPUs are not re-routed). Drop aging.failures or run colocated instances."
-        )
     defer_factory = _defer_factory(exp)
     return Prepared(
         exp,
@@ -514,6 +516,7 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
         "bandwidth_bps": float("inf"),
         "latency_s": 0.0,
         "pipeline": sp.pipeline,
+        "on_draft_failure": sp.on_draft_failure,
     }
     if sp.draft_gpu is None:
         # both models' weights and KV on the target GPU(s)
@@ -549,8 +552,15 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
         where=f"{w}.draft_gpu (draft {draft.name} on {dgpu.name})",
     )
     lk = sp.link
+    draft_perf = perf.bind(dgpu, draft, 1)
+    if sp.draft_aging is not None:
+        from greensim.hardware.aging import degrade
+
+        draft_perf = degrade(
+            draft_perf, SimpleNamespace(aging=sp.draft_aging, age_years=sp.draft_gpu_age_years), f"{w}.draft"
+        )
     part.update(
-        draft_perf=perf.bind(dgpu, draft, 1),
+        draft_perf=draft_perf,
         draft_name=f"{draft.name}@{dgpu.name}",
         draft_gpu=dgpu,
         bandwidth_bps=link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac),
@@ -559,7 +569,9 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
     return min(blocks, d_blocks), part
 
 
-def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: np.random.SeedSequence):
+def _speculative(
+    exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: np.random.SeedSequence, failable: bool = False
+):
     """A factory of per-instance :class:`SpecSetup` (fresh generators and policies per run), or None."""
     if all(p is None for p in parts):
         return None
@@ -586,6 +598,8 @@ def _speculative(exp: Experiment, parts: List[Optional[Dict[str, Any]]], seed: n
                     rng=np.random.default_rng(child),
                     alpha_by_position=p["alpha_by_position"],
                     pipeline=p["pipeline"],
+                    on_draft_failure=p["on_draft_failure"],
+                    failable=failable,
                 )
             )
         return out
@@ -612,6 +626,7 @@ def _disaggregation(exp: Experiment, roles: List[str], kv_bytes_per_token: float
             kv_bytes_per_token,
             layerwise=d.layerwise,
             n_layers=n_layers,
+            on_decode_failure=d.on_decode_failure,
         )
 
     return make

@@ -63,6 +63,9 @@ class DisaggregationSpec:
     kv_bytes_per_token : KV-cache bytes per token of the model [bytes/token].
     layerwise : send KV layer by layer while the prefill runs (see :class:`KVHandoff`).
     n_layers : model layers (layer-wise transfer) [-].
+    on_decode_failure : what a request does when its decode instance fails (its KV there
+        is lost): ``"reprefill"`` (re-prefilled from scratch on a prefill instance) or
+        ``"resend"`` (see :meth:`KVHandoff.resend`).
     """
 
     roles: Tuple[str, ...]
@@ -73,6 +76,7 @@ class DisaggregationSpec:
     kv_bytes_per_token: float
     layerwise: bool = False
     n_layers: int = 1
+    on_decode_failure: str = "reprefill"
 
 
 class KVHandoff:
@@ -117,7 +121,14 @@ class KVHandoff:
         )
         self._max_need = min(d.total_kv_blocks - d.cfg.watermark_blocks for d in self.decode)
         self.layerwise = spec.layerwise
-        self._early: Dict[int, list] = {}  # layer-wise: id -> [dst, blocks, t0, flow done, src, src blocks]
+        # layer-wise: id -> [dst, blocks, t0, flow done, src once prefilled, src blocks, link,
+        # flow in flight, request, prefill instance]
+        self._early: Dict[int, list] = {}
+        # transfers on a link: id -> (link, flow, request, src, src blocks, dst, dst blocks, t0)
+        self._inflight: Dict[int, list] = {}
+        # resend: id -> (prefill instance, its failure count) holding a copy of the sent KV
+        self._held_by: Dict[int, Tuple["Instance", int, int]] = {}
+        self._keep_copies = spec.on_decode_failure == "resend"
 
     @property
     def links(self) -> List[Link]:
@@ -166,12 +177,12 @@ class KVHandoff:
         if self.pending:
             return  # older requests are placed first
         tokens = r.n_in + r.generated
-        cands = [d for d in self.decode if d.can_accept(tokens)]
+        cands = [d for d in self.decode if d.available and d.can_accept(tokens)]
         if not cands:
             return
         dst, nb = self._place(r, tokens, cands)
         self.decode_wait_s[r.id] = 0.0
-        st = [dst, nb, self.sim.env.now, False, None, 0]
+        st = [dst, nb, self.sim.env.now, False, None, 0, None, None, r, src]
         self._early[r.id] = st
         L = self.spec.n_layers
         nbytes = self.spec.kv_bytes_per_token * tokens * (L - 1) / L
@@ -181,19 +192,21 @@ class KVHandoff:
             if st[4] is not None:
                 self._send_tail(r, st)
 
-        self._link(src.index, dst.index).send(nbytes, flow_done)
+        st[6] = link = self._link(src.index, dst.index)
+        st[7] = link.send(nbytes, flow_done)
 
     def _send_tail(self, r: Request, st: list) -> None:
-        dst, nb, t0, _, src, src_blocks = st
+        dst, nb, t0, _, src, src_blocks = st[:6]
         nbytes = self.transfer_bytes[r.id] / self.spec.n_layers
 
         def done() -> None:
             del self._early[r.id]
             self.transfer_s[r.id] = self.sim.env.now - t0
+            self._sent(r, src)
             src.release_blocks(src_blocks)
             dst.accept(r, nb)
 
-        self._link(src.index, dst.index).send(nbytes, done)
+        st[7] = st[6].send(nbytes, done)
 
     def on_prefilled(self, src: "Instance", r: Request) -> None:
         """``r`` finished its prefill on ``src`` and keeps ``r.blocks`` there until sent."""
@@ -217,25 +230,98 @@ class KVHandoff:
         now = self.sim.env.now
         while self.pending:
             r, src, src_blocks, t_ready = self.pending[0]
-            cands = [d for d in self.decode if d.can_accept(r.kv_len)]
+            cands = [d for d in self.decode if d.available and d.can_accept(r.kv_len)]
             if not cands:
                 return
             self.pending.popleft()
             dst, nb = self._place(r, r.kv_len, cands)
             self.decode_wait_s[r.id] = now - t_ready
             link = self._link(src.index, dst.index)
-            link.send(self.transfer_bytes[r.id], self._arrival(r, src, src_blocks, dst, nb, now))
+            entry: list = [link, None, r, src, src_blocks, dst, nb, t_ready]
+            self._inflight[r.id] = entry  # before send: an instant transfer removes it at once
+            entry[1] = link.send(self.transfer_bytes[r.id], self._arrival(r, src, src_blocks, dst, nb, now))
 
     def _arrival(self, r: Request, src: "Instance", src_blocks: int, dst: "Instance", nb: int, t0: float):
         def done() -> None:
+            self._inflight.pop(r.id, None)
             self.transfer_s[r.id] = self.sim.env.now - t0
+            self._sent(r, src)
             src.release_blocks(src_blocks)
             dst.accept(r, nb)
 
         return done
 
+    def _sent(self, r: Request, src: "Instance") -> None:
+        """``r``'s KV reached its decode instance; with resend, ``src`` keeps a copy."""
+        if self._keep_copies:
+            self._held_by[r.id] = (src, src.n_failures, r.kv_len)
+
+    # ------------------------------------------------------------------ failures
+    def on_failed(self, inst) -> Tuple[bool, List[Tuple[Request, int]]]:
+        """Instance ``inst`` failed. Transfers to it are cancelled and their requests wait
+        for another decode instance (their prefill instance still holds the KV); requests
+        whose KV was on ``inst`` (prefilled and waiting, or on a link from it) are returned
+        with their KV tokens, to be re-prefilled. Returns (whether requests that lost their
+        KV on ``inst`` may be re-sent, those requests)."""
+        lost: List[Tuple[Request, int]] = []
+        back: List[Tuple[Request, "Instance", int, float]] = []
+        keep: Deque[Tuple[Request, "Instance", int, float]] = deque()
+        for item in self.pending:
+            if item[1] is inst:
+                lost.append((item[0], item[0].kv_len))
+            else:
+                keep.append(item)
+        for rid in sorted(self._inflight):
+            link, flow, r, src, src_blocks, dst, nb, t_ready = self._inflight[rid]
+            if src is inst or dst is inst:
+                del self._inflight[rid]
+                link.cancel(flow)
+                if src is inst:
+                    dst.unreserve(nb)
+                    lost.append((r, r.kv_len))
+                else:
+                    back.append((r, src, src_blocks, t_ready))
+        for rid in sorted(self._early):
+            st = self._early[rid]
+            dst, nb, t0, _, src, src_blocks, link, flow, r = st[:9]
+            if dst is inst:
+                del self._early[rid]
+                link.cancel(flow)
+                if src is not None:  # prefilled, its KV still on src: placed again
+                    back.append((r, src, src_blocks, t0))
+            elif st[9] is inst:  # its prefill was on inst: the KV is lost
+                del self._early[rid]
+                link.cancel(flow)
+                dst.unreserve(nb)
+                if src is not None:  # prefilled (else fail() returned it from the batch)
+                    lost.append((r, r.kv_len))
+        if back:
+            self.pending = deque(sorted(back, key=lambda x: (x[3], x[0].id)) + list(keep))
+        else:
+            self.pending = keep
+        return self._keep_copies and inst in self.decode, lost
+
+    def resend(self, r: Request) -> bool:
+        """Resend: a request whose decode instance failed goes back to the prefill instance
+        that sent its KV, if that instance is up and has not failed since (it keeps a copy
+        of every KV it sent, in host memory, until the request completes); only the tokens
+        generated since the transfer are prefilled again (the copy counts as cached), then
+        its KV is sent to a decode instance as usual. Returns False (re-prefill from
+        scratch) otherwise."""
+        held = self._held_by.pop(r.id, None)
+        if held is None:
+            return False
+        src, n_fail, tokens = held
+        if not src.available or src.n_failures != n_fail:
+            return False
+        r.cached = tokens
+        self.sim.place(r, src)
+        return True
+
     def on_complete(self, r: Request) -> bool:
         """Store the decode part of a finished request; True if it was handed off."""
+        if self._held_by:
+            self._held_by.pop(r.id, None)
         if self.decode_instance[r.id] < 0:
             return False
         self.decode_busy_s[r.id] = r.busy_s

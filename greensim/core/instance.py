@@ -253,13 +253,14 @@ class Instance:
             r = self.waiting[0]
             need = r.n_in + r.generated
             nb = self._blocks(need)
-            if need > budget or nb > free:
+            q = need - r.cached  # DPD resend: the re-sent prompt KV is not recomputed
+            if q > budget or nb > free:
                 break
             self.waiting.popleft()
             self._admit(r, nb)
             free -= nb
-            budget -= need
-            chunks.append((r, need))
+            budget -= q
+            chunks.append((r, q))
         return chunks
 
     def _admit_chunked(self) -> list:
@@ -282,17 +283,18 @@ class Instance:
             if nb > free:
                 break
             self.waiting.popleft()
+            q = min(budget, need - r.cached)
             self._admit(r, nb)
             self.prefilling.append(r)
             free -= nb
-            q = min(budget, need)
             chunks.append((r, q))
             budget -= q
         return chunks
 
     def _admit(self, r: Request, nb: int) -> None:
         r.blocks = nb
-        r.prefilled = 0
+        r.prefilled = r.cached
+        r.cached = 0
         self._prefill_blocks += nb
         self._seq += 1
         r.seq = self._seq
@@ -372,8 +374,8 @@ class Instance:
         self._arm(self.perf.decode_run_time_s(n, ctx0, k))
 
     # ----------------------------------------------------------------- completion of work
-    def _finish_iteration(self) -> None:
-        now = self.sim.env.now
+    def _finish_iteration(self, end: Optional[float] = None) -> None:
+        now = self.sim.env.now if end is None else end
         if self._run is not None:
             start, n, ctx0, k = self._run
             dt = now - start
@@ -411,6 +413,8 @@ class Instance:
             r.generated += 1
             if r.generated == 1:
                 self.sim.on_first_token(r, now)
+            if r.redo:
+                self.sim.on_recomputed(r, self.index)
             if r.generated >= r.n_out:
                 self._prefill_blocks -= r.blocks
                 r.blocks = 0
@@ -437,49 +441,79 @@ class Instance:
             self.sim.on_complete(r, now)
 
     # ----------------------------------------------------------------- failures (GPU aging)
-    def fail(self) -> List[Request]:
+    def fail(self) -> List[Tuple[Request, int]]:
         """Fail now: account the work done so far, drop every KV cache and return all requests.
 
-        The returned requests (in-flight ones first preempted by recomputation: they keep the
-        tokens already delivered and re-prefill prompt + generated tokens elsewhere) go back
-        to the simulation for re-routing, in request-id order. The instance is marked
-        unavailable until :meth:`recover`.
+        Completed iterations are booked as usual (a decode run up to its last whole
+        iteration). The interrupted iteration's busy time and energy are booked on the ledger
+        and reported per request as lost work (``sim.on_lost_work``, shares by tokens). The
+        returned requests (in-flight ones first preempted by recomputation: they keep the
+        tokens already delivered and re-prefill prompt + generated tokens elsewhere), each
+        with the number of tokens whose KV (or prefill progress) was destroyed, go back to
+        the simulation, in request-id order. The instance is marked unavailable until
+        :meth:`recover`.
         """
         now = self.sim.env.now
+        lost_work: List[Tuple[Request, float, float]] = []  # (request, busy share [s], energy share [J])
         if self.busy:
             if self._run is not None:
                 start, n, ctx0, k = self._run
                 dt = now - start
                 j = self.perf.decode_iterations_until(n, ctx0, k, dt) if dt > 0 else 0
-                if j and self.perf.decode_run_time_s(n, ctx0, j) > dt:
+                t_j = self.perf.decode_run_time_s(n, ctx0, j) if j else 0.0
+                if j and t_j > dt:
                     j -= 1  # iteration j is only partly done: its tokens are lost
-                self._run = (start, n, ctx0, min(j, k))
-                self._finish_iteration()  # busy time and energy up to now; j steps of tokens
+                    t_j = self.perf.decode_run_time_s(n, ctx0, j) if j else 0.0
+                part = dt - t_j
+                if part > 0 and j < k:  # the interrupted iteration j + 1: energy spent, tokens lost
+                    if self._power_varies:
+                        t1 = self.perf.decode_run_time_s(n, ctx0, j + 1)
+                        e1 = self.perf.decode_run_energy_j(n, ctx0, j + 1) - self.perf.decode_run_energy_j(n, ctx0, j)
+                        p = e1 / (t1 - t_j) if t1 > t_j else self.perf.decode_power_w
+                    else:
+                        p = self.perf.decode_power_w
+                    self.ledger.busy(start + t_j, part, part * p)
+                    lost_work += [(r, part / n, part * p / n) for r in self.decoding.values()]
+                if j:
+                    self._run = (start, n, ctx0, j)
+                    self._finish_iteration(end=now if j == k else start + t_j)
+                self._run = None
             elif now - self._iter_start >= self._iter_t:
                 self._finish_iteration()  # due exactly now
             else:
                 dt = now - self._iter_start  # a partly done iteration: energy spent, work lost
                 self.ledger.busy(self._iter_start, dt, dt * self._iter_p)
-        reqs: Dict[int, Request] = {}
+                T = self._iter_tokens
+                lost_work += [(r, dt * q / T, dt * self._iter_p * q / T) for r, q in self._batch]
+                if self._iter_decode:
+                    lost_work += [(r, dt / T, dt * self._iter_p / T) for r in self.decoding.values()]
+        for r, b, e in lost_work:
+            self.sim.on_lost_work(r, self.index, b, e)
+        reqs: Dict[int, Tuple[Request, int]] = {}
         for r in list(self.decoding.values()):
             self._leave_decode(r)
-            reqs[r.id] = r
+            reqs[r.id] = (r, r.kv_len)
         for r, _ in self._batch:
-            reqs[r.id] = r
+            reqs[r.id] = (r, r.prefilled)
         for r in self.prefilling:
-            reqs[r.id] = r
+            reqs[r.id] = (r, r.prefilled)
+        for r in self.incoming:
+            reqs[r.id] = (r, r.kv_len)
         for r in self.waiting:
-            reqs[r.id] = r
+            reqs[r.id] = (r, 0)
         if self._dec_blocks != 0:
             raise SimulationInvariantError(
                 f"instance {self.index}: {self._dec_blocks} decode KV blocks left at failure"
             )
-        for r in reqs.values():
+        for r, _ in reqs.values():
             r.blocks = 0
             r.kv_len = 0
             r.prefilled = 0
+            r.cached = 0
         self.waiting.clear()
         self.prefilling = []
+        self.incoming = []
+        self.n_reserved = 0
         self._batch = []
         self._heap = []
         self._prefill_blocks = 0
@@ -569,6 +603,13 @@ class Instance:
             r.seq = self._seq
             self._enter_decode(r)
         self.incoming.clear()
+
+    def unreserve(self, n_blocks: int) -> None:
+        """A reserved transfer will not arrive (its source failed): free its blocks."""
+        self.n_reserved -= 1
+        self._prefill_blocks -= n_blocks
+        if not self.busy and (self.waiting or self.incoming):
+            self._schedule()
 
     def release_blocks(self, n_blocks: int) -> None:
         """A handed-off request's KV has left this (prefill) instance: free its blocks."""

@@ -260,3 +260,19 @@ class EngineHost(Protocol):
     def on_preempted(self, r: Any) -> None:
         """``r`` was evicted from its batch (it will be re-prefilled)."""
         ...
+
+    def place(self, r: Any, inst: Any) -> None:
+        """Send ``r`` to serving instance ``inst`` (or reject it there); DPD resend uses it."""
+        ...
+
+    def on_recomputed(self, r: Any, instance_index: int) -> None:
+        """``r`` finished the prefill recomputing KV a failure destroyed (failures only)."""
+        ...
+
+    def on_lost_work(self, r: Any, instance_index: int, busy_s: float, energy_j: float) -> None:
+        """``r``'s share of an iteration a failure interrupted (failures only)."""
+        ...
+
+    def on_draft_lost_work(self, r: Any, draft_index: int, busy_s: float, energy_j: float) -> None:
+        """``r``'s share of draft-GPU work lost to a failure (failures only)."""
+        ...

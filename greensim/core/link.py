@@ -118,14 +118,31 @@ class Link:
         # closed busy periods [s]: starts and ends as packed doubles (16 bytes a period, not a tuple's ~70)
         self.intervals = (array("d"), array("d"))
 
-    def send(self, n_bytes: float, done: Callable[[], None]) -> None:
-        """Start a flow of ``n_bytes``; call ``done()`` when its last byte arrives."""
+    def send(self, n_bytes: float, done: Callable[[], None]) -> list:
+        """Start a flow of ``n_bytes``; call ``done()`` when its last byte arrives.
+
+        Returns the flow's handle, for :meth:`cancel`."""
         self.n_flows += 1
+        f = [float(n_bytes), done, 0, float(n_bytes)]
         if self.latency_s > 0:
             ev = self.env.timeout(self.latency_s)
-            ev.callbacks.append(lambda _e: self._join(n_bytes, done))
+            ev.callbacks.append(lambda _e: self._join(f))
         else:
-            self._join(n_bytes, done)
+            self._join(f)
+        return f
+
+    def cancel(self, f: list) -> None:
+        """Drop flow ``f`` (its endpoint failed): ``done`` is never called; the bytes it
+        already moved stay counted in :attr:`busy_s` but not in :attr:`bytes_sent`."""
+        f[1] = None
+        if any(g is f for g in self._flows):
+            self._advance()
+            self._flows = [g for g in self._flows if g is not f]
+            if not self._flows:
+                self.busy_s += self.env.now - self._busy_since
+                self.intervals[0].append(self._busy_since)
+                self.intervals[1].append(self.env.now)
+            self._arm()
 
     @property
     def n_active(self) -> int:
@@ -138,15 +155,18 @@ class Link:
             out.append((self._busy_since, until_s))
         return out
 
-    def _join(self, n_bytes: float, done: Callable[[], None]) -> None:
+    def _join(self, f: list) -> None:
+        if f[1] is None:
+            return  # cancelled during its latency
         if math.isinf(self.bandwidth_bps):
-            self.bytes_sent += n_bytes
-            done()
+            self.bytes_sent += f[3]
+            f[1]()
             return
         self._advance()
         if not self._flows:
             self._busy_since = self.env.now
-        self._flows.append([float(n_bytes), done, self.n_flows, float(n_bytes)])
+        f[2] = self.n_flows
+        self._flows.append(f)
         self._arm()
 
     def _advance(self) -> None:

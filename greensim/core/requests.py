@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -103,6 +103,8 @@ class Request:
         "energy_j",
         "admitted",
         "seq",
+        "redo",
+        "cached",
         # speculative decoding only (set at batch entry): acceptance-draw segment,
         # draws used (slot path), planned run and share accumulators (planned path)
         "spec_draws",
@@ -136,6 +138,8 @@ class Request:
         self.energy_j = 0.0  # busy-energy share [J]
         self.admitted = False
         self.seq = 0  # admission order (preemption picks the latest)
+        self.redo = False  # a failure destroyed its KV: its next prefill recomputes lost work
+        self.cached = 0  # prompt tokens whose KV its next prefill finds cached (DPD resend)
 
 
 class RequestRecord:
@@ -159,3 +163,7 @@ class RequestRecord:
         self.parts: list = []
         # Extra per-request result columns by name (added by disaggregation modes).
         self.extra: dict = {}
+        # Runs with GPU failures: the parts holding work moved off restarted requests, and
+        # those of them that are lost work (None without failures).
+        self.failure_parts: list = []
+        self.lost_parts: Optional[list] = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -87,11 +88,11 @@ class Simulation:
         self.record = RequestRecord(len(table))
         self._front_map: Optional[List[int]] = None  # router's index -> instance index
         self._draft_of: Optional[dict] = None  # DSD: target instance -> its draft GPU
-        # GPU failures apply to plain instances only (speculative decoding rejects them below)
-        self._failable: Sequence[Instance] = ()
+        if failures is not None and speculative is not None:  # failing runs take the slot path
+            speculative = [None if sp is None else dataclasses.replace(sp, failable=True) for sp in speculative]
         if speculative is None:
             plain = [Instance(self, i, cfg, perf, Ledger(bin_s)) for i, (cfg, perf) in enumerate(instances)]
-            self.instances = self._served = self._failable = plain
+            self.instances = self._served = plain
         else:
             self._build_speculative(instances, speculative, bin_s)
         self._progress = progress
@@ -106,11 +107,8 @@ class Simulation:
         self.failures = failures
         self.n_down = 0  # instances currently failed: arrivals take the slow path
         self._parked: List[Request] = []  # requests waiting for any instance to come back
-        if failures is not None and (disaggregation is not None or speculative is not None):
-            raise SimulationInvariantError(
-                "GPU failures are not supported with disaggregation or "
-                "speculative decoding (the config layer rejects this)"
-            )
+        if failures is not None:
+            self._init_failure_record(len(table))
         self._front: Sequence[ServingInstance] = (
             self._served
             if self._front_map is None  # what the router sees
@@ -174,6 +172,7 @@ class Simulation:
                     cfg.kv_blocks,
                 )
                 inst.draft = draft
+                draft.target = inst
                 drafts.append(draft)
                 draft_of[i] = draft.index
         self.instances = self._served = served
@@ -308,38 +307,140 @@ class Simulation:
         inst.enqueue(r)
 
     # ---------------------------------------------------------------- failures (GPU aging)
+    # Work a request did on an instance before a failure made it start again elsewhere is
+    # moved off the request ("flushed") into extra attribution parts of the record, so each
+    # instance's busy time and energy stay attributed to the requests that used it. Lost
+    # work (the interrupted iteration's share, and the re-prefill that recomputes the KV a
+    # failure destroyed) goes into parts listed in ``record.lost_parts`` as well.
+    def _init_failure_record(self, n: int) -> None:
+        rec = self.record
+        self.lost_tokens = np.zeros(n, dtype=np.int64)
+        self.lost_busy_s = np.zeros(n)
+        self.lost_energy_j = np.zeros(n)
+        rec.extra["failure_lost_tokens"] = self.lost_tokens  # tokens whose KV failures destroyed
+        rec.extra["failure_lost_busy_s"] = self.lost_busy_s  # GPU time of lost work [s]
+        rec.extra["failure_lost_energy_j"] = self.lost_energy_j  # busy energy of lost work [J]
+        self._lost_list: list = []
+        rec.lost_parts = self._lost_list
+        rec.failure_parts = []  # every part below: a request rejected after a restart keeps them
+        self._t_last_reject = 0.0
+        self._fparts: Dict[bool, list] = {False: [], True: []}  # history / lost parts, by level
+        self._nflush = {False: np.zeros(n, dtype=np.int64), True: np.zeros(n, dtype=np.int64)}
+
+    def _flush(self, rid: int, k: int, busy_s: float, energy_j: float, lost: bool) -> None:
+        """Attribute ``busy_s`` / ``energy_j`` of request ``rid`` to instance ``k`` (a new part)."""
+        if busy_s == 0.0 and energy_j == 0.0:
+            return
+        j = int(self._nflush[lost][rid])
+        parts = self._fparts[lost]
+        if j == len(parts):
+            n = len(self._arr)
+            part = (np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n))
+            parts.append(part)
+            self.record.parts.append(part)
+            self.record.failure_parts.append(part)
+            if lost:
+                self._lost_list.append(part)
+        inst_col, b_col, e_col = parts[j]
+        inst_col[rid], b_col[rid], e_col[rid] = k, busy_s, energy_j
+        self._nflush[lost][rid] = j + 1
+        if lost:
+            self.lost_busy_s[rid] += busy_s
+            self.lost_energy_j[rid] += energy_j
+
+    def on_lost_work(self, r: Request, k: int, busy_s: float, energy_j: float) -> None:
+        """``r``'s share of an iteration that a failure of instance ``k`` interrupted."""
+        self._flush(r.id, k, busy_s, energy_j, True)
+
+    def on_recomputed(self, r: Request, k: int) -> None:
+        """``r`` finished the prefill that recomputes the KV a failure destroyed (on ``k``):
+        its shares since the failure (that prefill) are lost work."""
+        r.redo = False
+        self._flush(r.id, k, r.busy_s, r.energy_j, True)
+        r.busy_s = r.energy_j = 0.0
+        if self._draft_of is not None and k in self._draft_of:
+            d = self.dsd_draft_instance[r.id]
+            self._flush(r.id, int(d), self.dsd_draft_busy_s[r.id], self.dsd_draft_energy_j[r.id], True)
+            self.dsd_draft_busy_s[r.id] = self.dsd_draft_energy_j[r.id] = 0.0
+
+    def on_draft_lost_work(self, r: Request, draft_index: int, busy_s: float, energy_j: float) -> None:
+        """``r``'s share of draft-GPU work lost to a failure (interrupted, or KV rebuilt)."""
+        self._flush(r.id, draft_index, busy_s, energy_j, True)
+
+    def _lose(self, r: Request, k: int, tokens: int) -> None:
+        """``r`` lost its KV (``tokens`` of it) to a failure of instance ``k``: move what it
+        did so far onto attribution parts, so it restarts with nothing accumulated."""
+        rid = r.id
+        rec = self.record
+        self.lost_tokens[rid] += tokens
+        self._flush(rid, k, r.busy_s, r.energy_j, False)
+        r.busy_s = r.energy_j = 0.0
+        if rec.busy_s[rid] or rec.energy_j[rid]:  # DPD: the prefill part, booked at hand-off
+            self._flush(rid, int(rec.instance[rid]), rec.busy_s[rid], rec.energy_j[rid], False)
+            rec.busy_s[rid] = rec.energy_j[rid] = 0.0
+        if self._draft_of is not None and self.dsd_draft_instance[rid] >= 0:
+            d = int(self.dsd_draft_instance[rid])
+            self._flush(rid, d, self.dsd_draft_busy_s[rid], self.dsd_draft_energy_j[rid], False)
+            self.dsd_draft_busy_s[rid] = self.dsd_draft_energy_j[rid] = 0.0
+            self.dsd_draft_instance[rid] = -1
+        if self._dpd is not None:
+            self._dpd.decode_instance[rid] = -1  # placed again after its re-prefill
+        if tokens > 0 or r.generated > 0:
+            r.redo = True
+
     def _dispatch(self, r: Request) -> None:
-        """Route a request among the instances that are up (slow path while any is down)."""
-        up = [inst for inst in self._failable if inst.available]
+        """Route a request among the front instances that are up (slow path while any is down)."""
+        up = [inst for inst in self._front if inst.available]
         if not up:
             self._parked.append(r)
             return
         j = self.router.choose(r.id, r.n_in, up)
         if not (0 <= j < len(up)):
             raise SimulationInvariantError(f"router returned instance {j}; valid 0..{len(up) - 1}")
-        inst = up[j]
+        self.place(r, up[j])
+
+    def place(self, r: Request, inst: ServingInstance) -> None:
+        """Send ``r`` (a new arrival or a restart after a failure) to ``inst``, or reject it."""
         k = inst.index
         self.record.instance[r.id] = k
+        cfg = inst.cfg
+        prompt = r.n_in + r.generated  # a restart re-prefills its delivered tokens too
         need = r.n_in + r.n_out - 1
         reason = ""
-        if inst._blocks(need) > self._max_need[k]:
-            reason = f"needs {inst._blocks(need)} KV blocks; instance {inst.cfg.name} holds {self._max_need[k]}"
-        elif not inst.cfg.chunked_prefill and need > inst.cfg.max_batched_tokens:
-            reason = f"prompt+output {need} tokens exceed max_batched_tokens {inst.cfg.max_batched_tokens}"
+        if self._dpd is not None and inst.handoff is not None and r.n_out > r.generated + 1:
+            reason = self._dpd.reject_reason(r.n_in, r.n_out)
+            if not reason and inst._blocks(prompt) > self._max_need[k]:
+                reason = (
+                    f"needs {inst._blocks(prompt)} KV blocks to prefill; instance {cfg.name} holds {self._max_need[k]}"
+                )
+            elif not reason and not cfg.chunked_prefill and prompt > cfg.max_batched_tokens:
+                reason = f"prompt {prompt} tokens exceeds max_batched_tokens {cfg.max_batched_tokens}"
+        elif inst._blocks(need) > self._max_need[k]:
+            reason = f"needs {inst._blocks(need)} KV blocks; instance {cfg.name} holds {self._max_need[k]}"
+        elif not cfg.chunked_prefill and need > cfg.max_batched_tokens:
+            reason = f"prompt+output {need} tokens exceed max_batched_tokens {cfg.max_batched_tokens}"
         if reason:
             if self.record.n_requeues[r.id]:
                 reason = "re-routed after a failure to an instance that cannot hold it: " + reason
+                self._t_last_reject = self.env.now  # its work so far is inside the horizon
             self.record.rejected[r.id] = True
             self.record.reject_reason[r.id] = reason
             self.n_rejected += 1
             return
+        if self._draft_of is not None and k in self._draft_of:
+            self.dsd_draft_instance[r.id] = self._draft_of[k]
         inst.enqueue(r)
+
+    def _restart(self, r: Request) -> None:
+        """Re-route ``r`` after a failure took its KV (or its queue place)."""
+        self.record.n_requeues[r.id] += 1
+        self._dispatch(r)
 
     def _work_left(self) -> bool:
         return self.n_done + self.n_rejected < len(self._arr)
 
     # The failure model ``fm`` (``self.failures``, not None here) is passed along the chain.
-    def _arm_failure(self, fm: FailureModel, inst: Instance) -> None:
+    def _arm_failure(self, fm: FailureModel, inst: EngineInstance) -> None:
         dt = fm.time_to_failure_s(inst.index, self.env.now)
         if dt is None:
             return
@@ -347,34 +448,58 @@ class Simulation:
             raise SimulationInvariantError(f"failure model returned delay {dt} for instance {inst.index}")
         ev = self.env.timeout(dt)
 
-        def fail(_ev: simpy.Event, inst: Instance = inst) -> None:
+        def fail(_ev: simpy.Event, inst: EngineInstance = inst) -> None:
             self._on_failure(fm, inst)
 
         ev.callbacks.append(fail)
 
-    def _on_failure(self, fm: FailureModel, inst: Instance) -> None:
+    def _on_failure(self, fm: FailureModel, inst: EngineInstance) -> None:
         if not self._work_left():
             return  # the workload is done: stop generating events
-        reqs = inst.fail()
+        if isinstance(inst, DraftSide):
+            inst.fail(self.env.now)
+            inst.target.draft_failed()
+            lost: list = []
+        else:
+            lost = inst.fail()
         self.n_down += 1
         rep = fm.repair_time_s(inst.index, self.env.now)
         ev = self.env.timeout(rep)
 
-        def repair(_ev: simpy.Event, inst: Instance = inst) -> None:
+        def repair(_ev: simpy.Event, inst: EngineInstance = inst) -> None:
             self._on_repair(fm, inst)
 
         ev.callbacks.append(repair)
-        for r in reqs:
-            self.record.n_requeues[r.id] += 1
-            self._dispatch(r)
+        for r, tokens in lost:
+            self._lose(r, inst.index, tokens)
+        if self._dpd is not None:
+            resend, moved = self._dpd.on_failed(inst)
+            for r, tokens in moved:
+                self._lose(r, inst.index, tokens)
+            lost = sorted([*lost, *moved], key=lambda x: x[0].id)
+            for r, _ in lost:
+                self.record.n_requeues[r.id] += 1
+                if resend and self._dpd.resend(r):
+                    continue
+                self._dispatch(r)
+            self._dpd.dispatch()
+            return
+        for r, _ in lost:
+            self._restart(r)
 
-    def _on_repair(self, fm: FailureModel, inst: Instance) -> None:
-        inst.recover()
+    def _on_repair(self, fm: FailureModel, inst: EngineInstance) -> None:
         self.n_down -= 1
         fm.on_repaired(inst.index, self.env.now)
+        if isinstance(inst, DraftSide):
+            inst.recover(self.env.now)
+            inst.target.draft_repaired()
+        else:
+            inst.recover()
         parked, self._parked = self._parked, []
         for r in parked:
             self._dispatch(r)
+        if self._dpd is not None:
+            self._dpd.dispatch()
         if self._work_left():
             self._arm_failure(fm, inst)
 
@@ -384,8 +509,8 @@ class Simulation:
         self._progress_every = max(1, len(self._arr) // 100)
         self._schedule_arrival()
         if self.failures is not None:
-            for plain in self._failable:
-                self._arm_failure(self.failures, plain)
+            for inst in self.instances:
+                self._arm_failure(self.failures, inst)
         self.env.run()
         n = len(self._arr)
         if self.n_done + self.n_rejected != n:
@@ -405,7 +530,7 @@ class Simulation:
         horizon = float(self.env.now)
         if self.failures is not None:  # stray failure/repair events may run past the last completion
             done = self.record.done_s[np.isfinite(self.record.done_s)]
-            horizon = float(done.max()) if done.size else 0.0
+            horizon = max(float(done.max()) if done.size else 0.0, self._t_last_reject)
         if n:
             horizon = max(horizon, float(self._arr[-1]))
         if self._has_net:  # the last response reaches its user after the instance's last event

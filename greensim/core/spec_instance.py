@@ -141,6 +141,10 @@ class SpecSetup:
     rng : this instance's random generator.
     pipeline : split mode: draft step k+1 on the draft GPU while the target verifies step k
         (see :class:`SpecInstance`); default False (one phase after the other).
+    on_draft_failure : split mode, when the draft GPU fails: ``"fallback"`` (the target decodes
+        plain autoregressively, one token per verify pass, until the draft GPU is repaired) or
+        ``"stall"`` (the instance does nothing until then).
+    failable : failures may strike this instance or its draft GPU (runs then take the slot path).
     """
 
     draft_perf: BoundPerformance
@@ -156,6 +160,8 @@ class SpecSetup:
     rng: np.random.Generator
     alpha_by_position: Optional[tuple] = None
     pipeline: bool = False
+    on_draft_failure: str = "fallback"
+    failable: bool = False
 
     def expected_tokens(self, g: int) -> float:
         """Mean tokens per target iteration for a request drafting ``g`` tokens."""
@@ -185,6 +191,24 @@ class DraftSide:
         self.n_iterations = 0
         self.n_preemptions = 0
         self.handoff = None
+        self.target: Any = None  # its SpecInstance (set by the simulation)
+        self.available = True
+        self.n_failures = 0
+        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+
+    def fail(self, now: float) -> None:
+        """The draft GPU fails (its KV caches are lost; the target reacts, :meth:`SpecInstance.draft_failed`)."""
+        self.available = False
+        self.n_failures += 1
+        self.down_intervals.append([now, float("inf")])
+
+    def recover(self, now: float) -> None:
+        self.available = True
+        self.down_intervals[-1][1] = now
+
+    def down_s(self, horizon_s: float) -> float:
+        """Time spent failed within [0, horizon] [s]."""
+        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
 
     def check_drained(self) -> None:
         return None
@@ -236,6 +260,13 @@ class SpecInstance:
         self.link_time_s = 0.0
         self.verify_time_s = 0.0
         self._plan: tuple = ()
+        self._event: Any = None
+        # failures: of the target (fail/recover) and of the split draft GPU
+        self.available = True
+        self.n_failures = 0
+        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+        self._draft_stale = False  # the draft GPU lost its KV: rebuild it before speculating
+        self.n_fallback_iterations = 0  # plain decoding passes while the draft GPU was down
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
         self._sum_ctx = 0  # sum over running requests of n_in + generated - 1
         self._g = setup.gamma_max
@@ -267,6 +298,7 @@ class SpecInstance:
             self.plan_runs
             and not self._pipe
             and not self._chunked
+            and not setup.failable
             and (pol is None or getattr(pol, "always_gamma_max", False))
             and getattr(perf, "verify_from_sums", False)
         )
@@ -374,10 +406,15 @@ class SpecInstance:
     def _arm(self, delay: float) -> None:
         ev = self.sim.env.timeout(delay)
         ev.callbacks.append(self._on_event)
+        self._event = ev
 
-    def _on_event(self, _ev) -> None:
+    def _on_event(self, ev) -> None:
+        if ev is not self._event:
+            return  # superseded (a failure)
         kind = self._plan[0]
-        if kind == "prefill":
+        if kind == "catchup":
+            self._finish_catchup()
+        elif kind == "prefill":
             self._finish_prefill()
         elif self._planned:
             self._finish_planned()
@@ -386,6 +423,8 @@ class SpecInstance:
         self._schedule()
 
     def _schedule(self) -> None:
+        if self.draft is not None and (self._draft_stale or not self.draft.available) and self._draft_gate():
+            return
         if self.waiting and not self._chunked and self._start_prefill():
             return
         if self.running and (self._start_planned() if self._planned else self._start_spec()):
@@ -434,7 +473,7 @@ class SpecInstance:
             return False
         pc = [(q, r.prefilled) for r, q in chunks] if self._chunked else [(q, 0) for _, q in chunks]
         t_t = self.perf.iteration_time_s(pc, 0, 0)
-        t_d = self.setup.draft_perf.iteration_time_s(pc, 0, 0)
+        t_d = self.setup.draft_perf.iteration_time_s(pc, 0, 0) if self._draft_up else 0.0
         # pipelined drafting: the draft GPU starts the prompts when its running pre-draft ends
         off = max(0.0, self._pre_end - self.sim.env.now) if self._pipe else 0.0
         t = max(t_t, off + t_d) if self.setup.split else t_t + t_d
@@ -466,6 +505,8 @@ class SpecInstance:
             r.generated += 1
             if r.generated == 1:
                 self.sim.on_first_token(r, now)
+            if r.redo:
+                self.sim.on_recomputed(r, self.index)
             if r.generated >= r.n_out:
                 self._held -= r.blocks
                 r.blocks = 0
@@ -740,7 +781,9 @@ class SpecInstance:
     def _start_spec(self) -> bool:
         s = self.setup
         g = s.gamma_max
-        if s.gamma_policy is not None:
+        if not self._draft_up:
+            g = 0  # the draft GPU is down: plain decoding (fallback)
+        elif s.gamma_policy is not None:
             g = s.gamma_policy.choose(
                 len(self.running),
                 s.gamma_max,
@@ -769,9 +812,13 @@ class SpecInstance:
         elif self._chunked:
             t_v, t_x = self._chunk_start(gs, g, n_draft + n, t_v)
         drawn = np.empty(n, dtype=np.int64)
-        for i, r in enumerate(self.running):  # each request's next draw
-            drawn[i] = r.spec_draws[0][r.spec_draws[2] + r.spec_k]
-            r.spec_k += 1
+        if not self._draft_up:
+            drawn[:] = 0  # no draft tokens: no draws used
+            self.n_fallback_iterations += 1
+        else:
+            for i, r in enumerate(self.running):  # each request's next draw
+                drawn[i] = r.spec_draws[0][r.spec_draws[2] + r.spec_k]
+                r.spec_k += 1
         self._plan = ("spec", self.sim.env.now, gs, drawn, t_d, t_l, t_v, steps, g, n_draft)
         self.busy = True
         self.ledger.sample(self.sim.env.now, len(self.waiting), n + len(self.prefilling))
@@ -1091,6 +1138,170 @@ class SpecInstance:
         else:
             r.busy_s += s_d
             r.energy_j += j_d
+
+    # ----------------------------------------------------------------- failures (GPU aging)
+    # Runs that may fail take the slot path (``SpecSetup.failable``); only it is handled here.
+    @property
+    def _draft_up(self) -> bool:
+        return self.draft is None or self.draft.available
+
+    def _draft_gate(self) -> bool:
+        """At a boundary with the draft GPU down or its KV lost: stall (True), go on without
+        it (False), or first rebuild the draft KV of the running batch (True)."""
+        if not self.draft.available:  # type: ignore[union-attr]
+            if self.setup.on_draft_failure == "stall":
+                self.busy = False
+                self.ledger.sample(self.sim.env.now, len(self.waiting), 0)
+                return True
+            return False
+        if not self.running:
+            self._draft_stale = False
+            return False
+        # The draft GPU is back without the batch's KV: one draft prefill over each running
+        # request's context rebuilds it (lost work) before speculation resumes.
+        n = len(self.running)
+        ctx = (self._slots[:n, 0] + self._slots[:n, 2] - 1).tolist()
+        dp = self.setup.draft_perf
+        t_c = dp.iteration_time_s([(c, 0) for c in ctx], 0, 0)
+        self._plan = ("catchup", self.sim.env.now, t_c, t_c * dp.power_w(sum(ctx), 0), ctx)
+        self.busy = True
+        self._arm(t_c)
+        return True
+
+    def _finish_catchup(self, end: Optional[float] = None) -> None:
+        _, start, t_c, e_c, ctx = self._plan
+        dt = t_c if end is None else min(end - start, t_c)
+        e = e_c * dt / t_c if t_c > 0 else 0.0
+        d = self.draft
+        d.ledger.busy(start, dt, e)  # type: ignore[union-attr]
+        tot = sum(ctx)
+        for r, c in zip(self.running, ctx):
+            self.sim.on_draft_lost_work(r, d.index, dt * c / tot, e * c / tot)  # type: ignore[union-attr]
+        if end is None:
+            self._draft_stale = False
+            d.n_iterations += 1  # type: ignore[union-attr]
+
+    def _book_partial(self, now: float) -> None:
+        """A failure at ``now`` interrupts the running iteration: book its work so far (lost)."""
+        kind, start = self._plan[0], self._plan[1]
+        dt = now - start
+        split = self.draft is not None
+        di = self.draft.index if split else self.index  # type: ignore[union-attr]
+        dled = self.draft.ledger if split else self.ledger  # type: ignore[union-attr]
+        s = self.setup
+        if kind == "catchup":
+            self._finish_catchup(end=now)
+            return
+        if kind == "prefill":
+            _, _, chunks, t_t, t_d = self._plan
+            p_tok = sum(q for _, q in chunks)
+            td = min(dt, t_d)
+            tt = min(dt, t_t) if split else min(max(dt - t_d, 0.0), t_t)
+            et, ed = tt * self.perf.power_w(p_tok, 0), td * s.draft_perf.power_w(p_tok, 0)
+            ws = [q / p_tok for _, q in chunks]
+            reqs = [r for r, _ in chunks]
+            tv_shares = ws
+            dv_shares = ws
+        else:
+            _, _, gs, _, t_d, t_l, t_v, steps, g, n_draft = self._plan
+            n = len(self.running)
+            n_ver = n_draft + n
+            e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
+            td = min(dt, t_d)
+            tt = min(max(dt - t_d - t_l, 0.0), t_v)
+            ed = e_d * td / t_d if t_d > 0 else 0.0
+            et = e_v * tt / t_v if t_v > 0 else 0.0
+            reqs = list(self.running)
+            gsa = np.full(n, g) if gs is None else np.asarray(gs)
+            tv_shares = ((gsa + 1) / n_ver).tolist()
+            dv_shares = [1.0 / n] * n
+        dstart = start
+        tstart = start if (split and kind == "prefill") else start + (t_d if kind == "prefill" else t_d + t_l)
+        if td > 0:
+            dled.busy(dstart, td, ed)
+        if tt > 0:
+            self.ledger.busy(tstart, tt, et)
+        for r, wt, wd in zip(reqs, tv_shares, dv_shares):
+            self.sim.on_lost_work(r, self.index, tt * wt, et * wt)
+            if split:
+                self.sim.on_draft_lost_work(r, di, td * wd, ed * wd)
+            else:
+                self.sim.on_lost_work(r, self.index, td * wd, ed * wd)
+
+    def fail(self) -> List[Tuple[Request, int]]:
+        """The target GPU fails: book the interrupted iteration as lost work, drop every KV
+        cache and return all requests with the tokens of KV each lost, in request-id order
+        (they restart elsewhere, as :meth:`Instance.fail <greensim.core.instance.Instance.fail>`)."""
+        now = self.sim.env.now
+        out: Dict[int, Tuple[Request, int]] = {}
+        if self.busy:
+            self._book_partial(now)
+            if self._plan[0] == "prefill":
+                for r, _ in self._plan[2]:
+                    out[r.id] = (r, 0)
+        while self.running:
+            r = self._leave(len(self.running) - 1)
+            out[r.id] = (r, r.n_in + r.generated - 1)
+        for r in self.waiting:
+            out[r.id] = (r, 0)
+        for r, _ in out.values():
+            r.blocks = 0
+        self.waiting.clear()
+        self._held = 0
+        self._sum_ctx = 0
+        self._draft_stale = False
+        self.busy = False
+        self._event = None
+        self._plan = ()
+        self.available = False
+        self.n_failures += 1
+        self.down_intervals.append([now, float("inf")])
+        self.ledger.sample(now, 0, 0)
+        return [out[i] for i in sorted(out)]
+
+    def recover(self) -> None:
+        """Back in service after a repair."""
+        self.available = True
+        self.down_intervals[-1][1] = self.sim.env.now
+
+    def down_s(self, horizon_s: float) -> float:
+        """Time spent failed within [0, horizon] [s] (the target; the draft GPU has its own row)."""
+        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+
+    def draft_failed(self) -> None:
+        """The draft GPU failed: its KV is lost. A speculative iteration still drafting (or
+        sending draft tokens) is abandoned, its draft work booked as lost; a prefill's draft
+        part stops there. Then fall back to plain decoding or stall (``on_draft_failure``)."""
+        if not self.available:
+            return
+        self._draft_stale = True
+        if not self.busy:
+            return
+        now = self.sim.env.now
+        kind, start = self._plan[0], self._plan[1]
+        if kind == "catchup" or (kind == "spec" and now < start + self._plan[4] + self._plan[5]):
+            if kind == "spec":  # the draws of the abandoned iteration were not used
+                for r in self.running:
+                    r.spec_k -= 1
+            self._book_partial(now)
+            self.busy = False
+            self._event = None
+            self._schedule()
+        elif kind == "prefill" and self.draft is not None and now < start + self._plan[4]:
+            _, _, chunks, t_t, t_d = self._plan
+            p_tok = sum(q for _, q in chunks)
+            dd = now - start
+            e = dd * self.setup.draft_perf.power_w(p_tok, 0)
+            self.draft.ledger.busy(start, dd, e)
+            for r, q in chunks:
+                self.sim.on_draft_lost_work(r, self.draft.index, dd * q / p_tok, e * q / p_tok)
+            self._plan = ("prefill", start, chunks, t_t, 0.0)
+            self._arm(max(0.0, start + t_t - now))
+
+    def draft_repaired(self) -> None:
+        """The draft GPU is back (without KV): an idle or stalled instance resumes."""
+        if self.available and not self.busy:
+            self._schedule()
 
     def check_drained(self) -> None:
         if self.waiting or self.running or self.busy:

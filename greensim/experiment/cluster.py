@@ -172,6 +172,17 @@ class Speculative(StrictModel):
         "after the verify (the wasted pre-draft is charged to the draft GPU). Default false: draft, link, "
         "verify one after the other",
     )
+    draft_aging: Optional["Aging"] = Field(
+        None,
+        description="age-dependent failures and degradation of the draft GPU (at draft_gpu_age_years); "
+        "needs draft_gpu (a draft on the target's GPU fails and ages with it); off by default",
+    )
+    on_draft_failure: Literal["fallback", "stall"] = Field(
+        "fallback",
+        description="when the draft GPU fails: fallback (the target decodes plain autoregressively, one token "
+        "per pass, until the repair) or stall (the instance waits for the repair); either way the draft KV of "
+        "the running batch is rebuilt by one draft prefill after the repair",
+    )
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -189,6 +200,11 @@ class Speculative(StrictModel):
             )
         if self.pipeline and self.draft_gpu is None:
             raise ValueError("pipeline needs draft_gpu and link (drafting overlaps verifying on another GPU)")
+        if self.draft_aging is not None and self.draft_gpu is None:
+            raise ValueError(
+                "draft_aging needs draft_gpu: a draft on the target's GPU ages and fails with the target "
+                "(use the group's aging)"
+            )
         if (self.probabilities == "top_k") != (self.top_k is not None):
             raise ValueError("top_k is required with probabilities: top_k, and only then")
         return self
@@ -211,6 +227,14 @@ class Disaggregation(StrictModel):
     layerwise: bool = Field(
         False,
         description="send KV layer by layer during the prefill (decode KV reserved at the prefill's start when possible)",
+    )
+    on_decode_failure: Literal["reprefill", "resend"] = Field(
+        "reprefill",
+        description="when a decode instance fails (GPU aging), its requests lost their KV: reprefill (prompt and "
+        "delivered tokens prefilled again on a prefill instance, as vLLM recomputes) or resend (the prefill "
+        "instance that sent the KV kept a copy in host memory, capacity not modelled, until the request "
+        "completes, and re-sends it after prefilling only the tokens generated since; falls back to reprefill "
+        "if that instance has failed since)",
     )
 
 
@@ -245,6 +269,7 @@ class Aging(StrictModel):
 
 
 InstanceGroup.model_rebuild()
+Speculative.model_rebuild()
 
 
 class SchedulerClass(StrictModel):

@@ -70,7 +70,8 @@ class WeibullFailureModel:
         k, lam = p["shape_k"], p["scale_years"] * S_PER_YEAR
         a = self.age_s(i, now_s)
         u = self.rng[i].random()
-        return float(lam * ((a / lam) ** k - np.log1p(-u)) ** (1.0 / k) - a)
+        # max(0, .): at an age far past lambda the difference cancels to a rounding error below 0
+        return max(0.0, float(lam * ((a / lam) ** k - np.log1p(-u)) ** (1.0 / k) - a))
 
     def repair_time_s(self, i: int, now_s: float) -> float:
         p = self.params[i]
@@ -132,24 +133,33 @@ def degrade(bound: BoundPerformance, group, where: str) -> BoundPerformance:
     return DegradedPerformance(bound, 1.0 / keep, 1.0 + ag.power_increase_frac_per_year * group.age_years)
 
 
+def _params(aging, age_years: float) -> Optional[dict]:
+    f = aging.failures if aging is not None else None
+    if f is None:
+        return None
+    return {
+        "shape_k": f.shape_k,
+        "scale_years": f.scale_years,
+        "age_years": age_years,
+        "repair_s": f.repair_s,
+        "repair_dist": f.repair_dist,
+        "repair_model": f.repair_model,
+    }
+
+
 def failure_model_for(exp) -> Optional[WeibullFailureModel]:
-    """The failure model of an experiment (None when no group has failures)."""
+    """The failure model of an experiment (None when no group has failures).
+
+    Indices follow the simulation's instances: every serving instance, then the draft
+    GPUs of split speculative pairs (``speculative.draft_aging``), in instance order."""
     params: List[Optional[dict]] = []
+    drafts: List[Optional[dict]] = []
     for g in exp.cluster.instances:
-        f = g.aging.failures if g.aging is not None else None
-        p = (
-            None
-            if f is None
-            else {
-                "shape_k": f.shape_k,
-                "scale_years": f.scale_years,
-                "age_years": g.age_years,
-                "repair_s": f.repair_s,
-                "repair_dist": f.repair_dist,
-                "repair_model": f.repair_model,
-            }
-        )
-        params.extend([p] * g.count)
+        params.extend([_params(g.aging, g.age_years)] * g.count)
+        sp = g.speculative
+        if sp is not None and sp.draft_gpu is not None:
+            drafts.extend([_params(sp.draft_aging, sp.draft_gpu_age_years)] * g.count)
+    params += drafts
     if all(p is None for p in params):
         return None
     return WeibullFailureModel(params, exp.seed)

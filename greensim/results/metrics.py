@@ -95,18 +95,41 @@ def _served(rec, k: int):
 
     The primary part is ``rec.instance``; disaggregation modes add parts
     (``rec.parts``: DPD decode instance, DSD draft GPU). Instances of different parts are
-    disjoint, so a request appears at most once per instance.
+    disjoint, so a request appears at most once per instance, except in runs with GPU
+    failures, whose extra parts (work moved off a request when a failure restarted it) may
+    name an instance again: callers then add with ``np.add.at``.
     """
     served = np.flatnonzero((rec.instance == k) & ~rec.rejected)
     if not rec.parts:
         return served, rec.busy_s[served], rec.energy_j[served]
     ids, busy, joules = [served], [rec.busy_s[served]], [rec.energy_j[served]]
-    for inst_col, busy_col, j_col in rec.parts:
-        m = np.flatnonzero((inst_col == k) & ~rec.rejected)
+    fparts = getattr(rec, "failure_parts", ())
+    for part in rec.parts:
+        inst_col, busy_col, j_col = part
+        if any(part is f for f in fparts):  # work done before a failure: kept if later rejected
+            m = np.flatnonzero(inst_col == k)
+        else:
+            m = np.flatnonzero((inst_col == k) & ~rec.rejected)
         ids.append(m)
         busy.append(busy_col[m])
         joules.append(j_col[m])
     return np.concatenate(ids), np.concatenate(busy), np.concatenate(joules)
+
+
+def _failure_summary(rec, instances, req_lost_c, slo_met, done, H: float) -> Dict[str, Any]:
+    """What GPU failures cost: downtime, restarts, lost work, its carbon and the SLO of the
+    requests a failure restarted (``n_requeues`` > 0) against the others."""
+    hit = rec.n_requeues > 0
+    return {
+        "failure_down_s": float(instances["down_s"].sum()),
+        "failure_restarted_requests": int(hit.sum()),
+        "failure_lost_tokens": int(rec.extra["failure_lost_tokens"].sum()),
+        "failure_lost_busy_s": float(rec.extra["failure_lost_busy_s"].sum()),
+        "failure_lost_energy_kwh": float(rec.extra["failure_lost_energy_j"].sum()) / J_PER_KWH,
+        "failure_lost_gco2": float(req_lost_c.sum()),
+        "failure_restarted_slo_attainment_frac": float(slo_met[hit].mean()) if hit.any() else float("nan"),
+        "failure_untouched_slo_attainment_frac": float(slo_met[~hit].mean()) if (~hit).any() else float("nan"),
+    }
 
 
 def _by_site(instances: pd.DataFrame, requests: pd.DataFrame, done: np.ndarray) -> Dict[str, Dict[str, float]]:
@@ -171,6 +194,8 @@ def build_tables(
     emb_if = {"linear": 0.0, "extended": 0.0, "sunk": 0.0}
     both = {f"{p}_{a}": 0.0 for p in ("operational_gco2", "embodied_gco2") for a in ACCOUNTINGS}
     busy_energy_total = 0.0
+    lost_parts = getattr(rec, "lost_parts", None)  # runs with GPU failures
+    req_lost_c = np.zeros(n)
     for k, (inst, spec) in enumerate(zip(out.instances, specs)):
         led = inst.ledger
         m = min(nbins, len(led.bin_busy_s))
@@ -225,13 +250,27 @@ def build_tables(
             emb_if[sch] += v
         served, share_busy, share_j = _served(rec, k)
         tot_busy = share_busy.sum()
+        lost_j_k = 0.0
         if served.size and tot_busy > 0:
             w = share_busy / tot_busy
             e_i = share_j + idle_j * w
             e_c = share_j if busy_acc else e_i
-            req_energy[served] += e_c  # += : a request may use two instances (DPD, DSD)
-            req_op[served] += op * e_c / charged_j if charged_j > 0 else 0.0
-            req_emb[served] += emb * w
+            c_op = op * e_c / charged_j if charged_j > 0 else 0.0 * e_c
+            if lost_parts is None:
+                req_energy[served] += e_c  # += : a request may use two instances (DPD, DSD)
+                req_op[served] += c_op
+                req_emb[served] += emb * w
+            else:  # failures: a request may appear twice on one instance
+                np.add.at(req_energy, served, e_c)
+                np.add.at(req_op, served, c_op)
+                np.add.at(req_emb, served, emb * w)
+                for inst_col, b_col, j_col in lost_parts:  # the same charge rule, for lost work
+                    m = np.flatnonzero(inst_col == k)
+                    if m.size:
+                        wl = b_col[m] / tot_busy
+                        el = j_col[m] if busy_acc else j_col[m] + idle_j * wl
+                        lost_j_k += float(j_col[m].sum())
+                        np.add.at(req_lost_c, m, (op * el / charged_j if charged_j > 0 else 0.0 * el) + emb * wl)
         else:
             unattributed += op + emb
         inst_rows.append(
@@ -273,6 +312,12 @@ def build_tables(
                 **{f"embodied_if_{k}_gco2": v for k, v in by_scheme.items()},
                 "down_s": inst.down_s(H) if hasattr(inst, "down_s") else 0.0,
                 "n_failures": int(getattr(inst, "n_failures", 0)),
+                **({} if lost_parts is None else {"failure_lost_energy_j": lost_j_k}),
+                **(
+                    {"n_fallback_iterations": inst.n_fallback_iterations}
+                    if lost_parts is not None and getattr(inst, "draft", None) is not None
+                    else {}
+                ),
             }
         )
         q_l, b_l, area_l = led.series(nbins, H)  # states held through each bin, to the horizon
@@ -340,6 +385,7 @@ def build_tables(
             "rejected": rec.rejected,
             "reject_reason": rec.reject_reason,
             **rec.extra,
+            **({} if lost_parts is None else {"failure_lost_gco2": req_lost_c}),
         },
         copy=False,
     )  # columns are fresh arrays: no second copy (1M requests: ~200 MB saved)
@@ -375,6 +421,8 @@ def build_tables(
     timed += [(c, rec.extra[c]) for c in ("decode_wait_s", "kv_transfer_s") if c in rec.extra]
     if "kv_transfer_bytes" in rec.extra:
         summary["kv_transfer_bytes"] = float(rec.extra["kv_transfer_bytes"].sum())
+    if lost_parts is not None:
+        summary.update(_failure_summary(rec, instances, req_lost_c, slo_met, done, H))
     summary.update(_spec_summary([i for i in out.instances if hasattr(i, "spec_stats")]))
     for name, x in timed:
         xx = x[done]

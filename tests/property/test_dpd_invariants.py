@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 from conftest import make_experiment
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from greensim.assembly.prepare import prepare
@@ -124,3 +124,37 @@ def test_dpd_same_seed_identical(d):
 
     a, b = simulate(prepare(parse_experiment(d))), simulate(prepare(parse_experiment(d)))
     pd.testing.assert_frame_equal(a.requests, b.requests)
+
+
+def _with_failures(d, draw_pol, scale_years, repair_s):
+    """Weibull failures (shape 1: memoryless) on every prefill and decode group."""
+    for g in d["cluster"]["instances"]:
+        g["aging"] = {"failures": {"shape_k": 1.0, "scale_years": scale_years, "repair_s": repair_s}}
+    d["cluster"]["disaggregation"]["on_decode_failure"] = draw_pol
+    return d
+
+
+@settings(max_examples=25)
+@given(
+    d=dpd_experiments(),
+    pol=st.sampled_from(["reprefill", "resend"]),
+    scale=st.sampled_from([1e-7, 5e-7, 3e-6]),
+    repair=st.sampled_from([0.5, 3.0]),
+)
+def test_dpd_failures_lose_nothing_and_carbon_sums_hold(d, pol, scale, repair):
+    """With prefill and decode instances failing: every request ends completed (all its
+    tokens) or rejected with a reason, lost-work columns are consistent, and energy,
+    busy time and carbon attributed to requests still sum to the instances' totals."""
+    t = simulate(prepare(parse_experiment(_with_failures(d, pol, scale, repair))))
+    r, s, inst = t.requests, t.summary, t.instances
+    assert s["n_completed"] + s["n_rejected"] == len(r)
+    assert (r.reject_reason[r.rejected] != "").all()
+    done = r[~r.rejected]
+    assert (done.n_generated_tokens == done.n_output_tokens).all()
+    assert s["n_requeues"] == int(r.n_requeues.sum()) and s["failure_lost_tokens"] == int(r.failure_lost_tokens.sum())
+    assert (r.failure_lost_busy_s >= 0).all() and (r.failure_lost_busy_s <= r.gpu_busy_s + 1e-9).all()
+    assert (inst["busy_s"] + inst["down_s"] <= s["duration_s"] + 1e-6).all()
+    assert r.energy_j.sum() == pytest.approx(inst.energy_j[inst.n_requests > 0].sum(), rel=1e-6, abs=1e-6)
+    assert r.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-6, abs=1e-9)
+    assert inst.busy_s.sum() == pytest.approx(r.gpu_busy_s.sum(), rel=1e-6, abs=1e-9)
+    assert s["failure_lost_gco2"] <= s["carbon_gco2"] + 1e-12

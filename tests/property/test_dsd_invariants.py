@@ -183,3 +183,32 @@ def test_per_position_acceptance_matches_its_closed_form(alphas, seed):
     n = inst.n_full_draws
     assert n > 1000
     assert abs(inst.n_full_tokens / n - mean) <= 5 * sd / np.sqrt(n) + 1e-12
+
+
+@settings(max_examples=25)
+@given(
+    d=dsd_experiments(),
+    mode=st.sampled_from(["fallback", "stall"]),
+    scale=st.sampled_from([1e-7, 5e-7, 3e-6]),
+    repair=st.sampled_from([0.5, 3.0]),
+)
+def test_dsd_failures_lose_nothing_and_carbon_sums_hold(d, mode, scale, repair, monkeypatch_module):
+    """Targets and draft GPUs failing (memoryless hazard): every request ends completed or
+    rejected with a reason, KV bookkeeping stays exact, and attribution sums to the totals."""
+    _check_kv(monkeypatch_module)
+    g = d["cluster"]["instances"][0]
+    fail = {"failures": {"shape_k": 1.0, "scale_years": scale, "repair_s": repair}}
+    g["aging"] = fail
+    if "draft_gpu" in g["speculative"]:
+        g["speculative"].update(draft_aging=fail, on_draft_failure=mode)
+    t = simulate(prepare(parse_experiment(d)))
+    r, s, inst = t.requests, t.summary, t.instances
+    assert s["n_completed"] + s["n_rejected"] == len(r)
+    assert (r.reject_reason[r.rejected] != "").all()
+    done = r[~r.rejected]
+    assert (done.n_generated_tokens == done.n_output_tokens).all()
+    assert s["n_failures"] == int(inst.n_failures.sum()) and s["n_requeues"] == int(r.n_requeues.sum())
+    assert (inst["busy_s"] + inst["down_s"] <= s["duration_s"] + 1e-6).all()
+    assert r.energy_j.sum() == pytest.approx(inst.energy_j[inst.n_requests > 0].sum(), rel=1e-6, abs=1e-6)
+    assert r.carbon_gco2.sum() + s["unattributed_gco2"] == pytest.approx(s["carbon_gco2"], rel=1e-6, abs=1e-9)
+    assert inst.busy_s.sum() == pytest.approx(r.gpu_busy_s.sum(), rel=1e-6, abs=1e-9)
