@@ -258,6 +258,8 @@ class BoundKernel(BoundPerformance):
         self._gemm_cache: Dict[Tuple[int, int], Tuple[float, float, float]] = {}
         # decode-only iterations: kernel time, bytes, FLOPs = const(n) + slope x (attended tokens)
         self._dec_cache: Dict[int, Tuple[float, float, float]] = {}
+        self._run_key: Tuple[int, int, int] = (-1, -1, -1)  # the last decode run asked for, and its time
+        self._run_t = 0.0
         self._s_t = max(self._fa / self._Fa, self._kvb / self._Ba)
         self._dec_eager = not engine.decode_cuda_graphs
         # power
@@ -444,14 +446,20 @@ class BoundKernel(BoundPerformance):
     def decode_run_time_s(self, n: int, ctx0: int, k: int) -> float:
         if k <= 0:
             return 0.0
+        key = (n, ctx0, k)
+        if self._run_key == key:  # the engine asks for a run's time, then for its energy
+            return self._run_t
         t0, t1, *_ = self._decode_affine(n, ctx0)
         e = self.engine
         const = e.per_iteration_s + e.per_sequence_s * n
         if not e.decode_cuda_graphs and self._launch > t0:
             # kernel time t0 + t1 j is below the CPU launch floor until j* (then above)
             js = k if t1 <= 0 else min(k, max(0, math.ceil((self._launch - t0) / t1)))
-            return k * const + js * self._launch + affine_sum(t0, t1, js, k)
-        return k * const + affine_sum(t0, t1, 0, k)
+            t = k * const + js * self._launch + affine_sum(t0, t1, js, k)
+        else:
+            t = k * const + affine_sum(t0, t1, 0, k)
+        self._run_key, self._run_t = key, t
+        return t
 
     def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
         if not self.power_varies:
@@ -460,11 +468,17 @@ class BoundKernel(BoundPerformance):
             return 0.0
         hi = self.idle_power_w + self._span
         t0, t1, m0, m1, f0, f1 = self._decode_affine(n, ctx0)
-        eager = not self.engine.decode_cuda_graphs and self._launch > t0
-        ends = {0, k - 1}
-        if eager or any(
-            self._curve_w(m0 + m1 * j, f0 + f1 * j, self.iteration_time_s((), n, ctx0 + n * j)) >= hi for j in ends
-        ):
+        e = self.engine
+        eager = not e.decode_cuda_graphs and self._launch > t0
+        clipped = False
+        if not eager:
+            # the end iterations' times exactly as iteration_time_s computes them (inlined: hot path)
+            td, st, pi, ps = self._dec(n)[0], self._s_t, e.per_iteration_s, e.per_sequence_s * n
+            for j in (0, k - 1):
+                if self._curve_w(m0 + m1 * j, f0 + f1 * j, td + st * (ctx0 + n * j + n) + pi + ps) >= hi:
+                    clipped = True
+                    break
+        if eager or clipped:
             return sum(
                 self._curve_w(m0 + m1 * j, f0 + f1 * j, t) * t
                 for j in range(k)
