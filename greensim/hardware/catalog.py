@@ -491,7 +491,9 @@ def _moe_fields(e: Mapping[str, Any], where: str) -> Dict[str, int]:
             "(config.json num_experts_per_tok)."
         )
     if not out["n_experts"] and any(out[k] for k in keys[1:]):
-        raise ProfileError(f"{where}.n_experts: MoE fields are given but n_experts is missing (config.json num_experts / num_local_experts).")
+        raise ProfileError(
+            f"{where}.n_experts: MoE fields are given but n_experts is missing (config.json num_experts / num_local_experts)."
+        )
     return out
 
 
