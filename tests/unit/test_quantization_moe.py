@@ -239,3 +239,17 @@ def test_planner_picks_an_int4_model_on_old_gpus():
     assert "does not fit" in rows.loc["dpd_A100-80GBx1_V100-16GBx2_b256", "reason"]
     assert not rows.loc["colocated_A100-80GBx1_b256", "feasible"]
     assert rows.loc["dpd_A100-80GBx1_V100-16GBx2_qw4_b256", "quantization"] == "w4"
+
+
+def test_validate_uses_the_groups_quantization(tmp_path):
+    """`greensim validate` checks the fit of the model as the group serves it (int4 fits a V100-16GB)."""
+    import yaml
+
+    from greensim.api.validate import validate_experiment
+
+    f = tmp_path / "q.yaml"
+    f.write_text(yaml.safe_dump({**_exp("V100-16GB"), "quantization": {"weights": "int4"}}))
+    assert "OK" in validate_experiment(f)
+    f.write_text(yaml.safe_dump(_exp("V100-16GB")))
+    with pytest.raises(ConfigError, match="does not fit"):
+        validate_experiment(f)
