@@ -173,6 +173,8 @@ def run(
             "n_requests": len(p.table),
             "workload_notes": list(p.table.notes),
         }
+        if "quantization_note" in tables.summary:
+            manifest["quantization_note"] = tables.summary["quantization_note"]
         plot = None
         if exp.output.plots:
             from greensim.results.plots import plot_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from greensim.assembly.prepare import group_model
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.core.memory import kv_capacity_blocks
 from greensim.experiment.load import load_experiment
@@ -29,16 +30,17 @@ def validate_experiment(path: str | Path) -> str:
     for i, g in enumerate(exp.cluster.instances):
         gpu = cat.gpu(g.gpu, f"cluster.instances.{i}.gpu")
         gpu.require_power(f"cluster.instances.{i}.gpu")
+        gm = group_model(model, exp, g, f"cluster.instances.{i}", gpu)  # its quantization / expert_parallel
         kv_capacity_blocks(
             gpu.memory_bytes,
             g.tp,
-            model.weight_bytes,
-            model.kv_bytes_per_token,
+            gm.weight_bytes,
+            gm.kv_bytes_per_token,
             g.block_tokens,
             g.memory_reserve_frac,
-            where=f"cluster.instances.{i} ({model.name} on {g.tp}x{gpu.name})",
+            where=f"cluster.instances.{i} ({gm.name} on {g.tp}x{gpu.name})",
         )
-        perf.bind(gpu, model, g.tp)
+        perf.bind(gpu, gm, g.tp)
         n_gpus += g.tp * g.count
     for field in ("gpu_embodied_kgco2e", "gpu_lifetime_years", "embodied_schemes"):
         for key in getattr(exp.carbon, field):

@@ -45,6 +45,7 @@ __all__ = [
     "draft_with_vocab",
     "experiment_workload",
     "performance_model",
+    "group_model",
 ]
 
 
@@ -176,6 +177,34 @@ def context_limit(table: RequestTable, model: Any, workload: Any) -> RequestTabl
     return dataclasses.replace(table, notes=tuple(table.notes) + (note,))
 
 
+def group_model(model: Any, exp: Any, g: Any, where: str, gpu: Any = None) -> Any:
+    """The model as instance group ``g`` serves it: its ``quantization`` (else the experiment's
+    top-level one) and ``expert_parallel`` applied; checks the GPU has the GEMM dtype's tensor cores."""
+    q = g.quantization if getattr(g, "quantization", None) is not None else getattr(exp, "quantization", None)
+    qfield = f"{where}.quantization" if getattr(g, "quantization", None) is not None else "quantization"
+    m = model
+    if q is not None:
+        try:
+            m = q.apply(m)
+        except ValueError as exc:
+            raise ConfigError(f"{qfield}: {exc}") from None
+        if gpu is not None and m.compute_dtype != "fp16" and gpu.peak_ops(m.compute_dtype) is None:
+            raise ConfigError(
+                f"{qfield}.activations: {m.compute_dtype} GEMMs need {m.compute_dtype} tensor cores, which "
+                f"{gpu.name} ({gpu.architecture or 'unknown architecture'}) lacks "
+                f"({gpu.sources.get('int8_tops_dense_source') or gpu.sources.get('fp8_tflops_dense_source') or 'none in the GPU catalogue'}). "
+                "Use weight-only quantisation (activations: fp16) or another GPU."
+            )
+    if getattr(g, "expert_parallel", False):
+        if not model.is_moe:
+            raise ConfigError(
+                f"{where}.expert_parallel: '{model.name}' is a dense model (no experts to spread). "
+                "Drop expert_parallel or pick a mixture-of-experts model (e.g. Mixtral-8x7B)."
+            )
+        m = m.with_expert_parallel()
+    return m
+
+
 def prepare(exp: Experiment) -> Prepared:
     """Resolve catalogue names, build the workload and bind performance models."""
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
@@ -187,10 +216,14 @@ def prepare(exp: Experiment) -> Prepared:
     table = context_limit(table, model, exp.workload)
     perf = performance_model(exp.performance)
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
+    base_model, kv_per_token = model, []
     for gi, g in enumerate(exp.cluster.instances):
         where = f"cluster.instances.{gi}"
         gpu = catalog.gpu(g.gpu, f"{where}.gpu")
         gpu.require_power(f"{where}.gpu")
+        gmodel = group_model(base_model, exp, g, where, gpu)
+        model = gmodel
+        kv_per_token.append(gmodel.kv_bytes_per_token)
         if g.speculative is not None:
             kv_blocks, part = _speculative_group(g, where, gpu, model, catalog, perf, exp)
         else:
@@ -289,7 +322,14 @@ def prepare(exp: Experiment) -> Prepared:
     from greensim.hardware.aging import failure_model_for
 
     failures = failure_model_for(exp)
-    dpd = _disaggregation(exp, roles, model.kv_bytes_per_token, model.n_layers)
+    model = base_model
+    if "prefill" in roles and len(set(kv_per_token)) > 1:
+        raise ConfigError(
+            "cluster.instances[*].quantization: with prefill-decode disaggregation every group needs the same KV "
+            f"dtype (the KV cache travels between them as is); got KV bytes per token {sorted(set(kv_per_token))}. "
+            "Set the same quantization.kv on all groups (or the top-level quantization only)."
+        )
+    dpd = _disaggregation(exp, roles, kv_per_token[0], model.n_layers)
     spec = _speculative(exp, spec_parts, s_policies, failable=failures is not None)
     if failures is not None:
         for i, g in enumerate(exp.cluster.instances):
@@ -486,7 +526,7 @@ def _speculative_group(g, where: str, gpu, model, catalog, perf, exp) -> Tuple[i
         )
     if sp.acceptance is not None:
         try:
-            acceptance_entry(sp.acceptance, draft.name, model.name)
+            acceptance_entry(sp.acceptance, draft.name, model.catalog_name)
         except ValueError as exc:
             raise ConfigError(f"{w}.acceptance: {exc}") from None
     draft = draft_with_vocab(draft, sp.draft_vocab_size, f"{w}.draft_vocab_size")

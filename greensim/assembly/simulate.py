@@ -6,6 +6,7 @@ from typing import Callable, Optional
 
 from greensim.assembly.prepare import Prepared, make_router, router_extras
 from greensim.core.simulation import Simulation
+from greensim.experiment.quantization import QUALITY_NOTE, quantization_on
 from greensim.results import Tables, build_tables
 from greensim.results.deferral import add_deadlines
 
@@ -54,6 +55,8 @@ def simulate(
         from greensim.carbon.regions import add_region_totals
 
         add_region_totals(tables, p.experiment, out.bin_s)
+    if quantization_on(p.experiment):
+        tables.summary["quantization_note"] = QUALITY_NOTE
     report = getattr(router, "report", None)  # optional: a policy's own tables and summary values
     if report is not None:
         extra_tables, extra_summary = report()

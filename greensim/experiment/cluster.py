@@ -10,6 +10,7 @@ from typing_extensions import Annotated
 
 from greensim.experiment.acceptance import acceptance_entry
 from greensim.experiment.model import StrictModel
+from greensim.experiment.quantization import Quantization
 
 #: a guard, not a physical limit: every instance is simulated with its own state and events, so a
 #: group of 1e9 (a typo or a unit slip) would exhaust memory before the first request
@@ -58,6 +59,16 @@ class InstanceGroup(StrictModel):
         description="per-GPU power cap as a fraction of TDP (nvidia-smi -pl; greensim.hardware.powercap): "
         "iterations that would draw more run at a lower SM clock (compute-bound time x 1/f); "
         "needs performance.model kernel; default none (uncapped)",
+    )
+    quantization: Optional[Quantization] = Field(
+        None,
+        description="this group's quantised weights / activations / KV cache (replaces the top-level quantization); "
+        "default: the top-level one",
+    )
+    expert_parallel: bool = Field(
+        False,
+        description="mixture-of-experts models: spread whole experts over the tp GPUs (all-to-all dispatch and "
+        "combine) instead of splitting every expert (tensor parallel); default false",
     )
     role: Literal["colocated", "prefill", "decode"] = Field(
         "colocated",

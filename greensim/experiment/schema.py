@@ -9,6 +9,7 @@ from pydantic import Field
 from greensim.experiment.carbon import Carbon
 from greensim.experiment.cluster import Cluster, Reconfigure
 from greensim.experiment.model import StrictModel
+from greensim.experiment.quantization import Quantization
 from greensim.experiment.settings import SLO, CatalogDirs, Defer, Output, Performance, SimulationOpts
 from greensim.experiment.workload import Workload
 
@@ -21,6 +22,11 @@ class Experiment(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="experiment name (folder-safe)")
     seed: int = Field(0, ge=0, description="root seed of every random stream")
     model: str = Field(description="model name from the catalogue, e.g. Llama-3.1-8B")
+    quantization: Optional[Quantization] = Field(
+        None,
+        description="quantised weights / activations / KV cache of every instance group (an instance group's own "
+        "quantization replaces it); default none: the catalogue dtype (fp16)",
+    )
     workload: Workload
     cluster: Cluster
     slo: SLO

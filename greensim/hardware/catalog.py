@@ -21,7 +21,20 @@ from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.base.units import BYTES_PER_GB, FLOPS_PER_TFLOPS
 
-__all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog", "same_tokenizer"]
+__all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog", "same_tokenizer", "DTYPE_BITS", "expected_experts"]
+
+#: bits per stored element of each weight / activation / KV-cache dtype
+DTYPE_BITS = {"fp16": 16, "bf16": 16, "fp8": 8, "int8": 8, "int4": 4}
+
+
+def expected_experts(n_experts: int, top_k: int, tokens: float) -> float:
+    """Expected distinct experts touched by ``tokens`` tokens, each routed to ``top_k`` of
+    ``n_experts`` experts chosen uniformly at random: ``E (1 - (1 - k/E)^B)`` (a given expert is
+    missed by one token with probability ``1 - k/E``, independently across tokens; uniform
+    routing is an assumption: real routers are skewed, which touches fewer experts)."""
+    if n_experts <= 0 or tokens <= 0:
+        return 0.0
+    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,12 @@ class GPUSpec:
     host_embodied_kgco2e: float | None = None
     #: GPUs sharing that host server.
     gpus_per_host: int | None = None
+    #: dense int8 tensor-core peak [op/s] (None: no int8 tensor cores, e.g. V100's DP4A only)
+    int8_ops: float | None = None
+    #: dense int4 tensor-core peak [op/s] (None: none, e.g. Hopper)
+    int4_ops: float | None = None
+    #: dense fp8 tensor-core peak [FLOP/s] (None: no fp8 tensor cores, before Ada/Hopper)
+    fp8_flops: float | None = None
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def require_power(self, field_path: str = "gpu") -> None:
@@ -63,6 +82,12 @@ class GPUSpec:
                 f"({self.sources.get('tdp_w_source', 'no source found')}), so its energy cannot be computed. "
                 f"Add the values with a citation in a YAML file under a folder named in catalog.gpu_dirs."
             )
+
+    def peak_ops(self, dtype: str) -> float | None:
+        """Dense tensor-core peak of GEMMs with operands in ``dtype`` [op/s]; None: unsupported."""
+        if dtype in ("fp16", "bf16"):
+            return self.peak_flops
+        return {"int8": self.int8_ops, "int4": self.int4_ops, "fp8": self.fp8_flops}.get(dtype)
 
     @property
     def prefill_power_w(self) -> float:
@@ -104,6 +129,30 @@ class ModelSpec:
     #: rows of the LM head actually computed (0: all ``vocab_size``); a draft restricted to its
     #: most frequent tokens (FR-Spec, :meth:`with_draft_vocab`)
     lm_head_vocab: int = 0
+    #: mixture of experts: experts per MoE layer (0: a dense model), experts each token is
+    #: routed to (top-k), one expert's MLP width (0: ``intermediate_size``), the always-active
+    #: shared expert(s)' total MLP width (Qwen-MoE / DeepSeek-style; 0: none)
+    n_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0
+    #: experts spread whole over the instance's GPUs with all-to-all dispatch (a deployment
+    #: choice, :meth:`with_expert_parallel`); False: every expert split over them (TP)
+    expert_parallel: bool = False
+    #: the catalogue entry's name of a deployment variant (quantised, EP; "" = ``name`` itself)
+    base_name: str = ""
+    #: quantisation (:meth:`quantized`): stored dtype of the layers' linear weights, of the
+    #: GEMM activations (int8 / fp8 with weights of the same dtype: W8A8 / FP8 GEMMs on the
+    #: tensor cores of that dtype; otherwise weight-only, computed in fp16 after dequantising)
+    #: and of the KV cache; "" = native (``dtype_bytes``). Embeddings, LM head and norms stay native.
+    weight_dtype: str = ""
+    act_dtype: str = ""
+    kv_dtype: str = ""
+    #: int8 / int4 weights: one ``quant_scale_bytes`` scale per group of ``quant_group_size`` weights
+    quant_group_size: int = 128
+    quant_scale_bytes: int = 2
+    #: weight-only GEMMs: compute time x (1 + this) for dequantising in the kernel
+    dequant_overhead_frac: float = 0.0
 
     @property
     def head_vocab(self) -> int:
@@ -139,11 +188,134 @@ class ModelSpec:
         }
 
     @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    @property
+    def expert_intermediate_size(self) -> int:
+        """One routed expert's MLP width (``moe_intermediate_size``, else ``intermediate_size``)."""
+        return self.moe_intermediate_size or self.intermediate_size
+
+    def _mlp_params(self, active: bool) -> int:
+        h, m = self.hidden_size, 3 if self.gated_mlp else 2
+        if not self.n_experts:
+            return m * h * self.intermediate_size
+        e = self.experts_per_token if active else self.n_experts
+        shared = self.shared_expert_intermediate_size
+        # routed experts, shared expert(s) and its gate (h x 1), the router (h x E)
+        return e * m * h * self.expert_intermediate_size + m * h * shared + (h if shared else 0) + h * self.n_experts
+
+    @property
     def n_params_per_layer(self) -> int:
         h, q, kv = self.hidden_size, self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
         attn = h * q + 2 * h * kv + q * h
-        mlp = (3 if self.gated_mlp else 2) * h * self.intermediate_size
+        mlp = self._mlp_params(active=False)
         return attn + mlp + 2 * h
+
+    @property
+    def n_active_params_per_layer(self) -> int:
+        """Parameters one token uses per layer (MoE: its top-k experts only; dense: all)."""
+        if not self.n_experts:
+            return self.n_params_per_layer
+        return self.n_params_per_layer - self._mlp_params(active=False) + self._mlp_params(active=True)
+
+    @property
+    def active_mlp_width(self) -> int:
+        """MLP width one token passes through per layer (MoE: top-k experts plus shared ones)."""
+        if not self.n_experts:
+            return self.intermediate_size
+        return self.experts_per_token * self.expert_intermediate_size + self.shared_expert_intermediate_size
+
+    def with_expert_parallel(self, on: bool = True) -> "ModelSpec":
+        """This MoE model deployed with expert parallelism (a dense model: ValueError)."""
+        if not on or on == self.expert_parallel:
+            return self
+        if not self.is_moe:
+            raise ValueError(f"expert parallelism needs a mixture-of-experts model; '{self.name}' is dense")
+        return replace(self, name=f"{self.name} (EP)", expert_parallel=True, base_name=self.catalog_name)
+
+    @property
+    def catalog_name(self) -> str:
+        """The catalogue entry this spec derives from (acceptance tables, profiles are keyed by it)."""
+        return self.base_name or self.name
+
+    # ------------------------------------------------------------------ quantisation
+    @property
+    def quantized_weights(self) -> bool:
+        return self.weight_dtype not in ("", "fp16", "bf16")
+
+    @property
+    def is_quantized(self) -> bool:
+        """Weights, activations or KV cache stored below 16 bits."""
+        return self.quantized_weights or self.kv_dtype not in ("", "fp16", "bf16") or self.compute_dtype != "fp16"
+
+    @property
+    def weight_elem_bytes(self) -> float:
+        """Bytes per layer weight as stored, group scales included: int8/int4 add one
+        ``quant_scale_bytes`` scale per ``quant_group_size`` weights (symmetric, no zero points);
+        fp8 has per-tensor scales (negligible)."""
+        if not self.quantized_weights:
+            return self.dtype_bytes
+        bits = DTYPE_BITS[self.weight_dtype]
+        scales = self.quant_scale_bytes / self.quant_group_size if self.weight_dtype.startswith("int") else 0.0
+        return bits / 8 + scales
+
+    @property
+    def kv_elem_bytes(self) -> float:
+        """Bytes per KV-cache element (per-tensor scales, negligible)."""
+        if self.kv_dtype in ("", "fp16", "bf16"):
+            return self.dtype_bytes
+        return DTYPE_BITS[self.kv_dtype] / 8
+
+    @property
+    def compute_dtype(self) -> str:
+        """Operand dtype of the layers' GEMMs: int8 / fp8 when activations and weights are both
+        in it (W8A8, FP8), else fp16 (native or weight-only quantisation)."""
+        if self.act_dtype in ("int8", "fp8") and self.weight_dtype == self.act_dtype:
+            return self.act_dtype
+        return "fp16"
+
+    def quantized(
+        self,
+        weights: str = "fp16",
+        activations: str = "fp16",
+        kv: str = "fp16",
+        group_size: int = 128,
+        scale_bytes: int = 2,
+        dequant_overhead_frac: float = 0.0,
+    ) -> "ModelSpec":
+        """This model with quantised weights / activations / KV cache (dtypes of
+        :data:`DTYPE_BITS`); all fp16 returns the model itself. Raises ValueError naming the
+        argument on a combination no kernel runs."""
+        for k, v, ok in (
+            ("weights", weights, DTYPE_BITS),
+            ("activations", activations, ("fp16", "bf16", "int8", "fp8")),
+            ("kv", kv, ("fp16", "bf16", "fp8", "int8")),
+        ):
+            if v not in ok:
+                raise ValueError(f"{k}: {v!r} is not one of {list(ok)}")
+        if activations in ("int8", "fp8") and weights != activations:
+            raise ValueError(
+                f"activations: {activations} GEMMs need weights in {activations} too (got weights {weights}); "
+                f"set weights: {activations}, or activations: fp16 for weight-only quantisation"
+            )
+        if group_size < 1 or scale_bytes < 0 or dequant_overhead_frac < 0:
+            raise ValueError("group_size must be >= 1, scale_bytes and dequant_overhead_frac >= 0")
+        if (weights, activations, kv) in (("fp16", "fp16", "fp16"),):
+            return self
+        tag = f"w:{weights}" + (f" a:{activations}" if activations not in ("fp16", "bf16") else "")
+        tag += f" kv:{kv}" if kv not in ("fp16", "bf16") else ""
+        return replace(
+            self,
+            name=f"{self.name} ({tag})",
+            base_name=self.catalog_name,
+            weight_dtype=weights,
+            act_dtype=activations,
+            kv_dtype=kv,
+            quant_group_size=int(group_size),
+            quant_scale_bytes=int(scale_bytes),
+            dequant_overhead_frac=float(dequant_overhead_frac),
+        )
 
     @property
     def n_params(self) -> int:
@@ -156,8 +328,17 @@ class ModelSpec:
         )
 
     @property
+    def n_active_params(self) -> int:
+        """Parameters one token uses (MoE: top-k experts per layer; dense: :attr:`n_params`)."""
+        return self.n_params - self.n_layers * (self.n_params_per_layer - self.n_active_params_per_layer)
+
+    @property
     def weight_bytes(self) -> float:
-        return float(self.n_params * self.dtype_bytes)
+        """Bytes of all weights in memory (every expert; quantised layer weights with their scales)."""
+        if not self.quantized_weights:
+            return float(self.n_params * self.dtype_bytes)
+        linear = self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size)
+        return linear * self.weight_elem_bytes + float((self.n_params - linear) * self.dtype_bytes)
 
     @property
     def streamed_weight_bytes(self) -> float:
@@ -168,13 +349,15 @@ class ModelSpec:
     @property
     def kv_bytes_per_token(self) -> float:
         """KV-cache bytes per token over all layers: 2 x layers x kv_heads x head_dim x bytes."""
-        return float(2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype_bytes)
+        if self.kv_dtype in ("", "fp16", "bf16"):
+            return float(2 * self.n_layers * self.n_kv_heads * self.head_dim * self.dtype_bytes)
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * self.kv_elem_bytes
 
     @property
     def matmul_flops_per_token(self) -> float:
-        """Dense-matmul FLOPs per token (2 per MAC), all layers plus the LM head."""
+        """Matmul FLOPs per token (2 per MAC), all layers plus the LM head (MoE: active experts)."""
         return 2.0 * (
-            self.n_layers * (self.n_params_per_layer - 2 * self.hidden_size) + self.head_vocab * self.hidden_size
+            self.n_layers * (self.n_active_params_per_layer - 2 * self.hidden_size) + self.head_vocab * self.hidden_size
         )
 
     @property
@@ -214,6 +397,12 @@ def _num(entry: Mapping[str, Any], key: str, where: str, positive: bool = True) 
 def _opt(entry: Mapping[str, Any], key: str, where: str) -> float | None:
     """An optional positive number (None when absent)."""
     return None if entry.get(key) is None else _num(entry, key, where)
+
+
+def _tera(entry: Mapping[str, Any], key: str, where: str) -> float | None:
+    """An optional tensor-core peak given in 1e12 op/s, in op/s (None when absent)."""
+    x = _opt(entry, key, where)
+    return None if x is None else x * FLOPS_PER_TFLOPS
 
 
 def _opt_int(entry: Mapping[str, Any], key: str, where: str) -> int | None:
@@ -256,6 +445,9 @@ def _gpu_from_entry(name: str, e: Mapping[str, Any], where: str) -> GPUSpec:
         memory_packages=_opt_int(e, "memory_packages", where),
         host_embodied_kgco2e=_opt(e, "host_embodied_kgco2e", where),
         gpus_per_host=_opt_int(e, "gpus_per_host", where),
+        int8_ops=_tera(e, "int8_tops_dense", where),
+        int4_ops=_tera(e, "int4_tops_dense", where),
+        fp8_flops=_tera(e, "fp8_tflops_dense", where),
         sources={k: v for k, v in e.items() if k.endswith("_source") or k.endswith("_derived")},
     )
 
@@ -285,7 +477,24 @@ def _model_from_entry(name: str, e: Mapping[str, Any], where: str) -> ModelSpec:
         ),
         tokenizer=str(e.get("tokenizer") or ""),
         max_context_tokens=_opt_int(e, "max_context_tokens", where) or 0,
+        **_moe_fields(e, where),
     )
+
+
+def _moe_fields(e: Mapping[str, Any], where: str) -> Dict[str, int]:
+    """The MoE shape fields of a model entry (absent: a dense model), checked for consistency."""
+    keys = ("n_experts", "experts_per_token", "moe_intermediate_size", "shared_expert_intermediate_size")
+    out = {k: _opt_int(e, k, where) or 0 for k in keys}
+    if out["n_experts"] and not 1 <= out["experts_per_token"] <= out["n_experts"]:
+        raise ProfileError(
+            f"{where}.experts_per_token: {out['experts_per_token']} must be in 1..n_experts ({out['n_experts']}) "
+            "(config.json num_experts_per_tok)."
+        )
+    if not out["n_experts"] and any(out[k] for k in keys[1:]):
+        raise ProfileError(
+            f"{where}.n_experts: MoE fields are given but n_experts is missing (config.json num_experts / num_local_experts)."
+        )
+    return out
 
 
 def same_tokenizer(draft: ModelSpec, target: ModelSpec) -> bool:

@@ -47,7 +47,7 @@ import yaml
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
-from greensim.hardware.catalog import GPUSpec, ModelSpec
+from greensim.hardware.catalog import GPUSpec, ModelSpec, expected_experts
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import affine_sum
 
@@ -182,17 +182,31 @@ def kernel_params_for(params: Mapping[str, Any], gpu: GPUSpec) -> KernelParams:
 
 
 def _gemm_shapes(model: ModelSpec, tp: int) -> List[Tuple[int, int]]:
-    """(N, K) of the weight GEMMs of one layer on one of ``tp`` GPUs."""
+    """(N, K) of the dense weight GEMMs of one layer on one of ``tp`` GPUs (an MoE model's
+    routed experts are in :func:`_expert_shapes`; its shared expert is here)."""
     h, hd = model.hidden_size, model.head_dim
     nh = model.n_heads // tp
     nkv = max(1, model.n_kv_heads // tp)
-    inter = model.intermediate_size // tp
-    return [
+    out = [
         ((nh + 2 * nkv) * hd, h),  # fused QKV
         (h, nh * hd),  # output projection
-        (inter * (2 if model.gated_mlp else 1), h),  # fused gate/up (or up)
-        (h, inter),  # down
     ]
+    width = model.shared_expert_intermediate_size if model.is_moe else model.intermediate_size
+    if width:
+        inter = width // tp
+        out += [
+            (inter * (2 if model.gated_mlp else 1), h),  # fused gate/up (or up)
+            (h, inter),  # down
+        ]
+    return out
+
+
+def _expert_shapes(model: ModelSpec, tp: int, ep: bool) -> List[Tuple[int, int]]:
+    """(N, K) of one routed expert's GEMMs on one GPU: whole experts under expert parallelism,
+    each expert split over the ``tp`` GPUs otherwise."""
+    inter = model.expert_intermediate_size // (1 if ep else tp)
+    h = model.hidden_size
+    return [(inter * (2 if model.gated_mlp else 1), h), (h, inter)]
 
 
 def _elem_bytes_per_token(model: ModelSpec, tp: int) -> float:
@@ -202,11 +216,14 @@ def _elem_bytes_per_token(model: ModelSpec, tp: int) -> float:
     b = model.dtype_bytes
     h, hd = model.hidden_size, model.head_dim
     q, kv = model.n_heads * hd / tp, max(1, model.n_kv_heads // tp) * hd
-    inter = model.intermediate_size / tp
+    inter = model.active_mlp_width / tp
     norms = 2 * 4 * h
     rope = 2 * (q + kv) if model.rope else 0.0
     act = 3 * inter if model.gated_mlp else 2 * inter
-    return b * (norms + rope + act + 2 * kv)
+    kvb = model.kv_elem_bytes
+    if kvb == b:
+        return b * (norms + rope + act + 2 * kv)
+    return b * (norms + rope + act) + kvb * 2 * kv  # the KV-cache write in its own dtype
 
 
 class BoundKernel(BoundPerformance):
@@ -233,11 +250,31 @@ class BoundKernel(BoundPerformance):
         self._Bm = k.eta_gemm_memory * BW
         self._Fa = k.eta_attn_compute * F
         self._Ba = k.eta_attn_memory * BW
+        # the layers' weight GEMMs: stored weight bytes (quantised: with group scales) and
+        # compute rate (W8A8 / FP8: that dtype's tensor-core peak at the fp16 GEMM efficiency,
+        # an assumption; weight-only: fp16 after dequantising, x 1/(1 + dequant_overhead_frac))
+        self._wb = model.weight_elem_bytes
+        self._Fq = self._Fc
+        if model.compute_dtype != "fp16":
+            peak = gpu.peak_ops(model.compute_dtype)
+            if peak is None:
+                raise ProfileError(
+                    f"quantization.activations: {model.compute_dtype} GEMMs need {model.compute_dtype} tensor cores, "
+                    f"which '{gpu.name}' ({gpu.architecture or 'unknown architecture'}) lacks (no "
+                    f"{'int8_tops_dense' if model.compute_dtype == 'int8' else 'fp8_tflops_dense'} in the GPU "
+                    "catalogue). Use weight-only quantisation (activations: fp16) or another GPU."
+                )
+            self._Fq = k.eta_gemm_compute * peak
+        elif model.quantized_weights and model.dequant_overhead_frac:
+            self._Fq = self._Fc / (1.0 + model.dequant_overhead_frac)
         self._shapes = _gemm_shapes(model, tp)
+        self.expert_parallel = bool(model.expert_parallel and model.is_moe and tp > 1)
+        self._experts = _expert_shapes(model, tp, self.expert_parallel) if model.is_moe else []
         self._lm = (model.head_vocab // tp, model.hidden_size)
         self._elem = L * _elem_bytes_per_token(model, tp)  # bytes per token, all layers
         nkv = max(1, model.n_kv_heads // tp)
-        self._kvb = 2.0 * L * nkv * model.head_dim * b  # KV bytes per cached token, all layers, one GPU
+        # KV bytes per cached token, all layers, one GPU
+        self._kvb = 2.0 * L * nkv * model.head_dim * model.kv_elem_bytes
         self._fa = 4.0 * L * (model.n_heads // tp) * model.head_dim  # attention FLOPs per (query, key)
         # latency floor: every kernel of a layer costs at least t_kernel_s even when it has
         # almost no work (start-up, tail, dependency gap); the count is the implementation's
@@ -252,6 +289,13 @@ class BoundKernel(BoundPerformance):
             lat, bw = k.allreduce[tp]
             self._ar_a = 2 * L * lat
             self._ar_b = 2 * L * model.hidden_size * b / bw
+            if self.expert_parallel:
+                # the MLP's all-reduce becomes two all-to-alls (dispatch, combine), each sending
+                # the (tp-1)/tp of a token's top-k copies that go to other GPUs; assumption: at
+                # the all-reduce's measured latency and bandwidth (no all-to-all measurement)
+                a2a = model.experts_per_token * model.hidden_size * b * (tp - 1) / tp
+                self._ar_a = 3 * L * lat
+                self._ar_b = L * (model.hidden_size * b + 2 * a2a) / bw
         else:
             self._ar_a = self._ar_b = 0.0
         self._launch = L * engine.launch_per_layer_s
@@ -288,13 +332,17 @@ class BoundKernel(BoundPerformance):
         if hit is not None:
             return hit
         Fc, Bm, b = self._Fc, self._Bm, self._b
+        Fq, wb = self._Fq, self._wb
         t = m = f = 0.0
         for N, K in self._shapes:
             fl = 2.0 * T * N * K
-            by = (N * K + T * (N + K)) * b
-            t += max(fl / Fc, by / Bm)
+            by = N * K * wb + T * (N + K) * b
+            t += max(fl / Fq, by / Bm)
             m += by
             f += fl
+        if self._experts:
+            t1, m1, f1 = self._moe(T)
+            t, m, f = t + t1, m + m1, f + f1
         t, m, f = t * self._L, m * self._L, f * self._L
         if T_logits:
             N, K = self._lm
@@ -307,6 +355,23 @@ class BoundKernel(BoundPerformance):
         if len(self._gemm_cache) < 65536:
             self._gemm_cache[key] = out
         return out
+
+    def _moe(self, T: int) -> Tuple[float, float, float]:
+        """(time, bytes, FLOPs) of one layer's routed experts on one GPU for ``T`` tokens, as one
+        grouped GEMM (vLLM's fused MoE kernel): the weights of the distinct experts the batch
+        touches are read once (:func:`expected_experts`, uniform routing), each token's top-k
+        experts compute. Under expert parallelism a GPU holds ``E / tp`` whole experts and gets
+        ``1 / tp`` of the routed tokens (the mean: load imbalance is not modelled)."""
+        mdl = self.model
+        E, k = mdl.n_experts, mdl.experts_per_token
+        share = 1.0 / self.tp if self.expert_parallel else 1.0
+        touched = expected_experts(E, k, T) * share
+        routed = T * k * share  # (token, expert) pairs on this GPU
+        fl = by = 0.0
+        for N, K in self._experts:
+            fl += 2.0 * routed * N * K
+            by += touched * N * K * self._wb + routed * (N + K) * self._b
+        return max(fl / self._Fq, by / self._Bm), by, fl
 
     def _parts(self, T: int, T_logits: int, pairs: float, kv_read: float, dec_ctx: float) -> Tuple[float, float, float]:
         """(kernel time, bytes, FLOPs) of an iteration: ``T`` tokens through the layers,

@@ -46,7 +46,7 @@ from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
 from greensim.carbon.embodied import scoped_embodied_kgco2e
 from greensim.experiment.load import parse_experiment
 from greensim.experiment.schema import Experiment
-from greensim.planning.spec import PlanSpec, load_plan_spec
+from greensim.planning.spec import QUANT_PRESETS, PlanSpec, load_plan_spec
 from greensim.results.bands import saving_band
 
 __all__ = ["Candidate", "PlanResult", "plan", "enumerate_candidates", "candidate_experiments", "steady_state"]
@@ -98,6 +98,7 @@ class Candidate:
     max_backlog_growth_frac: float = math.inf
     power_cap_frac: Optional[float] = None  # old GPUs' power cap, fraction of TDP (dpd); None: uncapped
     gamma_policy: str = "fixed"  # spec/dsd: the gamma policy (fixed; goodput adapts gamma <= gamma per step)
+    quantization: str = "none"  # old GPUs' quantisation preset (search.quantizations; dpd, pool, class_split)
 
     def _metrics(self) -> Optional[Dict[str, Any]]:
         return self.summary if self.summary is not None else self.short_summary
@@ -227,6 +228,10 @@ class PlanResult:
                 }
             )
         df = pd.DataFrame(rows)
+        if any(c.quantization != "none" for c in self.candidates):  # search.quantizations on
+            df.insert(
+                df.columns.get_loc("power_cap_frac") + 1, "quantization", [c.quantization for c in self.candidates]
+            )
         if len(df):
             df = df.sort_values(
                 ["feasible", "carbon_g_per_request"], ascending=[False, True], na_position="last", kind="stable"
@@ -239,10 +244,12 @@ class PlanResult:
 
 
 # ------------------------------------------------------------------ enumeration
-def _cand_name(mode, new, n_new, old, n_old, gamma, b, cap=None, gamma_policy: str = "fixed") -> str:
+def _cand_name(mode, new, n_new, old, n_old, gamma, b, cap=None, gamma_policy: str = "fixed", quant="none") -> str:
     parts = [mode, f"{new}x{n_new}"]
     if old is not None:
         parts.append(f"{old}x{n_old}")
+    if quant != "none":
+        parts.append(f"q{quant}")
     if cap is not None:
         parts.append(f"cap{cap:g}")
     if gamma is not None:
@@ -287,7 +294,7 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                 if "class_split" in s.modes:
                     out += [
                         Candidate(
-                            _cand_name("class_split", nw.gpu, p, od.gpu, d, None, b),
+                            _cand_name("class_split", nw.gpu, p, od.gpu, d, None, b, quant=qz),
                             "class_split",
                             nw.gpu,
                             p,
@@ -295,22 +302,33 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                             d,
                             None,
                             b,
+                            quantization=qz,
                         )
                         for p in range(1, nw.count + 1)
                         for d in range(1, od.count + 1)
+                        for qz in s.quantizations
                     ]
                 if "pool" in s.modes:
                     out += [
                         Candidate(
-                            _cand_name("pool", nw.gpu, p, od.gpu, d, None, b), "pool", nw.gpu, p, od.gpu, d, None, b
+                            _cand_name("pool", nw.gpu, p, od.gpu, d, None, b, quant=qz),
+                            "pool",
+                            nw.gpu,
+                            p,
+                            od.gpu,
+                            d,
+                            None,
+                            b,
+                            quantization=qz,
                         )
                         for p in range(0, nw.count + 1)
                         for d in range(1, od.count + 1)
+                        for qz in s.quantizations
                     ]
                 if "dpd" in s.modes:
                     out += [
                         Candidate(
-                            _cand_name("dpd", nw.gpu, p, od.gpu, d, None, b, cap),
+                            _cand_name("dpd", nw.gpu, p, od.gpu, d, None, b, cap, quant=qz),
                             "dpd",
                             nw.gpu,
                             p,
@@ -319,10 +337,12 @@ def enumerate_candidates(spec: PlanSpec) -> List[Candidate]:
                             None,
                             b,
                             power_cap_frac=cap,
+                            quantization=qz,
                         )
                         for p in range(1, nw.count + 1)
                         for d in range(1, od.count + 1)
                         for cap in s.power_caps
+                        for qz in s.quantizations
                     ]
                 if "dsd" in s.modes:
                     out += [
@@ -386,9 +406,11 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
     }
     cluster: Dict[str, Any] = {"router": s.router, "instances": [group]}
     link = base["link"]
+    q_old = QUANT_PRESETS[c.quantization]
+    q_old_field = {} if q_old is None else {"quantization": dict(q_old)}
     if c.mode == "class_split":
         od = _item(spec, c.old_gpu, "old")
-        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years}
+        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years, **q_old_field}
         cluster = {
             "router": "class_affinity",
             "router_options": {"classes": {s.old_class: [od.gpu]}, "inner": s.pool_router},
@@ -396,7 +418,7 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
         }
     if c.mode == "pool":
         od = _item(spec, c.old_gpu, "old")
-        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years}
+        old_group = {**group, "gpu": od.gpu, "tp": od.tp, "count": c.n_old, "age_years": od.age_years, **q_old_field}
         cluster = {"router": s.pool_router, "instances": ([group] if c.n_new else []) + [old_group]}
     if c.mode in ("spec", "dsd"):
         d = s.draft
@@ -430,6 +452,7 @@ def _experiment_dict(spec: PlanSpec, c: Candidate) -> Dict[str, Any]:
                 "max_batched_tokens": s.max_batched_tokens,
                 "age_years": od.age_years,
                 **({} if c.power_cap_frac is None else {"power_cap_frac": c.power_cap_frac}),
+                **q_old_field,
             }
         )
         cluster["disaggregation"] = {"decode_router": s.decode_router, "link": link}
@@ -609,7 +632,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             mode = th.colocated(p_new, n_in, n_out, ctx.rate / c.n_new, *new)
         elif c.mode == "class_split":
             od = _item(spec, c.old_gpu, "old")
-            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            p_old = ctx.bound(od.gpu, _old_model(ctx, c), od.tp, c.max_batch_size)
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             is_old = ctx.slo_class == spec.search.old_class
             tok_new = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
@@ -620,7 +643,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             mode = _split_theory(p_new, p_old, ctx, is_old, c.n_new, c.n_old, new, old)
         elif c.mode == "pool":
             od = _item(spec, c.old_gpu, "old")
-            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size)
+            p_old = ctx.bound(od.gpu, _old_model(ctx, c), od.tp, c.max_batch_size)
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             tok_new = ctx.per_input(("dec", nw.gpu), lambda x: p_new.iteration_time_s((), 1, x))
             tok_old = ctx.per_input(("dec", od.gpu), lambda x: p_old.iteration_time_s((), 1, x))
@@ -635,7 +658,7 @@ def _theory(ctx: _Context, c: Candidate) -> None:
             mode = _pool_theory(p_new, p_old, n_in, n_out, ctx.rate, c.n_new, c.n_old, new, old)
         elif c.mode == "dpd":
             od = _item(spec, c.old_gpu, "old")
-            p_old = ctx.bound(od.gpu, m, od.tp, c.max_batch_size, c.power_cap_frac)
+            p_old = ctx.bound(od.gpu, _old_model(ctx, c), od.tp, c.max_batch_size, c.power_cap_frac)
             old = (od.tp, *ctx.embodied(od.gpu, od.age_years))
             bw = _link_bps(spec)
             kvb = m.kv_bytes_per_token
@@ -1263,6 +1286,12 @@ def _confirm(cands, run_full, short_ok, full_ok, short_carbon, top_k: int, margi
     return any(full_ok(c) for c in cands)
 
 
+def _old_model(ctx: _Context, c: Candidate):
+    """The model as the candidate's old GPUs serve it (its search.quantizations preset applied)."""
+    q = QUANT_PRESETS[c.quantization]
+    return ctx.model if q is None else ctx.model.quantized(**q)
+
+
 def _check_fits(ctx: _Context, c: Candidate) -> None:
     """Raise if the model (and draft) do not fit the candidate's GPUs (same check as greensim.assembly.prepare)."""
     from greensim.core.memory import kv_capacity_blocks
@@ -1280,11 +1309,16 @@ def _check_fits(ctx: _Context, c: Candidate) -> None:
         g_old = ctx.cat.gpu(od.gpu, "gpu")
         g_old.require_power(f"inventory ({od.gpu})")
         if c.mode in ("dpd", "pool", "class_split"):
+            mo = _old_model(ctx, c)
+            if mo.compute_dtype != "fp16" and g_old.peak_ops(mo.compute_dtype) is None:
+                raise ConfigError(
+                    f"search.quantizations: {c.quantization} needs {mo.compute_dtype} tensor cores, which {od.gpu} lacks"
+                )
             kv_capacity_blocks(
                 g_old.memory_bytes,
                 od.tp,
-                m.weight_bytes,
-                m.kv_bytes_per_token,
+                mo.weight_bytes,
+                mo.kv_bytes_per_token,
                 16,
                 0.1,
                 where=f"{'decode' if c.mode == 'dpd' else 'serving'} on {od.tp}x{od.gpu}",

@@ -24,9 +24,29 @@ from greensim.experiment.overrides import apply_overrides
 from greensim.experiment.settings import SLO, CatalogDirs, Output, Performance, SimulationOpts
 from greensim.experiment.workload import Workload
 
-__all__ = ["PlanSpec", "InventoryItem", "DraftSpec", "SearchSpec", "MODES", "load_plan_spec", "parse_plan_spec"]
+__all__ = [
+    "PlanSpec",
+    "InventoryItem",
+    "DraftSpec",
+    "SearchSpec",
+    "MODES",
+    "QUANT_PRESETS",
+    "load_plan_spec",
+    "parse_plan_spec",
+]
 
 MODES = ("colocated", "dpd", "dsd", "spec", "pool", "class_split")
+
+#: search.quantizations: the ``quantization`` section each preset gives the old GPUs' group
+#: (cluster.instances[*].quantization); w8 / w4 are weight-only (fp16 compute), w8a8 / fp8 need
+#: the GPU's int8 / fp8 tensor cores (a candidate on a GPU without them cannot be built)
+QUANT_PRESETS: Dict[str, Optional[Dict[str, str]]] = {
+    "none": None,
+    "w8": {"weights": "int8"},
+    "w4": {"weights": "int4"},
+    "w8a8": {"weights": "int8", "activations": "int8"},
+    "fp8": {"weights": "fp8", "activations": "fp8"},
+}
 
 
 class _Base(BaseModel):
@@ -144,6 +164,14 @@ class SearchSpec(_Base):
         description="per-GPU power caps to try on the old GPUs of dpd candidates (their decode pool), as "
         "fractions of TDP (null: uncapped; cluster.instances[*].power_cap_frac); default [null]. Needs "
         "performance.model kernel",
+    )
+    quantizations: List[Literal["none", "w8", "w4", "w8a8", "fp8"]] = Field(
+        ["none"],
+        min_length=1,
+        description="quantisation presets to try on the old GPUs of dpd (decode), pool and class_split "
+        "candidates (their instance group's quantization): none, w8 (int8 weights, fp16 compute), w4 (int4 weights "
+        "in groups of 128, fp16 compute), w8a8 (int8 weights and GEMMs), fp8 (fp8 weights and GEMMs); lets an old "
+        "GPU serve a model that does not fit it in fp16. Default [none]; quality effects are not modelled",
     )
     max_batched_tokens: int = Field(
         8192,
