@@ -57,6 +57,29 @@ SUMMARY_ROWS = [
 ]
 
 
+#: shown only when the run had GPU failures (summary keys present)
+FAILURE_ROWS = [
+    (
+        "GPU failures (down time)",
+        lambda s: f"{s.get('n_failures', 0)} ({_v(s, 'failure_down_s', '.0f')} s down)",
+    ),
+    (
+        "  restarted requests, lost work",
+        lambda s: (
+            f"{s.get('failure_restarted_requests', 0)}, {s.get('failure_lost_tokens', 0)} tokens, "
+            f"{_v(s, 'failure_lost_energy_kwh', '.4f')} kWh, {_v(s, 'failure_lost_gco2', '.2f')} gCO2e"
+        ),
+    ),
+    (
+        "  SLO attainment restarted / untouched",
+        lambda s: (
+            f"{_v(s, 'failure_restarted_slo_attainment_frac', '.1%')} / "
+            f"{_v(s, 'failure_untouched_slo_attainment_frac', '.1%')}"
+        ),
+    ),
+]
+
+
 def bands_footer(s) -> str:
     """What the [low, high] brackets mean (or why there are none)."""
     u = s.get("uncertainty") or {}
@@ -110,8 +133,9 @@ def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
         return
     s = res.summary
     click.echo(f"greensim: {res.experiment.name} (model {res.experiment.model}, seed {res.experiment.seed})")
-    w = max(len(k) for k, _ in SUMMARY_ROWS)
-    for k, f in SUMMARY_ROWS:
+    rows = SUMMARY_ROWS + (FAILURE_ROWS if "failure_down_s" in s else [])
+    w = max(len(k) for k, _ in rows)
+    for k, f in rows:
         click.echo(f"  {k:<{w}}  {f(s)}")
     click.echo(f"  {'wall time':<{w}}  {res.wall_s:.2f} s")
     footer = bands_footer(s)

@@ -408,3 +408,18 @@ def test_sweep_plan_replan_check_the_output_folder_before_running(tmp_path, monk
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     assert "f is a file, not a folder" in res.output and "--out DIR" in res.output, res.output
+
+
+def test_run_prints_failures_and_their_cost_when_gpus_fail(tmp_path):
+    """The console summary gains the failure rows only when the run had failures."""
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[2] / "experiments" / "aging_failures_dpd.yaml"
+    args = ["run", str(ex), "--out", str(tmp_path), "--no-plots", "--set", "workload.n_requests=300"]
+    args += ["--set", "performance.uncertainty=none"]
+    out = CliRunner().invoke(main, args).output
+    assert "GPU failures (down time)" in out and "restarted requests, lost work" in out
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert f"{summary['n_failures']} (" in out and summary["n_failures"] > 0
+    out = CliRunner().invoke(main, args + ["--set", "cluster.instances.1.aging=null"]).output
+    assert "GPU failures" not in out and "results:" in out
