@@ -57,12 +57,14 @@ def test_small_kv_cache_forces_preemption_and_everything_still_finishes():
 
 
 def test_request_too_large_for_the_cache_is_rejected_with_reason():
+    # a long-context model (Llama-2-7B's 4,096 tokens would stop the run before the KV check)
     d = make_experiment(
         **{
+            "model": "Llama-3.1-8B",
             "workload.n_requests": 3,
-            "workload.input_tokens": {"dist": "constant", "value": 9000},
+            "workload.input_tokens": {"dist": "constant", "value": 30000},
             "workload.output_tokens": {"dist": "constant", "value": 10},
-            "cluster.instances": [{"gpu": "A100-80GB", "memory_reserve_frac": 0.8}],
+            "cluster.instances": [{"gpu": "A100-80GB", "memory_reserve_frac": 0.78}],
         }
     )
     r = run_tables(d).requests
