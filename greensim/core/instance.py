@@ -387,6 +387,7 @@ class Instance:
         self._arm(t)
 
     def _start_decode_run(self) -> None:
+        preempted = False
         while True:
             while self._heap and (
                 self._heap[0][2].id not in self.decoding or self._heap[0][2].finish_step != self._heap[0][0]
@@ -399,9 +400,12 @@ class Instance:
             if k >= 1:
                 break
             self._preempt()
+            preempted = True
             if not self.decoding:
                 self._schedule()
                 return
+        if preempted and self.prefix_cache is not None and self.waiting and self._admissible(self.waiting[0]):
+            k = 1  # the victim's blocks stay cached, so it may fit again at the next boundary
         n = len(self.decoding)
         ctx0 = self._kv_base_sum + n * (self.steps + 1)
         self._run = (self.sim.env.now, n, ctx0, k)
