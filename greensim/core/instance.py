@@ -671,6 +671,15 @@ class Instance:
         if not self.busy and self.waiting:
             self._schedule()
 
+    def cached_prefix_tokens(self, request_id: int) -> int:
+        """Tokens of the request's prompt prefix in this instance's prefix cache now (0
+        without one), for routers. Evicts first what the running iteration displaced."""
+        pc = self.prefix_cache
+        if pc is None:
+            return 0
+        pc.fit(self.free_kv_blocks_after_iteration)
+        return pc.cached_prefix_tokens(request_id)
+
     def check_drained(self) -> None:
         """Invariant at the end of a run: no work left, every KV block free."""
         if self.waiting or self.decoding or self.prefilling or self.busy or self.incoming or self.n_reserved:

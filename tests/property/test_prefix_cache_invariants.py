@@ -9,7 +9,7 @@ from greensim.core.instance import Instance, InstanceConfig
 from greensim.core.interfaces import BoundPerformance
 from greensim.core.requests import RequestTable
 from greensim.core.simulation import Simulation
-from greensim.policies.routers import JoinShortestQueue, RoundRobin
+from greensim.policies.routers import JoinShortestQueue, PrefixAffinity, RoundRobin
 
 
 class Linear(BoundPerformance):
@@ -53,7 +53,7 @@ def workloads(draw):
         batch=draw(st.integers(1, 8)),
         budget=draw(st.sampled_from([600, 2048])),
         n_inst=draw(st.integers(1, 2)),
-        rr=draw(st.booleans()),
+        router=draw(st.sampled_from([RoundRobin, JoinShortestQueue, PrefixAffinity])),
     )
 
 
@@ -62,7 +62,7 @@ def _run(w, max_run_iterations=None):
         "i", "A100-80GB", 1, w["kv_blocks"], 16, w["batch"], w["budget"], w["chunked"], 0, prefix_caching=True
     )
     table = RequestTable(w["arrival"], w["n_in"], w["n_out"], prefix_ids=w["ids"], prefix_block_tokens=w["H"])
-    router = RoundRobin() if w["rr"] else JoinShortestQueue()
+    router = w["router"]()
     sim = Simulation(table, [(cfg, Linear())] * w["n_inst"], router, 1.0, max_run_iterations=max_run_iterations)
     sim.run()  # check_drained: no block held, no reference left, the cache's own invariants
     return sim

@@ -286,3 +286,28 @@ def test_dpd_cache_on_prefill_saves_compute_not_transfer():
     assert on.summary["kv_transfer_bytes"] == off.summary["kv_transfer_bytes"]
     assert on.instances.busy_s.iloc[0] < off.instances.busy_s.iloc[0]
     assert on.summary["n_completed"] == off.summary["n_completed"] == 120
+
+
+def test_prefix_affinity_router_follows_the_cached_prefix():
+    """Two idle instances: request 2 shares request 1's prefix, cached on instance 1 only;
+    prefix_affinity sends it there, join-shortest-queue to the lowest index (a tie)."""
+    from greensim.policies.routers import PrefixAffinity
+
+    P, Q = tuple(range(40)), tuple(range(100, 140))
+    ids = [P + (900,), Q + (901,), Q + (902,)]
+
+    def route(router):
+        cfg = InstanceConfig("i", "A100-80GB", 1, 1000, 16, 256, 8192, False, 0, prefix_caching=True)
+        table = RequestTable(
+            np.array([0.0, 0.001, 20.0]),
+            np.array([700, 700, 700]),
+            np.array([5, 5, 5]),
+            prefix_ids=ids,
+            prefix_block_tokens=16,
+        )
+        sim = Simulation(table, [(cfg, Linear())] * 2, router, 1.0)
+        sim.run()
+        return sim.record.instance.tolist(), sim.cached_prompt_tokens.tolist()
+
+    assert route(PrefixAffinity()) == ([0, 1, 1], [0, 0, 640])
+    assert route(JoinShortestQueue()) == ([0, 1, 0], [0, 0, 0])
