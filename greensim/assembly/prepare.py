@@ -162,14 +162,7 @@ def context_limit(table: RequestTable, model: Any, workload: Any) -> RequestTabl
     if drop:
         keep = total <= lim
         note = f"drop_invalid: dropped {what}."
-        return dataclasses.replace(
-            table,
-            arrival_s=table.arrival_s[keep],
-            n_input_tokens=table.n_input_tokens[keep],
-            n_output_tokens=table.n_output_tokens[keep],
-            slo_class=None if table.slo_class is None else table.slo_class[keep],
-            notes=tuple(table.notes) + (note,),
-        )
+        return table.select(keep, notes=tuple(table.notes) + (note,))
     note = f"{what}; a serving engine would refuse them, here they are simulated. To drop them: {fix}" + (
         ", or set workload.drop_invalid: true." if getattr(workload, "kind", "") == "trace" else "."
     )
@@ -214,6 +207,7 @@ def prepare(exp: Experiment) -> Prepared:
     if len(table) == 0:
         raise TraceError("workload: no requests to simulate.")
     table = context_limit(table, model, exp.workload)
+    _check_prefix_caching(exp, table)
     perf = performance_model(exp.performance)
     instances, specs, roles, spec_parts, draft_specs, groups = [], [], [], [], [], []
     base_model, kv_per_token = model, []
@@ -275,6 +269,7 @@ def prepare(exp: Experiment) -> Prepared:
                 site=g.site or DEFAULT_SITE,
                 mode=_mode_label(g),
                 network_delay_s=_one_way_s(exp, g.site),
+                prefix_caching=g.prefix_caching,
             )
             instances.append((cfg, bound))
             specs.append(gspec)
@@ -371,6 +366,27 @@ def prepare(exp: Experiment) -> Prepared:
         deadline_s=deadline_array(exp, len(table), table.slo_class),
         defer_factory=defer_factory,
     )
+
+
+def _check_prefix_caching(exp: Experiment, table: RequestTable) -> None:
+    """prefix_caching needs prefix identity in the workload, in blocks the KV blocks divide."""
+    for gi, g in enumerate(exp.cluster.instances):
+        if not g.prefix_caching:
+            continue
+        where = f"cluster.instances.{gi}.prefix_caching"
+        if table.prefix_ids is None:
+            raise ConfigError(
+                f"{where}: the workload carries no prefix identity, so nothing could hit the cache. Use a "
+                f"trace with hash_ids (e.g. workload.name: mooncake_fast25_conversation), or give a synthetic "
+                f"workload a shared prefix (workload.prefix) or multi-turn sessions (workload.sessions)."
+            )
+        H = table.prefix_block_tokens
+        if H % g.block_tokens:
+            raise ConfigError(
+                f"{where}: the workload's prefix blocks of {H} tokens are not a whole number of this group's "
+                f"KV blocks (block_tokens {g.block_tokens}); a cache hit covers whole prefix blocks. Set "
+                f"block_tokens to a divisor of {H} (e.g. 16), or workload.prefix_block_tokens to a multiple of it."
+            )
 
 
 def _defer_factory(exp: Experiment) -> Any:

@@ -203,7 +203,7 @@ class KVHandoff:
             del self._early[r.id]
             self.transfer_s[r.id] = self.sim.env.now - t0
             self._sent(r, src)
-            src.release_blocks(src_blocks)
+            src.release_blocks(src_blocks, r)
             dst.accept(r, nb)
 
         st[7] = st[6].send(nbytes, done)
@@ -246,7 +246,7 @@ class KVHandoff:
             self._inflight.pop(r.id, None)
             self.transfer_s[r.id] = self.sim.env.now - t0
             self._sent(r, src)
-            src.release_blocks(src_blocks)
+            src.release_blocks(src_blocks, r)
             dst.accept(r, nb)
 
         return done

@@ -21,6 +21,7 @@ from typing import Deque, Dict, List, Optional, Tuple
 from greensim.base.errors import SimulationInvariantError
 from greensim.core.interfaces import BoundPerformance, EngineHost, PrefillHandoff
 from greensim.core.ledger import Ledger
+from greensim.core.prefix_cache import PrefixCache
 from greensim.core.requests import Request
 
 __all__ = ["Instance", "InstanceConfig"]
@@ -43,6 +44,7 @@ class InstanceConfig:
         "site",
         "mode",
         "network_delay_s",
+        "prefix_caching",
     )
 
     def __init__(
@@ -60,6 +62,7 @@ class InstanceConfig:
         site: str = "default",
         mode: str = "colocated",
         network_delay_s: float | None = None,
+        prefix_caching: bool = False,
     ):
         self.name, self.gpu, self.tp = name, gpu, tp
         self.kv_blocks, self.block_tokens = kv_blocks, block_tokens
@@ -72,6 +75,8 @@ class InstanceConfig:
         # modelled): a request routed here reaches it this much later; its first and last
         # tokens reach the user this much after they are produced
         self.network_delay_s = None if network_delay_s is None else float(network_delay_s)
+        # automatic prefix caching (greensim.core.prefix_cache); the simulation attaches the cache
+        self.prefix_caching = bool(prefix_caching)
 
 
 class Instance:
@@ -108,6 +113,8 @@ class Instance:
         self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
         self.n_reserved = 0  # DPD: requests with blocks reserved, transfer not arrived
         self.n_in_transit = 0  # routed here, still on the network (counted in n_waiting)
+        self.prefix_cache: Optional[PrefixCache] = None  # set by the simulation with cfg.prefix_caching
+        self._shared_blocks = 0  # KV blocks counted by several requests (prefix cache), added back
 
     # ----------------------------------------------------------------- views
     @property
@@ -121,7 +128,7 @@ class Instance:
 
     @property
     def free_kv_blocks(self) -> int:
-        return self.total_kv_blocks - self._prefill_blocks - self._dec_blocks
+        return self.total_kv_blocks - self._prefill_blocks - self._dec_blocks + self._shared_blocks
 
     def _blocks(self, tokens: int) -> int:
         return -(-tokens // self.B)
@@ -143,7 +150,9 @@ class Instance:
         cfg = self.cfg
         if len(self.decoding) >= cfg.max_batch_size:
             return False
-        return self._blocks(r.n_in + r.generated) <= self.free_kv_blocks - cfg.watermark_blocks
+        need = r.n_in + r.generated
+        gain = 0 if self.prefix_cache is None else self.prefix_cache.match(r.id, need)[1]
+        return self._blocks(need) - gain <= self.free_kv_blocks - cfg.watermark_blocks
 
     def _cut_run(self, run: Tuple[float, int, int, int]) -> None:
         """End the decode run ``run`` (``self._run``) at its next iteration boundary."""
@@ -206,6 +215,8 @@ class Instance:
             new += res[(1 - s) % B]
         self._dec_blocks += new
         self.steps = s0 + k
+        if self.prefix_cache is not None:
+            self.prefix_cache.fit(self.free_kv_blocks)  # decode growth took cached blocks' place
 
     def _decode_kv_limit(self, kmax: int) -> int:
         """Largest k <= kmax such that k more decode steps fit in the free blocks."""
@@ -248,17 +259,26 @@ class Instance:
         budget = cfg.max_batched_tokens
         n_run = len(self.decoding)
         free = self.free_kv_blocks - cfg.watermark_blocks
+        pc = self.prefix_cache
         chunks: List[Tuple[Request, int]] = []  # (request, tokens to prefill)
         while self.waiting and n_run + len(chunks) < cfg.max_batch_size:
             r = self.waiting[0]
             need = r.n_in + r.generated
             nb = self._blocks(need)
-            q = need - r.cached  # DPD resend: the re-sent prompt KV is not recomputed
-            if q > budget or nb > free:
+            cached = r.cached  # DPD resend: the re-sent prompt KV is not recomputed
+            gain = 0
+            if pc is not None:  # prefix cache: the hit is not recomputed either
+                m, gain = pc.match(r.id, need)
+                cached = max(cached, m * pc.H)
+            q = need - cached
+            if q > budget or nb - gain > free:
                 break
             self.waiting.popleft()
+            if pc is not None:
+                r.cached = cached
+                self._acquire(pc, r, m, need)
             self._admit(r, nb)
-            free -= nb
+            free -= nb - gain
             budget -= q
             chunks.append((r, q))
         return chunks
@@ -276,20 +296,33 @@ class Instance:
             budget -= q
         step_blocks = self._res[(-self.steps) % self.B]  # decodes that need a block this step
         free = self.free_kv_blocks - cfg.watermark_blocks - step_blocks
+        pc = self.prefix_cache
         while self.waiting and budget > 0 and len(self.decoding) + len(self.prefilling) < cfg.max_batch_size:
             r = self.waiting[0]
             need = r.n_in + r.generated
             nb = self._blocks(need)
-            if nb > free:
+            gain = 0
+            if pc is not None:
+                m, gain = pc.match(r.id, need)
+            if nb - gain > free:
                 break
             self.waiting.popleft()
+            if pc is not None:
+                r.cached = max(r.cached, m * pc.H)
+                self._acquire(pc, r, m, need, step_blocks)
             q = min(budget, need - r.cached)
             self._admit(r, nb)
             self.prefilling.append(r)
-            free -= nb
+            free -= nb - gain
             chunks.append((r, q))
             budget -= q
         return chunks
+
+    def _acquire(self, pc: PrefixCache, r: Request, m: int, need: int, step_blocks: int = 0) -> None:
+        """Prefix cache: ``r`` (admitted now, its blocks not yet counted) references its hit
+        keys; then evict what its new blocks (and ``step_blocks`` of decode growth) displace."""
+        self._shared_blocks += pc.acquire(r.id, m, need, not r.admitted)
+        pc.fit(self.free_kv_blocks - self._blocks(need) - step_blocks)
 
     def _admit(self, r: Request, nb: int) -> None:
         r.blocks = nb
@@ -311,11 +344,15 @@ class Instance:
         """Recompute-preempt the latest-admitted running request."""
         cands = list(self.decoding.values()) + [r for r in self.prefilling]
         victim = max(cands, key=lambda r: r.seq)
+        kv = 0
         if victim.id in self.decoding:
             self._leave_decode(victim)
+            kv = victim.kv_len
         else:
             self.prefilling.remove(victim)
             self._prefill_blocks -= victim.blocks
+        if self.prefix_cache is not None:  # its blocks stay cached: its re-prefill may hit them
+            self._shared_blocks += self.prefix_cache.release(victim.id, kv)
         victim.blocks = 0
         victim.kv_len = 0
         victim.prefilled = 0
@@ -350,6 +387,7 @@ class Instance:
         self._arm(t)
 
     def _start_decode_run(self) -> None:
+        preempted = False
         while True:
             while self._heap and (
                 self._heap[0][2].id not in self.decoding or self._heap[0][2].finish_step != self._heap[0][0]
@@ -362,9 +400,12 @@ class Instance:
             if k >= 1:
                 break
             self._preempt()
+            preempted = True
             if not self.decoding:
                 self._schedule()
                 return
+        if preempted and self.prefix_cache is not None and self.waiting and self._admissible(self.waiting[0]):
+            k = 1  # the victim's blocks stay cached, so it may fit again at the next boundary
         n = len(self.decoding)
         ctx0 = self._kv_base_sum + n * (self.steps + 1)
         self._run = (self.sim.env.now, n, ctx0, k)
@@ -411,6 +452,9 @@ class Instance:
                 self.prefilling.remove(r)
             r.kv_len = target
             r.generated += 1
+            pc = self.prefix_cache
+            if pc is not None:  # its full prompt blocks become cache entries
+                self._shared_blocks += pc.insert(r.id, target)
             if r.generated == 1:
                 self.sim.on_first_token(r, now)
             if r.redo:
@@ -418,6 +462,8 @@ class Instance:
             if r.generated >= r.n_out:
                 self._prefill_blocks -= r.blocks
                 r.blocks = 0
+                if pc is not None:
+                    self._shared_blocks += pc.release(r.id)
                 self.sim.on_complete(r, now)
             elif self.handoff is not None:
                 self.handoff.on_prefilled(self, r)  # DPD: keeps r.blocks until sent
@@ -438,6 +484,8 @@ class Instance:
                 )
             self._leave_decode(r)
             r.blocks = 0
+            if self.prefix_cache is not None:  # its full blocks stay cached, unreferenced
+                self._shared_blocks += self.prefix_cache.release(r.id, r.kv_len)
             self.sim.on_complete(r, now)
 
     # ----------------------------------------------------------------- failures (GPU aging)
@@ -517,6 +565,9 @@ class Instance:
         self._batch = []
         self._heap = []
         self._prefill_blocks = 0
+        if self.prefix_cache is not None:  # the cached KV is lost with the GPU's memory
+            self.prefix_cache.clear()
+        self._shared_blocks = 0
         self._res = [0] * self.B
         self._kv_base_sum = 0
         self.busy = False
@@ -611,11 +662,23 @@ class Instance:
         if not self.busy and (self.waiting or self.incoming):
             self._schedule()
 
-    def release_blocks(self, n_blocks: int) -> None:
-        """A handed-off request's KV has left this (prefill) instance: free its blocks."""
+    def release_blocks(self, n_blocks: int, r: Optional[Request] = None) -> None:
+        """A handed-off request's KV has left this (prefill) instance: free its blocks
+        (``r``'s prompt blocks stay in the prefix cache, if any, unreferenced)."""
         self._prefill_blocks -= n_blocks
+        if self.prefix_cache is not None and r is not None:
+            self._shared_blocks += self.prefix_cache.release(r.id)
         if not self.busy and self.waiting:
             self._schedule()
+
+    def cached_prefix_tokens(self, request_id: int) -> int:
+        """Tokens of the request's prompt prefix in this instance's prefix cache now (0
+        without one), for routers. Evicts first what the running iteration displaced."""
+        pc = self.prefix_cache
+        if pc is None:
+            return 0
+        pc.fit(self.free_kv_blocks_after_iteration)
+        return pc.cached_prefix_tokens(request_id)
 
     def check_drained(self) -> None:
         """Invariant at the end of a run: no work left, every KV block free."""
@@ -624,8 +687,14 @@ class Instance:
                 f"instance {self.index} ended with work left: {len(self.waiting)} waiting, "
                 f"{len(self.decoding)} decoding, {len(self.prefilling)} prefilling"
             )
-        if self._prefill_blocks != 0 or self._dec_blocks != 0:
+        if self._prefill_blocks != 0 or self._dec_blocks != 0 or self._shared_blocks != 0:
             raise SimulationInvariantError(
                 f"instance {self.index} ended with KV blocks held "
-                f"(prefill {self._prefill_blocks}, decode {self._dec_blocks})"
+                f"(prefill {self._prefill_blocks}, decode {self._dec_blocks}, shared {self._shared_blocks})"
             )
+        if self.prefix_cache is not None:
+            self.prefix_cache.check()
+            if self.prefix_cache.held:
+                raise SimulationInvariantError(
+                    f"instance {self.index}: {len(self.prefix_cache.held)} requests still reference prefix-cache blocks"
+                )

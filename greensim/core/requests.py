@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -17,6 +18,9 @@ class RequestTable:
     """The workload: one row per request, sorted by arrival.
 
     arrival_s [s], n_input_tokens, n_output_tokens (>= 1), slo_class (names; '' = default SLO).
+    prefix_ids: optional prefix identity, per request a sequence of int keys, one per
+    ``prefix_block_tokens``-token block of its token stream (equal leading keys = a shared
+    prefix; :mod:`greensim.core.prefix_cache`), or None for a request without one.
     """
 
     arrival_s: np.ndarray
@@ -24,11 +28,27 @@ class RequestTable:
     n_output_tokens: np.ndarray
     slo_class: np.ndarray | None = None
     notes: tuple = field(default=(), compare=False)  # what the workload builder did (rows dropped...)
+    prefix_ids: Optional[Sequence[Any]] = field(default=None, compare=False)
+    prefix_block_tokens: int = 0  # tokens per prefix key (0: no prefix identity)
 
     def __post_init__(self):
         n = len(self.arrival_s)
         if len(self.n_input_tokens) != n or len(self.n_output_tokens) != n:
             raise TraceError("workload: arrival_s, n_input_tokens and n_output_tokens differ in length.")
+        if self.prefix_ids is not None and len(self.prefix_ids) != n:
+            raise TraceError("workload: prefix_ids and arrival_s differ in length.")
+
+    def select(self, keep: np.ndarray, **changes: Any) -> "RequestTable":
+        """The rows ``keep`` (a boolean mask or index array) of every column, prefix ids included."""
+        return dataclasses.replace(
+            self,
+            arrival_s=self.arrival_s[keep],
+            n_input_tokens=self.n_input_tokens[keep],
+            n_output_tokens=self.n_output_tokens[keep],
+            slo_class=None if self.slo_class is None else self.slo_class[keep],
+            prefix_ids=None if self.prefix_ids is None else [self.prefix_ids[i] for i in np.arange(len(self))[keep]],
+            **changes,
+        )
 
     def __len__(self) -> int:
         return len(self.arrival_s)

@@ -15,6 +15,7 @@ from greensim.core.disagg import DisaggregationSpec, KVHandoff
 from greensim.core.instance import Instance, InstanceConfig
 from greensim.core.interfaces import BoundPerformance, FailureModel, ReleasePolicy, Router, RouterContext
 from greensim.core.ledger import Ledger
+from greensim.core.prefix_cache import PrefixCache
 from greensim.core.requests import Request, RequestRecord, RequestTable
 from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
 
@@ -95,6 +96,8 @@ class Simulation:
             self.instances = self._served = plain
         else:
             self._build_speculative(instances, speculative, bin_s)
+        if any(getattr(inst.cfg, "prefix_caching", False) for inst in self._served):
+            self._attach_prefix_caches(table)
         self._progress = progress
         # array.array: list-speed indexing at 8 bytes per element (1M requests: 24 MB, not ~100 MB)
         self._arr = array("d", table.arrival_s.astype(float).tobytes())
@@ -185,6 +188,26 @@ class Simulation:
             self._draft_of = draft_of
             self._front_map = list(range(len(instances)))
             self.instances = [*served, *drafts]
+
+    def _attach_prefix_caches(self, table: RequestTable) -> None:
+        """Give each instance with ``cfg.prefix_caching`` a :class:`PrefixCache`; the record
+        gains ``cached_prompt_tokens`` (prompt tokens found cached at first admission)."""
+        if table.prefix_ids is None or table.prefix_block_tokens < 1:
+            raise SimulationInvariantError(
+                "prefix caching needs a workload with prefix identity (the config layer checks this)"
+            )
+        self.cached_prompt_tokens = np.zeros(len(table), dtype=np.int64)
+        self.record.extra["cached_prompt_tokens"] = self.cached_prompt_tokens
+        for inst in self._served:
+            if not inst.cfg.prefix_caching:
+                continue
+            if not isinstance(inst, Instance):
+                raise SimulationInvariantError(
+                    f"instance {inst.index}: prefix caching is not modelled with speculative decoding"
+                )
+            inst.prefix_cache = PrefixCache(
+                table.prefix_ids, table.prefix_block_tokens, inst.B, self.cached_prompt_tokens
+            )
 
     # ---------------------------------------------------------------- hooks from instances
     def on_first_scheduled(self, r: Request, now: float) -> None:

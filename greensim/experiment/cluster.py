@@ -70,6 +70,13 @@ class InstanceGroup(StrictModel):
         description="mixture-of-experts models: spread whole experts over the tp GPUs (all-to-all dispatch and "
         "combine) instead of splitting every expert (tensor parallel); default false",
     )
+    prefix_caching: bool = Field(
+        False,
+        description="automatic prefix caching (vLLM enable_prefix_caching): requests whose leading prefix "
+        "blocks (workload prefix identity: Mooncake hash_ids, workload.prefix, workload.sessions) are cached "
+        "here reuse their KV and prefill only the rest; unreferenced blocks are evicted least-recently-used "
+        "first when memory runs out. Not with role decode or speculative decoding. Default false",
+    )
     role: Literal["colocated", "prefill", "decode"] = Field(
         "colocated",
         description="colocated (prefill and decode), or prefill / decode for prefill-decode disaggregation (DPD)",
@@ -86,6 +93,16 @@ class InstanceGroup(StrictModel):
             raise ValueError(
                 "speculative.pipeline with chunked_prefill is not modelled (the draft GPU's pre-draft and "
                 "its prefill of prompt chunks would contend); drop one of them"
+            )
+        if self.prefix_caching and self.speculative is not None:
+            raise ValueError(
+                "prefix_caching is not modelled with speculative decoding (the draft model's KV would need "
+                "its own cache); drop one of them"
+            )
+        if self.prefix_caching and self.role == "decode":
+            raise ValueError(
+                "prefix_caching on a decode group: with disaggregation the cache lives on the prefill "
+                "instances (a hit saves prefill compute; the full KV is still sent); set it on the prefill group"
             )
         if self.power_cap_frac is not None and self.speculative is not None:
             raise ValueError(

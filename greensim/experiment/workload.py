@@ -274,6 +274,30 @@ class FittedLengths(StrictModel):
 Lengths = Annotated[Union[IndependentLengths, FittedLengths], Field(discriminator="kind")]
 
 
+class SharedPrefix(StrictModel):
+    """System prompts: every request (every chat session) starts with one of ``n_prefixes``
+    shared prompts of ``shared_tokens`` tokens, picked uniformly at random."""
+
+    shared_tokens: int = Field(
+        ge=1, description="tokens of each shared prompt, prepended: input_tokens = shared_tokens + the sampled length"
+    )
+    n_prefixes: int = Field(1, ge=1, description="number of distinct shared prompts")
+
+
+class Sessions(StrictModel):
+    """Multi-turn chat: the arrival process starts sessions; turn t+1 of a session arrives
+    ``think_time_s`` after turn t (open loop: it does not wait for turn t's answer) and its
+    prompt is the whole conversation so far (every earlier prompt and output) plus new user
+    tokens (lengths.input_tokens); its output follows lengths.output_tokens."""
+
+    turns: int = Field(ge=1, le=10_000, description="turns (requests) per session")
+    think_time_s: float = Field(
+        gt=0,
+        description="time between the arrivals of consecutive turns of a session [s]; choose it above the "
+        "response time, else a turn arrives before the previous answer is cached",
+    )
+
+
 class SyntheticWorkload(StrictModel):
     """Generated requests: an arrival process and a length model; stops at n_requests or duration_s."""
 
@@ -287,6 +311,19 @@ class SyntheticWorkload(StrictModel):
     slo_class_frac: Dict[str, float] = Field(
         default_factory=dict,
         description=SLO_CLASS_FRAC_DESC,
+    )
+    prefix: Optional[SharedPrefix] = Field(
+        None, description="shared system prompts (prefix identity for cluster prefix_caching); default none"
+    )
+    sessions: Optional[Sessions] = Field(
+        None,
+        description="multi-turn chat sessions (arrivals then start sessions; n_requests counts turns); default none",
+    )
+    prefix_block_tokens: int = Field(
+        16,
+        ge=1,
+        description="tokens per prefix-identity block (a cache hit covers whole blocks; a multiple of the "
+        "instances' block_tokens); default 16, vLLM's KV block size",
     )
 
     @model_validator(mode="after")

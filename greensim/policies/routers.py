@@ -10,7 +10,7 @@ from greensim.base.errors import ConfigError
 from greensim.core.interfaces import InstanceView
 from greensim.policies.registry import ROUTERS
 
-__all__ = ["RoundRobin", "JoinShortestQueue", "LeastKVUse", "PowerOfTwoChoices", "ClassAffinity"]
+__all__ = ["RoundRobin", "JoinShortestQueue", "LeastKVUse", "PowerOfTwoChoices", "ClassAffinity", "PrefixAffinity"]
 
 
 @ROUTERS.register("round_robin")
@@ -36,6 +36,24 @@ class JoinShortestQueue:
             load = inst.n_waiting + inst.n_running
             if best_load is None or load < best_load:
                 best, best_load = i, load
+        return best
+
+
+@ROUTERS.register("prefix_affinity")
+class PrefixAffinity:
+    """Instance holding the longest cached prefix of the request (prefix caching, as
+    SGLang's cache-aware router); ties, and requests with no hit anywhere, go to the
+    fewest requests (waiting + running), then the lowest index. Instances without a
+    prefix cache count as holding nothing."""
+
+    def choose(self, request_id: int, n_input_tokens: int, instances: Sequence[InstanceView]) -> int:
+        best, best_key = 0, None
+        for i, inst in enumerate(instances):
+            peek = getattr(inst, "cached_prefix_tokens", None)
+            hit = peek(request_id) if peek is not None else 0
+            key = (-hit, inst.n_waiting + inst.n_running)
+            if best_key is None or key < best_key:
+                best, best_key = i, key
         return best
 
 

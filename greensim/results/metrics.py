@@ -284,6 +284,7 @@ def build_tables(
                 "n_iterations": inst.n_iterations,
                 "n_preemptions": inst.n_preemptions,
                 **(inst.spec_stats() if hasattr(inst, "spec_stats") else {}),
+                **(inst.prefix_cache.stats() if getattr(inst, "prefix_cache", None) is not None else {}),
                 "busy_s": led.busy_s,
                 "idle_s": idle_s,
                 "utilization_frac": led.busy_s / H if H > 0 else 0.0,
@@ -421,6 +422,12 @@ def build_tables(
     timed += [(c, rec.extra[c]) for c in ("decode_wait_s", "kv_transfer_s") if c in rec.extra]
     if "kv_transfer_bytes" in rec.extra:
         summary["kv_transfer_bytes"] = float(rec.extra["kv_transfer_bytes"].sum())
+    if "cached_prompt_tokens" in rec.extra:  # prefix caching: hit rates over completed requests
+        hit = rec.extra["cached_prompt_tokens"][done]
+        n_in_done = float(t.n_input_tokens[done].sum())
+        summary["prefix_cached_prompt_tokens"] = int(hit.sum())
+        summary["prefix_hit_tokens_frac"] = float(hit.sum()) / n_in_done if n_in_done else 0.0
+        summary["prefix_hit_requests_frac"] = float((hit > 0).mean()) if hit.size else 0.0
     if lost_parts is not None:
         summary.update(_failure_summary(rec, instances, req_lost_c, slo_met, done, H))
     summary.update(_spec_summary([i for i in out.instances if hasattr(i, "spec_stats")]))

@@ -264,6 +264,18 @@ def _lengths(cfg, n: int, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndar
 @WORKLOADS.register("synthetic")
 def _synthetic(cfg: SyntheticWorkload, seeds: np.random.SeedSequence) -> RequestTable:
     s_arr, s_len = seeds.spawn(2)
+    if cfg.prefix is not None or cfg.sessions is not None:
+        from greensim.workloads.prefixes import synthetic_with_prefixes
+
+        # the system-prompt picks: a stream of their own (a fixed child key, as tag_slo_classes)
+        pick = np.random.SeedSequence(seeds.entropy, spawn_key=tuple(seeds.spawn_key) + (1 << 21,))
+        return synthetic_with_prefixes(
+            cfg,
+            np.random.default_rng(s_arr),
+            np.random.default_rng(s_len),
+            np.random.default_rng(pick),
+            _lengths,
+        )
     t = arrival_times(cfg.arrivals, np.random.default_rng(s_arr), n=cfg.n_requests, duration_s=cfg.duration_s)
     if t.size == 0:
         raise TraceError(

@@ -8,6 +8,7 @@ formats live in :mod:`greensim.workloads.readers`; validation in
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("arrival_time_s", "input_tokens", "output_tokens")
+#: tokens per ``hash_ids`` entry: Mooncake's traces hash prompts in 512-token blocks, ceil(input / 512)
+#: ids per request (kvcache-ai/Mooncake FAST25-release/README.md; checked on the shared copies in
+#: tests/unit/test_trace_loaders.py)
+HASH_BLOCK_TOKENS = 512
 _SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl"}
 
 
@@ -161,6 +166,24 @@ def frame_to_table(df: pd.DataFrame, where: str, time_scale: float = 1.0) -> Req
     if time_scale != 1.0:
         arrival = arrival * time_scale
     sc = df["slo_class"].to_numpy() if "slo_class" in df.columns else None
-    return RequestTable.from_arrays(
+    table = RequestTable.from_arrays(
         arrival, df["input_tokens"].to_numpy(), df["output_tokens"].to_numpy(), sc, where=where
     )
+    if "hash_ids" in df.columns:  # prefix identity (Mooncake): drives prefix caching
+        ids = [_hash_ids(v, where) for v in df["hash_ids"].to_numpy()]
+        table = dataclasses.replace(table, prefix_ids=ids, prefix_block_tokens=HASH_BLOCK_TOKENS)
+    return table
+
+
+def _hash_ids(v, where: str):
+    """A ``hash_ids`` cell (space-separated ints) as a tuple of ints; None where empty."""
+    if not isinstance(v, str):
+        return None  # NaN: a row without ids
+    try:
+        ids = tuple(int(x) for x in v.split())
+    except ValueError:
+        raise TraceError(
+            f"{where}: column 'hash_ids' has a non-integer entry in {v[:40]!r}; it must hold "
+            f"space-separated integer block ids (Mooncake's hash_ids)."
+        ) from None
+    return ids or None
