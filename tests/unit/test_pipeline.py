@@ -235,3 +235,15 @@ def test_bad_pipeline_settings_name_the_field():
         parse_experiment(
             _pp_exp(speculative={"draft_model": "Llama-3.2-1B", "gamma": 4, "alpha": 0.7}, gpu="H100-SXM")
         )
+
+
+def test_sweep_and_api_reach_pp(tmp_path):
+    """The dotted override a sweep uses (cluster.instances.0.pp) and the Python API's run."""
+    import greensim
+
+    base = make_experiment(**{"workload.n_requests": 40, "cluster.instances.0.count": 1})
+    df = greensim.sweep(base, {"cluster.instances.0.pp": [1, 2]}, workers=1, cache=False, progress=False)
+    assert len(df) == 2 and df["carbon_gco2"].nunique() == 2
+    exp = make_experiment(**{"workload.n_requests": 20, "cluster.instances.0.pp": 4, "output.dir": str(tmp_path)})
+    r = greensim.run(parse_experiment(exp))
+    assert set(r.instances["pp"]) == {4}
