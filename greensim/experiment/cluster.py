@@ -22,7 +22,9 @@ class InstanceGroup(StrictModel):
     """``count`` identical instances, each ``tp x pp`` GPUs of one type serving the model."""
 
     gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
-    tp: int = Field(1, ge=1, le=64, description="tensor-parallel degree = GPUs per pipeline stage (per instance when pp = 1)")
+    tp: int = Field(
+        1, ge=1, le=64, description="tensor-parallel degree = GPUs per pipeline stage (per instance when pp = 1)"
+    )
     pp: int = Field(
         1,
         ge=1,
@@ -160,7 +162,8 @@ class StageLink(StrictModel):
     """The link between consecutive pipeline stages (``pp > 1``): one send per stage boundary."""
 
     kind: Optional[str] = Field(
-        None, description="link type (greensim.core.link.LINK_TYPES, e.g. nvlink_h100, pcie_gen4_x16); or set bandwidth_gbs"
+        None,
+        description="link type (greensim.core.link.LINK_TYPES, e.g. nvlink_h100, pcie_gen4_x16); or set bandwidth_gbs",
     )
     bandwidth_gbs: Optional[float] = Field(
         None, gt=0, description="explicit bandwidth per direction [GB/s = 1e9 bytes/s] instead of kind"
@@ -168,9 +171,7 @@ class StageLink(StrictModel):
     efficiency_frac: float = Field(
         1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate"
     )
-    latency_s: float = Field(
-        0.0, ge=0, description="latency of each stage-to-stage send [s]; default 0 (not modelled)"
-    )
+    latency_s: float = Field(0.0, ge=0, description="latency of each stage-to-stage send [s]; default 0 (not modelled)")
 
     @model_validator(mode="after")
     def _kind_or_bandwidth(self):

@@ -130,7 +130,13 @@ def pipeline_kv_blocks(
     kv_layer = model.kv_bytes_per_token / model.n_layers
     return min(
         kv_capacity_blocks(
-            gpu_memory_bytes, tp, w, kv_layer * n, block_tokens, reserve_frac, where=f"{where}, pipeline stage {s + 1}/{pp}"
+            gpu_memory_bytes,
+            tp,
+            w,
+            kv_layer * n,
+            block_tokens,
+            reserve_frac,
+            where=f"{where}, pipeline stage {s + 1}/{pp}",
         )
         for s, (n, w) in enumerate(zip(stage_layers(model.n_layers, pp), stage_weight_bytes(model, pp)))
     )
@@ -195,7 +201,9 @@ class PipelineBound(BoundPerformance):
         transfer_latency_s: float = 0.0,
     ):
         if sum(c for c, _ in stages) != pp or pp < 2 or microbatches < 1:
-            raise ValueError(f"pipeline of {pp} stages, {microbatches} micro-batches, stage counts {[c for c, _ in stages]}")
+            raise ValueError(
+                f"pipeline of {pp} stages, {microbatches} micro-batches, stage counts {[c for c, _ in stages]}"
+            )
         self.pace, self.stages, self.pp, self.microbatches = pace, tuple(stages), pp, microbatches
         self._xs, self._xl = float(transfer_s_per_token), float(transfer_latency_s)
         self.idle_power_w = sum(c * b.idle_power_w for c, b in self.stages)
@@ -219,7 +227,7 @@ class PipelineBound(BoundPerformance):
             return hi, m, 0, 0
         return hi, r, n // m, m - r
 
-    def _split(self, chunks: Sequence[Chunk], n_decode: int, ctx: float) -> List[Tuple[List[Chunk], int, float]]:
+    def _split(self, chunks: Sequence[Chunk], n_decode: int, ctx: float) -> List[Tuple[Sequence[Chunk], int, float]]:
         """Micro-batches of a mixed batch: decodes spread evenly (each with the mean context),
         then each prefill chunk, longest first, to the micro-batch with the fewest tokens."""
         m = min(self.microbatches, len(chunks) + n_decode)
@@ -240,9 +248,9 @@ class PipelineBound(BoundPerformance):
                 return 0.0
             hi, a, lo, b = self._decode_split(n_decode)
             p = self.pace
-            t = (a + self.pp - 1) * p.iteration_time_s((), hi, decode_ctx_tokens * hi / n_decode)
+            t = (a + self.pp - 1) * p.iteration_time_s((), hi, decode_ctx_tokens * hi / n_decode)  # type: ignore[arg-type]
             if b:
-                t += b * p.iteration_time_s((), lo, decode_ctx_tokens * lo / n_decode)
+                t += b * p.iteration_time_s((), lo, decode_ctx_tokens * lo / n_decode)  # type: ignore[arg-type]
             return t + self._xfer(hi)
         ts, tok = [], []
         for c, n, x in self._split(chunks, n_decode, decode_ctx_tokens):
@@ -265,12 +273,14 @@ class PipelineBound(BoundPerformance):
     def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:
         if time_s <= 0.0:
             return self.idle_power_w
+        mbs: List[Tuple[Sequence[Chunk], int, float]]
         if chunks:
-            mbs = self._split(chunks, n_decode, decode_ctx_tokens)
+            mbs = list(self._split(chunks, n_decode, decode_ctx_tokens))
         elif n_decode:
             hi, a, lo, b = self._decode_split(n_decode)
             r = decode_ctx_tokens / n_decode
-            mbs = [([], hi, hi * r)] * a + [([], lo, lo * r)] * b
+            none: Sequence[Chunk] = ()
+            mbs = [(none, hi, hi * r)] * a + [(none, lo, lo * r)] * b
         else:
             return self.idle_power_w
         extra = 0.0  # energy above idle, all stages [J]
@@ -330,4 +340,3 @@ def bind_pipeline(
     return PipelineBound(
         get(pace_m), [(c, get(m)) for c, m in kinds], pp, microbatches or pp, per_token, link_latency_s
     )
-

@@ -219,7 +219,9 @@ def test_carbon_and_idle_power_count_tp_x_pp_gpus():
 
 
 def test_closed_form_runs_match_per_iteration_simulation_with_pp():
-    p = prepare(parse_experiment(_pp_exp(pp=3, pp_microbatches=2, pp_link={"kind": "pcie_gen4_x16", "latency_s": 1e-5})))
+    p = prepare(
+        parse_experiment(_pp_exp(pp=3, pp_microbatches=2, pp_link={"kind": "pcie_gen4_x16", "latency_s": 1e-5}))
+    )
     a = simulate(p).requests
     b = simulate(p, max_run_iterations=1).requests
     for c in ["ttft_s", "e2e_s", "energy_j", "gpu_busy_s"]:
@@ -232,9 +234,7 @@ def test_bad_pipeline_settings_name_the_field():
     with pytest.raises((ConfigError, ValidationError), match="pp_link"):
         parse_experiment(_pp_exp(pp_link={"kind": "nvlink_h10"}))
     with pytest.raises((ConfigError, ValidationError), match="speculative"):
-        parse_experiment(
-            _pp_exp(speculative={"draft_model": "Llama-3.2-1B", "gamma": 4, "alpha": 0.7}, gpu="H100-SXM")
-        )
+        parse_experiment(_pp_exp(speculative={"draft_model": "Llama-3.2-1B", "gamma": 4, "alpha": 0.7}, gpu="H100-SXM"))
 
 
 def test_sweep_and_api_reach_pp(tmp_path):
