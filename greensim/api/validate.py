@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from greensim.assembly.prepare import group_model
+from greensim.assembly.prepare import bind_group_pipeline, group_model, pipeline_kv_blocks_for
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.core.memory import kv_capacity_blocks
 from greensim.experiment.load import load_experiment
@@ -31,17 +31,21 @@ def validate_experiment(path: str | Path) -> str:
         gpu = cat.gpu(g.gpu, f"cluster.instances.{i}.gpu")
         gpu.require_power(f"cluster.instances.{i}.gpu")
         gm = group_model(model, exp, g, f"cluster.instances.{i}", gpu)  # its quantization / expert_parallel
-        kv_capacity_blocks(
-            gpu.memory_bytes,
-            g.tp,
-            gm.weight_bytes,
-            gm.kv_bytes_per_token,
-            g.block_tokens,
-            g.memory_reserve_frac,
-            where=f"cluster.instances.{i} ({gm.name} on {g.tp}x{gpu.name})",
-        )
-        perf.bind(gpu, gm, g.tp)
-        n_gpus += g.tp * g.count
+        if g.pp > 1:  # pipeline stages: each fits its layers, weights and KV; all of them bind
+            pipeline_kv_blocks_for(gpu, gm, g, f"cluster.instances.{i}")
+            bind_group_pipeline(lambda m: perf.bind(gpu, m, g.tp), gpu, gm, g, f"cluster.instances.{i}")
+        else:
+            kv_capacity_blocks(
+                gpu.memory_bytes,
+                g.tp,
+                gm.weight_bytes,
+                gm.kv_bytes_per_token,
+                g.block_tokens,
+                g.memory_reserve_frac,
+                where=f"cluster.instances.{i} ({gm.name} on {g.tp}x{gpu.name})",
+            )
+            perf.bind(gpu, gm, g.tp)
+        n_gpus += g.tp * g.pp * g.count
     for field in ("gpu_embodied_kgco2e", "gpu_lifetime_years", "embodied_schemes"):
         for key in getattr(exp.carbon, field):
             cat.gpu(key, f"carbon.{field}.{key}")

@@ -198,6 +198,45 @@ def group_model(model: Any, exp: Any, g: Any, where: str, gpu: Any = None) -> An
     return m
 
 
+def _check_pp(model: Any, g: Any, where: str) -> None:
+    if g.pp > model.n_layers:
+        raise ConfigError(
+            f"{where}.pp: {g.pp} pipeline stages for {model.name}'s {model.n_layers} layers; each stage needs at "
+            f"least one layer. Set pp <= {model.n_layers}."
+        )
+
+
+def pipeline_kv_blocks_for(gpu: Any, model: Any, g: Any, where: str) -> int:
+    """KV blocks of one instance of group ``g`` with ``g.pp > 1`` pipeline stages
+    (:func:`greensim.hardware.pipeline.pipeline_kv_blocks`)."""
+    from greensim.hardware.pipeline import pipeline_kv_blocks
+
+    _check_pp(model, g, where)
+    return pipeline_kv_blocks(
+        gpu.memory_bytes,
+        g.tp,
+        g.pp,
+        model,
+        g.block_tokens,
+        g.memory_reserve_frac,
+        where=f"{where} ({model.name} on {g.pp} stages of {g.tp}x{gpu.name})",
+    )
+
+
+def bind_group_pipeline(bind: Callable[[Any], Any], gpu: Any, model: Any, g: Any, where: str) -> Any:
+    """The performance model of one instance of group ``g`` with ``g.pp > 1`` stages, each stage's
+    model bound by ``bind`` on ``g.tp`` GPUs; the stage link from ``g.pp_link`` or the GPU's interconnect."""
+    from greensim.hardware.pipeline import bind_pipeline, default_stage_link
+
+    _check_pp(model, g, where)
+    lk = g.pp_link
+    if lk is None:
+        bw, lat = default_stage_link(gpu, where)[1], 0.0
+    else:
+        bw, lat = link_bandwidth_bps(lk.kind, lk.bandwidth_gbs, lk.efficiency_frac), lk.latency_s
+    return bind_pipeline(bind, model, g.pp, g.pp_microbatches, bw, lat)
+
+
 def prepare(exp: Experiment) -> Prepared:
     """Resolve catalogue names, build the workload and bind performance models."""
     catalog = load_catalog(exp.catalog.gpu_dirs, exp.catalog.model_dirs)
@@ -220,6 +259,9 @@ def prepare(exp: Experiment) -> Prepared:
         kv_per_token.append(gmodel.kv_bytes_per_token)
         if g.speculative is not None:
             kv_blocks, part = _speculative_group(g, where, gpu, model, catalog, perf, exp)
+        elif g.pp > 1:
+            kv_blocks = pipeline_kv_blocks_for(gpu, model, g, where)
+            part = None
         else:
             kv_blocks = kv_capacity_blocks(
                 gpu.memory_bytes,
@@ -235,7 +277,14 @@ def prepare(exp: Experiment) -> Prepared:
             from greensim.hardware.powercap import bind_capped
 
             _no_cap_with_degradation(g, where)
-            bound = bind_capped(perf, gpu, model, g.tp, g.power_cap_frac, where)
+            if g.pp > 1:
+                bound = bind_group_pipeline(
+                    lambda m: bind_capped(perf, gpu, m, g.tp, g.power_cap_frac, where), gpu, model, g, where
+                )
+            else:
+                bound = bind_capped(perf, gpu, model, g.tp, g.power_cap_frac, where)
+        elif g.pp > 1:
+            bound = bind_group_pipeline(lambda m: perf.bind(gpu, m, g.tp), gpu, model, g, where)
         else:
             bound = perf.bind(gpu, model, g.tp)
         if g.aging is not None:
@@ -256,7 +305,7 @@ def prepare(exp: Experiment) -> Prepared:
         groups.append(GroupInfo(gi, _mode_label(g), g, gpu.name, bound, gspec, part, dspec))
         for _ in range(g.count):
             cfg = InstanceConfig(
-                name=g.name or f"{gpu.name}x{g.tp}",
+                name=g.name or (f"{gpu.name}x{g.tp}" if g.pp == 1 else f"{gpu.name}x{g.tp}-pp{g.pp}"),
                 gpu=gpu.name,
                 tp=g.tp,
                 kv_blocks=kv_blocks,
@@ -734,4 +783,5 @@ def _carbon_spec(exp: Experiment, gspec_gpu, g, life: float) -> InstanceCarbonSp
         site=g.site or DEFAULT_SITE,
         pue=exp.carbon.sites[g.site].pue if g.site else exp.carbon.pue,
         power_cap_w=None if getattr(g, "power_cap_frac", None) is None else g.power_cap_frac * gspec_gpu.tdp_w,
+        pp=getattr(g, "pp", 1),
     )

@@ -19,17 +19,38 @@ MAX_INSTANCES = 100_000
 
 # ------------------------------------------------------------------ cluster
 class InstanceGroup(StrictModel):
-    """``count`` identical instances, each ``tp`` GPUs of one type serving the model."""
+    """``count`` identical instances, each ``tp x pp`` GPUs of one type serving the model."""
 
     gpu: str = Field(description="GPU type name from the catalogue, e.g. A100-80GB")
-    tp: int = Field(1, ge=1, le=64, description="tensor-parallel degree = GPUs per instance")
+    tp: int = Field(
+        1, ge=1, le=64, description="tensor-parallel degree = GPUs per pipeline stage (per instance when pp = 1)"
+    )
+    pp: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="pipeline-parallel stages (greensim.hardware.pipeline): the model's layers split over pp "
+        "stages of tp GPUs each, so an instance uses tp x pp GPUs; default 1 (no pipeline)",
+    )
+    pp_microbatches: Optional[int] = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="pp > 1: micro-batches an iteration's batch is split into; the pipeline bubble is "
+        "(pp - 1) / (m + pp - 1) of the compute; default pp (vLLM: pp virtual engines, one batch in flight per stage)",
+    )
+    pp_link: Optional["StageLink"] = Field(
+        None,
+        description="pp > 1: the link between consecutive stages; default the GPU catalogue's interconnect "
+        "(NVLink generation, else PCIe generation) at its line rate, no per-send latency",
+    )
     count: int = Field(
         1,
         ge=1,
         le=MAX_INSTANCES,
         description="number of instances in this group (at most 100,000: each is simulated, with its own state)",
     )
-    name: Optional[str] = Field(None, description="label; defaults to '<gpu>x<tp>'")
+    name: Optional[str] = Field(None, description="label; defaults to '<gpu>x<tp>' ('<gpu>x<tp>-pp<pp>' with pp > 1)")
     max_batch_size: int = Field(256, ge=1, description="max requests per iteration (vLLM max_num_seqs default 256)")
     max_batched_tokens: int = Field(8192, ge=1, description="max tokens per iteration [tokens]")
     chunked_prefill: bool = Field(
@@ -104,6 +125,11 @@ class InstanceGroup(StrictModel):
                 "prefix_caching on a decode group: with disaggregation the cache lives on the prefill "
                 "instances (a hit saves prefill compute; the full KV is still sent); set it on the prefill group"
             )
+        if self.pp > 1 and self.speculative is not None:
+            raise ValueError(
+                "pp > 1 with speculative decoding is not modelled (a draft model and its verify pass "
+                "over a pipeline); set pp: 1 or drop speculative"
+            )
         if self.power_cap_frac is not None and self.speculative is not None:
             raise ValueError(
                 "power_cap_frac is not supported with speculative decoding yet (the draft model's "
@@ -135,6 +161,34 @@ class LinkConfig(StrictModel):
         "per_pair",
         description="which transfers share a link's bandwidth: all, per prefill instance (its NIC), per decode instance, per (prefill, decode) pair",
     )
+
+    @model_validator(mode="after")
+    def _kind_or_bandwidth(self):
+        from greensim.core.link import LINK_TYPES
+
+        if (self.kind is None) == (self.bandwidth_gbs is None):
+            raise ValueError("set exactly one of kind or bandwidth_gbs")
+        if self.kind is not None and self.kind not in LINK_TYPES:
+            close = difflib.get_close_matches(self.kind, list(LINK_TYPES), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown link kind '{self.kind}' (valid: {', '.join(sorted(LINK_TYPES))}).{hint}")
+        return self
+
+
+class StageLink(StrictModel):
+    """The link between consecutive pipeline stages (``pp > 1``): one send per stage boundary."""
+
+    kind: Optional[str] = Field(
+        None,
+        description="link type (greensim.core.link.LINK_TYPES, e.g. nvlink_h100, pcie_gen4_x16); or set bandwidth_gbs",
+    )
+    bandwidth_gbs: Optional[float] = Field(
+        None, gt=0, description="explicit bandwidth per direction [GB/s = 1e9 bytes/s] instead of kind"
+    )
+    efficiency_frac: float = Field(
+        1.0, gt=0, le=1, description="fraction of the line rate achieved (protocol overhead); 1 = line rate"
+    )
+    latency_s: float = Field(0.0, ge=0, description="latency of each stage-to-stage send [s]; default 0 (not modelled)")
 
     @model_validator(mode="after")
     def _kind_or_bandwidth(self):

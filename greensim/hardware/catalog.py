@@ -71,6 +71,9 @@ class GPUSpec:
     int4_ops: float | None = None
     #: dense fp8 tensor-core peak [FLOP/s] (None: no fp8 tensor cores, before Ada/Hopper)
     fp8_flops: float | None = None
+    #: the catalogue's interconnect line (e.g. "NVLink 4.0 900 GB/s; PCIe Gen5"): the default
+    #: link between pipeline stages (:func:`greensim.hardware.pipeline.default_stage_link`)
+    interconnect: str = field(default="", compare=False)
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def require_power(self, field_path: str = "gpu") -> None:
@@ -448,6 +451,7 @@ def _gpu_from_entry(name: str, e: Mapping[str, Any], where: str) -> GPUSpec:
         int8_ops=_tera(e, "int8_tops_dense", where),
         int4_ops=_tera(e, "int4_tops_dense", where),
         fp8_flops=_tera(e, "fp8_tflops_dense", where),
+        interconnect=str(e.get("interconnect") or ""),
         sources={k: v for k, v in e.items() if k.endswith("_source") or k.endswith("_derived")},
     )
 

@@ -344,7 +344,7 @@ class BoundKernel(BoundPerformance):
             t1, m1, f1 = self._moe(T)
             t, m, f = t + t1, m + m1, f + f1
         t, m, f = t * self._L, m * self._L, f * self._L
-        if T_logits:
+        if T_logits and self._lm[0]:  # a pipeline stage without the LM head has none
             N, K = self._lm
             fl = 2.0 * T_logits * N * K
             by = (N * K + T_logits * (N + K)) * b

@@ -73,7 +73,7 @@ class Role:
     name: str
     perf: Any
     n: int
-    tp: int
+    tp: int  # GPUs per instance (tp x pp)
     idle_w: float  # idle power of one instance [W]
     emb_gps: float  # embodied carbon charged per instance [gCO2e/s]
     pue: float
@@ -107,7 +107,7 @@ def _emb_rate(spec) -> float:
     """Embodied carbon charged per second of one instance at t = 0 [gCO2e/s]."""
     return embodied_charge_gco2(
         spec.embodied_kgco2e + spec.host_kgco2e_per_gpu,
-        spec.tp,
+        spec.n_gpus,
         1.0,
         spec.lifetime_years,
         spec.scheme,
@@ -122,7 +122,7 @@ def _role(name: str, gis, perf, spec, pue_default: float, n: Optional[int] = Non
         name,
         perf,
         n if n is not None else sum(g.config.count for g in gis),
-        spec.tp,
+        spec.n_gpus,
         float(perf.idle_power_w),
         _emb_rate(spec),
         spec.pue if spec.pue is not None else pue_default,
@@ -186,7 +186,7 @@ def build_modes(
         if len(labels) > 1:
             raise ConfigError(f"{where}.{name}: mixes serving modes {labels}; a mode serves one way. Split it.")
         kind = labels[0]
-        _same(gis, "GPUs", lambda g: (g.gpu, g.config.tp), name, where)
+        _same(gis, "GPUs", lambda g: (g.gpu, g.config.tp, g.config.pp), name, where)
         g0 = gis[0]
         if kind == "colocated":
             out[name] = ModeModel(name, kind, tuple(idx), (_role("gpu", gis, g0.perf, g0.carbon, pue),))
@@ -195,7 +195,7 @@ def build_modes(
                 raise ConfigError(
                     f"{where}.{name}: every prefill group must be in one mode (they share the decode pool)."
                 )
-            _same(decode, "decode GPUs", lambda g: (g.gpu, g.config.tp), name, where)
+            _same(decode, "decode GPUs", lambda g: (g.gpu, g.config.tp, g.config.pp), name, where)
             d0 = decode[0]
             out[name] = ModeModel(
                 name,

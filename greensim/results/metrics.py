@@ -48,6 +48,12 @@ class InstanceCarbonSpec:
     pue: Optional[float] = None  # the site's PUE [-]; None: build_tables' pue (carbon.pue)
     intensity: Optional[CarbonIntensity] = None  # the site's grid intensity; None: build_tables' intensity
     power_cap_w: Optional[float] = None  # per-GPU power cap [W] (greensim.hardware.powercap); None: uncapped
+    pp: int = 1  # pipeline stages (greensim.hardware.pipeline); the instance has tp x pp GPUs
+
+    @property
+    def n_gpus(self) -> int:
+        """GPUs of the instance: ``tp x pp``."""
+        return self.tp * self.pp
 
 
 @dataclass
@@ -225,7 +231,7 @@ def build_tables(
             op_acc[acc] = float(op_b.sum())
             emb_acc[acc] = embodied_charge_gco2(
                 e_kg,
-                spec.tp,
+                spec.n_gpus,
                 t_charged,
                 spec.lifetime_years,
                 spec.scheme,
@@ -240,7 +246,7 @@ def build_tables(
         charged_j = led.busy_j if busy_acc else energy
         by_scheme = embodied_by_scheme(
             e_kg,
-            spec.tp,
+            spec.n_gpus,
             min(led.busy_s, H) if busy_acc else H,
             spec.lifetime_years,
             spec.age_years,
@@ -279,6 +285,7 @@ def build_tables(
                 "name": inst.cfg.name,
                 "gpu": spec.gpu,
                 "tp": spec.tp,
+                "pp": spec.pp,
                 "kv_blocks": inst.total_kv_blocks,
                 "n_requests": int(served.size),
                 "n_iterations": inst.n_iterations,

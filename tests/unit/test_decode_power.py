@@ -160,6 +160,10 @@ def test_wrappers_forward_varying_power():
             ],
             "cluster.disaggregation": {"link": {"kind": "pcie_gen3_x16", "latency_s": 1.0e-5}},
         },
+        {  # pipeline parallelism: roofline stages with the utilisation curve, 3 micro-batches, aged
+            "performance.decode_power": "utilization",
+            "cluster.instances": [{"gpu": "V100-32GB", "count": 2, "pp": 2, "pp_microbatches": 3, "age_years": 4.0}],
+        },
     ],
 )
 def test_closed_form_runs_match_per_iteration_simulation(updates):
