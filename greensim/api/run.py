@@ -8,20 +8,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
-import pandas as pd
 
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
 from greensim.assembly.uncertainty import add_bands
 from greensim.base.errors import ConfigError
+from greensim.base.lazy import lazy_module
 from greensim.base.paths import bundled
 from greensim.base.version import provenance
 from greensim.experiment.load import config_hash, to_experiment
 from greensim.experiment.schema import Experiment
 from greensim.results import check_writable, write_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["Result", "run", "to_experiment", "default_experiment_path", "config_hash"]
 

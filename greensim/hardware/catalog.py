@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import functools
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.base.units import BYTES_PER_GB, FLOPS_PER_TFLOPS
+from greensim.base.yamlio import parse_yaml_cached
 
 __all__ = ["GPUSpec", "ModelSpec", "Catalog", "load_catalog", "same_tokenizer"]
 
@@ -362,18 +362,12 @@ def _read_csv(path: Path, where: str) -> Dict[str, Any]:
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _parse_yaml_text(text: str) -> Any:
-    """YAML parsing was ~40 % of a planner search (every candidate's run loads the
-    catalogue); keyed by the file's text, so an edited file is parsed again."""
-    return yaml.safe_load(text)
-
-
 def _read_yaml(path: Path | Any, where: str) -> Dict[str, Any]:
     if str(where).endswith(".csv"):
         return _read_csv(Path(str(path)), where)
     try:
-        data = copy.deepcopy(_parse_yaml_text(path.read_text()))
+        # parsed once per file text: YAML parsing was ~40 % of a planner search before
+        data = copy.deepcopy(parse_yaml_cached(path.read_text()))
     except yaml.YAMLError as exc:
         raise ProfileError(f"{where}: not valid YAML ({exc}).") from None
     if not isinstance(data, dict):

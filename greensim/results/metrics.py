@@ -16,16 +16,21 @@ of an instance that served no request is reported as ``unattributed_gco2``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
+from greensim.base.lazy import lazy_module
 from greensim.base.units import J_PER_KWH
 from greensim.carbon import embodied_gco2, operational_gco2  # noqa: F401 (public re-exports)
 from greensim.carbon.embodied import embodied_by_scheme, embodied_charge_gco2
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.core.simulation import SimOutput
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["ACCOUNTINGS", "InstanceCarbonSpec", "Tables", "build_tables"]
 
