@@ -18,12 +18,14 @@ HEAVY = ("matplotlib", "scipy", "statsmodels", "pandas", "pyarrow", "sklearn", "
 
 
 def _imported_after(module: str) -> list[str]:
-    code = (
-        f"import sys, json; import {module}; "
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    )
+    code = f"import sys, json; import {module}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 
