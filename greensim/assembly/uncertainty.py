@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 UNCERTAINTY_FILE = "profiles/uncertainty.yaml"
 
+#: a corner of at least this many requests is followed by :func:`release_free_memory`: a full
+#: garbage collection costs ~40 ms of CPU with pandas loaded, more than a small sweep run's whole
+#: overhead (``benchmarks/README.md``, "Sweeps"); at 1M requests it lowers the peak ~250 MB ("Memory").
+RELEASE_AFTER_REQUESTS = 100_000
+
 
 def corners_reason(exp: Experiment) -> Optional[str]:
     """None when ``exp`` gets band corners, else why it does not."""
@@ -70,17 +75,18 @@ def run_corners(
     out: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in (known or {}).items()}
     fractions: Dict[str, Dict[str, Any]] = {}
 
-    def corner_summary(band: str) -> Dict[str, Any]:
+    def corner_summary(band: str) -> Tuple[Dict[str, Any], int]:
         # a function of its own, so that a corner's workload, engine and tables are freed before
         # the next corner runs (only the summary is kept): 1M requests, ~150 MB less peak memory
         p = prepare(corner_experiment(exp, band))
         fractions.update(getattr(p.perf, "bands_used", None) or {})
-        return (run_one(p, band) if run_one is not None else simulate(p)).summary
+        return (run_one(p, band) if run_one is not None else simulate(p)).summary, len(p.table)
 
     for band in CORNERS:
         if band not in out:
-            out[band] = corner_summary(band)
-            release_free_memory()  # the corner's engine and tables are garbage now
+            out[band], n = corner_summary(band)
+            if n >= RELEASE_AFTER_REQUESTS:
+                release_free_memory()  # the corner's engine and tables are garbage now
     return {b: out[b] for b in CORNERS}, fractions
 
 
