@@ -26,15 +26,21 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from greensim.assembly.prepare import Prepared, prepare
 from greensim.assembly.simulate import simulate
 from greensim.base.errors import ProfileError
+from greensim.base.memory import release_free_memory
 from greensim.experiment.schema import Experiment
 from greensim.results import Tables
 from greensim.results.bands import BANDS_NOTE, CORNERS, metric_bands
 
-__all__ = ["CORNERS", "corners_reason", "corner_experiment", "run_corners", "attach_bands", "add_bands"]
+__all__ = ["CORNERS", "corners_reason", "corner_experiment", "run_corners", "attach_bands", "band_corners", "add_bands"]
 
 log = logging.getLogger(__name__)
 
 UNCERTAINTY_FILE = "profiles/uncertainty.yaml"
+
+#: a corner of at least this many requests is followed by :func:`release_free_memory`: a full
+#: garbage collection costs ~40 ms of CPU with pandas loaded, more than a small sweep run's whole
+#: overhead (``benchmarks/README.md``, "Sweeps"); at 1M requests it lowers the peak ~250 MB ("Memory").
+RELEASE_AFTER_REQUESTS = 100_000
 
 
 def corners_reason(exp: Experiment) -> Optional[str]:
@@ -68,13 +74,19 @@ def run_corners(
     """
     out: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in (known or {}).items()}
     fractions: Dict[str, Dict[str, Any]] = {}
-    for band in CORNERS:
-        if band in out:
-            continue
+
+    def corner_summary(band: str) -> Tuple[Dict[str, Any], int]:
+        # a function of its own, so that a corner's workload, engine and tables are freed before
+        # the next corner runs (only the summary is kept): 1M requests, ~150 MB less peak memory
         p = prepare(corner_experiment(exp, band))
         fractions.update(getattr(p.perf, "bands_used", None) or {})
-        tables = run_one(p, band) if run_one is not None else simulate(p)
-        out[band] = tables.summary
+        return (run_one(p, band) if run_one is not None else simulate(p)).summary, len(p.table)
+
+    for band in CORNERS:
+        if band not in out:
+            out[band], n = corner_summary(band)
+            if n >= RELEASE_AFTER_REQUESTS:
+                release_free_memory()  # the corner's engine and tables are garbage now
     return {b: out[b] for b in CORNERS}, fractions
 
 
@@ -97,26 +109,43 @@ def attach_bands(
     return summary
 
 
+def band_corners(
+    exp: Experiment,
+    run_one: Optional[Callable[[Prepared, str], Tables]] = None,
+    known: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> Callable[[Dict[str, Any]], Dict[str, Any]]:
+    """Run ``exp``'s band corners now (when it asks for them, :func:`corners_reason`); return the
+    function that adds ``bands`` and ``uncertainty`` to its nominal summary (in place; also returned).
+
+    :func:`greensim.run` runs the corners *before* the nominal run, so that their tables are gone
+    by the time the nominal tables are built (peak memory one run's, not two); a corner's results
+    do not depend on when it runs. A GPU without an ``uncertainty.yaml`` entry leaves the run
+    without bands (logged, and said in ``summary["uncertainty"]["note"]``) rather than failing it.
+    """
+    reason = corners_reason(exp)
+    if reason is not None:
+        return lambda summary: _no_bands(summary, reason)
+    t0 = time.perf_counter()
+    try:
+        corners, fractions = run_corners(exp, run_one, known)
+    except ProfileError as exc:
+        log.warning("%s: no uncertainty bands: %s", exp.name, exc)
+        note = f"band corners not run: {exc}"
+        return lambda summary: _no_bands(summary, note)
+    wall = time.perf_counter() - t0
+    return lambda summary: attach_bands(summary, corners, fractions, wall)
+
+
+def _no_bands(summary: Dict[str, Any], note: str) -> Dict[str, Any]:
+    summary["uncertainty"] = {"method": "none", "note": note}
+    return summary
+
+
 def add_bands(
     summary: Dict[str, Any],
     exp: Experiment,
     run_one: Optional[Callable[[Prepared, str], Tables]] = None,
     known: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Dict[str, Any]:
-    """Bands of ``exp``'s nominal ``summary`` when ``exp`` asks for them (:func:`corners_reason`).
-
-    A GPU without an ``uncertainty.yaml`` entry leaves the run without bands (logged, and said in
-    ``summary["uncertainty"]["note"]``) rather than failing it.
-    """
-    reason = corners_reason(exp)
-    if reason is not None:
-        summary["uncertainty"] = {"method": "none", "note": reason}
-        return summary
-    t0 = time.perf_counter()
-    try:
-        corners, fractions = run_corners(exp, run_one, known)
-    except ProfileError as exc:
-        log.warning("%s: no uncertainty bands: %s", exp.name, exc)
-        summary["uncertainty"] = {"method": "none", "note": f"band corners not run: {exc}"}
-        return summary
-    return attach_bands(summary, corners, fractions, time.perf_counter() - t0)
+    """Bands of ``exp``'s nominal ``summary`` when ``exp`` asks for them (:func:`band_corners`)."""
+    return band_corners(exp, run_one, known)(summary)

@@ -17,14 +17,19 @@ CarbonCast's lagged-value features, refitted on a trailing window at each origin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import ConfigError
+from greensim.base.lazy import lazy_module
 from greensim.base.registry import Registry
 from greensim.carbon.series import IntensitySeries, SeriesIntensitySource
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = [
     "FORECASTERS",

@@ -17,17 +17,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import ConfigError
+from greensim.base.lazy import lazy_module
 from greensim.base.paths import shared_data_dir
 from greensim.base.units import S_PER_HOUR
 from greensim.carbon.intensity import CarbonIntensity
 from greensim.carbon.registry import INTENSITY_SOURCES
 from greensim.experiment.carbon import MAX_GCO2_PER_KWH
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = [
     "IntensitySeries",

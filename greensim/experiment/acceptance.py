@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Dict, List, Optional
 
-import yaml
-
 from greensim.base.paths import bundled
+from greensim.base.yamlio import load_yaml_file
 
 __all__ = [
     "AcceptanceEntry",
@@ -60,7 +59,7 @@ class AcceptanceEntry:
 @lru_cache(maxsize=1)
 def acceptance_entries() -> Dict[str, AcceptanceEntry]:
     """All entries of ``profiles/acceptance.yaml``, by name."""
-    data = yaml.safe_load((bundled("profiles") / "acceptance.yaml").read_text()) or {}
+    data = load_yaml_file(bundled("profiles") / "acceptance.yaml") or {}
     out: Dict[str, AcceptanceEntry] = {}
     for name, e in data.items():
         a = float(e["alpha"])

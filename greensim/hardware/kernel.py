@@ -42,10 +42,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
-
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
+from greensim.base.yamlio import load_yaml_file
 from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.hardware.catalog import GPUSpec, ModelSpec, expected_experts
 from greensim.hardware.registry import PERFORMANCE_MODELS
@@ -139,7 +138,7 @@ class EnginePreset:
 
 def load_kernel_params() -> Dict[str, Any]:
     """The shipped calibration, ``profiles/kernel.yaml``."""
-    return yaml.safe_load((bundled("profiles") / "kernel.yaml").read_text())
+    return load_yaml_file(bundled("profiles") / "kernel.yaml")
 
 
 def load_engines() -> Dict[str, Any]:
@@ -147,7 +146,7 @@ def load_engines() -> Dict[str, Any]:
     f = bundled("profiles") / "engines.yaml"
     if not f.is_file():
         return {"engines": {"none": {}}, "default": "none"}
-    return yaml.safe_load(f.read_text())
+    return load_yaml_file(f)
 
 
 def _entry(params: Mapping[str, Any], gpu: GPUSpec) -> Tuple[Mapping[str, Any], str]:

@@ -36,10 +36,9 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-import yaml
-
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
+from greensim.base.yamlio import load_yaml_file
 from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
 from greensim.hardware.catalog import GPUSpec, ModelSpec
 from greensim.hardware.registry import PERFORMANCE_MODELS
@@ -58,14 +57,13 @@ DECODE_POWER_MODES = ("constant", "utilization")
 
 def load_roofline_params() -> Dict[str, Any]:
     """Read the shipped calibration, ``profiles/roofline.yaml``."""
-    text = (bundled("profiles") / "roofline.yaml").read_text()
-    return yaml.safe_load(text)
+    return load_yaml_file(bundled("profiles") / "roofline.yaml")
 
 
 def load_decode_power_params(gpu: Optional[str] = None) -> Tuple[float, float, float]:
     """(a, b, c) of the utilisation decode power curve, ``profiles/decode_power.yaml``: the
     curve fitted on ``gpu``'s own measurements where there is one (``gpus``), else the pooled one."""
-    d = yaml.safe_load((bundled("profiles") / "decode_power.yaml").read_text())
+    d = load_yaml_file(bundled("profiles") / "decode_power.yaml")
     d = (d.get("gpus") or {}).get(gpu, d) if gpu is not None else d
     return float(d["a"]), float(d["b"]), float(d["c"])
 

@@ -49,16 +49,21 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import ConfigError
+from greensim.base.lazy import lazy_module
 from greensim.base.units import J_PER_KWH
 from greensim.carbon import theory
 from greensim.carbon.embodied import embodied_charge_gco2
 from greensim.policies.registry import ROUTERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["Role", "ModeModel", "Prediction", "build_modes", "predict", "Planner", "GreenLLM"]
 

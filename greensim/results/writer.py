@@ -31,6 +31,7 @@ __all__ = [
     "write_run",
     "write_folder_atomically",
     "to_jsonable",
+    "write_parquet",
     "check_writable",
     "remove_stale_temporaries",
 ]
@@ -258,6 +259,28 @@ def _describe(folder: Path) -> str:
         return "an incomplete folder without manifest.json"
 
 
+#: rows converted to Arrow and written per Parquet row group: ``DataFrame.to_parquet`` converts the
+#: whole table first (1M requests: ~375 MB of Arrow buffers on top of the table); a slice at a time
+#: keeps that to ~30 MB whatever the length (``benchmarks/README.md``, "Memory").
+PARQUET_ROWS_PER_GROUP = 65536
+
+
+def write_parquet(df: Any, path: Path, rows_per_group: int = PARQUET_ROWS_PER_GROUP) -> None:
+    """``df.to_parquet(path, index=False)``, converted and written ``rows_per_group`` rows at a time
+    (the same schema, values and pandas metadata; only the row groups are smaller)."""
+    if len(df) <= rows_per_group:
+        df.to_parquet(path, index=False)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(path, schema) as w:
+        for start in range(0, len(df), rows_per_group):
+            part = df.iloc[start : start + rows_per_group]
+            w.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+
+
 def write_run(
     target: Path,
     experiment: Dict[str, Any],
@@ -272,12 +295,12 @@ def write_run(
         write_text(tmp / "experiment.yaml", yaml.safe_dump(experiment, sort_keys=False))
         for name, df in (("requests", tables.requests), ("instances", tables.instances), ("timeline", tables.timeline)):
             if table_format == "parquet":
-                df.to_parquet(tmp / f"{name}.parquet", index=False)
+                write_parquet(df, tmp / f"{name}.parquet")
             else:
                 df.to_csv(tmp / f"{name}.csv", index=False)
         for name, df in (getattr(tables, "extra", None) or {}).items():  # policy tables (router.report())
             if table_format == "parquet":
-                df.to_parquet(tmp / f"{name}.parquet", index=False)
+                write_parquet(df, tmp / f"{name}.parquet")
             else:
                 df.to_csv(tmp / f"{name}.csv", index=False)
         if getattr(tables, "regions", None) is not None:  # carbon.compare_regions: per-region totals

@@ -16,12 +16,12 @@ stopping after ``n`` arrivals or at ``duration_s``, whichever comes first.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import ConfigError, TraceError
+from greensim.base.lazy import lazy_module
 from greensim.base.registry import Registry
 from greensim.experiment.workload import (
     DiurnalArrivals,
@@ -31,6 +31,11 @@ from greensim.experiment.workload import (
     RateSeriesArrivals,
     ServeGenArrivals,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["ARRIVALS", "arrival_times", "renewal_unit", "PiecewiseRate", "servegen_rates"]
 

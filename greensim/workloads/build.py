@@ -24,12 +24,12 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import ConfigError, TraceError
+from greensim.base.lazy import lazy_module
 from greensim.core.requests import RequestTable
 from greensim.experiment.workload import (
     MAX_REQUESTS,
@@ -46,6 +46,11 @@ from greensim.workloads.readers import ReadOptions, notes_of
 from greensim.workloads.registry import WORKLOADS
 from greensim.workloads.synthetic import poisson_table, sample_lengths
 from greensim.workloads.traces import frame_to_table, read_trace_frame, resolve_format
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["build_workload", "load_trace", "tag_slo_classes"]
 

@@ -7,12 +7,17 @@ Rows are numbered as in the file from 0, header not counted (row r is line r + 2
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import TraceError
+from greensim.base.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["clean_frame", "REQUIRED_LENGTH_COLUMNS"]
 

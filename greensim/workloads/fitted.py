@@ -21,6 +21,7 @@ Fits live in ``traces/fitted/<name>.yaml`` (installed as ``greensim._traces``), 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import functools
 import hashlib
@@ -29,10 +30,10 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
-import yaml
 
 from greensim.base.errors import ConfigError, TraceError
 from greensim.base.paths import bundled
+from greensim.base.yamlio import parse_yaml_cached
 
 __all__ = [
     "JointLengthModel",
@@ -222,7 +223,7 @@ def load_fit(name: str, field: str = "trace") -> Dict[str, Any]:
             f"{field}: no fitted model '{name}' (fitted: {', '.join(names)}).{hint} "
             f"Fit one with `greensim trace fit FILE --out traces/fitted`."
         )
-    return yaml.safe_load(_read_fit(name))
+    return copy.deepcopy(parse_yaml_cached(_read_fit(name)))
 
 
 def load_length_model(name: str, field: str = "trace") -> JointLengthModel:

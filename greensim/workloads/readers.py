@@ -16,13 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Mapping
+from typing import TYPE_CHECKING, List, Mapping
 
 import numpy as np
-import pandas as pd
 
 from greensim.base.errors import TraceError
+from greensim.base.lazy import lazy_module
 from greensim.workloads.registry import TRACE_READERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = ["ReadOptions", "TIME_UNITS_S", "notes_of"]
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from greensim.base.errors import TraceError
+from greensim.base.lazy import lazy_module
 from greensim.core.requests import RequestTable
 from greensim.workloads.clean import clean_frame
 from greensim.workloads.readers import ReadOptions
 from greensim.workloads.registry import TRACE_READERS
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 __all__ = [
     "read_trace_frame",
