@@ -62,6 +62,9 @@ def test_iteration_energy_and_time_sum_to_each_instance_ledger(case, tmp_path):
         assert rows["duration_s"].sum() == pytest.approx(row["busy_s"], rel=1e-9, abs=1e-12)
     assert (df["duration_s"] >= 0).all()
     assert np.all(np.diff(df["start_s"].to_numpy()) >= 0)  # sorted by start
+    if "dsd" not in case:  # one row per engine iteration (speculative instances: one per pass instead)
+        its = work[work["phase"].isin(["prefill", "decode", "mixed"])].groupby("instance").size()
+        assert its.reindex(inst.index, fill_value=0).tolist() == inst["n_iterations"].tolist()
     if case in ("dpd", "dpd_layerwise"):  # every hand-off is a transfer (layer-wise: body and last layer)
         tr = df[df["phase"] == "kv_transfer"]
         req = res.requests.set_index("request_id")
