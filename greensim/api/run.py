@@ -55,6 +55,13 @@ class Result:
         cols = ["low", "point", "high", "optimistic", "pessimistic"]
         return pd.DataFrame.from_dict(b, orient="index", columns=cols) if b else pd.DataFrame(columns=cols)
 
+    @property
+    def iterations(self) -> Optional[pd.DataFrame]:
+        """One row per engine iteration, speculative pass and KV transfer (``iterations.parquet``,
+        columns :data:`greensim.results.iterations.COLUMNS`); None unless ``output.iterations`` was on.
+        ``greensim.results.iterations.write_trace(res.iterations, "trace.json")`` writes its Perfetto trace."""
+        return (self.extra or {}).get("iterations")
+
     def save_plots(self, folder: str | Path) -> List[Path]:
         """Write the run's PNG plots into ``folder`` (created if needed); return their paths.
 
@@ -185,6 +192,21 @@ def run(
         }
         if "quantization_note" in tables.summary:
             manifest["quantization_note"] = tables.summary["quantization_note"]
+        if exp.output.iterations:  # the export's size guard: say whether it cut the trace
+            s = tables.summary
+            manifest["iterations"] = {
+                "rows": s["iterations_rows"],
+                "max_rows": s["iterations_max"],
+                "truncated": s["iterations_truncated"],
+                "dropped_rows": s["iterations_dropped_rows"],
+                "recorded_until_s": s["iterations_recorded_until_s"],
+                "note": (
+                    f"output.iterations_max {s['iterations_max']} reached: recording stopped at "
+                    f"t = {s['iterations_recorded_until_s']:.3f} s, {s['iterations_dropped_rows']} later rows not written"
+                    if s["iterations_truncated"]
+                    else "every iteration recorded"
+                ),
+            }
         plot = None
         if exp.output.plots:
             from greensim.results.plots import plot_run

@@ -213,6 +213,8 @@ def _execute(data: Dict[str, Any]) -> Dict[str, Any]:
     t0 = time.perf_counter()
     try:
         exp = parse_experiment(data, where=f"run {data.get('name')}")
+        if exp.output.iterations:  # a sweep keeps summaries only: no per-iteration export to build
+            exp = exp.model_copy(update={"output": exp.output.model_copy(update={"iterations": False})})
         tables = simulate(prepare(exp))
         add_bands(tables.summary, exp)  # performance.uncertainty: corners -> the band corners' runs too
         summary = _plain(tables.summary)

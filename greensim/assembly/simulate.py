@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from greensim.assembly.prepare import Prepared, make_router, router_extras
+from greensim.core.recorder import IterationRecorder
 from greensim.core.simulation import Simulation
 from greensim.experiment.quantization import QUALITY_NOTE, quantization_on
 from greensim.results import Tables, build_tables
@@ -18,6 +19,8 @@ def simulate(
 ) -> Tables:
     """Run a prepared experiment and build its tables."""
     router = make_router(p.router_factory, p.policy_seeds, p.experiment.cluster.router_options)
+    out_opts = p.experiment.output
+    recorder = IterationRecorder(out_opts.iterations_max) if out_opts.iterations else None
     sim = Simulation(
         p.table,
         p.instances,
@@ -32,6 +35,7 @@ def simulate(
         release=make_router(p.defer_factory, p.policy_seeds, p.experiment.defer.options)
         if p.defer_factory is not None
         else None,
+        recorder=recorder,
     )
     out = sim.run()
     tables = build_tables(
@@ -49,6 +53,8 @@ def simulate(
         lt, ltl, ls = link_tables(out.links, out.horizon_s, out.bin_s)
         tables.extra = {**(tables.extra or {}), "links": lt, "link_timeline": ltl}
         tables.summary.update(ls)
+    if recorder is not None:  # output.iterations: iterations.parquet and trace.json
+        _add_iterations(tables, recorder, out)
     if p.deadline_s is not None:  # deferrable requests: judged by their deadline
         add_deadlines(tables, p.deadline_s, p.specs, p.intensity, p.experiment.carbon.pue)
     if p.experiment.carbon.compare_regions:
@@ -63,3 +69,16 @@ def simulate(
         tables.extra = {**(tables.extra or {}), **dict(extra_tables)}
         tables.summary.update(extra_summary)
     return tables
+
+
+def _add_iterations(tables: Tables, rec: IterationRecorder, out) -> None:
+    """The per-iteration table (an extra table: ``iterations.parquet``), trace.json and the summary values."""
+    from greensim.results.iterations import iteration_summary, iteration_table, write_trace
+
+    df = iteration_table(rec, out.instances)
+    summ = iteration_summary(rec)
+    idle = {inst.index: float(inst.perf.idle_power_w) for inst in out.instances}
+    meta = {"source": "greensim output.iterations", **summ}
+    tables.extra = {**(tables.extra or {}), "iterations": df}
+    tables.files = {**(tables.files or {}), "trace.json": lambda path: write_trace(df, path, idle, meta)}
+    tables.summary.update(summ)

@@ -57,8 +57,13 @@ def corners_reason(exp: Experiment) -> Optional[str]:
 
 
 def corner_experiment(exp: Experiment, band: str) -> Experiment:
-    """``exp`` at a performance band (everything else, the seed included, unchanged)."""
-    return exp.model_copy(update={"performance": exp.performance.model_copy(update={"band": band})})
+    """``exp`` at a performance band (everything else, the seed included, unchanged; no iteration export)."""
+    return exp.model_copy(
+        update={
+            "performance": exp.performance.model_copy(update={"band": band}),
+            "output": exp.output.model_copy(update={"iterations": False}),  # corners give summaries only
+        }
+    )
 
 
 def run_corners(

@@ -117,13 +117,23 @@ def bands_footer(s) -> str:
     help="Parent folder for results (default: output.dir of the experiment).",
 )
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option(
+    "--iterations",
+    is_flag=True,
+    help="Also write iterations.parquet and trace.json (per-iteration trace, opens in ui.perfetto.dev); "
+    "same as --set output.iterations=true.",
+)
 @output_options
-def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
+def run_cmd(experiment, overrides, out_dir, no_plots, iterations, quiet, verbose):
     """Run EXPERIMENT (a YAML file; default: the bundled quickstart) and write a results folder."""
     progress = configure_output(quiet, verbose)  # None: the experiment's simulation.progress
     from greensim.api.run import run
 
-    ov = list(overrides) + (["output.plots=false"] if no_plots else [])
+    ov = (
+        list(overrides)
+        + (["output.plots=false"] if no_plots else [])
+        + (["output.iterations=true"] if iterations else [])
+    )
     try:
         res = run(experiment, overrides=ov, out_dir=out_dir, progress=progress)
     except GreensimError as exc:
@@ -141,6 +151,13 @@ def run_cmd(experiment, overrides, out_dir, no_plots, quiet, verbose):
     footer = bands_footer(s)
     if footer:
         click.echo(footer)
+    if "iterations_rows" in s:
+        click.echo(f"iterations: {s['iterations_rows']} rows in iterations.parquet and trace.json (ui.perfetto.dev)")
+        if s["iterations_truncated"]:
+            click.echo(
+                f"  truncated at output.iterations_max = {s['iterations_max']}: recording stopped at "
+                f"t = {s['iterations_recorded_until_s']:.3f} s, {s['iterations_dropped_rows']} later rows left out"
+            )
     click.echo(f"results: {res.folder}")
 
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Deque, Dict, List, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Deque, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
 from greensim.base.errors import SimulationInvariantError
 from greensim.core.interfaces import EngineHost, InstanceView
 from greensim.core.link import Link
+from greensim.core.recorder import IterationRecorder
 from greensim.core.requests import Request
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -129,6 +130,7 @@ class KVHandoff:
         # resend: id -> (prefill instance, its failure count) holding a copy of the sent KV
         self._held_by: Dict[int, Tuple["Instance", int, int]] = {}
         self._keep_copies = spec.on_decode_failure == "resend"
+        self.rec: Optional[IterationRecorder] = None  # per-iteration recorder (output.iterations), else None
 
     @property
     def links(self) -> List[Link]:
@@ -189,6 +191,8 @@ class KVHandoff:
 
         def flow_done() -> None:
             st[3] = True
+            if self.rec is not None:
+                self.rec.transfer(src.index, st[2], self.sim.env.now, r.id, dst.index, nbytes, link.name)
             if st[4] is not None:
                 self._send_tail(r, st)
 
@@ -198,9 +202,12 @@ class KVHandoff:
     def _send_tail(self, r: Request, st: list) -> None:
         dst, nb, t0, _, src, src_blocks = st[:6]
         nbytes = self.transfer_bytes[r.id] / self.spec.n_layers
+        t1 = self.sim.env.now
 
         def done() -> None:
             del self._early[r.id]
+            if self.rec is not None:
+                self.rec.transfer(src.index, t1, self.sim.env.now, r.id, dst.index, nbytes, st[6].name)
             self.transfer_s[r.id] = self.sim.env.now - t0
             self._sent(r, src)
             src.release_blocks(src_blocks, r)
@@ -244,6 +251,9 @@ class KVHandoff:
     def _arrival(self, r: Request, src: "Instance", src_blocks: int, dst: "Instance", nb: int, t0: float):
         def done() -> None:
             self._inflight.pop(r.id, None)
+            if self.rec is not None:
+                ln = self._link(src.index, dst.index)
+                self.rec.transfer(src.index, t0, self.sim.env.now, r.id, dst.index, self.transfer_bytes[r.id], ln.name)
             self.transfer_s[r.id] = self.sim.env.now - t0
             self._sent(r, src)
             src.release_blocks(src_blocks, r)

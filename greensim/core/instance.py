@@ -22,6 +22,7 @@ from greensim.base.errors import SimulationInvariantError
 from greensim.core.interfaces import BoundPerformance, EngineHost, PrefillHandoff
 from greensim.core.ledger import Ledger
 from greensim.core.prefix_cache import PrefixCache
+from greensim.core.recorder import IterationRecorder
 from greensim.core.requests import Request
 
 __all__ = ["Instance", "InstanceConfig"]
@@ -115,6 +116,7 @@ class Instance:
         self.n_in_transit = 0  # routed here, still on the network (counted in n_waiting)
         self.prefix_cache: Optional[PrefixCache] = None  # set by the simulation with cfg.prefix_caching
         self._shared_blocks = 0  # KV blocks counted by several requests (prefix cache), added back
+        self.rec: Optional[IterationRecorder] = None  # per-iteration recorder (output.iterations), else None
 
     # ----------------------------------------------------------------- views
     @property
@@ -428,6 +430,8 @@ class Instance:
             self._acc_j += energy / n
             self._advance_steps(k)
             self.ledger.busy(start, dt, energy)
+            if self.rec is not None:
+                self.rec.decode_run(self.index, start, dt, energy, n, ctx0, k)
             self.n_iterations += k
             self._run = None
             self._pop_finished(now)
@@ -435,6 +439,10 @@ class Instance:
         t, p, T = self._iter_t, self._iter_p, self._iter_tokens
         start = now - t
         self.ledger.busy(start, t, t * p)
+        if self.rec is not None:
+            nd = len(self.decoding) if self._iter_decode else 0  # unchanged since the iteration started
+            ctx = self._kv_base_sum + nd * (self.steps + 1) if nd else 0
+            self.rec.iteration(self.index, start, t, t * p, T - nd, len(self._batch), nd, ctx)
         self.n_iterations += 1
         if self._iter_decode:
             self._acc_s += t / T
@@ -521,6 +529,8 @@ class Instance:
                     else:
                         p = self.perf.decode_power_w
                     self.ledger.busy(start + t_j, part, part * p)
+                    if self.rec is not None:
+                        self.rec.phase(self.index, start + t_j, part, part * p, "lost")
                     lost_work += [(r, part / n, part * p / n) for r in self.decoding.values()]
                 if j:
                     self._run = (start, n, ctx0, j)
@@ -531,6 +541,8 @@ class Instance:
             else:
                 dt = now - self._iter_start  # a partly done iteration: energy spent, work lost
                 self.ledger.busy(self._iter_start, dt, dt * self._iter_p)
+                if self.rec is not None:
+                    self.rec.phase(self.index, self._iter_start, dt, dt * self._iter_p, "lost")
                 T = self._iter_tokens
                 lost_work += [(r, dt * q / T, dt * self._iter_p * q / T) for r, q in self._batch]
                 if self._iter_decode:

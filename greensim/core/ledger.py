@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 __all__ = ["Ledger"]
 
@@ -36,6 +36,7 @@ class Ledger:
         "_i",
         "_q",
         "_b",
+        "rec",
     )
 
     def __init__(self, bin_s: float, max_bins: int = 4096):
@@ -54,6 +55,8 @@ class Ledger:
         self._i = 0  # bin of the last sample (bins up to it hold their maxima)
         self._q = 0
         self._b = 0
+        # optional per-booking recorder (greensim.core.recorder): called as rec(start, dt, energy, phase)
+        self.rec: Optional[Callable[[float, float, float, str], None]] = None
 
     def coarsen(self) -> None:
         """Double the bin width, merging pairs of bins (sums for time/energy/area, max for samples)."""
@@ -80,8 +83,11 @@ class Ledger:
             self.bin_batch_max.extend([-1] * extra)
             self.bin_batch_area.extend([0.0] * extra)
 
-    def busy(self, start_s: float, dt_s: float, energy_j: float) -> None:
-        """Record an interval of work [start, start+dt) that used ``energy_j``."""
+    def busy(self, start_s: float, dt_s: float, energy_j: float, phase: str = "") -> None:
+        """Record an interval of work [start, start+dt) that used ``energy_j``; ``phase`` names the
+        work for the optional recorder (:attr:`rec`, None: nothing recorded)."""
+        if self.rec is not None:
+            self.rec(start_s, dt_s, energy_j, phase)
         self.busy_s += dt_s
         self.busy_j += energy_j
         end = start_s + dt_s

@@ -16,6 +16,7 @@ from greensim.core.instance import Instance, InstanceConfig
 from greensim.core.interfaces import BoundPerformance, FailureModel, ReleasePolicy, Router, RouterContext
 from greensim.core.ledger import Ledger
 from greensim.core.prefix_cache import PrefixCache
+from greensim.core.recorder import IterationRecorder
 from greensim.core.requests import Request, RequestRecord, RequestTable
 from greensim.core.spec_instance import DraftSide, SpecInstance, SpecSetup
 
@@ -38,6 +39,7 @@ class SimOutput:
     horizon_s: float
     bin_s: float
     links: Sequence[Any] = ()  # DPD KV links (greensim.core.link.Link), for link tables
+    recorder: Optional[IterationRecorder] = None  # per-iteration records (output.iterations), else None
 
 
 class Simulation:
@@ -60,6 +62,8 @@ class Simulation:
     release : optional policy holding arriving requests until a later time before they are
         routed (e.g. carbon-aware time shifting); the record then gains ``released_s``.
         None (the default) routes every request at its arrival.
+    recorder : optional :class:`IterationRecorder` that receives every iteration, speculative
+        pass and KV transfer (per-iteration traces); None (the default) records nothing.
     """
 
     #: every instance, by index: the serving ones, then the draft GPUs of split DSD pairs
@@ -80,6 +84,7 @@ class Simulation:
         speculative: Optional[Sequence[Optional[SpecSetup]]] = None,
         router_extras: Optional[dict] = None,
         release: Optional[ReleasePolicy] = None,
+        recorder: Optional[IterationRecorder] = None,
     ):
         self.env = simpy.Environment()
         self.max_run_iterations = max_run_iterations
@@ -137,6 +142,9 @@ class Simulation:
             # attribute lookup, the fast path), a run with network delays overrides them per object
             self.on_first_token = self._on_first_token_net  # type: ignore[method-assign]
             self.on_complete = self._on_complete_net  # type: ignore[method-assign]
+        self.recorder = recorder
+        if recorder is not None:
+            self._attach(recorder)
         bind = getattr(router, "bind", None)
         if bind is not None:
             bind(RouterContext(self.env, router_extras))
@@ -147,6 +155,16 @@ class Simulation:
             rbind = getattr(release, "bind", None)
             if rbind is not None:
                 rbind(RouterContext(self.env, router_extras))
+
+    def _attach(self, rec: IterationRecorder) -> None:
+        """Hand the recorder to every instance (speculative ones and draft GPUs: their ledgers) and the DPD hand-off."""
+        for inst in self.instances:
+            if isinstance(inst, Instance):
+                inst.rec = rec
+            else:
+                inst.ledger.rec = rec.sink(inst.index)
+        if self._dpd is not None:
+            self._dpd.rec = rec
 
     def _build_speculative(
         self,
@@ -561,4 +579,4 @@ class Simulation:
             if done.size:
                 horizon = max(horizon, float(done.max()))
         links = self._dpd.links if self._dpd is not None else ()
-        return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s, links)
+        return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s, links, self.recorder)

@@ -492,7 +492,9 @@ class SpecInstance:
         p_tok = sum(q for _, q in chunks)
         e_t = t_t * self.perf.power_w(p_tok, 0)
         e_d = t_d * s.draft_perf.power_w(p_tok, 0)
-        self._book(start, t_t, e_t, t_d, e_d, 0.0, self._pipe_plan[0] if self._pipe else 0.0)
+        self._book(
+            start, t_t, e_t, t_d, e_d, 0.0, self._pipe_plan[0] if self._pipe else 0.0, "draft_prefill", "prefill"
+        )
         join = self._join_planned if self._planned else self._join
         for r, q in chunks:
             w = q / p_tok
@@ -642,12 +644,12 @@ class SpecInstance:
         e_v, e_d = self._spec_energy(n_ver, n, t_v, t_d, steps)
         if self.draft is not None:  # as _book: draft, link, then target
             if t_d > 0:
-                self.draft.ledger.busy(start, t_d, e_d)
-            self.ledger.busy(start + t_d + t_l, t_v, e_v)
+                self.draft.ledger.busy(start, t_d, e_d, "draft")
+            self.ledger.busy(start + t_d + t_l, t_v, e_v, "verify")
         else:
             if t_d > 0:
-                self.ledger.busy(start, t_d, e_d)
-            self.ledger.busy(start + t_d, t_v, e_v)
+                self.ledger.busy(start, t_d, e_d, "draft")
+            self.ledger.busy(start + t_d, t_v, e_v, "verify")
         x, y = t_v / n_ver, e_v / n_ver  # per verified position
         a = self._acc
         a[0] += x
@@ -931,17 +933,17 @@ class SpecInstance:
         v0 = start + t_d + t_l
         dl = self.draft.ledger  # type: ignore[union-attr]  # pipelining needs a split draft GPU
         if n_re:
-            dl.busy(start + wait, t_re, e_re)
+            dl.busy(start + wait, t_re, e_re, "redraft")
             F[:n, 2][re] += t_re / n_re
             F[:n, 3][re] += e_re / n_re
-        self.ledger.busy(v0, t_v, e_v)
+        self.ledger.busy(v0, t_v, e_v, "verify")
         self._used_pre[0] += float(pds[:n, 0][used].sum())
         self._used_pre[1] += float(pds[:n, 1][used].sum())
         need = np.full(n, g, dtype=np.int64) if gs is None else gs
         ok = pm & (drawn >= need)  # every token of this step accepted: the pre-draft stands
         self._pd[:n] = np.where(ok, gp, 0)
         if n_pre:
-            dl.busy(v0, t_pre, e_pre)
+            dl.busy(v0, t_pre, e_pre, "predraft")
             self._pre_end = v0 + t_pre
             self.n_predrafts += n_pre
             self._pre_total[0] += t_pre
@@ -1017,11 +1019,11 @@ class SpecInstance:
         e_p = t_p * self.perf.iteration_power_w(allc, 0, 0, t_p)
         p_pr = sum(q for _, q in self._chunks)
         e_dp = t_dp * s.draft_perf.power_w(p_pr, 0)
-        self._book(start, t_p, e_p, t_d, e_d, t_l)
+        self._book(start, t_p, e_p, t_d, e_d, t_l, pt="verify_prefill")
         if self.draft is not None:
-            self.draft.ledger.busy(start + t_d + t_l, t_dp, e_dp)
+            self.draft.ledger.busy(start + t_d + t_l, t_dp, e_dp, "draft_prefill")
         else:
-            self.ledger.busy(start + t_d + t_p, t_dp, e_dp)
+            self.ledger.busy(start + t_d + t_p, t_dp, e_dp, "draft_prefill")
         if n:
             self._F[:n, 2:] += (t_d / n, e_d / n)
         P = n_ver + p_pr
@@ -1113,21 +1115,30 @@ class SpecInstance:
         return e_v, e_d
 
     def _book(
-        self, start: float, t_t: float, e_t: float, t_d: float, e_d: float, t_l: float, d_off: float = 0.0
+        self,
+        start: float,
+        t_t: float,
+        e_t: float,
+        t_d: float,
+        e_d: float,
+        t_l: float,
+        d_off: float = 0.0,
+        pd: str = "draft",
+        pt: str = "verify",
     ) -> None:
         """Ledger entries: draft first (from ``start + d_off``), then the link, then the target
-        (colocated: in turn)."""
+        (colocated: in turn); ``pd`` and ``pt`` name the draft's and the target's phases."""
         if self.draft is not None:
             if t_d > 0:
-                self.draft.ledger.busy(start + d_off, t_d, e_d)
+                self.draft.ledger.busy(start + d_off, t_d, e_d, pd)
             if self._plan[0] == "prefill":
-                self.ledger.busy(start, t_t, e_t)  # both prompts at once, two GPUs
+                self.ledger.busy(start, t_t, e_t, pt)  # both prompts at once, two GPUs
             else:
-                self.ledger.busy(start + t_d + t_l, t_t, e_t)
+                self.ledger.busy(start + t_d + t_l, t_t, e_t, pt)
         else:
             if t_d > 0:
-                self.ledger.busy(start, t_d, e_d)
-            self.ledger.busy(start + t_d, t_t, e_t)
+                self.ledger.busy(start, t_d, e_d, pd)
+            self.ledger.busy(start + t_d, t_t, e_t, pt)
 
     def _share(self, r: Request, s_t: float, j_t: float, s_d: float, j_d: float) -> None:
         r.busy_s += s_t
@@ -1173,7 +1184,7 @@ class SpecInstance:
         dt = t_c if end is None else min(end - start, t_c)
         e = e_c * dt / t_c if t_c > 0 else 0.0
         d = self.draft
-        d.ledger.busy(start, dt, e)  # type: ignore[union-attr]
+        d.ledger.busy(start, dt, e, "catchup")  # type: ignore[union-attr]
         tot = sum(ctx)
         for r, c in zip(self.running, ctx):
             self.sim.on_draft_lost_work(r, d.index, dt * c / tot, e * c / tot)  # type: ignore[union-attr]
@@ -1218,9 +1229,9 @@ class SpecInstance:
         dstart = start
         tstart = start if (split and kind == "prefill") else start + (t_d if kind == "prefill" else t_d + t_l)
         if td > 0:
-            dled.busy(dstart, td, ed)
+            dled.busy(dstart, td, ed, "lost")
         if tt > 0:
-            self.ledger.busy(tstart, tt, et)
+            self.ledger.busy(tstart, tt, et, "lost")
         for r, wt, wd in zip(reqs, tv_shares, dv_shares):
             self.sim.on_lost_work(r, self.index, tt * wt, et * wt)
             if split:
@@ -1292,7 +1303,7 @@ class SpecInstance:
             p_tok = sum(q for _, q in chunks)
             dd = now - start
             e = dd * self.setup.draft_perf.power_w(p_tok, 0)
-            self.draft.ledger.busy(start, dd, e)
+            self.draft.ledger.busy(start, dd, e, "lost")
             for r, q in chunks:
                 self.sim.on_draft_lost_work(r, self.draft.index, dd * q / p_tok, e * q / p_tok)
             self._plan = ("prefill", start, chunks, t_t, 0.0)

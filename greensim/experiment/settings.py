@@ -119,6 +119,22 @@ class Output(StrictModel):
     dir: str = Field("results", description="parent folder of run folders")
     plots: bool = True
     table_format: Literal["parquet", "csv"] = "parquet"
+    iterations: bool = Field(
+        False,
+        description="per-iteration trace export: write iterations.parquet (one row per engine iteration, "
+        "speculative pass and KV transfer: instance, start, duration, prefill tokens, decode batch and context, "
+        "power, energy) and trace.json (Chrome / Perfetto trace: open it at ui.perfetto.dev). Off by default: "
+        "the engine then records nothing",
+    )
+    iterations_max: int = Field(
+        1_000_000,
+        ge=1,
+        description="size guard of the iteration export: at most this many rows are recorded, in the order "
+        "the engine completes them; beyond it recording stops (summary iterations_truncated, "
+        "iterations_dropped_rows, iterations_recorded_until_s say so). The default keeps trace.json to about "
+        "0.26 GB (measured: greensim run --iterations on the quickstart writes 256 bytes of JSON per row), "
+        "which ui.perfetto.dev opens in a browser",
+    )
 
 
 class CatalogDirs(StrictModel):

@@ -16,7 +16,8 @@ of an instance that served no request is reported as ``unattributed_gco2``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -69,6 +70,7 @@ class Tables:
     summary: Dict[str, Any]
     regions: Optional[pd.DataFrame] = None  # per-region totals (carbon.compare_regions)
     extra: Optional[Dict[str, pd.DataFrame]] = None  # a policy's own tables (router.report()), e.g. "plans"
+    files: Optional[Dict[str, Callable[[Path], Any]]] = None  # other files: name -> writer(path), e.g. trace.json
 
 
 def _spec_summary(spec: Sequence[Any]) -> Dict[str, float]:

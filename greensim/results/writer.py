@@ -305,6 +305,8 @@ def write_run(
                 df.to_csv(tmp / f"{name}.csv", index=False)
         if getattr(tables, "regions", None) is not None:  # carbon.compare_regions: per-region totals
             tables.regions.to_csv(tmp / "regions.csv", index=False)
+        for name, write in (getattr(tables, "files", None) or {}).items():  # e.g. trace.json (output.iterations)
+            write(tmp / name)
         write_text(tmp / "summary.json", json.dumps(to_jsonable(tables.summary), indent=2))
         if plot is not None:
             plot(tmp)

@@ -44,6 +44,7 @@ def _results_files() -> set:
     [
         (None, {"workload.n_requests": 60}),  # the quickstart: bands.png with the default uncertainty
         ("dpd_a100_v100.yaml", {"workload.n_requests": 40, "performance.uncertainty": "none"}),
+        (None, {"workload.n_requests": 30, "performance.uncertainty": "none", "output.iterations": True}),
     ],
 )
 def test_readme_lists_every_file_a_run_writes(tmp_path, experiment, overrides):
