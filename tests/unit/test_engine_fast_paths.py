@@ -33,10 +33,12 @@ def test_bisection_matches_base_class(engine) -> None:
     rng = np.random.default_rng(3)
     for _ in range(300):
         n, ctx0, kmax = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
-        dt = float(rng.uniform(0.0, 1.2)) * b.decode_run_time_s(n, ctx0, kmax)
-        assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
-            b, n, ctx0, kmax, dt
-        )
+        j = int(rng.integers(1, kmax + 1))
+        # inside the run, and exactly at an iteration boundary (where >= and > differ)
+        for dt in (float(rng.uniform(0.0, 1.2)) * b.decode_run_time_s(n, ctx0, kmax), b.decode_run_time_s(n, ctx0, j)):
+            assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
+                b, n, ctx0, kmax, dt
+            )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
