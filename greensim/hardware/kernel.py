@@ -514,16 +514,31 @@ class BoundKernel(BoundPerformance):
         if self._run_key == key:  # the engine asks for a run's time, then for its energy
             return self._run_t
         t0, t1, *_ = self._decode_affine(n, ctx0)
+        t = self._run_time(n, k, t0, t1)
+        self._run_key, self._run_t = key, t
+        return t
+
+    def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
+        # the base class's bisection, the run's affine terms computed once
+        t0, t1, *_ = self._decode_affine(n, ctx0)
+        lo, hi = 1, kmax
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._run_time(n, mid, t0, t1) >= dt_s:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _run_time(self, n: int, k: int, t0: float, t1: float) -> float:
+        """:meth:`decode_run_time_s` from the run's affine kernel time ``t0 + t1 j``."""
         e = self.engine
         const = e.per_iteration_s + e.per_sequence_s * n
         if not e.decode_cuda_graphs and self._launch > t0:
             # kernel time t0 + t1 j is below the CPU launch floor until j* (then above)
             js = k if t1 <= 0 else min(k, max(0, math.ceil((self._launch - t0) / t1)))
-            t = k * const + js * self._launch + affine_sum(t0, t1, js, k)
-        else:
-            t = k * const + affine_sum(t0, t1, 0, k)
-        self._run_key, self._run_t = key, t
-        return t
+            return k * const + js * self._launch + affine_sum(t0, t1, js, k)
+        return k * const + affine_sum(t0, t1, 0, k)
 
     def decode_run_energy_j(self, n: int, ctx0: int, k: int) -> float:
         if not self.power_varies:
@@ -550,7 +565,7 @@ class BoundKernel(BoundPerformance):
             )
         # unclipped: P_j t_j = p0 t_j + kb M_j + kc F_j, each summed exactly
         return (
-            self._p0 * self.decode_run_time_s(n, ctx0, k)
+            self._p0 * self._run_time(n, k, t0, t1)  # = decode_run_time_s, its terms already at hand
             + self._kb * affine_sum(m0, m1, 0, k)
             + self._kc * affine_sum(f0, f1, 0, k)
         )

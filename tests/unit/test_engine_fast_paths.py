@@ -1,0 +1,79 @@
+"""The kernel model's engine fast paths give bit-identical results to the plain paths they
+replace: the cut-run bisection over the run's affine terms against the base class's bisection over
+``decode_run_time_s``, and the decode-run energy's time term against ``decode_run_time_s``."""
+
+import numpy as np
+import pytest
+from conftest import make_experiment
+
+from greensim.assembly.prepare import make_router, prepare
+from greensim.core.interfaces import BoundPerformance
+from greensim.core.simulation import Simulation
+from greensim.experiment.load import parse_experiment
+from greensim.hardware.catalog import load_catalog
+from greensim.hardware.kernel import BoundKernel, EnginePreset, engine_preset, kernel_params_for, load_kernel_params
+
+CAT = load_catalog()
+# CUDA-graph decode (the default preset) and an eager engine whose CPU launch floor binds
+ENGINES = [
+    None,
+    EnginePreset("eager", per_iteration_s=2e-4, per_sequence_s=1e-5, decode_cuda_graphs=False, launch_per_layer_s=2e-4),
+]
+
+
+def _bound(engine=None) -> BoundKernel:
+    g = CAT.gpu("A100-80GB")
+    e = engine_preset("vllm-0.5") if engine is None else engine
+    return BoundKernel(g, CAT.model("Llama-3.1-8B"), 1, kernel_params_for(load_kernel_params(), g), e)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bisection_matches_base_class(engine) -> None:
+    b = _bound(engine)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, ctx0, kmax = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
+        j = int(rng.integers(1, kmax + 1))
+        # inside the run, and exactly at an iteration boundary (where >= and > differ)
+        for dt in (float(rng.uniform(0.0, 1.2)) * b.decode_run_time_s(n, ctx0, kmax), b.decode_run_time_s(n, ctx0, j)):
+            assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
+                b, n, ctx0, kmax, dt
+            )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_run_time_helper_is_decode_run_time(engine) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        b = _bound(engine)  # fresh: no memoised run time
+        n, ctx0, k = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
+        t0, t1, *_ = b._decode_affine(n, ctx0)
+        assert b._run_time(n, k, t0, t1) == b.decode_run_time_s(n, ctx0, k)
+
+
+def _records(n: int) -> dict:
+    exp = make_experiment(
+        **{
+            "model": "Llama-3.1-8B",
+            "performance": {"model": "kernel"},
+            "workload.rate_rps": 30.0,
+            "workload.n_requests": n,
+            "cluster.router": "join_shortest_queue",
+        }
+    )
+    p = prepare(parse_experiment(exp))
+    out = Simulation(p.table, p.instances, make_router(p.router_factory, p.policy_seeds), p.bin_s).run()
+    rec = {k: np.asarray(v) for k, v in vars(out.record).items() if isinstance(v, np.ndarray)}
+    rec["ledger_j"] = np.array([i.ledger.busy_j for i in out.instances])
+    rec["iterations"] = np.array([i.n_iterations for i in out.instances])
+    return rec
+
+
+def test_simulation_identical_to_plain_bisection(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _records(400)
+    monkeypatch.setattr(BoundKernel, "decode_iterations_until", BoundPerformance.decode_iterations_until)
+    plain = _records(400)
+    assert fast.keys() == plain.keys()
+    for k in fast:
+        assert np.array_equal(fast[k], plain[k], equal_nan=fast[k].dtype.kind == "f"), k
+    assert fast["iterations"].sum() > 0
