@@ -108,7 +108,7 @@ BAD = [
     (
         "unknown router",
         {"cluster.router": "random"},
-        r"cluster\.router: unknown router 'random' \(valid: carbon_aware, class_affinity, greenllm, join_shortest_queue, least_kv, power_of_two, round_robin\)",
+        r"cluster\.router: unknown router 'random' \(valid: carbon_aware, class_affinity, greenllm, join_shortest_queue, least_kv, power_of_two, prefix_affinity, round_robin\)",
     ),
     ("unknown workload kind", {"workload": {"kind": "gamma"}}, r"workload.*'poisson', 'trace'"),
     ("missing field", {"slo": {"ttft_s": 1}}, r"slo\.tpot_s: required field is missing"),
