@@ -80,6 +80,15 @@ FAILURE_ROWS = [
 ]
 
 
+#: shown only when an instance had a prefix cache
+PREFIX_ROWS = [
+    (
+        "prefix cache hits (tokens / requests)",
+        lambda s: f"{_v(s, 'prefix_hit_tokens_frac', '.1%')} / {_v(s, 'prefix_hit_requests_frac', '.1%')}",
+    ),
+]
+
+
 def bands_footer(s) -> str:
     """What the [low, high] brackets mean (or why there are none)."""
     u = s.get("uncertainty") or {}
@@ -144,6 +153,7 @@ def run_cmd(experiment, overrides, out_dir, no_plots, iterations, quiet, verbose
     s = res.summary
     click.echo(f"greensim: {res.experiment.name} (model {res.experiment.model}, seed {res.experiment.seed})")
     rows = SUMMARY_ROWS + (FAILURE_ROWS if "failure_down_s" in s else [])
+    rows += PREFIX_ROWS if "prefix_hit_tokens_frac" in s else []
     w = max(len(k) for k, _ in rows)
     for k, f in rows:
         click.echo(f"  {k:<{w}}  {f(s)}")

@@ -423,3 +423,15 @@ def test_run_prints_failures_and_their_cost_when_gpus_fail(tmp_path):
     assert f"{summary['n_failures']} (" in out and summary["n_failures"] > 0
     out = CliRunner().invoke(main, args + ["--set", "cluster.instances.1.aging=null"]).output
     assert "GPU failures" not in out and "results:" in out
+
+
+def test_run_prints_the_prefix_cache_hit_rate_only_with_a_cache(tmp_path):
+    from pathlib import Path
+
+    ex = Path(__file__).resolve().parents[2] / "experiments" / "prefix_chat.yaml"
+    args = ["run", str(ex), "--out", str(tmp_path), "--no-plots", "--set", "performance.uncertainty=none"]
+    out = CliRunner().invoke(main, args + ["--set", "workload.n_requests=200"]).output
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    assert f"prefix cache hits (tokens / requests)  {summary['prefix_hit_tokens_frac']:.1%}" in out
+    out = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "q"), "--no-plots"]).output
+    assert "prefix cache" not in out and "results:" in out
