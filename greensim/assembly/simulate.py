@@ -53,6 +53,10 @@ def simulate(
         lt, ltl, ls = link_tables(out.links, out.horizon_s, out.bin_s)
         tables.extra = {**(tables.extra or {}), "links": lt, "link_timeline": ltl}
         tables.summary.update(ls)
+    if p.failures is not None:  # GPU failures: when each GPU was down (failures.parquet, timeline.png)
+        from greensim.results.failures import failure_table
+
+        tables.extra = {**(tables.extra or {}), "failures": failure_table(out.instances, out.horizon_s)}
     if recorder is not None:  # output.iterations: iterations.parquet and trace.json
         _add_iterations(tables, recorder, out)
     if p.deadline_s is not None:  # deferrable requests: judged by their deadline

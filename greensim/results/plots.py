@@ -109,6 +109,24 @@ def timeline_figure(tables, title: str):
             stairs(axes[3], g["t_s"].to_numpy() / scale, g["busy_frac"], end, label=f"link {k}")
         axes[3].set_ylabel("KV link busy\n(fraction per bin)")
         axes[3].set_ylim(0, 1.05)
+    fails = (getattr(tables, "extra", None) or {}).get("failures")
+    if fails is not None and len(fails):  # GPU failures: each GPU's down time, in its line's colour
+        order = {int(k): c for c, k in enumerate(sorted(tl["instance"].unique()))}
+        seen = set()
+        for f in fails.itertuples():
+            k = int(f.instance)
+            up = f.up_s if f.up_s == f.up_s else end_s  # NaN: still down at the end of the run
+            lab = None if k in seen else f"{labels[k] if k < len(labels) else k} down"
+            seen.add(k)
+            for ax in axes:
+                ax.axvspan(
+                    f.down_s / scale,
+                    up / scale,
+                    color=f"C{order.get(k, k) % 10}",
+                    alpha=0.15,
+                    lw=0,
+                    label=lab if ax is axes[0] else None,
+                )
     axes[-1].set_xlabel(f"simulated time [{unit}]")
     for ax in axes:
         ax.grid(alpha=0.3)

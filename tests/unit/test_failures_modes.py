@@ -224,3 +224,27 @@ def test_no_failures_no_new_columns():
     _, t = _run(_dpd())
     assert "failure_lost_tokens" not in t.requests and "failure_lost_gco2" not in t.summary
     assert math.isfinite(t.summary["carbon_gco2"]) and np.all(t.requests.n_requeues == 0)
+
+
+def test_failures_table_lists_every_failure_and_sums_to_the_down_time(tmp_path):
+    """failures.parquet: one row per failure; its down time per instance equals the instances
+    table's down_s and the summary's failure_down_s; runs without failures write none."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    import greensim
+
+    ex = Path(__file__).resolve().parents[2] / "experiments" / "aging_failures_dpd.yaml"
+    ov = {"workload.n_requests": 300, "performance.uncertainty": "none", "output.plots": False}
+    res = greensim.run(ex, overrides=ov, out_dir=tmp_path)
+    f = pd.read_parquet(next(tmp_path.rglob("failures.parquet")))
+    s, inst = res.summary, res.instances
+    assert len(f) == s["n_failures"] > 0
+    assert f["down_for_s"].sum() == pytest.approx(s["failure_down_s"], rel=1e-12)
+    per = f.groupby("instance")["down_for_s"].sum()
+    for k, d in per.items():
+        assert d == pytest.approx(inst.loc[inst["instance"] == k, "down_s"].iloc[0], rel=1e-12)
+    assert (f["up_s"].isna() | (f["up_s"] > f["down_s"])).all()
+    greensim.run(ex, overrides={**ov, "cluster.instances.1.aging": None}, out_dir=tmp_path / "none")
+    assert not list((tmp_path / "none").rglob("failures.parquet"))
