@@ -205,8 +205,8 @@ def test_sessions_cut_ttft_and_carbon_and_report_hit_rates():
 def test_mooncake_trace_uses_its_hash_ids():
     """The Mooncake synthetic trace, slowed so one instance keeps up: hits cover whole 512-token
     blocks, and the hit rate is at most that of an infinite cache with every earlier prompt in it."""
-    if not (SHARED_DATA / "traces" / "mooncake_fast25_synthetic.csv").is_file():
-        pytest.skip("shared trace data not present")
+    trace = SHARED_DATA / "traces" / "mooncake_fast25_synthetic.csv"
+    assert trace.is_file(), f"expected the shared Mooncake trace at {trace} (../shared/data beside the repo)"
     wl = {"kind": "trace", "name": "mooncake_fast25_synthetic", "max_requests": 300, "rate_scale": 0.25}
     d = make_experiment(
         **{"model": "Llama-3.1-8B", "workload": wl, "cluster.instances": [{"gpu": "H100-SXM", "prefix_caching": True}]}
