@@ -19,6 +19,7 @@ from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
 from greensim.base.errors import SimulationInvariantError
+from greensim.core.downtime import DownTime
 from greensim.core.interfaces import BoundPerformance, EngineHost, PrefillHandoff
 from greensim.core.ledger import Ledger
 from greensim.core.prefix_cache import PrefixCache
@@ -80,7 +81,7 @@ class InstanceConfig:
         self.prefix_caching = bool(prefix_caching)
 
 
-class Instance:
+class Instance(DownTime):
     """A GPU group serving one model. Driven by the simulation's SimPy environment."""
 
     def __init__(self, sim: "EngineHost", index: int, cfg: InstanceConfig, perf: BoundPerformance, ledger: Ledger):
@@ -107,9 +108,7 @@ class Instance:
         self._iter_decode = False  # whether the running iteration includes decode tokens
         self.n_iterations = 0
         self.n_preemptions = 0
-        self.available = True  # False while failed (routers never see it then)
-        self.n_failures = 0
-        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+        DownTime.__init__(self)  # available, n_failures, down_intervals, down_s
         self.handoff: Optional[PrefillHandoff] = None  # DPD: prefill instances hand prefilled requests to this
         self.incoming: List[Request] = []  # DPD: transferred requests joining at the next boundary
         self.n_reserved = 0  # DPD: requests with blocks reserved, transfer not arrived
@@ -585,20 +584,13 @@ class Instance:
         self.busy = False
         self._event = None
         self._run = None
-        self.available = False
-        self.n_failures += 1
-        self.down_intervals.append([now, float("inf")])
+        self.mark_down(now)
         self.ledger.sample(now, 0, 0)
         return [reqs[i] for i in sorted(reqs)]
 
     def recover(self) -> None:
         """Back in service after a repair."""
-        self.available = True
-        self.down_intervals[-1][1] = self.sim.env.now
-
-    def down_s(self, horizon_s: float) -> float:
-        """Time spent failed within [0, horizon] [s]."""
-        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+        self.mark_up(self.sim.env.now)
 
     # ----------------------------------------------------------------- DPD hand-off
     def _growth_blocks(self, k: int) -> int:

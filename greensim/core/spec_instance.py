@@ -80,6 +80,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Protocol, Tuple
 import numpy as np
 
 from greensim.base.errors import SimulationInvariantError
+from greensim.core.downtime import DownTime
 from greensim.core.instance import InstanceConfig
 from greensim.core.interfaces import BoundPerformance, EngineHost
 from greensim.core.ledger import Ledger
@@ -170,7 +171,7 @@ class SpecSetup:
         return expected_tokens_per_iteration(self.alpha, g)
 
 
-class DraftSide:
+class DraftSide(DownTime):
     """The draft GPU of a split pair: a ledger and a view for the results tables."""
 
     def __init__(self, index: int, name: str, gpu: str, perf: BoundPerformance, ledger: Ledger, kv_blocks: int):
@@ -192,29 +193,20 @@ class DraftSide:
         self.n_preemptions = 0
         self.handoff = None
         self.target: Any = None  # its SpecInstance (set by the simulation)
-        self.available = True
-        self.n_failures = 0
-        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+        DownTime.__init__(self)
 
     def fail(self, now: float) -> None:
         """The draft GPU fails (its KV caches are lost; the target reacts, :meth:`SpecInstance.draft_failed`)."""
-        self.available = False
-        self.n_failures += 1
-        self.down_intervals.append([now, float("inf")])
+        self.mark_down(now)
 
     def recover(self, now: float) -> None:
-        self.available = True
-        self.down_intervals[-1][1] = now
-
-    def down_s(self, horizon_s: float) -> float:
-        """Time spent failed within [0, horizon] [s]."""
-        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+        self.mark_up(now)
 
     def check_drained(self) -> None:
         return None
 
 
-class SpecInstance:
+class SpecInstance(DownTime):
     """A target model instance that decodes speculatively (see the module docstring)."""
 
     #: allow the planned-run path where it applies (tests switch it off to compare)
@@ -262,9 +254,7 @@ class SpecInstance:
         self._plan: tuple = ()
         self._event: Any = None
         # failures: of the target (fail/recover) and of the split draft GPU
-        self.available = True
-        self.n_failures = 0
-        self.down_intervals: List[List[float]] = []  # [down, up] per failure [s]
+        DownTime.__init__(self)  # available, n_failures, down_intervals, down_s
         self._draft_stale = False  # the draft GPU lost its KV: rebuild it before speculating
         self.n_fallback_iterations = 0  # plain decoding passes while the draft GPU was down
         self._la = setup.gamma_max + 1  # lookahead tokens reserved at admission
@@ -1264,20 +1254,13 @@ class SpecInstance:
         self.busy = False
         self._event = None
         self._plan = ()
-        self.available = False
-        self.n_failures += 1
-        self.down_intervals.append([now, float("inf")])
+        self.mark_down(now)
         self.ledger.sample(now, 0, 0)
         return [out[i] for i in sorted(out)]
 
     def recover(self) -> None:
-        """Back in service after a repair."""
-        self.available = True
-        self.down_intervals[-1][1] = self.sim.env.now
-
-    def down_s(self, horizon_s: float) -> float:
-        """Time spent failed within [0, horizon] [s] (the target; the draft GPU has its own row)."""
-        return sum(max(0.0, min(b, horizon_s) - a) for a, b in self.down_intervals)
+        """Back in service after a repair (the target; the draft GPU has its own row)."""
+        self.mark_up(self.sim.env.now)
 
     def draft_failed(self) -> None:
         """The draft GPU failed: its KV is lost. A speculative iteration still drafting (or
