@@ -301,8 +301,13 @@ class BoundKernel(BoundPerformance):
         self._gemm_cache: Dict[Tuple[int, int], Tuple[float, float, float]] = {}
         # decode-only iterations: kernel time, bytes, FLOPs = const(n) + slope x (attended tokens)
         self._dec_cache: Dict[int, Tuple[float, float, float]] = {}
-        self._run_key: Tuple[int, int, int] = (-1, -1, -1)  # the last decode run asked for, and its time
-        self._run_t = 0.0
+        # decode runs asked for and not yet priced: (n, ctx0, k) -> (time, affine terms). The
+        # engine asks for a run's time when it starts and for its energy when it ends; instances
+        # of a group share this object, so one entry per running instance, cleared when large.
+        self._runs: Dict[Tuple[int, int, int], Tuple[float, Tuple[float, ...]]] = {}
+        # the last mixed/prefill iteration asked for (its time, then its power, are asked in turn)
+        self._it_key: Tuple[Any, ...] = ()
+        self._it_val: Tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._s_t = max(self._fa / self._Fa, self._kvb / self._Ba)
         self._dec_eager = not engine.decode_cuda_graphs
         # power
@@ -414,6 +419,14 @@ class BoundKernel(BoundPerformance):
         return kernel + e.per_iteration_s + e.per_sequence_s * n_seqs + e.per_prefill_s * n_prefill
 
     def _iteration(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int):
+        key = (tuple(chunks), n_decode, decode_ctx_tokens)
+        if key == self._it_key:
+            return self._it_val
+        out = self._iteration_parts(chunks, n_decode, decode_ctx_tokens)
+        self._it_key, self._it_val = key, out
+        return out
+
+    def _iteration_parts(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int):
         p_tok = 0
         pairs = 0.0
         reread = 0
@@ -511,16 +524,36 @@ class BoundKernel(BoundPerformance):
         if k <= 0:
             return 0.0
         key = (n, ctx0, k)
-        if self._run_key == key:  # the engine asks for a run's time, then for its energy
-            return self._run_t
-        t0, t1, *_ = self._decode_affine(n, ctx0)
-        t = self._run_time(n, k, t0, t1)
-        self._run_key, self._run_t = key, t
+        hit = self._runs.get(key)
+        if hit is not None:
+            return hit[0]
+        aff = self._decode_affine(n, ctx0)
+        t = self._run_time(n, k, aff[0], aff[1])
+        if len(self._runs) >= 256:
+            self._runs.clear()
+        self._runs[key] = (t, aff)
         return t
 
     def decode_iterations_until(self, n: int, ctx0: int, kmax: int, dt_s: float) -> int:
-        # the base class's bisection, the run's affine terms computed once
+        # the base class's answer (smallest k in [1, kmax] whose run ends at or after dt_s), the
+        # run's affine terms computed once
         t0, t1, *_ = self._decode_affine(n, ctx0)
+        e = self.engine
+        if kmax > 2 and t1 >= 0.0 and (e.decode_cuda_graphs or self._launch <= t0):
+            # no launch floor: run time c j + t1 j (j - 1) / 2 with c = const + t0 rises by at least
+            # c > 0 per iteration, far above rounding, so the answer is the one crossing: start at
+            # the quadratic's root, step to it evaluating the same sums the bisection compares
+            c = e.per_iteration_s + e.per_sequence_s * n + t0
+            h = 0.5 * t1
+            b = c - h
+            if c > 0.0:
+                x = dt_s / b if h == 0.0 else (-b + math.sqrt(b * b + 4.0 * h * dt_s)) / (2.0 * h)
+                j = min(kmax, max(1, math.ceil(x) if x < kmax else kmax))
+                while j > 1 and self._run_time(n, j - 1, t0, t1) >= dt_s:
+                    j -= 1
+                while j < kmax and self._run_time(n, j, t0, t1) < dt_s:
+                    j += 1
+                return j
         lo, hi = 1, kmax
         while lo < hi:
             mid = (lo + hi) // 2
@@ -546,7 +579,13 @@ class BoundKernel(BoundPerformance):
         if k <= 0:
             return 0.0
         hi = self.idle_power_w + self._span
-        t0, t1, m0, m1, f0, f1 = self._decode_affine(n, ctx0)
+        hit = self._runs.pop((n, ctx0, k), None)
+        if hit is None:
+            aff = self._decode_affine(n, ctx0)
+            t_run = self._run_time(n, k, aff[0], aff[1])
+        else:
+            t_run, aff = hit
+        t0, t1, m0, m1, f0, f1 = aff
         e = self.engine
         eager = not e.decode_cuda_graphs and self._launch > t0
         clipped = False
@@ -565,7 +604,7 @@ class BoundKernel(BoundPerformance):
             )
         # unclipped: P_j t_j = p0 t_j + kb M_j + kc F_j, each summed exactly
         return (
-            self._p0 * self._run_time(n, k, t0, t1)  # = decode_run_time_s, its terms already at hand
+            self._p0 * t_run  # = decode_run_time_s
             + self._kb * affine_sum(m0, m1, 0, k)
             + self._kc * affine_sum(f0, f1, 0, k)
         )
