@@ -299,6 +299,11 @@ def run_paper(
     todo = only if only is not None else scenarios(spec, quick)
     from tqdm import tqdm
 
+    if plan is None and "memo" not in (plan_kwargs or {}):
+        # scenarios differ only in accounting and SLOs: each distinct engine run is simulated once
+        from greensim.assembly.simulate import EngineMemo
+
+        plan_kwargs = {**(plan_kwargs or {}), "memo": EngineMemo()}
     rows = []
     for scn in tqdm(todo, unit="scenario", desc="paper", disable=not progress):
         rows.append(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import hashlib
+import json
+from collections import OrderedDict
+from typing import Any, Callable, Optional, Tuple
 
 from greensim.assembly.prepare import Prepared, make_router, router_extras
 from greensim.core.recorder import IterationRecorder
@@ -11,14 +14,80 @@ from greensim.experiment.quantization import QUALITY_NOTE, quantization_on
 from greensim.results import Tables, build_tables
 from greensim.results.deferral import add_deadlines
 
-__all__ = ["simulate"]
+__all__ = ["simulate", "EngineMemo"]
+
+#: carbon-section fields that reach the engine (network delays come from the sites' rtt_s)
+_ENGINE_CARBON_FIELDS = ("sites",)
+
+
+class EngineMemo:
+    """Engine runs kept by the content of what the engine reads, for callers that simulate one
+    deployment again under other carbon or SLO accounting.
+
+    The engine (:class:`~greensim.core.simulation.Simulation`) sees grid intensity, embodied
+    carbon, PUE and SLOs only through policies bound to the run's context (routers with a
+    ``bind`` method, release policies): without those, two experiments that differ only in
+    ``name``, ``slo``, ``output`` or the carbon accounting (every ``carbon`` field but
+    ``sites``) give the same engine outcome, and only the tables built from it differ. The
+    planner's reproduction of the paper (``experiments/paper``) re-plans each deployment under
+    3 grids x 5 lifetimes x 4 SLO scales; with a memo each distinct engine run is simulated once.
+    Runs with bound policies, release policies or per-iteration traces are never memoised.
+
+    Keep a memo for one batch of work (it does not notice catalogue or trace files edited
+    meanwhile); ``max_entries`` bounds it (least recently used out first).
+    """
+
+    def __init__(self, max_entries: int = 512):
+        self.max_entries = int(max_entries)
+        self._runs: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(p: Prepared, router: Any) -> Optional[str]:
+        """Content key of the engine run of ``p`` (None: this run must not be memoised)."""
+        exp = p.experiment
+        if getattr(router, "bind", None) is not None or p.defer_factory is not None or exp.output.iterations:
+            return None
+        d = exp.model_dump(mode="json")
+        for k in ("name", "slo", "output"):
+            d.pop(k, None)
+        d["carbon"] = {k: v for k, v in (d.get("carbon") or {}).items() if k in _ENGINE_CARBON_FIELDS}
+        d["_bin_s"] = float(p.bin_s).hex()
+        text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, key: str) -> Optional[Tuple[Any, Any]]:
+        hit = self._runs.get(key)
+        if hit is None:
+            self.misses += 1
+            return None
+        self._runs.move_to_end(key)
+        self.hits += 1
+        return hit
+
+    def put(self, key: str, out: Any, router: Any) -> None:
+        self._runs[key] = (out, router)
+        while len(self._runs) > self.max_entries:
+            self._runs.popitem(last=False)
 
 
 def simulate(
-    p: Prepared, progress: Optional[Callable[[float], None]] = None, max_run_iterations: Optional[int] = None
+    p: Prepared,
+    progress: Optional[Callable[[float], None]] = None,
+    max_run_iterations: Optional[int] = None,
+    memo: Optional[EngineMemo] = None,
 ) -> Tables:
-    """Run a prepared experiment and build its tables."""
+    """Run a prepared experiment and build its tables.
+
+    ``memo``: reuse the engine's outcome of an earlier run that read the same inputs
+    (:class:`EngineMemo`); the tables are always built from this experiment's accounting."""
     router = make_router(p.router_factory, p.policy_seeds, p.experiment.cluster.router_options)
+    key = EngineMemo.key(p, router) if memo is not None and max_run_iterations is None else None
+    hit = memo.get(key) if memo is not None and key is not None else None
+    if hit is not None:
+        out, router = hit
+        return _tables(p, out, router, None)
     out_opts = p.experiment.output
     recorder = IterationRecorder(out_opts.iterations_max) if out_opts.iterations else None
     sim = Simulation(
@@ -38,6 +107,13 @@ def simulate(
         recorder=recorder,
     )
     out = sim.run()
+    if memo is not None and key is not None:
+        memo.put(key, out, router)
+    return _tables(p, out, router, recorder)
+
+
+def _tables(p: Prepared, out: Any, router: Any, recorder: Optional[IterationRecorder]) -> Tables:
+    """The run's tables from the engine's outcome ``out`` and this experiment's accounting."""
     tables = build_tables(
         out,
         p.specs,

@@ -859,14 +859,15 @@ def _note_unstable(c: Candidate, s: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ simulation stages
-def _simulate(exp: Experiment) -> Dict[str, Any]:
-    """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`."""
+def _simulate(exp: Experiment, memo: Any = None) -> Dict[str, Any]:
+    """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`;
+    ``memo``: an :class:`~greensim.assembly.simulate.EngineMemo` of engine runs to reuse."""
     import time
 
     from greensim.assembly import prepare, simulate
 
     t0 = time.perf_counter()
-    r = simulate(prepare(exp))
+    r = simulate(prepare(exp), memo=memo)
     r.summary["sim_wall_s"] = time.perf_counter() - t0
     return {**r.summary, **steady_state(r)}
 
@@ -943,6 +944,7 @@ def plan(
     confirm: bool = True,
     prune: bool = True,
     confidence: Optional[str] = None,
+    memo: Any = None,
 ) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
 
@@ -957,17 +959,27 @@ def plan(
     confidence : ``"nominal"`` or ``"pessimistic"``; overrides the plan's ``confidence`` (with
         ``pessimistic`` a candidate must also meet the target at the pessimistic corner of the
         uncertainty bands).
+    memo : an :class:`~greensim.assembly.simulate.EngineMemo` shared by several plans that differ only
+        in carbon accounting or SLOs (a study re-planning one workload under several grids): an
+        engine run already in it is not simulated again (same numbers; ``stats["n_engine_memo_hits"]``).
 
     With ``performance.uncertainty: corners`` (the default) the winner and the baseline also get
     uncertainty bands (``Candidate.bands``; ``stats["uncertainty"]``, ``stats["saving_frac_band"]``).
     """
-    return _plan(spec, overrides, progress, confirm, prune, confidence)
+    return _plan(spec, overrides, progress, confirm, prune, confidence, memo)
 
 
 def _plan(
-    spec: Any, overrides: Any, progress: bool, confirm: bool, prune: bool, confidence: Optional[str] = None
+    spec: Any,
+    overrides: Any,
+    progress: bool,
+    confirm: bool,
+    prune: bool,
+    confidence: Optional[str] = None,
+    memo: Any = None,
 ) -> PlanResult:
     t0 = time.perf_counter()
+    hits0 = memo.hits if memo is not None else 0
     spec = load_plan_spec(spec, overrides)
     if confidence is not None:
         spec = load_plan_spec(spec, {"confidence": confidence})
@@ -1018,10 +1030,10 @@ def _plan(
         t = time.perf_counter()
         log.info("plan %s: full simulation of %s", spec.name, c.name)
         try:
-            c.summary = _simulate(c.experiment)
+            c.summary = _simulate(c.experiment, memo)
             if pessimistic:
                 n_twin += 1
-                c.summary_pessimistic = _simulate(corner_experiment(c.experiment, "pessimistic"))
+                c.summary_pessimistic = _simulate(corner_experiment(c.experiment, "pessimistic"), memo)
             c.stage = STAGE_FULL
             c.unused_gco2_per_request = _unused_gco2_per_request(
                 ctx, c, c.summary["duration_s"], c.summary["n_requests"], c.summary["intensity_mean_gco2_per_kwh"]
@@ -1040,10 +1052,10 @@ def _plan(
         log.info("plan %s: short simulation of %s", spec.name, c.name)
         try:
             short = _shorten(c.experiment, spec.search.short_requests)
-            c.short_summary = _simulate(short)
+            c.short_summary = _simulate(short, memo)
             if pessimistic:
                 n_twin += 1
-                c.short_summary_pessimistic = _simulate(corner_experiment(short, "pessimistic"))
+                c.short_summary_pessimistic = _simulate(corner_experiment(short, "pessimistic"), memo)
             c.stage = STAGE_SHORT
             s = c.short_summary
             c.unused_gco2_per_request = _unused_gco2_per_request(
@@ -1180,13 +1192,14 @@ def _plan(
     base_feas = [c for c in feas if c.mode == "colocated"]
     baseline = min(base_feas, key=lambda c: (c.carbon_g_per_request, c.name)) if base_feas else None
     stages = pd.Series([c.stage for c in cands]).value_counts().to_dict()
-    n_band = _chosen_bands(spec, [c for c in (best, baseline) if c is not None])
+    n_band = _chosen_bands(spec, [c for c in (best, baseline) if c is not None], memo)
     stats = {
         "n_candidates": len(cands),
         "n_short_simulations": n_short,
         "n_full_simulations": n_full,
         "n_pessimistic_simulations": n_twin,
         "n_band_simulations": n_band,
+        "n_engine_memo_hits": (memo.hits - hits0) if memo is not None else 0,
         "stages": stages,
         "prune": prune,
         "confirm": confirm,
@@ -1200,7 +1213,7 @@ def _plan(
     return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
 
 
-def _chosen_bands(spec: PlanSpec, chosen: List[Candidate]) -> int:
+def _chosen_bands(spec: PlanSpec, chosen: List[Candidate], memo: Any = None) -> int:
     """Uncertainty bands of the chosen candidates (winner, baseline) when the plan's
     ``performance.uncertainty`` is ``corners``: their most complete run (full, else short) is
     simulated at the two ``performance.band`` corners (a pessimistic twin from ``confidence:
@@ -1213,7 +1226,7 @@ def _chosen_bands(spec: PlanSpec, chosen: List[Candidate]) -> int:
     def run_one(p, band):
         nonlocal n
         n += 1
-        return simulate(p)
+        return simulate(p, memo=memo)
 
     for c in chosen:
         if c.bands_info is not None or c.experiment is None or c._metrics() is None:
