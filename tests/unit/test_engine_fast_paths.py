@@ -77,3 +77,24 @@ def test_simulation_identical_to_plain_bisection(monkeypatch: pytest.MonkeyPatch
     for k in fast:
         assert np.array_equal(fast[k], plain[k], equal_nan=fast[k].dtype.kind == "f"), k
     assert fast["iterations"].sum() > 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_memoised_run_energy_and_iteration_power_equal_fresh_ones(engine) -> None:
+    """The run kept from decode_run_time_s prices the energy as a fresh model does (also with other
+    runs asked for in between, as instances sharing the model do), and an iteration's power after its
+    time equals the power asked for alone."""
+    rng = np.random.default_rng(5)
+    shared = _bound(engine)
+    for _ in range(200):
+        runs = [(int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))) for _ in range(3)]
+        for r in runs:
+            shared.decode_run_time_s(*r)
+        for r in reversed(runs):
+            assert shared.decode_run_energy_j(*r) == _bound(engine).decode_run_energy_j(*r)
+        chunks = [(int(rng.integers(1, 4000)), int(rng.integers(0, 2000))) for _ in range(int(rng.integers(1, 4)))]
+        nd, ctx = int(rng.integers(0, 64)), int(rng.integers(0, 100_000))
+        t = shared.iteration_time_s(chunks, nd, ctx)
+        fresh = _bound(engine)
+        assert t == fresh.iteration_time_s(list(chunks), nd, ctx)
+        assert shared.iteration_power_w(chunks, nd, ctx, t) == _bound(engine).iteration_power_w(chunks, nd, ctx, t)
