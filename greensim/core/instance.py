@@ -166,9 +166,7 @@ class Instance(DownTime):
             self._arm(max(0.0, end - self.sim.env.now))
 
     def _arm(self, delay: float) -> None:
-        ev = self.sim.env.timeout(delay)
-        ev.callbacks.append(self._on_event)
-        self._event = ev
+        self._event = self.sim.env.wake(delay, self._on_event)
 
     def _on_event(self, ev) -> None:
         if ev is not self._event:

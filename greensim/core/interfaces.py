@@ -233,7 +233,7 @@ class EngineHost(Protocol):
     as a request moves through its life. Instances never import the simulation.
     """
 
-    env: Any  # simpy.Environment
+    env: Any  # greensim.core.clock.Clock (a simpy.Environment with wake)
     max_run_iterations: Optional[int]
     table: Any  # RequestTable: the workload
     record: Any  # RequestRecord: per-request outcome arrays

@@ -78,7 +78,7 @@ class Link:
 
     Parameters
     ----------
-    env : simpy.Environment
+    env : greensim.core.clock.Clock (a simpy.Environment with wake)
     bandwidth_bps : float
         Effective bandwidth [bytes/s]; ``inf`` makes the bandwidth phase instantaneous.
     latency_s : float
@@ -125,8 +125,7 @@ class Link:
         self.n_flows += 1
         f = [float(n_bytes), done, 0, float(n_bytes)]
         if self.latency_s > 0:
-            ev = self.env.timeout(self.latency_s)
-            ev.callbacks.append(lambda _e: self._join(f))
+            self.env.wake(self.latency_s, lambda _e: self._join(f))
         else:
             self._join(f)
         return f
@@ -182,9 +181,7 @@ class Link:
             self._event = None
             return
         rem = min(f[0] for f in self._flows)
-        ev = self.env.timeout(max(0.0, rem) * len(self._flows) / self.bandwidth_bps)
-        ev.callbacks.append(self._on_event)
-        self._event = ev
+        self._event = self.env.wake(max(0.0, rem) * len(self._flows) / self.bandwidth_bps, self._on_event)
 
     def _on_event(self, ev) -> None:
         if ev is not self._event:

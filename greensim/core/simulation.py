@@ -11,6 +11,7 @@ import numpy as np
 import simpy
 
 from greensim.base.errors import SimulationInvariantError
+from greensim.core.clock import Clock
 from greensim.core.disagg import DisaggregationSpec, KVHandoff
 from greensim.core.instance import Instance, InstanceConfig
 from greensim.core.interfaces import BoundPerformance, FailureModel, ReleasePolicy, Router, RouterContext
@@ -86,7 +87,7 @@ class Simulation:
         release: Optional[ReleasePolicy] = None,
         recorder: Optional[IterationRecorder] = None,
     ):
-        self.env = simpy.Environment()
+        self.env = Clock()
         self.max_run_iterations = max_run_iterations
         self.table = table
         self.router = router
@@ -259,8 +260,7 @@ class Simulation:
         i = self._next
         if i >= len(self._arr):
             return
-        ev = self.env.timeout(max(0.0, self._arr[i] - self.env.now))
-        ev.callbacks.append(self._on_arrival)
+        self.env.wake(max(0.0, self._arr[i] - self.env.now), self._on_arrival)
 
     def _on_arrival(self, _ev) -> None:
         i = self._next

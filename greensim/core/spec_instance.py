@@ -394,9 +394,7 @@ class SpecInstance(DownTime):
             self._schedule()
 
     def _arm(self, delay: float) -> None:
-        ev = self.sim.env.timeout(delay)
-        ev.callbacks.append(self._on_event)
-        self._event = ev
+        self._event = self.sim.env.wake(delay, self._on_event)
 
     def _on_event(self, ev) -> None:
         if ev is not self._event:

@@ -4,12 +4,12 @@ import math
 
 import numpy as np
 import pytest
-import simpy
 from conftest import make_experiment
 
 from greensim.assembly.prepare import prepare
 from greensim.assembly.simulate import simulate
 from greensim.base.errors import ConfigError
+from greensim.core.clock import Clock
 from greensim.core.link import LINK_TYPES, Link
 from greensim.experiment.load import parse_experiment
 
@@ -25,7 +25,7 @@ def dpd(prefill="A100-80GB", decode="A100-80GB", bw=math.inf, latency=0.0, route
 
 def test_link_processor_sharing_by_hand():
     """Two equal flows, the second joining halfway: 1.5 and 2 transfer-times (+ latency)."""
-    env = simpy.Environment()
+    env = Clock()
     link = Link(env, bandwidth_bps=100.0, latency_s=0.5)
     done = {}
     link.send(100.0, lambda: done.setdefault("a", env.now))
@@ -37,7 +37,7 @@ def test_link_processor_sharing_by_hand():
 
 
 def test_link_alone_takes_bytes_over_bandwidth_plus_latency():
-    env = simpy.Environment()
+    env = Clock()
     link = Link(env, bandwidth_bps=LINK_TYPES["ethernet_25g"][0], latency_s=1e-4)
     t = []
     link.send(3.125e9, lambda: t.append(env.now))
@@ -234,7 +234,7 @@ def test_new_link_kinds_parse(kind):
 
 def test_link_busy_intervals_by_hand():
     """The two flows above keep the link busy from 0.5 (first byte) to 2.5: one interval, 2 s."""
-    env = simpy.Environment()
+    env = Clock()
     link = Link(env, bandwidth_bps=100.0, latency_s=0.5)
     link.send(100.0, lambda: None)
     env.timeout(0.5).callbacks.append(lambda _e: link.send(100.0, lambda: None))
