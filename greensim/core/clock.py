@@ -39,5 +39,5 @@ class Clock(simpy.Environment):
         if delay < 0:
             raise ValueError(f"negative delay {delay}")
         w = Wake(fn)
-        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), w))
+        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), w))  # type: ignore[misc]  # a Wake stands for an Event
         return w
