@@ -32,7 +32,7 @@ from greensim.results import build_tables
 TRACE = Path(__file__).resolve().parents[1].parent / "shared/data/traces/azure_llm_2023_conv.csv"
 
 
-GPU, PERF = "A100-80GB", "roofline"  # set from --gpu / --perf in main()
+GPU, PERF = "A100-80GB", "kernel"  # set from --gpu / --perf in main()
 
 
 def experiment(n: int, rate: float, instances: int, chunked: bool, seed: int = 0, mode: str = "colocated") -> dict:
@@ -128,7 +128,9 @@ def main() -> None:
     ap.add_argument("--chunked", action="store_true", help="chunked prefill")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--gpu", default="A100-80GB", help="catalogue GPU of every instance")
-    ap.add_argument("--perf", default="roofline", help="performance model (roofline | profiled)")
+    ap.add_argument(
+        "--perf", default="kernel", help="performance model (kernel, the package default | roofline | profiled)"
+    )
     ap.add_argument("--mode", choices=["colocated", "dpd", "dsd"], default="colocated")
     a = ap.parse_args()
     global GPU, PERF
