@@ -308,6 +308,8 @@ class BoundKernel(BoundPerformance):
         # the last mixed/prefill iteration asked for (its time, then its power, are asked in turn)
         self._it_key: Tuple[Any, ...] = ()
         self._it_val: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+        # verify steps asked for and not yet priced: (tokens, context, attention pairs) -> (bytes, FLOPs)
+        self._verifies: Dict[Tuple[int, int, float], Tuple[float, float]] = {}
         self._s_t = max(self._fa / self._Fa, self._kvb / self._Ba)
         self._dec_eager = not engine.decode_cuda_graphs
         # power
@@ -451,6 +453,9 @@ class BoundKernel(BoundPerformance):
         if p_tok == 0:
             return 0.0, 0.0, 0.0
         kernel, m, f = self._parts(p_tok, p_tok, pairs, ctx_sum + p_tok, 0)
+        if len(self._verifies) >= 256:
+            self._verifies.clear()
+        self._verifies[(p_tok, ctx_sum, pairs)] = (m, f)  # its power is asked for next (verify_power_w)
         return self._wall(kernel, not self.engine.decode_cuda_graphs, n_seqs, 0), m, f
 
     def verify_time_s(self, new_tokens, ctx_tokens) -> float:
@@ -500,7 +505,12 @@ class BoundKernel(BoundPerformance):
             return super().verify_power_w(p_tok, ctx_sum, n_seqs, time_s)
         n = max(1, n_seqs)
         q = p_tok / n  # the mean new tokens per sequence stands for each (pairs to first order)
-        _, m, f = self._parts(p_tok, p_tok, q * ctx_sum + n * q * (q + 1) * 0.5, ctx_sum + p_tok, 0)
+        pairs = q * ctx_sum + n * q * (q + 1) * 0.5
+        hit = self._verifies.pop((p_tok, ctx_sum, pairs), None)  # equal when every sequence verifies q
+        if hit is None:
+            _, m, f = self._parts(p_tok, p_tok, pairs, ctx_sum + p_tok, 0)
+        else:
+            m, f = hit
         return self._curve_w(m, f, time_s)
 
     def iteration_power_w(self, chunks: Sequence[Chunk], n_decode: int, decode_ctx_tokens: int, time_s: float) -> float:

@@ -98,3 +98,19 @@ def test_memoised_run_energy_and_iteration_power_equal_fresh_ones(engine) -> Non
         fresh = _bound(engine)
         assert t == fresh.iteration_time_s(list(chunks), nd, ctx)
         assert shared.iteration_power_w(chunks, nd, ctx, t) == _bound(engine).iteration_power_w(chunks, nd, ctx, t)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verify_power_after_its_time_equals_a_fresh_models(engine) -> None:
+    """verify_power_w reuses the bytes and FLOPs of the verify step just timed (uniform steps: the
+    same attention pairs) and computes them otherwise; either way as a fresh model does."""
+    rng = np.random.default_rng(6)
+    shared = _bound(engine)
+    for _ in range(300):
+        n, q, ctx = int(rng.integers(1, 64)), int(rng.integers(1, 8)), int(rng.integers(0, 200_000))
+        uniform = bool(rng.integers(0, 2))
+        s_qc, s_qq = q * ctx, n * q * (q + 1)
+        p_tok = n * q if uniform else n * q - 1  # a short sequence: pairs differ from the mean's
+        t = shared.verify_sums_time_s(p_tok, ctx, s_qc, s_qq, n)
+        assert t == _bound(engine).verify_sums_time_s(p_tok, ctx, s_qc, s_qq, n)
+        assert shared.verify_power_w(p_tok, ctx, n, t) == _bound(engine).verify_power_w(p_tok, ctx, n, t)
