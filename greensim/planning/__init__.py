@@ -11,6 +11,7 @@ SLO-aware scheduler, offline); :mod:`.online` re-plans per time window
     res.frontier, res.best, res.baseline, res.saving_frac
 """
 
+from greensim.assembly.simulate import EngineMemo
 from greensim.planning.search import (
     Candidate,
     PlanResult,
@@ -23,6 +24,7 @@ from greensim.planning.spec import PlanSpec, load_plan_spec, parse_plan_spec
 
 __all__ = [
     "plan",
+    "EngineMemo",
     "load_plan_spec",
     "parse_plan_spec",
     "PlanSpec",
