@@ -114,3 +114,21 @@ def test_verify_power_after_its_time_equals_a_fresh_models(engine) -> None:
         t = shared.verify_sums_time_s(p_tok, ctx, s_qc, s_qq, n)
         assert t == _bound(engine).verify_sums_time_s(p_tok, ctx, s_qc, s_qq, n)
         assert shared.verify_power_w(p_tok, ctx, n, t) == _bound(engine).verify_power_w(p_tok, ctx, n, t)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kt", [0.72, 1.28])
+def test_banded_cut_matches_the_base_class_bisection(engine, kt) -> None:
+    """A band corner's cut run (inner model's answer, then stepped to the scaled crossing) is the
+    base class's bisection over the scaled run times."""
+    from greensim.hardware.bands import BandedBound
+
+    b = BandedBound(_bound(engine), kt, 1.1)
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        n, ctx0, kmax = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
+        j = int(rng.integers(1, kmax + 1))
+        for dt in (float(rng.uniform(0.0, 1.2)) * b.decode_run_time_s(n, ctx0, kmax), b.decode_run_time_s(n, ctx0, j)):
+            assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
+                b, n, ctx0, kmax, dt
+            )
