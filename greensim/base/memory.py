@@ -8,6 +8,11 @@ nominal run grew with each run although nothing was kept: 1M requests peaked ~10
 processes and the instances they drive), which only the cyclic garbage collector frees.
 :func:`release_free_memory` collects them and asks glibc to return free pages (``malloc_trim``;
 elsewhere only the collection is done).
+
+Arrow's default memory pool (mimalloc in the pyarrow wheels) keeps the pages it used while a
+Parquet file was written: writing the requests table left RSS ~50 MB higher (300k and 1M
+requests alike) against ~10 MB with the C library's allocator. :func:`prefer_system_arrow_pool`
+asks for the latter in a process that has not imported pyarrow yet (the ``greensim`` command).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import os
 import sys
 from typing import Any, Optional
 
-__all__ = ["release_free_memory"]
+__all__ = ["release_free_memory", "prefer_system_arrow_pool", "ARROW_POOL_ENV"]
+
+#: pyarrow reads it once, when its default memory pool is first used
+ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,3 +51,18 @@ def release_free_memory() -> bool:
     gc.collect()
     libc = _libc()
     return bool(libc.malloc_trim(0)) if libc is not None else False
+
+
+def prefer_system_arrow_pool() -> bool:
+    """Make Arrow allocate with the C library's ``malloc`` (``ARROW_DEFAULT_MEMORY_POOL=system``)
+    instead of mimalloc, unless pyarrow is already imported or the variable is already set.
+
+    Changes no value, only where Arrow's buffers come from and hence how much of them the process
+    keeps after writing Parquet (module docstring; ``benchmarks/README.md``, "Memory"). True when
+    the variable was set here. For the ``greensim`` command, which owns its process; a library
+    user may set the variable themselves before importing pandas.
+    """
+    if "pyarrow" in sys.modules or ARROW_POOL_ENV in os.environ:
+        return False
+    os.environ[ARROW_POOL_ENV] = "system"
+    return True
