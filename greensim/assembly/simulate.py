@@ -46,6 +46,7 @@ def simulate(
         p.ttft_slo_s,
         p.tpot_slo_s,
         accounting=p.experiment.carbon.accounting,
+        consume=True,  # the record is not read after this
     )
     if out.links:  # DPD: the KV links' totals and utilisation over time
         from greensim.results.links import link_tables

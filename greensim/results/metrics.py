@@ -178,11 +178,15 @@ def build_tables(
     ttft_slo_s: np.ndarray,
     tpot_slo_s: np.ndarray,
     accounting: str = "provisioned",
+    consume: bool = False,
 ) -> Tables:
     """Per-request, per-instance and timeline tables plus the summary dict.
 
     ``pue`` prices the energy of instances whose spec has no site PUE (``carbon.pue``);
     ``accounting`` ("provisioned" or "busy", module docstring) picks the headline carbon columns.
+    ``consume``: ``out.record``'s first-scheduled, first-token and done times may be overwritten
+    (they become the queue-delay, TTFT and end-to-end columns, without a copy); the values of
+    the tables do not depend on it.
     """
     if accounting not in ACCOUNTINGS:
         raise ValueError(f"accounting {accounting!r} (valid: {', '.join(ACCOUNTINGS)})")
@@ -356,15 +360,22 @@ def build_tables(
             }
         )
 
-    ttft = rec.first_token_s - t.arrival_s
-    e2e = rec.done_s - t.arrival_s
     nout = t.n_output_tokens
+    # tpot = (done - first token) / (n_out - 1) where n_out > 1, else nan (the same operations as
+    # np.where(nout > 1, (done - first) / np.maximum(nout - 1, 1), nan), with one full-size temporary)
+    tpot = rec.done_s - rec.first_token_s
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(nout > 1, (rec.done_s - rec.first_token_s) / np.maximum(nout - 1, 1), np.nan)
+        np.divide(tpot, np.maximum(nout - 1, 1), out=tpot)
+    tpot[nout <= 1] = np.nan
+    # consume: the record's time columns become the table's (same values, 1M requests: 24 MB less)
+    ttft = np.subtract(rec.first_token_s, t.arrival_s, out=rec.first_token_s if consume else None)
+    e2e = np.subtract(rec.done_s, t.arrival_s, out=rec.done_s if consume else None)
     done = ~rec.rejected
-    queue_delay = rec.first_scheduled_s - t.arrival_s
+    sent_s = t.arrival_s
     if "network_delay_s" in rec.extra:  # time at the instance: less the one-way trip there
-        queue_delay = rec.first_scheduled_s - (t.arrival_s + rec.extra["network_delay_s"] / 2)
+        sent_s = t.arrival_s + rec.extra["network_delay_s"] / 2
+    queue_delay = np.subtract(rec.first_scheduled_s, sent_s, out=rec.first_scheduled_s if consume else None)
+    if "network_delay_s" in rec.extra:
         queue_delay[(queue_delay < 0) & (queue_delay > -1e-9)] = 0.0  # float rounding of arrival + delay
     ttft_ok = ttft <= ttft_slo_s
     tpot_ok = np.where(nout > 1, tpot <= tpot_slo_s, True)
