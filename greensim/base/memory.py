@@ -13,6 +13,12 @@ Arrow's default memory pool (mimalloc in the pyarrow wheels) keeps the pages it 
 Parquet file was written: writing the requests table left RSS ~50 MB higher (300k and 1M
 requests alike) against ~10 MB with the C library's allocator. :func:`prefer_system_arrow_pool`
 asks for the latter in a process that has not imported pyarrow yet (the ``greensim`` command).
+
+glibc also serves a large array from its heap once a freed large one has raised its (dynamic)
+mmap threshold, and a freed heap block in the middle stays resident: building the tables of 1M
+requests (many temporaries of 1-8 MB) peaked ~30 MB higher than with every array of >= 1 MiB
+mapped and unmapped on its own (:func:`map_large_allocations`, which also fixes the threshold;
+the same CPU time within noise, ``benchmarks/README.md``, "Memory").
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import os
 import sys
 from typing import Any, Optional
 
-__all__ = ["release_free_memory", "prefer_system_arrow_pool", "ARROW_POOL_ENV"]
+__all__ = ["release_free_memory", "prefer_system_arrow_pool", "map_large_allocations", "ARROW_POOL_ENV"]
 
 #: pyarrow reads it once, when its default memory pool is first used
 ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
@@ -35,11 +41,14 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 def _libc() -> Optional[Any]:
     if not sys.platform.startswith("linux"):
         return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "malloc_trim") else None  # glibc only (not musl)
+    try:  # glibc's name first: find_library runs ldconfig (tens of ms at every command's start)
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
-        return None
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            return None
+    return libc if hasattr(libc, "malloc_trim") else None  # glibc only (not musl)
 
 
 def release_free_memory() -> bool:
@@ -66,3 +75,19 @@ def prefer_system_arrow_pool() -> bool:
         return False
     os.environ[ARROW_POOL_ENV] = "system"
     return True
+
+
+#: glibc ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (``<malloc.h>``, mallopt(3))
+_M_MMAP_THRESHOLD = -3
+#: allocations of at least this many bytes get their own mapping (1 MiB: 131,072 float64)
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def map_large_allocations(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have glibc map every allocation of ``threshold`` bytes or more on its own, so that freeing
+    it gives its pages back at once (``mallopt(M_MMAP_THRESHOLD)``, which also stops glibc from
+    raising the threshold after large frees). Changes no value; True when glibc accepted it,
+    False elsewhere (not glibc). For the ``greensim`` command, which owns its process.
+    """
+    libc = _libc()
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold))) if libc is not None else False

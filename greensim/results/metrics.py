@@ -98,9 +98,18 @@ def _spec_summary(spec: Sequence[Any]) -> Dict[str, float]:
     return out
 
 
-def _pct(x: np.ndarray, q: float) -> float:
-    x = x[np.isfinite(x)]
-    return float(np.percentile(x, q)) if x.size else float("nan")
+def _mean_and_percentiles(x: np.ndarray, qs: Sequence[float]) -> tuple[float, List[float]]:
+    """``np.nanmean(x)`` (nan when no value is finite) and ``np.percentile(x[np.isfinite(x)], q)``
+    (nan when none is) for each ``q``: the same values, from at most one copy of the finite values,
+    partitioned in place (``x`` is the caller's own copy and may be reordered; 1M requests: ~8 MB
+    less at the peak of building the tables)."""
+    fin = np.isfinite(x)
+    nan = float("nan")
+    mean = float(np.nanmean(x)) if fin.any() else nan
+    xf = x if fin.all() else x[fin]
+    if not xf.size:
+        return mean, [nan] * len(qs)
+    return mean, [float(v) for v in np.percentile(xf, list(qs), overwrite_input=True)]
 
 
 def _served(rec, k: int):
@@ -456,10 +465,9 @@ def build_tables(
         summary.update(_failure_summary(rec, instances, req_lost_c, slo_met, done, H))
     summary.update(_spec_summary([i for i in out.instances if hasattr(i, "spec_stats")]))
     for name, x in timed:
-        xx = x[done]
-        summary[f"{name}_mean"] = float(np.nanmean(xx)) if np.isfinite(xx).any() else float("nan")
-        for q in (50, 90, 99):
-            summary[f"{name}_p{q}"] = _pct(xx, q)
+        qs = (50, 90, 99)
+        summary[f"{name}_mean"], ps = _mean_and_percentiles(x[done], qs)  # x[done]: a copy of its own
+        summary.update({f"{name}_p{q}": p for q, p in zip(qs, ps)})
     summary.update(
         {
             "energy_kwh": energy_total / J_PER_KWH,

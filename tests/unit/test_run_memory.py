@@ -13,6 +13,7 @@ import copy
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,49 @@ def test_the_command_group_sets_the_pool_before_any_command(monkeypatch):
     res = CliRunner().invoke(cli_main.main, ["schema", "--help"])
     assert res.exit_code == 0
     assert calls == [1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_large_arrays_are_mapped_on_their_own_under_glibc():
+    """After ``map_large_allocations`` a freed 8 MB array gives its pages back at once, also after a
+    large free (which, by default, raises glibc's threshold so that the next one comes from the heap)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from greensim.base.memory import map_large_allocations\n"
+        "def rss():\n"
+        "    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1])\n"
+        "if sys.argv[1] == 'on':\n"
+        "    assert map_large_allocations()\n"
+        "a = np.ones(4_000_000); del a\n"  # a 32 MB free: the dynamic threshold rises to 32 MB
+        "keep, pins = [], []\n"
+        "for _ in range(8):\n"  # 8 MB arrays (heap by default, else own maps), each pinned in place
+        "    keep.append(np.ones(1_000_000)); pins.append(np.ones(50_000))\n"  # by a 400 kB one after it
+        "r0 = rss(); del keep; print(r0 - rss())\n"
+    )
+    given_back = {}
+    for mode in ("off", "on"):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
+        given_back[mode] = int(out.stdout.split()[-1])  # kB returned on freeing 64 MB of arrays
+    assert given_back["on"] > 60_000
+    assert given_back["off"] < 10_000  # what the setting is for: glibc keeps the freed heap blocks
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_summary_statistics_equal_the_plain_numpy_ones(seed):
+    from greensim.results.metrics import _mean_and_percentiles  # noqa: PLC2701 (the module's own helper)
+
+    rng = np.random.default_rng(seed)
+    n = 100_001 if seed % 5 == 1 else int(rng.integers(0, 60))
+    x = rng.lognormal(size=n).round(int(rng.integers(0, 4)))  # ties too
+    for bad in (np.nan, np.inf, -np.inf):
+        x[rng.random(n) < 0.1 * rng.integers(0, 3)] = bad
+    if seed == 0:
+        x[:] = np.nan
+    qs = (50, 90, 99)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_mean = float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+        fin = x[np.isfinite(x)]
+        want = [float(np.percentile(fin, q)) if fin.size else float("nan") for q in qs]
+        mean, got = _mean_and_percentiles(x.copy(), qs)
+    np.testing.assert_array_equal([mean, *got], [want_mean, *want])  # bit for bit (nan == nan here)
