@@ -122,6 +122,7 @@ def _tables(p: Prepared, out: Any, router: Any, recorder: Optional[IterationReco
         p.ttft_slo_s,
         p.tpot_slo_s,
         accounting=p.experiment.carbon.accounting,
+        consume=True,  # the record is not read after this
     )
     if out.links:  # DPD: the KV links' totals and utilisation over time
         from greensim.results.links import link_tables

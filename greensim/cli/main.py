@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from greensim.base.errors import GreensimError
+from greensim.base.memory import map_large_allocations, prefer_system_arrow_pool
 from greensim.cli.aging import aging_group
 from greensim.cli.common import fail
 from greensim.cli.forecast import forecast_group
@@ -38,6 +39,11 @@ class _Main(click.Group):
 @click.version_option(package_name="greensim")
 def main() -> None:
     """greensim: simulate carbon-aware LLM serving on heterogeneous GPUs."""
+    # before any command imports pandas: Arrow then gives back what it used to write Parquet, and
+    # large arrays give their pages back when freed (1M requests: ~45 + ~30 MB less peak memory;
+    # greensim.base.memory)
+    prefer_system_arrow_pool()
+    map_large_allocations()
 
 
 for _cmd in (

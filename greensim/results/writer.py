@@ -279,6 +279,9 @@ def write_parquet(df: Any, path: Path, rows_per_group: int = PARQUET_ROWS_PER_GR
         for start in range(0, len(df), rows_per_group):
             part = df.iloc[start : start + rows_per_group]
             w.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False))
+    # mimalloc (the wheels' default pool) keeps what the writer used (~50 MB) unless asked; with
+    # ARROW_DEFAULT_MEMORY_POOL=system (the greensim command: greensim.base.memory) this is a no-op
+    pa.default_memory_pool().release_unused()
 
 
 def write_run(
