@@ -87,7 +87,7 @@ def simulate(
     hit = memo.get(key) if memo is not None and key is not None else None
     if hit is not None:
         out, router = hit
-        return _tables(p, out, router, None)
+        return _tables(p, out, router, None, consume=False)
     out_opts = p.experiment.output
     recorder = IterationRecorder(out_opts.iterations_max) if out_opts.iterations else None
     sim = Simulation(
@@ -109,11 +109,13 @@ def simulate(
     out = sim.run()
     if memo is not None and key is not None:
         memo.put(key, out, router)
-    return _tables(p, out, router, recorder)
+    # building the tables may reuse the record's arrays (less memory) unless the memo keeps them
+    return _tables(p, out, router, recorder, consume=memo is None or key is None)
 
 
-def _tables(p: Prepared, out: Any, router: Any, recorder: Optional[IterationRecorder]) -> Tables:
-    """The run's tables from the engine's outcome ``out`` and this experiment's accounting."""
+def _tables(p: Prepared, out: Any, router: Any, recorder: Optional[IterationRecorder], consume: bool) -> Tables:
+    """The run's tables from the engine's outcome ``out`` and this experiment's accounting
+    (``consume``: ``out.record`` may be overwritten, as nothing reads it afterwards)."""
     tables = build_tables(
         out,
         p.specs,
@@ -122,7 +124,7 @@ def _tables(p: Prepared, out: Any, router: Any, recorder: Optional[IterationReco
         p.ttft_slo_s,
         p.tpot_slo_s,
         accounting=p.experiment.carbon.accounting,
-        consume=True,  # the record is not read after this
+        consume=consume,
     )
     if out.links:  # DPD: the KV links' totals and utilisation over time
         from greensim.results.links import link_tables
