@@ -579,4 +579,7 @@ class Simulation:
             if done.size:
                 horizon = max(horizon, float(done.max()))
         links = self._dpd.links if self._dpd is not None else ()
+        # the engine's own per-request copies of the workload are not read after the run (24-32 B
+        # per request, held while the caller builds tables): the table and record carry the results
+        self._arr, self._nin, self._nout, self._net = array("d"), array("q"), array("q"), array("d")
         return SimOutput(self.table, self.record, self.instances, horizon, self.bin_s, links, self.recorder)
