@@ -27,10 +27,8 @@ def _bound(engine=None) -> BoundKernel:
     return BoundKernel(g, CAT.model("Llama-3.1-8B"), 1, kernel_params_for(load_kernel_params(), g), e)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_bisection_matches_base_class(engine) -> None:
-    b = _bound(engine)
-    rng = np.random.default_rng(3)
+def _assert_cut_matches_bisection(b: BoundPerformance, seed: int) -> None:
+    rng = np.random.default_rng(seed)
     for _ in range(300):
         n, ctx0, kmax = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
         j = int(rng.integers(1, kmax + 1))
@@ -39,6 +37,11 @@ def test_bisection_matches_base_class(engine) -> None:
             assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
                 b, n, ctx0, kmax, dt
             )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bisection_matches_base_class(engine) -> None:
+    _assert_cut_matches_bisection(_bound(engine), 3)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -123,12 +126,4 @@ def test_banded_cut_matches_the_base_class_bisection(engine, kt) -> None:
     base class's bisection over the scaled run times."""
     from greensim.hardware.bands import BandedBound
 
-    b = BandedBound(_bound(engine), kt, 1.1)
-    rng = np.random.default_rng(7)
-    for _ in range(300):
-        n, ctx0, kmax = int(rng.integers(1, 256)), int(rng.integers(0, 400_000)), int(rng.integers(1, 600))
-        j = int(rng.integers(1, kmax + 1))
-        for dt in (float(rng.uniform(0.0, 1.2)) * b.decode_run_time_s(n, ctx0, kmax), b.decode_run_time_s(n, ctx0, j)):
-            assert b.decode_iterations_until(n, ctx0, kmax, dt) == BoundPerformance.decode_iterations_until(
-                b, n, ctx0, kmax, dt
-            )
+    _assert_cut_matches_bisection(BandedBound(_bound(engine), kt, 1.1), 7)
