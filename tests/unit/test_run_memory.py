@@ -157,7 +157,10 @@ def test_large_arrays_are_mapped_on_their_own_under_glibc():
         out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, check=True)
         given_back[mode] = int(out.stdout.split()[-1])  # kB returned on freeing 64 MB of arrays
     assert given_back["on"] > 60_000
-    assert given_back["off"] < 10_000  # what the setting is for: glibc keeps the freed heap blocks
+    # Without the setting glibc usually keeps the freed heap blocks (off ~0 kB here), but whether it
+    # does depends on the build and the heap's state (CI's fresh environment gave 62 MB back), so
+    # only the setting's side is asserted: it never gives back less.
+    assert given_back["on"] >= given_back["off"] - 1_000
 
 
 @pytest.mark.parametrize("seed", range(40))
