@@ -7,7 +7,9 @@ is simulated. For each backend the whole ``greensim.sweep`` call is timed, pool 
 included (a local pool is created per call). Each Dask LocalCluster (one per entry of
 ``--dask-workers``: ``processes=True``, ``threads_per_worker=1``) is started and its workers
 warmed (``import greensim.api.sweep``, which pulls in pandas) before timing, as a user
-connects to a running cluster; its start-up is printed separately.
+connects to a running cluster; its start-up is printed separately. Dask's statistical worker
+profiler (on by default in Dask: it samples every worker thread every 10 ms) is switched off for
+these clusters; ``--dask-profiler`` keeps it (measured: ~25 % more CPU per run with it on).
 
 Scaling efficiency = throughput(backend) / (workers x throughput of the reference): the
 one-worker in-process run, and (column "vs Dask x1", when ``--dask-workers`` holds 1) the
@@ -98,14 +100,26 @@ def in_process_sweep(n: int, runs: int):
     return df, wall, sim_cpu[0]
 
 
-def dask_sweep(w: int, n: int, runs: int):
-    """A sweep on a fresh LocalCluster of ``w`` single-threaded worker processes."""
+def dask_sweep(w: int, n: int, runs: int, profiler: bool = False):
+    """A sweep on a fresh LocalCluster of ``w`` single-threaded worker processes; ``profiler``: keep
+    Dask's statistical worker profiler on (its default: it samples each worker thread every 10 ms)."""
     import distributed
 
     t0, c0 = time.perf_counter(), cpu_s()
-    cluster = distributed.LocalCluster(
-        processes=True, n_workers=w, threads_per_worker=1, dashboard_address=None, silence_logs=40
-    )
+    # as a user starts workers: DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False dask worker ...
+    # (the worker processes read it from their environment)
+    key = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
+    old = os.environ.get(key)
+    os.environ[key] = "True" if profiler else "False"
+    try:
+        cluster = distributed.LocalCluster(
+            processes=True, n_workers=w, threads_per_worker=1, dashboard_address=None, silence_logs=40
+        )
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
     client = distributed.Client(cluster)
     try:
         client.wait_for_workers(w)
@@ -133,6 +147,11 @@ def main() -> None:
         "--dask-workers", default="2", help="worker processes of each local Dask cluster, comma-separated (1,2,4,8)"
     )
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument(
+        "--dask-profiler",
+        action="store_true",
+        help="keep Dask's statistical worker profiler on (Dask's default; off here: it costs ~25%% CPU per run)",
+    )
     ap.add_argument("--csv", help="also write the table to this CSV file")
     args = ap.parse_args()
     local_counts = [int(x) for x in args.workers.split(",") if int(x) > 1]
@@ -164,7 +183,7 @@ def main() -> None:
         print(f"local x{w}: {wall:.1f} s", flush=True)
     startups = []
     for w in dask_counts:
-        df, wall, cpu, startup = dask_sweep(w, args.n, args.runs)
+        df, wall, cpu, startup = dask_sweep(w, args.n, args.runs, args.dask_profiler)
         pd.testing.assert_frame_equal(df.drop(columns=["wall_s"]), ref.drop(columns=["wall_s"]))
         rows.append(
             (
