@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Tuple
 
 __all__ = [
     "EngineHost",
@@ -15,6 +15,7 @@ __all__ = [
     "ReleasePolicy",
     "FailureModel",
     "PrefillHandoff",
+    "step_to_crossing",
 ]
 
 #: A prefill chunk: (new tokens processed now, tokens already in the KV cache).
@@ -276,3 +277,16 @@ class EngineHost(Protocol):
     def on_draft_lost_work(self, r: Any, draft_index: int, busy_s: float, energy_j: float) -> None:
         """``r``'s share of draft-GPU work lost to a failure (failures only)."""
         ...
+
+
+def step_to_crossing(run_time: Callable[[int], float], j: int, kmax: int, dt_s: float) -> int:
+    """:meth:`BoundPerformance.decode_iterations_until`'s answer (smallest k in [1, kmax] with
+    ``run_time(k) >= dt_s``, else kmax) found by stepping from a guess ``j``; exact for run times
+    that rise by a whole iteration per step (far above rounding), so a guess from a closed form or
+    from a related model costs one or two evaluations instead of a bisection."""
+    j = min(kmax, max(1, j))
+    while j > 1 and run_time(j - 1) >= dt_s:
+        j -= 1
+    while j < kmax and run_time(j) < dt_s:
+        j += 1
+    return j

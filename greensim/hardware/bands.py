@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.base.yamlio import load_yaml_file
-from greensim.core.interfaces import BoundPerformance
+from greensim.core.interfaces import BoundPerformance, step_to_crossing
 from greensim.hardware.catalog import GPUSpec
 
 BANDS = ("pessimistic", "nominal", "optimistic")
@@ -118,14 +118,8 @@ class BandedBound(BoundPerformance):
         return self.kt * self.kp * self.inner.decode_run_energy_j(n, ctx0, k)
 
     def decode_iterations_until(self, n, ctx0, kmax, dt_s):
-        # the base class's answer (smallest k whose scaled run ends at or after dt_s): start from the
-        # inner model's answer for dt_s / kt, then step to the crossing of the scaled times themselves
-        # (a run's time rises by a whole iteration per step, far above rounding)
+        # the inner model's answer for dt_s / kt, stepped to the crossing of the scaled times themselves
         if kmax <= 1:
             return 1
-        j = self.inner.decode_iterations_until(n, ctx0, kmax, dt_s / self.kt)
-        while j > 1 and self.decode_run_time_s(n, ctx0, j - 1) >= dt_s:
-            j -= 1
-        while j < kmax and self.decode_run_time_s(n, ctx0, j) < dt_s:
-            j += 1
-        return j
+        guess = self.inner.decode_iterations_until(n, ctx0, kmax, dt_s / self.kt)
+        return step_to_crossing(lambda k: self.decode_run_time_s(n, ctx0, k), guess, kmax, dt_s)

@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from greensim.base.errors import ProfileError
 from greensim.base.paths import bundled
 from greensim.base.yamlio import load_yaml_file
-from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel
+from greensim.core.interfaces import BoundPerformance, Chunk, PerformanceModel, step_to_crossing
 from greensim.hardware.catalog import GPUSpec, ModelSpec, expected_experts
 from greensim.hardware.registry import PERFORMANCE_MODELS
 from greensim.hardware.roofline import affine_sum
@@ -558,12 +558,8 @@ class BoundKernel(BoundPerformance):
             b = c - h
             if c > 0.0:
                 x = dt_s / b if h == 0.0 else (-b + math.sqrt(b * b + 4.0 * h * dt_s)) / (2.0 * h)
-                j = min(kmax, max(1, math.ceil(x) if x < kmax else kmax))
-                while j > 1 and self._run_time(n, j - 1, t0, t1) >= dt_s:
-                    j -= 1
-                while j < kmax and self._run_time(n, j, t0, t1) < dt_s:
-                    j += 1
-                return j
+                guess = math.ceil(x) if x < kmax else kmax
+                return step_to_crossing(lambda k: self._run_time(n, k, t0, t1), guess, kmax, dt_s)
         lo, hi = 1, kmax
         while lo < hi:
             mid = (lo + hi) // 2
