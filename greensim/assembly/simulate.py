@@ -8,6 +8,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional, Tuple
 
 from greensim.assembly.prepare import Prepared, make_router, router_extras
+from greensim.base.errors import ConfigError
 from greensim.core.recorder import IterationRecorder
 from greensim.core.simulation import Simulation
 from greensim.experiment.quantization import QUALITY_NOTE, quantization_on
@@ -38,7 +39,9 @@ class EngineMemo:
     """
 
     def __init__(self, max_entries: int = 512):
-        self.max_entries = int(max_entries)
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ConfigError(f"EngineMemo(max_entries={max_entries!r}): give a whole number >= 1 (default 512).")
+        self.max_entries = max_entries
         self._runs: "OrderedDict[str, Tuple[Any, Any]]" = OrderedDict()
         self.hits = 0
         self.misses = 0

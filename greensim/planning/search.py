@@ -41,6 +41,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import pandas as pd
 
+from greensim.assembly.simulate import EngineMemo
 from greensim.base.errors import ConfigError, GreensimError
 from greensim.base.units import G_PER_KG, J_PER_KWH, S_PER_YEAR
 from greensim.carbon.embodied import scoped_embodied_kgco2e
@@ -859,7 +860,7 @@ def _note_unstable(c: Candidate, s: Dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ simulation stages
-def _simulate(exp: Experiment, memo: Any = None) -> Dict[str, Any]:
+def _simulate(exp: Experiment, memo: Optional[EngineMemo] = None) -> Dict[str, Any]:
     """The run's summary plus its arrival-window (steady-state) carbon, :func:`steady_state`;
     ``memo``: an :class:`~greensim.assembly.simulate.EngineMemo` of engine runs to reuse."""
     import time
@@ -944,7 +945,7 @@ def plan(
     confirm: bool = True,
     prune: bool = True,
     confidence: Optional[str] = None,
-    memo: Any = None,
+    memo: Optional[EngineMemo] = None,
 ) -> PlanResult:
     """Search the plan's deployments for the lowest-carbon one that meets the attainment target.
 
@@ -976,9 +977,14 @@ def _plan(
     confirm: bool,
     prune: bool,
     confidence: Optional[str] = None,
-    memo: Any = None,
+    memo: Optional[EngineMemo] = None,
 ) -> PlanResult:
     t0 = time.perf_counter()
+    if memo is not None and not isinstance(memo, EngineMemo):
+        raise ConfigError(
+            f"plan(memo=...): expected a greensim.planning.EngineMemo (or None), got {type(memo).__name__}. "
+            "Create one with EngineMemo() and pass the same object to each plan(...) that should share runs."
+        )
     hits0 = memo.hits if memo is not None else 0
     spec = load_plan_spec(spec, overrides)
     if confidence is not None:
@@ -1213,7 +1219,7 @@ def _plan(
     return PlanResult(spec, cands, best, baseline, bool(feas), time.perf_counter() - t0, stats)
 
 
-def _chosen_bands(spec: PlanSpec, chosen: List[Candidate], memo: Any = None) -> int:
+def _chosen_bands(spec: PlanSpec, chosen: List[Candidate], memo: Optional[EngineMemo] = None) -> int:
     """Uncertainty bands of the chosen candidates (winner, baseline) when the plan's
     ``performance.uncertainty`` is ``corners``: their most complete run (full, else short) is
     simulated at the two ``performance.band`` corners (a pessimistic twin from ``confidence:

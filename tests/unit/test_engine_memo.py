@@ -127,3 +127,19 @@ def test_plans_sharing_a_memo_equal_plans_without_one() -> None:
                     assert x.keys() == y.keys(), cs.name
                     for k in set(x) - {"sim_wall_s"}:
                         assert x[k] == y[k] or (x[k] != x[k] and y[k] != y[k]), (cs.name, k)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "512"])
+def test_memo_size_must_be_a_whole_number_from_one(bad) -> None:
+    from greensim.base.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_entries"):
+        EngineMemo(max_entries=bad)
+
+
+def test_plan_names_a_memo_of_the_wrong_kind() -> None:
+    from greensim.base.errors import ConfigError
+    from greensim.planning import plan
+
+    with pytest.raises(ConfigError, match=r"plan\(memo=...\): expected a greensim.planning.EngineMemo"):
+        plan(ROOT / "experiments/paper/chat.yaml", memo={})
