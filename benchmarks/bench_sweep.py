@@ -30,6 +30,7 @@ band corners included in both). Every backend's table is checked equal to the in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -78,11 +79,13 @@ def timed_sweep(n: int, runs: int, **kw):
     return df, wall
 
 
-def in_process_sweep(n: int, runs: int):
-    """The one-worker in-process sweep, with the CPU spent inside ``Simulation.run`` summed up."""
+@contextlib.contextmanager
+def engine_cpu():
+    """Within the block, sum the CPU seconds spent inside ``Simulation.run`` (in this process) into
+    the yielded list's ``[0]`` and count the simulations in ``[1]``."""
     from greensim.core.simulation import Simulation
 
-    sim_cpu = [0.0]
+    acc = [0.0, 0]
     original = Simulation.run
 
     def timed_run(self):
@@ -90,14 +93,21 @@ def in_process_sweep(n: int, runs: int):
         try:
             return original(self)
         finally:
-            sim_cpu[0] += time.process_time() - t0
+            acc[0] += time.process_time() - t0
+            acc[1] += 1
 
     Simulation.run = timed_run  # type: ignore[method-assign]
     try:
-        df, wall = timed_sweep(n, runs, workers=1)
+        yield acc
     finally:
         Simulation.run = original  # type: ignore[method-assign]
-    return df, wall, sim_cpu[0]
+
+
+def in_process_sweep(n: int, runs: int):
+    """The one-worker in-process sweep, with the CPU spent inside ``Simulation.run`` summed up."""
+    with engine_cpu() as acc:
+        df, wall = timed_sweep(n, runs, workers=1)
+    return df, wall, acc[0]
 
 
 def dask_sweep(w: int, n: int, runs: int, profiler: bool = False):

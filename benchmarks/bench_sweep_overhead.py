@@ -14,11 +14,16 @@ summary, the band statistics, the sweep's own bookkeeping and the result DataFra
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import greensim
-from greensim.api.run import default_experiment_path
-from greensim.core.simulation import Simulation
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_sweep import engine_cpu  # noqa: E402
+
+import greensim  # noqa: E402
+from greensim.api.run import default_experiment_path  # noqa: E402
 
 
 def main() -> None:
@@ -33,30 +38,18 @@ def main() -> None:
         "workload.rate_rps": [4 + 1.5 * i for i in range(10)],
         "cluster.instances.0.count": list(range(1, 11)),
     }
-    engine = [0.0, 0]
-    run = Simulation.run
-
-    def timed(self):
-        t = time.process_time()
-        try:
-            return run(self)
-        finally:
-            engine[0] += time.process_time() - t
-            engine[1] += 1
-
-    Simulation.run = timed  # type: ignore[method-assign]
     t0 = time.process_time()
-    df = greensim.sweep(
-        default_experiment_path(),
-        grid=grid,
-        seeds=seeds,
-        cache=False,
-        progress=True,
-        workers=1,
-        overrides={"workload.n_requests": args.n},
-    )
+    with engine_cpu() as engine:
+        df = greensim.sweep(
+            default_experiment_path(),
+            grid=grid,
+            seeds=seeds,
+            cache=False,
+            progress=True,
+            workers=1,
+            overrides={"workload.n_requests": args.n},
+        )
     total = time.process_time() - t0
-    Simulation.run = run  # type: ignore[method-assign]
     ok = int((df["status"] == "ok").sum())
     over = total - engine[0]
     print(f"{len(df)} runs ({ok} ok), {engine[1]} simulations of {args.n} requests; greensim {greensim.__version__}")
